@@ -1,0 +1,64 @@
+import type { ModelConfig } from '../model/types.ts';
+
+export const QUANTS = ['none', 'int4'] as const;
+export type Quant = (typeof QUANTS)[number];
+
+export const PROVIDERS = ['cpu', 'cuda'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
+/** A contiguous layer range [start, end) of a checkpoint, run by one shard. */
+export interface StageSpec {
+  readonly start: number;
+  readonly end: number;
+  readonly quant: Quant;
+  /** intra-op threads for onnxruntime (spinning is always off: stages share cores). */
+  readonly threads: number;
+  readonly provider: Provider;
+}
+
+/**
+ * One unit of work for a stage: n consecutive positions of one sequence.
+ * The first stage takes token ids, later stages the previous stage's hidden states.
+ */
+export interface StageItem {
+  readonly seq: string;
+  /** Position of the first of the n tokens; must equal this stage's KV length for seq. */
+  readonly pos: number;
+  readonly n: number;
+  /** Token ids at positions pos..pos+n-1 (always present: the last stage uses them for penalties). */
+  readonly tokens: Int32Array;
+  /** [n, hiddenSize] fp32; absent on the first stage. */
+  readonly hidden?: Float32Array;
+  /** Start this sequence's KV as a copy of the first `len` positions of `from` (prefix reuse). */
+  readonly fork?: { readonly from: string; readonly len: number };
+}
+
+export interface StageResult {
+  readonly seq: string;
+  /** Non-last stage: [n, hiddenSize] to pass on. */
+  readonly hidden?: Float32Array;
+  /** Last stage: logits [vocabSize] of the final position of the item. */
+  readonly logits?: Float32Array;
+}
+
+/**
+ * A loaded layer range. Implementations run onnxruntime in a worker thread (session.run blocks the
+ * event loop) and own the per-sequence KV cache there.
+ */
+export interface ShardEngine {
+  readonly spec: StageSpec;
+  readonly config: ModelConfig;
+  readonly first: boolean;
+  readonly last: boolean;
+  /** Single-token items of different sequences run as one batch; prefill chunks run one by one. */
+  run(items: readonly StageItem[]): Promise<StageResult[]>;
+  /** Drops the KV of seq (no-op when unknown). */
+  free(seq: string): void;
+  /** KV positions held for seq (0 when unknown). */
+  kvLength(seq: string): number;
+  /** Bytes of KV cache currently held. */
+  kvBytes(): number;
+  /** Bytes of weights held (for the planner and `hearth bench`). */
+  weightBytes(): number;
+  close(): Promise<void>;
+}

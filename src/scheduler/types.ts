@@ -1,0 +1,73 @@
+import type { SampledToken, SamplingParams } from '../sampling/types.ts';
+
+/** One trip through the pipeline for a sequence: feed tokens, get the next token sampled. */
+export interface StepRequest {
+  readonly seq: string;
+  readonly pos: number;
+  /** Tokens at positions pos..pos+tokens.length-1 (a prefill chunk or one decode token). */
+  readonly tokens: Int32Array;
+  /** Length of the original prompt: presence/frequency penalties count tokens after it. */
+  readonly promptLen: number;
+  readonly sampling: SamplingParams;
+  /** Only the final chunk of a prefill needs a sampled token; earlier chunks resolve with null. */
+  readonly wantToken: boolean;
+  /** Return the full logits (constrained decoding samples at the gateway). */
+  readonly wantLogits: boolean;
+  readonly fork?: { readonly from: string; readonly len: number };
+}
+
+export interface StepOutcome {
+  readonly token: SampledToken | null;
+  readonly logits?: Float32Array;
+}
+
+/**
+ * What the scheduler drives: an in-process chain of shard engines, or the NATS cluster.
+ * `step` rejects with HearthError HEARTH_ERR_PLAN_CHANGED when a stage was lost mid-flight (the
+ * scheduler replays the sequence), and HEARTH_ERR_NO_PLAN when nothing can serve.
+ */
+export interface Pipeline {
+  step(req: StepRequest): Promise<StepOutcome>;
+  /** Frees seq's KV on every stage. Fire and forget. */
+  free(seq: string): void;
+  /** Resolves when a plan can serve; rejects with HEARTH_ERR_NO_PLAN after timeoutMs. */
+  waitReady(timeoutMs: number): Promise<void>;
+  /** Current plan epoch (increments on every re-plan). */
+  epoch(): number;
+  close(): Promise<void>;
+}
+
+/** Grammar-constrained decoding hook (JSON schema / tool calls), implemented in chat/. */
+export interface TokenConstraint {
+  /** Picks the next token from full logits, never one the grammar rejects. `pos` seeds the RNG. */
+  pick(logits: Float32Array, sampling: SamplingParams, pos: number): SampledToken;
+  /** Advances the grammar by the chosen token. */
+  accept(token: number): void;
+  /** True once the grammar is complete: the sequence must end now. */
+  done(): boolean;
+}
+
+export interface GenerateRequest {
+  readonly id: string;
+  readonly prompt: Int32Array;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** Token ids that end the sequence (not emitted). */
+  readonly stopTokens: readonly number[];
+  readonly constraint?: TokenConstraint;
+  readonly signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export type GenerateEvent =
+  | { readonly type: 'token'; readonly token: SampledToken; readonly index: number }
+  | { readonly type: 'done'; readonly reason: FinishReason; readonly promptTokens: number; readonly completionTokens: number };
+
+/** What the API layer drives. Implemented by scheduler/scheduler.ts over any Pipeline. */
+export interface Generator {
+  /** Yields tokens as they are sampled, then one 'done'. Aborting req.signal ends it with 'cancelled'. */
+  generate(req: GenerateRequest): AsyncIterable<GenerateEvent>;
+  /** Sequences running / waiting (queue depth for metrics and 429s). */
+  load(): { readonly running: number; readonly waiting: number };
+}
