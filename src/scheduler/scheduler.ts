@@ -1,0 +1,261 @@
+import { HearthError, isHearthError } from '../errors/index.ts';
+import type { SampledToken } from '../sampling/types.ts';
+import { PrefixCache } from './prefix-cache.ts';
+import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
+
+export interface SchedulerOptions {
+  /** Sequences decoding at once; more wait in the queue. */
+  readonly maxConcurrent: number;
+  /** Sequences allowed to wait; beyond that a request gets 429 (HEARTH_ERR_QUEUE_FULL). */
+  readonly maxQueue: number;
+  /** Prompt tokens per prefill step (bounds one step's activations and its latency for others). */
+  readonly prefillChunk: number;
+  /** Model context length: generation stops with 'length' there. */
+  readonly contextLength: number;
+  /** How long a request waits for a live plan (a re-plan after a node loss) before 503. */
+  readonly readyTimeoutMs: number;
+  /** Replays of one sequence after plan changes before giving up. */
+  readonly maxReplays: number;
+  /** Finished sequences kept for prefix reuse (0 = off). */
+  readonly prefixCache: number;
+  /** Shortest shared prefix worth forking. */
+  readonly minPrefix: number;
+  readonly onReplay?: (seq: string, epoch: number, tokens: number) => void;
+}
+
+export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = Object.freeze({
+  maxConcurrent: 16,
+  maxQueue: 64,
+  prefillChunk: 256,
+  contextLength: 4096,
+  readyTimeoutMs: 30_000,
+  maxReplays: 8,
+  prefixCache: 8,
+  minPrefix: 16,
+});
+
+/**
+ * Drives sequences through a Pipeline: chunked prefill, then one decode step at a time. Each
+ * sequence has at most one step in flight; many sequences run at once, so every stage has work
+ * (pipeline parallelism) and a stage can batch the decode steps waiting for it.
+ *
+ * Fault tolerance lives here: when a stage is lost the Pipeline rejects with PLAN_CHANGED, and the
+ * sequence is replayed on the new plan — prompt plus every token generated so far, prefilled again.
+ * Sampling draws from an RNG seeded by (seed, position), so the replayed sequence continues exactly
+ * where it stopped: no token lost, none repeated.
+ */
+export class Scheduler implements Generator {
+  private readonly pipeline: Pipeline;
+  private readonly opts: SchedulerOptions;
+  private readonly prefix: PrefixCache;
+  private running = 0;
+  private waiters: Array<() => void> = [];
+  private waitHead = 0;
+  private nextSeq = 0;
+
+  constructor(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}) {
+    this.pipeline = pipeline;
+    this.opts = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
+    this.prefix = new PrefixCache({
+      capacity: this.opts.prefixCache,
+      minPrefix: this.opts.minPrefix,
+      evict: (seq) => pipeline.free(seq),
+    });
+  }
+
+  load(): { running: number; waiting: number } {
+    return { running: this.running, waiting: this.waiters.length - this.waitHead };
+  }
+
+  /** Number of finished sequences held for prefix reuse. */
+  retained(): number {
+    return this.prefix.size;
+  }
+
+  async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    await this.admit(req.signal);
+    try {
+      yield* this.run(req);
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Frees every retained sequence (call before closing the pipeline). */
+  clear(): void {
+    this.prefix.clear();
+  }
+
+  private async admit(signal: AbortSignal | undefined): Promise<void> {
+    if (this.running < this.opts.maxConcurrent) {
+      this.running++;
+      return;
+    }
+    const waiting = this.waiters.length - this.waitHead;
+    if (waiting >= this.opts.maxQueue) {
+      throw new HearthError('HEARTH_ERR_QUEUE_FULL', [this.running + waiting, 1]);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(signal?.reason ?? new Error('aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  private release(): void {
+    // Hand the slot straight to the next waiter (running stays the same), else free it.
+    while (this.waitHead < this.waiters.length) {
+      const next = this.waiters[this.waitHead]!;
+      this.waitHead++;
+      if (this.waitHead > 1024 && this.waitHead * 2 > this.waiters.length) {
+        this.waiters = this.waiters.slice(this.waitHead);
+        this.waitHead = 0;
+      }
+      next();
+      return;
+    }
+    this.running--;
+  }
+
+  private async *run(req: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    const { prompt, sampling, constraint, signal } = req;
+    const promptLen = prompt.length;
+    const maxTokens = Math.max(0, Math.min(req.maxTokens, this.opts.contextLength - promptLen));
+    const stop = new Set(req.stopTokens);
+    // All tokens of the sequence so far: prompt, then generated ones (grown by doubling).
+    let tokens = new Int32Array(Math.max(16, promptLen + Math.min(maxTokens, 4096)));
+    tokens.set(prompt);
+    let total = promptLen;
+    let generated = 0;
+    let attempt = 0;
+    let seq = this.newSeqId(req.id, attempt);
+    let fed = 0;
+    let epoch = this.pipeline.epoch();
+    let fork = this.prefix.lookup(prompt, epoch);
+    let finished: 'stop' | 'length' | 'cancelled' | null = maxTokens === 0 ? 'length' : null;
+
+    try {
+      while (finished === null) {
+        if (isAborted(signal)) {
+          finished = 'cancelled';
+          break;
+        }
+        let out: StepOutcome;
+        try {
+          await this.pipeline.waitReady(this.opts.readyTimeoutMs);
+          if (this.pipeline.epoch() !== epoch) {
+            epoch = this.pipeline.epoch();
+            if (fork !== null) fork = null;
+          }
+          out = await this.feed(seq, tokens, fed, total, promptLen, req, fork);
+          if (fork !== null) {
+            fork.entry.inUse--;
+            fork = null;
+          }
+          fed = total;
+        } catch (e) {
+          if (fork !== null) {
+            fork.entry.inUse--;
+            fork = null;
+          }
+          if (!isHearthError(e, 'HEARTH_ERR_PLAN_CHANGED') || attempt >= this.opts.maxReplays) throw e;
+          // A stage was lost: start over on the new plan with everything we have.
+          this.pipeline.free(seq);
+          attempt++;
+          seq = this.newSeqId(req.id, attempt);
+          fed = 0;
+          this.opts.onReplay?.(seq, this.pipeline.epoch(), total);
+          continue;
+        }
+        if (isAborted(signal)) {
+          finished = 'cancelled';
+          break;
+        }
+        let tok: SampledToken | null = out.token;
+        if (constraint !== undefined) {
+          if (out.logits === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['constrained step returned no logits']);
+          tok = constraint.pick(out.logits, sampling, total);
+          constraint.accept(tok.token);
+        }
+        if (tok === null) throw new HearthError('HEARTH_ERR_ENGINE', ['pipeline returned no token']);
+        if (stop.has(tok.token)) {
+          finished = 'stop';
+          break;
+        }
+        yield { type: 'token', token: tok, index: generated };
+        generated++;
+        if (total === tokens.length) {
+          const bigger = new Int32Array(tokens.length * 2);
+          bigger.set(tokens);
+          tokens = bigger;
+        }
+        tokens[total++] = tok.token;
+        if (constraint?.done() === true) finished = 'stop';
+        else if (generated >= maxTokens) finished = 'length';
+      }
+    } catch (e) {
+      this.pipeline.free(seq);
+      throw e;
+    } finally {
+      if (finished === null) {
+        // The consumer stopped iterating (client went away) or we threw: free the KV everywhere.
+        this.pipeline.free(seq);
+      }
+    }
+    if (finished === 'cancelled' || fed === 0 || !this.prefix.add(seq, tokens.slice(0, fed), epoch)) {
+      this.pipeline.free(seq);
+    }
+    yield { type: 'done', reason: finished, promptTokens: promptLen, completionTokens: generated };
+  }
+
+  /** Feeds tokens[fed, total) in prefill chunks; the last chunk samples the next token. */
+  private async feed(
+    seq: string,
+    tokens: Int32Array,
+    fed: number,
+    total: number,
+    promptLen: number,
+    req: GenerateRequest,
+    fork: { entry: { seq: string; inUse: number }; len: number } | null,
+  ): Promise<StepOutcome> {
+    let pos = fed;
+    let forkArg: { from: string; len: number } | undefined;
+    if (fork !== null && fed === 0) {
+      fork.entry.inUse++;
+      forkArg = { from: fork.entry.seq, len: fork.len };
+      pos = fork.len;
+    }
+    for (;;) {
+      const end = Math.min(total, pos + this.opts.prefillChunk);
+      const last = end === total;
+      const out = await this.pipeline.step({
+        seq,
+        pos,
+        tokens: tokens.slice(pos, end),
+        promptLen,
+        sampling: req.sampling,
+        wantToken: last,
+        wantLogits: last && req.constraint !== undefined,
+        ...(forkArg === undefined ? {} : { fork: forkArg }),
+      });
+      forkArg = undefined;
+      pos = end;
+      if (last) return out;
+    }
+  }
+
+  private newSeqId(id: string, attempt: number): string {
+    return `${id}.${(this.nextSeq++).toString(36)}.${attempt}`;
+  }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+export function createScheduler(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}): Scheduler {
+  return new Scheduler(pipeline, opts);
+}
