@@ -1,0 +1,66 @@
+import { parseArgs } from 'node:util';
+
+export const usage = `hearth status [--url http://127.0.0.1:8080] [--api-key KEY] [--json]
+Shows the cluster of a running gateway: plan epoch, each node's layer range, memory, state, tokens/s.`;
+
+interface NodeView {
+  id: string;
+  name?: string;
+  state?: string;
+  range?: [number, number] | null;
+  memory?: { total?: number; free?: number; kvBytes?: number };
+  threads?: number;
+  tokS?: number;
+}
+
+const gb = (n: number | undefined): string => (n === undefined ? '-' : `${(n / 2 ** 30).toFixed(1)}G`);
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      url: { type: 'string', default: process.env['HEARTH_URL'] ?? 'http://127.0.0.1:8080' },
+      'api-key': { type: 'string', default: process.env['HEARTH_API_KEY'] ?? '' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
+  const headers: Record<string, string> = values['api-key'] === '' ? {} : { authorization: `Bearer ${values['api-key']}` };
+  let res: Response;
+  try {
+    res = await fetch(new URL('/v1/cluster', values.url), { headers });
+  } catch (e) {
+    process.stderr.write(`hearth status: cannot reach ${values.url} (${(e as Error).message}); is \`hearth up\` running? pass --url\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    process.stderr.write(`hearth status: ${values.url}/v1/cluster answered ${res.status}: ${await res.text()}\n`);
+    return 1;
+  }
+  const body = (await res.json()) as { epoch?: number; model?: { id?: string; numLayers?: number }; nodes?: NodeView[] };
+  if (values.json) {
+    process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+    return 0;
+  }
+  const nodes = body.nodes ?? [];
+  process.stdout.write(`model ${body.model?.id ?? '?'} (${body.model?.numLayers ?? '?'} layers), plan epoch ${body.epoch ?? '?'}, ${nodes.length} node(s)\n`);
+  const rows = [['NODE', 'STATE', 'LAYERS', 'MEM FREE/TOTAL', 'KV', 'THREADS', 'TOK/S']];
+  for (const n of nodes) {
+    rows.push([
+      n.name ?? n.id,
+      n.state ?? '-',
+      n.range ? `${n.range[0]}-${n.range[1] - 1}` : '-',
+      `${gb(n.memory?.free)}/${gb(n.memory?.total)}`,
+      n.memory?.kvBytes === undefined ? '-' : `${(n.memory.kvBytes / 2 ** 20).toFixed(1)}M`,
+      String(n.threads ?? '-'),
+      n.tokS === undefined ? '-' : n.tokS.toFixed(1),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ') + '\n');
+  return 0;
+}
