@@ -25,6 +25,9 @@ export const ERRORS = {
   HEARTH_ERR_ENGINE: { status: 500, type: 'server_error', openaiCode: null, message: 'inference failed: {0}' },
   HEARTH_ERR_PROVIDER: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'execution provider {0} is not available: {1}' },
   // --- cluster -----------------------------------------------------------------------------
+  HEARTH_ERR_BUS_CONNECT: { status: 503, type: 'service_unavailable', openaiCode: null, message: 'cannot reach the NATS server at {0}: {1}' },
+  HEARTH_ERR_NATS_SERVER: { status: 500, type: 'server_error', openaiCode: null, message: 'nats-server: {0}' },
+  HEARTH_ERR_STEP_TIMEOUT: { status: 504, type: 'server_error', openaiCode: null, message: 'step of sequence {0} got no answer from the cluster within {1} ms' },
   HEARTH_ERR_PLAN_CHANGED: { status: 503, type: 'service_unavailable', openaiCode: null, message: 'plan changed (epoch {0}); the sequence is replayed' },
   HEARTH_ERR_NO_PLAN: { status: 503, type: 'service_unavailable', openaiCode: 'no_capacity', message: 'no plan can serve the model: {0}' },
   HEARTH_ERR_NODE_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: null, message: 'node {0} was refused: {1}' },
