@@ -1,0 +1,84 @@
+// The shape of a validated config. config/schema.json is the source of truth for defaults and
+// allowed values; test/config-load.test.ts checks this type's keys against the schema's.
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const QUANT_MODES = ['none', 'int4'] as const;
+export type QuantMode = (typeof QUANT_MODES)[number];
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  apiKeys: string[];
+  insecure: boolean;
+  drainMs: number;
+  ui: boolean;
+}
+
+export interface ModelSection {
+  /** null = serve the generated offline demo checkpoint. */
+  dir: string | null;
+  /** null = the checkpoint folder's name. */
+  id: string | null;
+  quant: QuantMode;
+  /** null = the checkpoint's max_position_embeddings. */
+  maxContext: number | null;
+}
+
+export interface TlsConfig {
+  enabled: boolean;
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
+}
+
+export interface ClusterSection {
+  name: string;
+  /** null = `hearth up` starts a private nats-server. */
+  natsUrl: string | null;
+  /** null = `hearth up` generates one. */
+  token: string | null;
+  workers: number;
+  heartbeatMs: number;
+  lostAfterMs: number;
+  tls: TlsConfig;
+}
+
+export interface WorkerSection {
+  /** null = number of CPU cores. */
+  threads: number | null;
+  /** null = 80% of free memory at start. */
+  memoryBytes: number | null;
+  cacheDir: string;
+}
+
+export interface LimitsConfig {
+  bodyBytes: number;
+  maxConcurrentSequences: number;
+  maxQueue: number;
+  maxTokens: number;
+  defaultMaxTokens: number;
+  prefillChunk: number;
+}
+
+export interface LoggingConfig {
+  level: LogLevel;
+  pretty: 'auto' | boolean;
+  logPrompts: boolean;
+}
+
+export interface MetricsConfig {
+  enabled: boolean;
+}
+
+export interface HearthConfig {
+  server: ServerConfig;
+  model: ModelSection;
+  cluster: ClusterSection;
+  worker: WorkerSection;
+  limits: LimitsConfig;
+  logging: LoggingConfig;
+  metrics: MetricsConfig;
+}
+
