@@ -1,0 +1,139 @@
+// What the gateway can serve from a checkpoint folder: its plain files and, for every tensor, the
+// file and byte range holding it. The sha256 of each tensor is computed the first time someone asks
+// for it and remembered until the file changes (size or mtime), so a gateway serving a 16 GB model
+// does not hash it all at start — only the stages that are actually fetched.
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+import { HearthError } from '../errors/index.ts';
+import { MANIFEST_VERSION, type ManifestFile, type ManifestTensor, type WeightsManifest } from './manifest-types.ts';
+import { readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.ts';
+import { stageTensorNames } from './stage-tensors.ts';
+
+/** Files a worker may need besides weights: configs, tokenizers, chat templates. */
+const SERVABLE_RE = /^[^./][^/]*\.(json|safetensors|model|txt|jinja)$/;
+const HASH_CHUNK = 4 * 1024 * 1024;
+
+interface FileState {
+  readonly name: string;
+  readonly abs: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly tensors: readonly SafetensorsEntry[];
+  readonly hashes: Map<string, Promise<string>>;
+}
+
+export class CheckpointIndex {
+  readonly #dir: string;
+  readonly #model: string;
+  #files = new Map<string, FileState>();
+
+  constructor(modelDir: string, modelId: string) {
+    this.#dir = path.resolve(modelDir);
+    this.#model = modelId;
+  }
+
+  /** Absolute path and size of a servable file, or null: names are looked up, never joined blindly. */
+  async file(name: string): Promise<{ abs: string; size: number } | null> {
+    await this.#refresh();
+    const f = this.#files.get(name);
+    return f === undefined ? null : { abs: f.abs, size: f.size };
+  }
+
+  async manifest(range?: { start: number; end: number }): Promise<WeightsManifest> {
+    await this.#refresh();
+    const { numLayers, tieEmbeddings } = await this.#config();
+    const all: { f: FileState; t: SafetensorsEntry }[] = [];
+    for (const f of this.#files.values()) for (const t of f.tensors) all.push({ f, t });
+    let chosen = all;
+    if (range !== undefined) {
+      const keep = new Set(stageTensorNames(all.map((x) => x.t.name), range.start, range.end, numLayers, tieEmbeddings ?? undefined));
+      chosen = all.filter((x) => keep.has(x.t.name));
+    }
+    const tensors: ManifestTensor[] = await Promise.all(
+      chosen.map(async ({ f, t }) => ({
+        name: t.name, file: f.name, dtype: t.dtype, shape: t.shape, byteStart: t.byteStart, byteEnd: t.byteEnd,
+        sha256: await this.#hash(f, t),
+      })),
+    );
+    const files: ManifestFile[] = [...this.#files.values()].map((f) => ({ name: f.name, size: f.size }));
+    return { version: MANIFEST_VERSION, model: this.#model, numLayers, tieEmbeddings, files, tensors };
+  }
+
+  async #config(): Promise<{ numLayers: number; tieEmbeddings: boolean | null }> {
+    const text = await readFile(path.join(this.#dir, 'config.json'), 'utf8').catch(() => {
+      throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [this.#dir]);
+    });
+    type Cfg = { num_hidden_layers?: unknown; tie_word_embeddings?: unknown; text_config?: Cfg };
+    let cfg: Cfg;
+    try {
+      cfg = JSON.parse(text) as Cfg;
+    } catch (e) {
+      throw new HearthError('HEARTH_ERR_CHECKPOINT_CONFIG', [path.join(this.#dir, 'config.json'), `not valid JSON (${(e as Error).message})`]);
+    }
+    const n = cfg.num_hidden_layers ?? cfg.text_config?.num_hidden_layers;
+    if (typeof n !== 'number') throw new HearthError('HEARTH_ERR_CHECKPOINT_CONFIG', [path.join(this.#dir, 'config.json'), 'num_hidden_layers is missing']);
+    const tie = cfg.tie_word_embeddings ?? cfg.text_config?.tie_word_embeddings;
+    return { numLayers: n, tieEmbeddings: typeof tie === 'boolean' ? tie : null };
+  }
+
+  /** Re-lists the folder; keeps cached hashes of files whose size and mtime did not change. */
+  async #refresh(): Promise<void> {
+    const names = (await readdir(this.#dir).catch(() => {
+      throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [this.#dir]);
+    })).filter((n) => SERVABLE_RE.test(n)).sort();
+    const weightFiles = await this.#weightFiles(names);
+    const next = new Map<string, FileState>();
+    for (const name of names) {
+      const abs = path.join(this.#dir, name);
+      const st = await stat(abs).catch(() => null);
+      if (st === null || !st.isFile()) continue;
+      const prev = this.#files.get(name);
+      // Whole milliseconds: sub-ms mtime precision varies by filesystem and by how it was set.
+      if (prev !== undefined && prev.size === st.size && prev.mtimeMs === Math.trunc(st.mtimeMs)) {
+        next.set(name, prev);
+        continue;
+      }
+      const tensors = weightFiles.has(name) ? (await readSafetensorsHeader(abs)).tensors : [];
+      next.set(name, { name, abs, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), tensors, hashes: new Map() });
+    }
+    this.#files = next;
+  }
+
+  /** The index's weight_map decides which .safetensors hold the model (a folder may also keep others). */
+  async #weightFiles(names: readonly string[]): Promise<Set<string>> {
+    const st = names.filter((n) => n.endsWith('.safetensors'));
+    if (!names.includes('model.safetensors.index.json')) return new Set(st);
+    const idx = JSON.parse(await readFile(path.join(this.#dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> };
+    return new Set(Object.values(idx.weight_map ?? {}).filter((n) => st.includes(n)));
+  }
+
+  #hash(f: FileState, t: SafetensorsEntry): Promise<string> {
+    let p = f.hashes.get(t.name);
+    if (p === undefined) {
+      p = hashRange(f.abs, t.byteStart, t.byteEnd);
+      // A failed hash is not remembered: the next request tries again.
+      p.catch(() => f.hashes.delete(t.name));
+      f.hashes.set(t.name, p);
+    }
+    return p;
+  }
+}
+
+export async function hashRange(file: string, start: number, end: number): Promise<string> {
+  const h = createHash('sha256');
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(HASH_CHUNK, Math.max(1, end - start)));
+    for (let at = start; at < end;) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
+      if (bytesRead === 0) throw new Error(`${file} ends before byte ${end}`);
+      h.update(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return h.digest('hex');
+}
