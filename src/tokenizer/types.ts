@@ -13,8 +13,12 @@ export interface Tokenizer {
   tokenBytes(id: number): Uint8Array;
   /** Id of a token spelled exactly so (e.g. "<tool_call>"), if it is one token. */
   idOf(piece: string): number | undefined;
-  /** A fresh incremental decoder for one sequence. */
-  createDecoder(opts?: { skipSpecialTokens?: boolean }): IncrementalDecoder;
+  /**
+   * A fresh incremental decoder for one sequence. skipSpecialTokens defaults to false (as decode()).
+   * continuation: the ids follow earlier text (a prompt), so a SentencePiece decoder keeps the leading
+   * space it would strip at the start of a whole text.
+   */
+  createDecoder(opts?: { skipSpecialTokens?: boolean; continuation?: boolean }): IncrementalDecoder;
 }
 
 /** Turns a token stream into text deltas, never emitting half a UTF-8 character. */
