@@ -72,7 +72,7 @@ function checkRandom(t: Tap, tok: Tokenizer, pool: readonly number[], seed: numb
   t.equal(mismatches, 0, 'streamed text equals decode() of the whole sequence (800 random cases)');
   t.equal(fffdSplit, 0, 'no delta holds half a surrogate pair');
 }
-type Tap = { equal(a: unknown, b: unknown, m?: string): unknown };
+type Tap = { equal(a: unknown, b: unknown, m: string): boolean };
 
 t.test('Qwen3 byte-level', async (t) => {
   const tok = await loadTokenizer(await qwenDir(t));
