@@ -1,0 +1,153 @@
+// A small builder over onnx-proto's generated classes: nodes, graph inputs/outputs and initializers
+// whose bytes live outside the protobuf (ONNX external data), so a shard of any size encodes to a
+// few hundred KB of graph and its weights are handed to onnxruntime as in-memory "files".
+// onnx-proto 8.0.1 carries the onnx 1.10 schema; data types are plain numbers (onnx.proto3 TensorProto.DataType).
+
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+/** onnx TensorProto.DataType values we use. */
+export const DT = { float: 1, uint8: 2, int32: 6, int64: 7 } as const;
+export type DataType = (typeof DT)[keyof typeof DT];
+
+const ATTR = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
+
+export type AttrValue = number | string | readonly number[] | { readonly float: number } | { readonly floats: readonly number[] };
+export type Attrs = Readonly<Record<string, AttrValue>>;
+
+/** A dimension: a fixed size or a symbolic name (batch, seq…). */
+export type Dim = number | string;
+
+export interface ExternalFile {
+  readonly path: string;
+  readonly data: Uint8Array;
+}
+
+export const MS_DOMAIN = 'com.microsoft';
+
+function attr(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto {
+  if (typeof v === 'number') {
+    // Integers stay INT; use { float } to force FLOAT for whole numbers like epsilon 1.
+    return Number.isInteger(v) ? { name, type: ATTR.INT, i: v } : { name, type: ATTR.FLOAT, f: v };
+  }
+  if (typeof v === 'string') return { name, type: ATTR.STRING, s: new TextEncoder().encode(v) };
+  if ('float' in v) return { name, type: ATTR.FLOAT, f: v.float };
+  if ('floats' in v) return { name, type: ATTR.FLOATS, floats: [...v.floats] };
+  return { name, type: ATTR.INTS, ints: [...(v as readonly number[])] };
+}
+
+function valueInfo(name: string, elemType: DataType, dims: readonly Dim[]): onnxProto.onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly inits: onnxProto.onnx.ITensorProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly files: ExternalFile[] = [];
+  private counter = 0;
+  /** Bytes of initializer data (external and inline). */
+  weightBytes = 0;
+
+  /** A fresh, unique tensor name with a readable prefix. */
+  name(prefix: string): string {
+    return `${prefix}_${this.counter++}`;
+  }
+
+  input(name: string, elemType: DataType, dims: readonly Dim[]): string {
+    this.inputs.push(valueInfo(name, elemType, dims));
+    return name;
+  }
+
+  output(name: string, elemType: DataType, dims: readonly Dim[]): void {
+    this.outputs.push(valueInfo(name, elemType, dims));
+  }
+
+  /**
+   * An initializer whose bytes travel as external data (no copy: the view is handed over as is).
+   * Tiny tensors (shapes, axes) go inline.
+   */
+  init(name: string, elemType: DataType, dims: readonly number[], data: Float32Array | Uint8Array | Int32Array | BigInt64Array): string {
+    const bytes = bytesOf(data);
+    this.weightBytes += bytes.byteLength;
+    if (bytes.byteLength <= 256) {
+      this.inits.push({ name, dataType: elemType, dims: [...dims], rawData: bytes.slice() });
+      return name;
+    }
+    const path = `w${this.files.length}.bin`;
+    this.files.push({ path, data: bytes });
+    this.inits.push({
+      name,
+      dataType: elemType,
+      dims: [...dims],
+      dataLocation: 1, // EXTERNAL
+      externalData: [
+        { key: 'location', value: path },
+        { key: 'offset', value: '0' },
+        { key: 'length', value: String(bytes.byteLength) },
+      ],
+    });
+    return name;
+  }
+
+  /** int64 constant (shapes, axes, slice bounds). */
+  i64(values: readonly number[], prefix = 'c'): string {
+    const name = this.name(prefix);
+    this.inits.push({ name, dataType: DT.int64, dims: [values.length], rawData: bytesOf(BigInt64Array.from(values.map(BigInt))).slice() });
+    return name;
+  }
+
+  /** float scalar constant. */
+  f32(value: number, prefix = 'c'): string {
+    const name = this.name(prefix);
+    this.inits.push({ name, dataType: DT.float, dims: [], rawData: bytesOf(Float32Array.of(value)).slice() });
+    return name;
+  }
+
+  /** Adds a node; returns its output names (fresh ones when `outputs` is a count). */
+  node(op: string, inputs: readonly string[], outputs: number | readonly string[] = 1, attrs: Attrs = {}, domain = ''): string[] {
+    const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.name(op)) : [...outputs];
+    this.nodes.push({
+      opType: op,
+      domain,
+      name: this.name(`n_${op}`),
+      input: [...inputs],
+      output: outs,
+      attribute: Object.entries(attrs).map(([k, v]) => attr(k, v)),
+    });
+    return outs;
+  }
+
+  /** Single-output node. */
+  op(op: string, inputs: readonly string[], attrs: Attrs = {}, domain = ''): string {
+    return this.node(op, inputs, 1, attrs, domain)[0] as string;
+  }
+
+  /** Encodes the model; external files are returned alongside (they are not copied). */
+  finish(graphName: string): { model: Uint8Array; externalData: ExternalFile[] } {
+    const model = onnx.ModelProto.encode({
+      irVersion: 10,
+      producerName: 'hearth',
+      opsetImport: [
+        { domain: '', version: 21 },
+        { domain: MS_DOMAIN, version: 1 },
+      ],
+      graph: { name: graphName, node: this.nodes, initializer: this.inits, input: this.inputs, output: this.outputs },
+    }).finish();
+    return { model, externalData: this.files };
+  }
+}

@@ -1,0 +1,89 @@
+// Symmetric int4 block quantization in the layout of onnxruntime's MatMulNBits (com.microsoft):
+// for a weight W [N, K] (HF Linear layout: one row per output), each row is cut into blocks of 32
+// along K (the last block zero-padded), B is uint8 [N, ceil(K/32), 16] with the low nibble holding
+// the even k, scales are fp32 [N * ceil(K/32)], and the zero point is the default 8.
+// Scale choice follows onnxruntime's own quantizer (MlasQuantizeBlockwise, symmetric): the value of
+// largest magnitude maps to -8 exactly, so the full [-8, 7] range is used.
+
+export const INT4_BLOCK = 32;
+
+export interface Int4Matrix {
+  readonly rows: number;
+  readonly cols: number;
+  /** Blocks per row: ceil(cols / 32). */
+  readonly blocks: number;
+  /** [rows, blocks, 16] */
+  readonly packed: Uint8Array;
+  /** [rows * blocks] */
+  readonly scales: Float32Array;
+}
+
+export function int4Blocks(cols: number): number {
+  return Math.ceil(cols / INT4_BLOCK);
+}
+
+export function allocInt4(rows: number, cols: number): Int4Matrix {
+  const blocks = int4Blocks(cols);
+  return { rows, cols, blocks, packed: new Uint8Array(rows * blocks * 16), scales: new Float32Array(rows * blocks) };
+}
+
+/**
+ * Quantizes `src` ([n, cols] fp32, row-major) into rows [rowOffset, rowOffset + n) of `dst`.
+ * Writing into a preallocated matrix lets callers fuse several weights (q|k|v, gate|up) and read a
+ * large tensor in row chunks without ever holding it whole in fp32.
+ */
+export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, rowOffset: number): void {
+  const { cols, blocks, packed, scales } = dst;
+  if (src.length < n * cols) throw new RangeError(`quantizeRowsInt4: need ${n * cols} values, got ${src.length}`);
+  const q = new Uint8Array(INT4_BLOCK);
+  for (let r = 0; r < n; r++) {
+    const row = r * cols;
+    const outRow = rowOffset + r;
+    for (let b = 0; b < blocks; b++) {
+      const k0 = b * INT4_BLOCK;
+      const k1 = Math.min(cols, k0 + INT4_BLOCK);
+      let amax = 0;
+      let vmax = 0;
+      for (let k = k0; k < k1; k++) {
+        const v = src[row + k] as number;
+        const a = Math.abs(v);
+        if (a > amax) {
+          amax = a;
+          vmax = v;
+        }
+      }
+      const scale = vmax / -8;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      q.fill(8);
+      for (let k = k0; k < k1; k++) {
+        const v = Math.round((src[row + k] as number) * inv) + 8;
+        q[k - k0] = v < 0 ? 0 : v > 15 ? 15 : v;
+      }
+      scales[outRow * blocks + b] = scale;
+      const base = (outRow * blocks + b) * 16;
+      for (let j = 0; j < 16; j++) packed[base + j] = (q[2 * j] as number) | ((q[2 * j + 1] as number) << 4);
+    }
+  }
+}
+
+/** Quantizes a whole [rows, cols] matrix. */
+export function quantizeInt4(src: Float32Array, rows: number, cols: number): Int4Matrix {
+  const m = allocInt4(rows, cols);
+  quantizeRowsInt4(src, rows, m, 0);
+  return m;
+}
+
+/** Back to fp32 [rows, cols] (tests, and measuring the quantization error). */
+export function dequantizeInt4(m: Int4Matrix): Float32Array {
+  const out = new Float32Array(m.rows * m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    for (let k = 0; k < m.cols; k++) {
+      const b = k >> 5;
+      const j = k & 31;
+      const byte = m.packed[(r * m.blocks + b) * 16 + (j >> 1)] as number;
+      const nib = j & 1 ? byte >> 4 : byte & 15;
+      out[r * m.cols + k] = (nib - 8) * (m.scales[r * m.blocks + b] as number);
+    }
+  }
+  return out;
+}

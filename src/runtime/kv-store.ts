@@ -1,0 +1,92 @@
+// Per-sequence KV cache of one stage: for each layer a K and a V array [Hkv, len, D] (batch dim 1).
+// A single-sequence step hands onnxruntime's present outputs straight back in as the next past, so
+// the common path copies nothing; a batched step pads into one [B, Hkv, P, D] buffer and compacts
+// each row back out afterwards.
+
+export interface SeqKv {
+  len: number;
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
+export interface KvShape {
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+export class KvStore {
+  private readonly seqs = new Map<string, SeqKv>();
+  constructor(readonly shape: KvShape) {}
+
+  /** Bytes per cached position across this stage's layers (K and V, fp32). */
+  get bytesPerPosition(): number {
+    return this.shape.layers * 2 * this.shape.kvHeads * this.shape.headDim * 4;
+  }
+
+  get(seq: string): SeqKv {
+    let s = this.seqs.get(seq);
+    if (!s) {
+      const empty = (): Float32Array[] => Array.from({ length: this.shape.layers }, () => new Float32Array(0));
+      s = { len: 0, k: empty(), v: empty() };
+      this.seqs.set(seq, s);
+    }
+    return s;
+  }
+
+  length(seq: string): number {
+    return this.seqs.get(seq)?.len ?? 0;
+  }
+
+  free(seq: string): void {
+    this.seqs.delete(seq);
+  }
+
+  totalBytes(): number {
+    let n = 0;
+    for (const s of this.seqs.values()) n += s.len;
+    return n * this.bytesPerPosition;
+  }
+
+  /** Starts `seq` as a copy of the first `len` positions of `from` (prefix reuse). */
+  fork(seq: string, from: string, len: number): void {
+    const src = this.seqs.get(from);
+    const have = src?.len ?? 0;
+    if (!src || len > have) throw new RangeError(`fork: ${from} holds ${have} positions, ${len} requested`);
+    const cut = (a: Float32Array): Float32Array => sliceRow(a, this.shape, have, [[0, len]]);
+    this.seqs.set(seq, { len, k: src.k.map(cut), v: src.v.map(cut) });
+  }
+}
+
+/**
+ * Copies position ranges of one row [Hkv, rowLen, D] (a view into a possibly batched buffer) into a
+ * fresh [Hkv, sum(ranges), D] array.
+ */
+export function sliceRow(row: Float32Array, shape: KvShape, rowLen: number, ranges: readonly (readonly [number, number])[]): Float32Array {
+  const { kvHeads, headDim } = shape;
+  const outLen = ranges.reduce((s, [a, b]) => s + (b - a), 0);
+  const out = new Float32Array(kvHeads * outLen * headDim);
+  for (let h = 0; h < kvHeads; h++) {
+    let o = h * outLen * headDim;
+    for (const [a, b] of ranges) {
+      const src = (h * rowLen + a) * headDim;
+      const n = (b - a) * headDim;
+      out.set(row.subarray(src, src + n), o);
+      o += n;
+    }
+  }
+  return out;
+}
+
+/** Right-pads several rows [Hkv, len_b, D] into one [B, Hkv, P, D] buffer. */
+export function padRows(rows: readonly Float32Array[], lens: readonly number[], shape: KvShape, p: number): Float32Array {
+  const { kvHeads, headDim } = shape;
+  const out = new Float32Array(rows.length * kvHeads * p * headDim);
+  rows.forEach((row, b) => {
+    const len = lens[b] ?? 0;
+    for (let h = 0; h < kvHeads; h++) {
+      out.set(row.subarray(h * len * headDim, (h + 1) * len * headDim), (b * kvHeads + h) * p * headDim);
+    }
+  });
+  return out;
+}

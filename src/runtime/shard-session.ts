@@ -1,0 +1,236 @@
+// One onnxruntime session for a layer range plus that range's KV cache. Runs wherever it is created;
+// the engine puts it in a worker thread because session.run blocks the event loop.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { HearthError } from '../errors/index.ts';
+import { openCheckpoint } from '../model/index.ts';
+import type { ModelConfig } from '../model/types.ts';
+import { ATTN_INPUTS, buildShardGraph, IO, type AttentionKind } from '../model/onnx/index.ts';
+import { KvStore, padRows, sliceRow } from './kv-store.ts';
+import type { StageItem, StageResult, StageSpec } from './types.ts';
+
+export interface ShardSessionOptions {
+  /** Attention implementation; 'auto' = GroupQueryAttention when headDim % 16 == 0. */
+  readonly attention?: AttentionKind | 'auto';
+  /** MatMulNBits accuracy_level for int4 (default 4: int8 activations). */
+  readonly accuracyLevel?: number;
+  /** Rotary table length (default: the model's max_position_embeddings). */
+  readonly maxPositions?: number;
+  /** Write an onnxruntime per-op profile (see endProfiling). */
+  readonly profile?: boolean;
+}
+
+export interface ShardInfo {
+  readonly config: ModelConfig;
+  readonly attention: AttentionKind;
+  readonly weightBytes: number;
+  readonly buildMs: number;
+  readonly sessionMs: number;
+}
+
+type Feeds = Record<string, ort.Tensor>;
+
+export class ShardSession {
+  readonly first: boolean;
+  readonly last: boolean;
+  readonly kv: KvStore;
+  private profileDir: string | null = null;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly spec: StageSpec,
+    readonly info: ShardInfo,
+    profileDir: string | null,
+  ) {
+    this.first = spec.start === 0;
+    this.last = spec.end === info.config.numLayers;
+    this.kv = new KvStore({ layers: spec.end - spec.start, kvHeads: info.config.numKvHeads, headDim: info.config.headDim });
+    this.profileDir = profileDir;
+  }
+
+  static async create(dir: string, spec: StageSpec, opts: ShardSessionOptions = {}): Promise<ShardSession> {
+    const t0 = performance.now();
+    const ckpt = openCheckpoint(dir, { range: [spec.start, spec.end] });
+    const config = ckpt.config;
+    let graph: ReturnType<typeof buildShardGraph> | null;
+    try {
+      graph = buildShardGraph(ckpt, spec, {
+        attention: opts.attention ?? 'auto',
+        ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
+        ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
+      });
+    } finally {
+      ckpt.close();
+    }
+    const t1 = performance.now();
+    const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: [spec.provider],
+      intraOpNumThreads: Math.max(1, spec.threads),
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      externalData: graph.externalData,
+      // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
+    };
+    const { attention, weightBytes, model } = graph;
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(model, options);
+    } catch (e) {
+      const msg = (e as Error).message ?? String(e);
+      if (spec.provider !== 'cpu') {
+        throw new HearthError('HEARTH_ERR_PROVIDER', [
+          spec.provider,
+          `onnxruntime-node could not create it (${msg.split('\n')[0]}). The npm package ships the CPU provider only; ` +
+            'CUDA needs the libraries its install script downloads (CUDA 12 + cuDNN 9 and the onnxruntime CUDA provider), ' +
+            'which this install skipped. Use provider "cpu".',
+        ]);
+      }
+      throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
+    }
+    // Drop our references to the weight buffers: onnxruntime holds what it needs from here on.
+    graph = null;
+    const t2 = performance.now();
+    return new ShardSession(session, spec, { config, attention, weightBytes, buildMs: t1 - t0, sessionMs: t2 - t1 }, profileDir);
+  }
+
+  /**
+   * Runs items: consecutive single-token items of distinct sequences go as one batch, anything
+   * else one by one. Results come back in item order.
+   */
+  async run(items: readonly StageItem[]): Promise<StageResult[]> {
+    const results: StageResult[] = new Array(items.length);
+    let batch: number[] = [];
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const idx = batch;
+      batch = [];
+      const out = await this.step(idx.map((i) => items[i] as StageItem));
+      idx.forEach((i, j) => (results[i] = out[j] as StageResult));
+    };
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i] as StageItem;
+      if (it.fork) {
+        await flush();
+        this.kv.free(it.seq);
+        if (it.fork.len > 0) this.kv.fork(it.seq, it.fork.from, it.fork.len);
+      }
+      const single = it.n === 1 && !batch.some((j) => (items[j] as StageItem).seq === it.seq);
+      if (!single) await flush();
+      batch.push(i);
+      if (!single) await flush();
+    }
+    await flush();
+    return results;
+  }
+
+  /** One session.run for items that all have the same n (a batch of decode steps, or one chunk). */
+  private async step(items: readonly StageItem[]): Promise<StageResult[]> {
+    const cfg = this.info.config;
+    const b = items.length;
+    const s = items[0]?.n ?? 0;
+    const seqs = items.map((it) => this.kv.get(it.seq));
+    seqs.forEach((kv, i) => {
+      const it = items[i] as StageItem;
+      if (it.pos !== kv.len) throw new HearthError('HEARTH_ERR_KV_POSITION', [it.seq, it.pos, kv.len]);
+      if (it.n !== s || it.n < 1) throw new HearthError('HEARTH_ERR_ENGINE', [`batch items must share n (got ${it.n} and ${s})`]);
+    });
+    const lens = seqs.map((kv) => kv.len);
+    const p = Math.max(...lens);
+    const t = p + s;
+    const { numKvHeads: hkv, headDim: d, hiddenSize: h } = cfg;
+    const feeds: Feeds = {};
+    if (this.first) {
+      const ids = new Int32Array(b * s);
+      items.forEach((it, i) => {
+        if (it.tokens.length < s) throw new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq} has ${it.tokens.length} tokens for n=${s}`]);
+        ids.set(it.tokens.subarray(0, s), i * s);
+      });
+      feeds[IO.inputIds] = new ort.Tensor('int32', ids, [b, s]);
+    } else {
+      let hid: Float32Array;
+      if (b === 1) hid = (items[0] as StageItem).hidden ?? new Float32Array(0);
+      else {
+        hid = new Float32Array(b * s * h);
+        items.forEach((it, i) => hid.set(it.hidden ?? new Float32Array(0), i * s * h));
+      }
+      if (hid.length !== b * s * h) throw new HearthError('HEARTH_ERR_ENGINE', [`hidden input has ${hid.length} values, expected ${b * s * h}`]);
+      feeds[IO.hiddenIn] = new ort.Tensor('float32', hid, [b, s, h]);
+    }
+    if (this.info.attention === 'gqa') {
+      feeds[ATTN_INPUTS.gqa.seqlensK] = new ort.Tensor('int32', Int32Array.from(lens, (l) => l + s - 1), [b]);
+      feeds[ATTN_INPUTS.gqa.totalLen] = new ort.Tensor('int32', Int32Array.of(t), []);
+    } else {
+      const pos = new Int32Array(b * s);
+      const mask = new Float32Array(b * s * t).fill(-Infinity);
+      lens.forEach((len, i) => {
+        for (let q = 0; q < s; q++) {
+          pos[i * s + q] = len + q;
+          const row = (i * s + q) * t;
+          mask.fill(0, row, row + len); // own past
+          mask.fill(0, row + p, row + p + q + 1); // causal over this step's tokens
+        }
+      });
+      feeds[ATTN_INPUTS.plain.positionIds] = new ort.Tensor('int32', pos, [b, s]);
+      feeds[ATTN_INPUTS.plain.mask] = new ort.Tensor('float32', mask, [b, 1, 1, s, t]);
+    }
+    const layers = this.kv.shape.layers;
+    for (let l = 0; l < layers; l++) {
+      const pk = b === 1 ? (seqs[0]?.k[l] as Float32Array) : padRows(seqs.map((x) => x.k[l] as Float32Array), lens, this.kv.shape, p);
+      const pv = b === 1 ? (seqs[0]?.v[l] as Float32Array) : padRows(seqs.map((x) => x.v[l] as Float32Array), lens, this.kv.shape, p);
+      feeds[IO.pastKey(l)] = new ort.Tensor('float32', pk, [b, hkv, p, d]);
+      feeds[IO.pastValue(l)] = new ort.Tensor('float32', pv, [b, hkv, p, d]);
+    }
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(feeds);
+    } catch (e) {
+      throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
+    }
+    // Keep the new KV: present row i holds [0, len_i) ∪ (gqa: [len_i, len_i+s) | plain: [p, p+s)).
+    for (let l = 0; l < layers; l++) {
+      const presK = out[IO.presentKey(l)]?.data as Float32Array;
+      const presV = out[IO.presentValue(l)]?.data as Float32Array;
+      const tp = presK.length / (b * hkv * d);
+      seqs.forEach((kv, i) => {
+        const len = lens[i] as number;
+        if (b === 1 && tp === len + s) {
+          kv.k[l] = presK;
+          kv.v[l] = presV;
+          return;
+        }
+        const ranges: [number, number][] = this.info.attention === 'gqa' ? [[0, len + s]] : [[0, len], [p, p + s]];
+        const rowSize = hkv * tp * d;
+        kv.k[l] = sliceRow(presK.subarray(i * rowSize, (i + 1) * rowSize), this.kv.shape, tp, ranges);
+        kv.v[l] = sliceRow(presV.subarray(i * rowSize, (i + 1) * rowSize), this.kv.shape, tp, ranges);
+      });
+    }
+    seqs.forEach((kv) => (kv.len += s));
+    if (this.last) {
+      const logits = out[IO.logits]?.data as Float32Array;
+      const v = cfg.vocabSize;
+      return items.map((it, i) => ({ seq: it.seq, logits: logits.subarray(i * v, (i + 1) * v) }));
+    }
+    const hidden = out[IO.hiddenOut]?.data as Float32Array;
+    return items.map((it, i) => ({ seq: it.seq, hidden: hidden.subarray(i * s * h, (i + 1) * s * h) }));
+  }
+
+  /** Ends profiling and returns the path of onnxruntime's JSON trace (null when not profiling). */
+  endProfiling(): string | null {
+    if (!this.profileDir) return null;
+    this.session.endProfiling();
+    const dir = this.profileDir;
+    const f = fs.readdirSync(dir).find((n) => n.endsWith('.json'));
+    return f ? path.join(dir, f) : null;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
