@@ -1,0 +1,218 @@
+// hearth's wire contract between processes — the one place that says what crosses NATS.
+// Like a .proto file (text-generation-inference's proto/v3/generate.proto): subjects, message
+// shapes, and the version. Any change to a message's meaning bumps WIRE_VERSION; a receiver drops
+// (and logs) messages of another version instead of misreading them.
+//
+// Encoding: msgpackr maps (src/bus/codec.ts); binary tensors travel as msgpack `bin` (Uint8Array
+// holding little-endian Float32/Int32 bytes); see f32()/i32()/bin() below. Frames larger than the
+// server's max_payload are split and reassembled by src/bus/framing.ts, below this contract.
+
+import type { SampledToken, SamplingParams } from '../sampling/types.ts';
+
+export const WIRE_VERSION = 1;
+
+// --- subjects ------------------------------------------------------------------------------
+// Everything lives under `hearth.<cluster>.` so several clusters can share one nats-server.
+// Node and gateway ids are [A-Za-z0-9_-] (see isValidId) so they are always one subject token.
+
+export const subjects = {
+  /** worker → gateway: "I am here" (sent at start and whenever a gateway says hello). */
+  announce: (cluster: string) => `hearth.${cluster}.announce`,
+  /** worker → gateway, every HEARTBEAT_MS. */
+  heartbeat: (cluster: string) => `hearth.${cluster}.heartbeat`,
+  /** worker → gateway: leaving cleanly (SIGTERM); the gateway re-plans at once. */
+  leave: (cluster: string) => `hearth.${cluster}.leave`,
+  /** gateway → all workers: a gateway (re)started; workers answer with an announce. */
+  hello: (cluster: string) => `hearth.${cluster}.hello`,
+  /** gateway → all: the current plan (for observers such as `hearth status`). */
+  plan: (cluster: string) => `hearth.${cluster}.plan`,
+  /** gateway → one worker: load this layer range for this epoch. */
+  assign: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.assign`,
+  /** worker → gateway: the assignment of an epoch is loaded (or failed). */
+  loaded: (cluster: string) => `hearth.${cluster}.loaded`,
+  /** previous stage (or the gateway for stage 0) → one worker: run these positions. */
+  step: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.step`,
+  /** last stage (or any stage, on error) → the gateway that sent the step. */
+  result: (cluster: string, gateway: string) => `hearth.${cluster}.gateway.${gateway}.result`,
+  /** gateway → all workers: drop the KV of these sequences. */
+  free: (cluster: string) => `hearth.${cluster}.free`,
+} as const;
+
+const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export function isValidId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+// --- timing --------------------------------------------------------------------------------
+
+/** Workers heartbeat this often. */
+export const HEARTBEAT_MS = 500;
+/** A node silent this long is lost (issue 3: noticed within 3 s). */
+export const NODE_TIMEOUT_MS = 2000;
+
+// --- messages ------------------------------------------------------------------------------
+
+export const NODE_STATES = ['idle', 'loading', 'ready', 'failed'] as const;
+export type NodeState = (typeof NODE_STATES)[number];
+
+interface Base {
+  /** WIRE_VERSION of the sender. */
+  readonly v: number;
+}
+
+export interface AnnounceMsg extends Base {
+  readonly t: 'announce';
+  readonly id: string;
+  readonly name: string;
+  /** Bytes this node offers for weights + KV (its --memory, else free RAM minus a reserve). */
+  readonly memory: number;
+  readonly freeMemory: number;
+  readonly threads: number;
+  /** Measured matmul speed in GFLOP/s (rounded to a coarse log scale so noise does not re-plan). */
+  readonly speed: number;
+  /** Whether the node has the model folder locally (else it fetches its layers from the gateway). */
+  readonly hasModel: boolean;
+}
+
+export interface HeartbeatMsg extends Base {
+  readonly t: 'heartbeat';
+  readonly id: string;
+  /** Epoch of the assignment this node holds (−1: none). */
+  readonly epoch: number;
+  readonly state: NodeState;
+  readonly kvBytes: number;
+  readonly freeMemory: number;
+  /** Positions processed per second over the last few seconds. */
+  readonly tokS: number;
+}
+
+export interface LeaveMsg extends Base {
+  readonly t: 'leave';
+  readonly id: string;
+}
+
+export interface HelloMsg extends Base {
+  readonly t: 'hello';
+  readonly gateway: string;
+}
+
+export interface PlanStage {
+  readonly node: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface PlanMsg extends Base {
+  readonly t: 'plan';
+  readonly epoch: number;
+  readonly model: string;
+  readonly stages: readonly PlanStage[];
+  readonly live: boolean;
+}
+
+/** What a worker needs to find or fetch the model and build its shard. */
+export interface ModelRef {
+  /** Model id as served (e.g. the folder name). */
+  readonly name: string;
+  readonly numLayers: number;
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  /** Where to fetch weights when the node lacks them (gateway HTTP base URL), and its bearer token. */
+  readonly gatewayUrl: string;
+  readonly weightsToken: string;
+}
+
+export interface AssignMsg extends Base {
+  readonly t: 'assign';
+  readonly epoch: number;
+  readonly gateway: string;
+  readonly model: ModelRef;
+  /** null: this node has no stage in the plan (it unloads and idles). */
+  readonly range: { readonly start: number; readonly end: number } | null;
+  /** Node id of the next stage; null on the last stage (it answers the gateway). */
+  readonly next: string | null;
+  readonly quant: 'none' | 'int4';
+  readonly threads: number;
+}
+
+export interface LoadedMsg extends Base {
+  readonly t: 'loaded';
+  readonly id: string;
+  readonly epoch: number;
+  readonly ok: boolean;
+  readonly error: string | null;
+  readonly weightBytes: number;
+}
+
+export interface StepMsg extends Base {
+  readonly t: 'step';
+  readonly epoch: number;
+  /** Gateway id to answer (result subject). */
+  readonly gateway: string;
+  readonly seq: string;
+  /** Gateway-unique id of this step: results are matched by (seq, stepId). */
+  readonly stepId: number;
+  readonly pos: number;
+  readonly n: number;
+  /** Int32 little-endian bytes of the n token ids. */
+  readonly tokens: Uint8Array;
+  /** Float32 bytes [n, hiddenSize]; null for stage 0. */
+  readonly hidden: Uint8Array | null;
+  readonly promptLen: number;
+  readonly sampling: SamplingParams;
+  readonly wantToken: boolean;
+  readonly wantLogits: boolean;
+  readonly fork: { readonly from: string; readonly len: number } | null;
+  /** Sender's wall clock (ms) at publish: the receiver measures this hop's latency from it. */
+  readonly sentAt: number;
+  /** Latencies (ms) of the hops this step has made so far (gateway → stage 0 → …). */
+  readonly hopMs: readonly number[];
+}
+
+export interface ResultMsg extends Base {
+  readonly t: 'result';
+  readonly id: string;
+  readonly epoch: number;
+  readonly seq: string;
+  readonly stepId: number;
+  readonly token: SampledToken | null;
+  /** Float32 bytes [vocabSize] when wantLogits. */
+  readonly logits: Uint8Array | null;
+  /** Set when a stage could not run the step. `code` is a HearthError code. */
+  readonly error: { readonly code: string; readonly message: string } | null;
+  /** Sender's wall clock at publish, and the latencies of the hops before it (see StepMsg). */
+  readonly sentAt: number;
+  readonly hopMs: readonly number[];
+}
+
+export interface FreeMsg extends Base {
+  readonly t: 'free';
+  readonly seqs: readonly string[];
+}
+
+export type WireMessage =
+  | AnnounceMsg | HeartbeatMsg | LeaveMsg | HelloMsg | PlanMsg | AssignMsg | LoadedMsg
+  | StepMsg | ResultMsg | FreeMsg;
+export type WireType = WireMessage['t'];
+export const WIRE_TYPES = ['announce', 'heartbeat', 'leave', 'hello', 'plan', 'assign', 'loaded', 'step', 'result', 'free'] as const satisfies readonly WireType[];
+
+/** Distributes Omit over the union, so `Draft<StepMsg>` is a StepMsg without `v`. */
+export type Draft<M extends WireMessage> = M extends WireMessage ? Omit<M, 'v'> : never;
+
+// --- binary helpers ------------------------------------------------------------------------
+
+/** Bytes view of a typed array (no copy). */
+export function bin(a: Float32Array | Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Float32Array over wire bytes; copies only when the bytes are not 4-aligned. */
+export function f32(b: Uint8Array): Float32Array {
+  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  return new Float32Array(b.slice().buffer);
+}
+
+export function i32(b: Uint8Array): Int32Array {
+  if (b.byteOffset % 4 === 0) return new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  return new Int32Array(b.slice().buffer);
+}

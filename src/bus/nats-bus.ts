@@ -1,0 +1,113 @@
+// The Bus over a NATS server — the only file in hearth that imports @nats-io/*.
+// Auth is the server's: a shared token or an nkey (deploy/nats-server.conf shows both); TLS is one
+// option (`tls: { caFile, certFile?, keyFile? }`, or `true` for the system CAs). The connection
+// reconnects forever with capped exponential backoff, so a nats-server restart is survived:
+// nats.js re-sends our subscriptions on reconnect and buffers publishes meanwhile.
+
+import { connect } from '@nats-io/transport-node';
+import { AuthorizationError, nkeyAuthenticator, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { HearthError } from '../errors/index.ts';
+import { FramedBus } from './framed-bus.ts';
+import type { Log } from './types.ts';
+
+export interface NatsBusOptions {
+  /** nats://host:port (or several, comma-separated). */
+  readonly servers: string;
+  /** Shared token (nats-server `authorization { token }`). */
+  readonly token?: string;
+  /** nkey seed ("SU…") for nkey auth instead of a token. */
+  readonly nkeySeed?: string;
+  /** TLS: true = verify against the system CAs; an object names the PEM files. */
+  readonly tls?: boolean | { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
+  /** Connection name shown by the server's monitoring (e.g. "hearth-worker laptop"). */
+  readonly name: string;
+  readonly log?: Log;
+  /** Connect timeout for the first attempt (ms). */
+  readonly timeoutMs?: number;
+}
+
+/** Backoff between reconnect attempts: 100 ms doubling to 2 s (jittered by nats.js). */
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 2000;
+
+export class NatsBus extends FramedBus {
+  private readonly subs = new Set<Subscription>();
+
+  private constructor(private readonly nc: NatsConnection, log?: Log) {
+    super(nc.info?.max_payload ?? 1024 * 1024, log);
+  }
+
+  static async connect(opts: NatsBusOptions): Promise<NatsBus> {
+    let attempt = 0;
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers: opts.servers.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+        name: opts.name,
+        ...(opts.token !== undefined && opts.nkeySeed === undefined ? { token: opts.token } : {}),
+        ...(opts.nkeySeed !== undefined ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed)) } : {}),
+        ...(opts.tls === true ? { tls: {} } : typeof opts.tls === 'object' ? { tls: { ...opts.tls } } : {}),
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: BACKOFF_MIN_MS,
+        reconnectDelayHandler: () => Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt++),
+        timeout: opts.timeoutMs ?? 5000,
+        // Activations are hot-path traffic: don't wait for PING round trips to notice a dead server.
+        pingInterval: 10_000,
+        maxPingOut: 3,
+      });
+    } catch (e) {
+      throw mapConnectError(e, opts);
+    }
+    const bus = new NatsBus(nc, opts.log);
+    void bus.watch(() => { attempt = 0; });
+    return bus;
+  }
+
+  private async watch(onReconnect: () => void): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') { this.log.warn({ server: s.server }, 'NATS disconnected; reconnecting'); this.emitStatus('disconnected', String(s.server)); }
+      else if (s.type === 'reconnecting') this.emitStatus('reconnecting', '');
+      else if (s.type === 'reconnect') { onReconnect(); this.log.info({ server: s.server }, 'NATS reconnected'); this.emitStatus('reconnected', String(s.server)); }
+      else if (s.type === 'error') this.log.warn({ err: String(s.error) }, 'NATS error');
+    }
+  }
+
+  protected publishRaw(subject: string, frame: Uint8Array): void {
+    this.nc.publish(subject, frame);
+  }
+
+  protected subscribeRaw(subject: string, onFrame: (frame: Uint8Array, subject: string) => void): () => void {
+    const sub = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err !== null) { this.log.warn({ subject, err: err.message }, 'subscription error'); return; }
+        onFrame(msg.data, msg.subject);
+      },
+    });
+    this.subs.add(sub);
+    return () => { this.subs.delete(sub); sub.unsubscribe(); };
+  }
+
+  async flush(): Promise<void> {
+    await this.nc.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close();
+    }
+    this.emitStatus('closed', '');
+  }
+}
+
+function mapConnectError(e: unknown, opts: NatsBusOptions): Error {
+  const err = e as Error;
+  const chain = `${err.message} ${String((err as { cause?: unknown }).cause ?? '')}`;
+  if (e instanceof AuthorizationError || /authoriz|authenticat/i.test(chain)) {
+    const how = opts.nkeySeed !== undefined ? 'check the nkey seed' : opts.token !== undefined ? 'check --token' : 'the server requires a token (--token)';
+    return new HearthError('HEARTH_ERR_NODE_UNAUTHORIZED', [opts.name, `the NATS server at ${opts.servers} rejected the credential (${how})`], { cause: e });
+  }
+  return new HearthError('HEARTH_ERR_BUS_CONNECT', [opts.servers, err.message], { cause: e });
+}

@@ -1,0 +1,91 @@
+// `hearth worker`: join a cluster over NATS and serve the layer range the gateway assigns.
+
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { NatsBus } from '../bus/index.ts';
+import { isHearthError } from '../errors/index.ts';
+import { WorkerNode, measureSpeed } from '../worker/index.ts';
+
+export const usage = `hearth worker --join nats://HOST:PORT --token T [--name N] [--memory BYTES] [--threads N]
+              [--model DIR] [--cache DIR] [--cluster NAME] [--speed GFLOPS] [--hop-delay-ms MS]
+              [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
+Joins a cluster and runs the range of the model's layers the gateway assigns to this device.
+Without --model the worker fetches only its own layers from the gateway (cached in --cache).`;
+
+function parseBytes(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
+  if (m === null) throw new Error(`--memory: cannot read "${s}" (bytes, or e.g. 4G, 512M)`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      join: { type: 'string', default: process.env['HEARTH_JOIN'] ?? '' },
+      token: { type: 'string', default: process.env['HEARTH_TOKEN'] ?? '' },
+      name: { type: 'string', default: os.hostname() },
+      memory: { type: 'string' },
+      threads: { type: 'string' },
+      model: { type: 'string' },
+      cache: { type: 'string', default: path.join(os.homedir(), '.cache', 'hearth', 'stages') },
+      cluster: { type: 'string', default: process.env['HEARTH_CLUSTER'] ?? 'default' },
+      speed: { type: 'string' },
+      'hop-delay-ms': { type: 'string', default: process.env['HEARTH_HOP_DELAY_MS'] ?? '0' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'nkey-seed': { type: 'string', default: process.env['HEARTH_NKEY_SEED'] ?? '' },
+      'log-level': { type: 'string', default: process.env['HEARTH_LOG_LEVEL'] ?? 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
+  if (values.join === '') {
+    process.stderr.write(`hearth worker: --join nats://HOST:PORT is required\n${usage}\n`);
+    return 2;
+  }
+  const log = pino({ name: 'hearth-worker', level: values['log-level'] }, pino.destination(2));
+  const threads = values.threads !== undefined ? Number(values.threads) : Math.max(1, os.availableParallelism());
+  // Default budget: most of what is free now, leaving room for the OS and other programs.
+  const memory = values.memory !== undefined ? parseBytes(values.memory) : Math.floor(os.freemem() * 0.75);
+  const speed = values.speed !== undefined ? Number(values.speed) : measureSpeed();
+  const hopDelayMs = Number(values['hop-delay-ms']);
+  const tls = values['tls-ca'] !== undefined || values['tls-cert'] !== undefined
+    ? { ...(values['tls-ca'] !== undefined ? { caFile: values['tls-ca'] } : {}), ...(values['tls-cert'] !== undefined ? { certFile: values['tls-cert'] } : {}), ...(values['tls-key'] !== undefined ? { keyFile: values['tls-key'] } : {}) }
+    : undefined;
+
+  let bus: NatsBus;
+  try {
+    bus = await NatsBus.connect({
+      servers: values.join, name: `hearth-worker ${values.name}`, log,
+      ...(values.token !== '' ? { token: values.token } : {}),
+      ...(values['nkey-seed'] !== '' ? { nkeySeed: values['nkey-seed'] } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+    });
+  } catch (e) {
+    process.stderr.write(`hearth worker: ${isHearthError(e) ? e.message : (e as Error).message}\n`);
+    return isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED') ? 3 : 1;
+  }
+  const node = new WorkerNode({
+    bus, cluster: values.cluster, name: values.name, memory, threads, speed,
+    modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, log,
+  });
+  node.start();
+  log.info({ id: node.id, join: values.join, memory, threads, speed }, 'worker joined the bus; waiting for an assignment');
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string): void => { log.info({ sig }, 'leaving the cluster'); resolve(); };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await node.close();
+  await bus.close();
+  return 0;
+}

@@ -1,0 +1,245 @@
+// The Pipeline the scheduler drives when the model runs on worker processes over the bus.
+// step() sends to stage 0 of the live plan; stage k hands its hidden states straight to stage
+// k+1; the last stage answers on this gateway's result subject, matched by (seq, stepId).
+// A plan change (node lost or joined) rejects every step in flight with PLAN_CHANGED, and a
+// sequence whose KV lives on an older plan's stages is refused the same way: the scheduler then
+// replays it from its tokens on the new plan.
+
+import { randomBytes } from 'node:crypto';
+import { bin, f32, subjects, type ModelRef, type ResultMsg, type WireMessage } from '../bus/contract.ts';
+import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
+import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
+import type { Quant } from '../runtime/types.ts';
+import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
+import { Coordinator, type ClusterSnapshot, type LivePlan } from './coordinator.ts';
+import { HopStats } from './hop-stats.ts';
+import type { ModelCost } from './planner.ts';
+import { wallMs } from '../bus/wall-clock.ts';
+
+export interface ClusterPipelineOptions {
+  readonly bus: Bus;
+  /** Subject namespace (several clusters may share one nats-server). Default "default". */
+  readonly cluster?: string;
+  readonly model: ModelRef;
+  readonly cost: ModelCost;
+  readonly quant?: Quant;
+  readonly log?: Log;
+  /** A step with no answer this long fails with HEARTH_ERR_STEP_TIMEOUT (default 120 s). */
+  readonly stepTimeoutMs?: number;
+  /** How long step() waits for a plan that is loading before HEARTH_ERR_NO_PLAN (default 60 s). */
+  readonly readyTimeoutMs?: number;
+  /** Added before each publish to stage 0 (LAN-latency benchmark; default HEARTH_HOP_DELAY_MS or 0). */
+  readonly hopDelayMs?: number;
+  readonly nodeTimeoutMs?: number;
+  readonly settleMs?: number;
+}
+
+export interface ClusterPipeline extends Pipeline {
+  readonly coordinator: Coordinator;
+  readonly gatewayId: string;
+  clusterSnapshot(): ClusterSnapshot;
+  /** Per-hop latencies (ms) seen in results since the last reset. */
+  readonly hops: HopStats;
+}
+
+interface Pending {
+  readonly resolve: (o: StepOutcome) => void;
+  readonly reject: (e: unknown) => void;
+  readonly epoch: number;
+  readonly at: number;
+  readonly seq: string;
+}
+
+export function hopDelayFromEnv(): number {
+  const v = Number(process.env['HEARTH_HOP_DELAY_MS'] ?? '0');
+  return Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+export function createClusterPipeline(opts: ClusterPipelineOptions): ClusterPipeline {
+  return new BusPipeline(opts);
+}
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(Object.keys(ERRORS));
+
+class BusPipeline implements ClusterPipeline {
+  readonly coordinator: Coordinator;
+  readonly gatewayId = `gw-${randomBytes(4).toString('hex')}`;
+  readonly hops = new HopStats();
+  private readonly bus: Bus;
+  private readonly cluster: string;
+  private readonly log: Log;
+  private readonly pending = new Map<string, Pending>();
+  /** Epoch whose stages hold each sequence's KV. */
+  private readonly seqEpoch = new Map<string, number>();
+  private readonly toFree = new Set<string>();
+  private freeScheduled = false;
+  private nextStep = 1;
+  private readonly unsubs: (() => void)[] = [];
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly stepTimeoutMs: number;
+  private readonly readyTimeoutMs: number;
+  private readonly hopDelayMs: number;
+  private readonly liveWaiters = new Set<() => void>();
+  private closed = false;
+
+  constructor(opts: ClusterPipelineOptions) {
+    this.bus = opts.bus;
+    this.cluster = opts.cluster ?? 'default';
+    this.log = opts.log ?? SILENT_LOG;
+    this.stepTimeoutMs = opts.stepTimeoutMs ?? 120_000;
+    this.readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    this.hopDelayMs = opts.hopDelayMs ?? hopDelayFromEnv();
+    this.coordinator = new Coordinator({
+      bus: opts.bus, cluster: this.cluster, gatewayId: this.gatewayId, model: opts.model, cost: opts.cost,
+      quant: opts.quant ?? 'none',
+      ...(opts.log !== undefined ? { log: opts.log } : {}),
+      ...(opts.nodeTimeoutMs !== undefined ? { nodeTimeoutMs: opts.nodeTimeoutMs } : {}),
+      ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
+    });
+    this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
+    this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));
+    this.coordinator.start();
+    this.sweeper = setInterval(() => this.sweepTimeouts(), 1000);
+    this.sweeper.unref();
+  }
+
+  epoch(): number {
+    return this.coordinator.epoch();
+  }
+
+  clusterSnapshot(): ClusterSnapshot {
+    return this.coordinator.snapshot();
+  }
+
+  async waitReady(timeoutMs: number): Promise<void> {
+    await this.livePlan(timeoutMs);
+  }
+
+  async step(req: StepRequest): Promise<StepOutcome> {
+    if (this.closed) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down']);
+    let plan = this.coordinator.plan();
+    if (plan === null || !plan.live) plan = await this.livePlan(this.readyTimeoutMs);
+    const epoch = plan.epoch;
+    // The KV this step extends must live on this plan's stages.
+    const fresh = req.pos === 0 || req.fork !== undefined;
+    const basis = req.fork !== undefined ? this.seqEpoch.get(req.fork.from) : fresh ? epoch : this.seqEpoch.get(req.seq);
+    if (basis !== epoch) {
+      this.seqEpoch.delete(req.seq);
+      throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]);
+    }
+    if (fresh) this.seqEpoch.set(req.seq, epoch);
+    const stage0 = plan.stages[0];
+    if (stage0 === undefined) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the plan has no stages']);
+    const stepId = this.nextStep++;
+    const key = `${req.seq}\u0000${stepId}`;
+    const out = new Promise<StepOutcome>((resolve, reject) => {
+      this.pending.set(key, { resolve, reject, epoch, at: Date.now(), seq: req.seq });
+    });
+    if (this.hopDelayMs > 0) await new Promise((r) => setTimeout(r, this.hopDelayMs));
+    this.bus.publish(subjects.step(this.cluster, stage0.node), {
+      t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
+      tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
+      wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
+      sentAt: wallMs(), hopMs: [],
+    });
+    return out;
+  }
+
+  free(seq: string): void {
+    this.seqEpoch.delete(seq);
+    this.toFree.add(seq);
+    // Frees of one scheduler turn travel as one message.
+    if (!this.freeScheduled) {
+      this.freeScheduled = true;
+      setImmediate(() => {
+        this.freeScheduled = false;
+        const seqs = [...this.toFree];
+        this.toFree.clear();
+        if (seqs.length > 0 && !this.closed) this.bus.publish(subjects.free(this.cluster), { t: 'free', seqs });
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const u of this.unsubs) u();
+    await this.coordinator.close();
+    const err = new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down']);
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const w of this.liveWaiters) w();
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private livePlan(timeoutMs: number): Promise<LivePlan> {
+    const now = this.coordinator.plan();
+    if (now !== null && now.live) return Promise.resolve(now);
+    return new Promise<LivePlan>((resolve, reject) => {
+      const check = (): void => {
+        const p = this.coordinator.plan();
+        if (p !== null && p.live) { done(); resolve(p); return; }
+        if (this.closed) { done(); reject(new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down'])); }
+      };
+      const timer = setTimeout(() => {
+        done();
+        const why = this.coordinator.noPlanReason() ?? `the plan of epoch ${this.coordinator.epoch()} did not finish loading within ${timeoutMs} ms`;
+        reject(new HearthError('HEARTH_ERR_NO_PLAN', [why]));
+      }, timeoutMs);
+      const done = (): void => { clearTimeout(timer); this.liveWaiters.delete(check); };
+      this.liveWaiters.add(check);
+    });
+  }
+
+  private onPlan(plan: LivePlan | null): void {
+    const epoch = plan?.epoch ?? this.coordinator.epoch();
+    // Steps sent on an older plan can no longer complete (a stage may be gone): replay them.
+    for (const [key, p] of this.pending) {
+      if (p.epoch !== epoch) {
+        this.pending.delete(key);
+        p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]));
+      }
+    }
+    for (const w of [...this.liveWaiters]) w();
+  }
+
+  private onResult(m: WireMessage): void {
+    if (m.t !== 'result') return;
+    if (!this.coordinator.isMember(m.id)) {
+      this.log.warn({ node: m.id, seq: m.seq }, 'dropped a result from an unknown node');
+      return;
+    }
+    const key = `${m.seq}\u0000${m.stepId}`;
+    const p = this.pending.get(key);
+    if (p === undefined) return; // answered already, or rejected by a plan change
+    this.pending.delete(key);
+    this.hops.add(m.hopMs, wallMs() - m.sentAt);
+    if (m.error !== null) { p.reject(toError(m)); return; }
+    if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
+    p.resolve(m.logits === null ? { token: m.token } : { token: m.token, logits: f32(m.logits) });
+  }
+
+  private sweepTimeouts(): void {
+    const cutoff = Date.now() - this.stepTimeoutMs;
+    for (const [key, p] of this.pending) {
+      if (p.at < cutoff) {
+        this.pending.delete(key);
+        p.reject(new HearthError('HEARTH_ERR_STEP_TIMEOUT', [p.seq, this.stepTimeoutMs]));
+      }
+    }
+  }
+}
+
+function toError(m: ResultMsg): HearthError {
+  const e = m.error as { code: string; message: string };
+  if (e.code === 'HEARTH_ERR_PLAN_CHANGED') return new HearthError('HEARTH_ERR_PLAN_CHANGED', [m.epoch]);
+  if (KNOWN_CODES.has(e.code) && e.code !== 'HEARTH_ERR_ENGINE') {
+    // Re-raise with the worker's own message text (already formatted there).
+    const err = new HearthError(e.code as ErrorCode, []);
+    Object.defineProperty(err, 'message', { value: `${e.message} (node ${m.id})` });
+    return err;
+  }
+  return new HearthError('HEARTH_ERR_ENGINE', [`${e.message} (node ${m.id})`]);
+}

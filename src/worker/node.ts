@@ -1,0 +1,277 @@
+// A worker node: announces itself, heartbeats, loads the layer range the gateway assigns, and
+// runs steps — hidden states go straight to the next stage's subject, the last stage's sampled
+// token goes to the gateway that asked. The engine (onnxruntime in a worker thread, KV inside)
+// and batching live in runtime/ and stage-runner.ts; this file is the node's wire behaviour.
+
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  HEARTBEAT_MS, bin, f32, i32, subjects,
+  type AssignMsg, type NodeState, type StepMsg, type WireMessage,
+} from '../bus/contract.ts';
+import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
+import { isHearthError } from '../errors/index.ts';
+import type { ShardEngine, Provider, Quant } from '../runtime/types.ts';
+import type { SampledToken } from '../sampling/types.ts';
+import { StageRunner } from './stage-runner.ts';
+import { wallMs } from '../bus/wall-clock.ts';
+
+export interface WorkerNodeOptions {
+  readonly bus: Bus;
+  readonly cluster: string;
+  readonly name: string;
+  /** Default: name + random suffix (a restarted process is a new node). */
+  readonly id?: string;
+  /** Bytes offered for weights + KV. */
+  readonly memory: number;
+  readonly threads: number;
+  /** GFLOP/s from measureSpeed() (or --speed). */
+  readonly speed: number;
+  /** A local checkpoint folder; null = fetch the assigned layers from the gateway. */
+  readonly modelDir: string | null;
+  /** Where fetched stage weights are cached. */
+  readonly cacheDir: string;
+  /** Added before every publish to the next stage / the gateway (LAN-latency benchmark). */
+  readonly hopDelayMs?: number;
+  readonly provider?: Provider;
+  readonly maxBatch?: number;
+  readonly log?: Log;
+  /** Engine factory (default: runtime's createShardEngine). */
+  readonly createEngine?: (dir: string, spec: { start: number; end: number; quant: Quant; threads: number; provider: Provider }) => Promise<ShardEngine>;
+  /** Stage-weights fetcher (default: weights' ensureStageWeights). */
+  readonly fetchWeights?: (a: AssignMsg, cacheDir: string, log: Log) => Promise<string>;
+}
+
+interface Loaded {
+  readonly key: string;
+  readonly runner: StageRunner;
+  readonly engine: ShardEngine;
+}
+
+export function makeNodeId(name: string): string {
+  const base = name.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'worker';
+  return `${base}-${randomBytes(3).toString('hex')}`;
+}
+
+export class WorkerNode {
+  readonly id: string;
+  private readonly opts: WorkerNodeOptions;
+  private readonly bus: Bus;
+  private readonly log: Log;
+  private readonly unsubs: (() => void)[] = [];
+  private hb: NodeJS.Timeout | null = null;
+  private state: NodeState = 'idle';
+  /** The assignment being served (its epoch/gateway/next), once loaded. */
+  private active: AssignMsg | null = null;
+  private loaded: Loaded | null = null;
+  private wanted: AssignMsg | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly seqs = new Set<string>();
+  private positions = 0;
+  private lastHb = { at: Date.now(), positions: 0 };
+  private tokS = 0;
+  private closed = false;
+
+  constructor(opts: WorkerNodeOptions) {
+    this.opts = opts;
+    this.bus = opts.bus;
+    this.log = opts.log ?? SILENT_LOG;
+    this.id = opts.id ?? makeNodeId(opts.name);
+  }
+
+  start(): void {
+    const c = this.opts.cluster;
+    this.unsubs.push(this.bus.subscribe(subjects.assign(c, this.id), (m) => { if (m.t === 'assign') this.onAssign(m); }));
+    this.unsubs.push(this.bus.subscribe(subjects.step(c, this.id), (m) => { if (m.t === 'step') this.onStep(m); }));
+    this.unsubs.push(this.bus.subscribe(subjects.free(c), (m) => { if (m.t === 'free') for (const s of m.seqs) this.free(s); }));
+    this.unsubs.push(this.bus.subscribe(subjects.hello(c), () => this.announce()));
+    // After a NATS server restart the gateway may have lost us: say who we are again.
+    this.unsubs.push(this.bus.onStatus((s) => { if (s === 'reconnected') this.announce(); }));
+    this.announce();
+    this.hb = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+  }
+
+  /** Leaves the cluster cleanly: the gateway re-plans without waiting for the heartbeat timeout. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.hb !== null) clearInterval(this.hb);
+    this.bus.publish(subjects.leave(this.opts.cluster), { t: 'leave', id: this.id });
+    for (const u of this.unsubs) u();
+    await this.bus.flush().catch(() => undefined);
+    await this.unload();
+  }
+
+  // --- membership --------------------------------------------------------------------------
+
+  private announce(): void {
+    if (this.closed) return;
+    this.bus.publish(subjects.announce(this.opts.cluster), {
+      t: 'announce', id: this.id, name: this.opts.name, memory: this.opts.memory, freeMemory: os.freemem(),
+      threads: this.opts.threads, speed: this.opts.speed, hasModel: this.opts.modelDir !== null,
+    });
+  }
+
+  private heartbeat(): void {
+    const now = Date.now();
+    const dt = (now - this.lastHb.at) / 1000;
+    const rate = dt > 0 ? (this.positions - this.lastHb.positions) / dt : 0;
+    this.tokS = 0.5 * this.tokS + 0.5 * rate; // smoothed: one heartbeat is a noisy window
+    this.lastHb = { at: now, positions: this.positions };
+    this.bus.publish(subjects.heartbeat(this.opts.cluster), {
+      t: 'heartbeat', id: this.id, epoch: this.active?.epoch ?? -1, state: this.state,
+      kvBytes: this.loaded?.engine.kvBytes() ?? 0, freeMemory: os.freemem(), tokS: Math.round(this.tokS * 10) / 10,
+    });
+  }
+
+  // --- assignments -------------------------------------------------------------------------
+
+  private onAssign(m: AssignMsg): void {
+    const a = this.active;
+    // A re-sent assignment we already hold: say `loaded` again (the first answer may be lost).
+    if (a !== null && a.gateway === m.gateway && a.epoch === m.epoch) {
+      if (this.state === 'ready' || m.range === null) this.publishLoaded(m, true, null);
+      return;
+    }
+    if (this.wanted !== null && this.wanted.gateway === m.gateway && this.wanted.epoch >= m.epoch) return;
+    this.wanted = m;
+    this.chain = this.chain.then(() => this.apply(m)).catch((e: unknown) => {
+      this.log.error({ err: (e as Error).stack }, 'assignment failed');
+    });
+  }
+
+  private async apply(m: AssignMsg): Promise<void> {
+    if (this.wanted !== m || this.closed) return; // superseded while an earlier one loaded
+    // Sequences of the previous plan are replayed by the gateway: their KV is garbage now.
+    for (const s of this.seqs) this.loaded?.runner.free(s);
+    this.seqs.clear();
+    if (m.range === null) {
+      this.active = m;
+      await this.unload();
+      this.state = 'idle';
+      this.publishLoaded(m, true, null);
+      return;
+    }
+    const key = `${m.model.name}|${m.range.start}|${m.range.end}|${m.quant}|${m.threads}`;
+    if (this.loaded !== null && this.loaded.key === key) {
+      this.active = m;
+      this.state = 'ready';
+      this.publishLoaded(m, true, null);
+      return;
+    }
+    this.active = null;
+    this.state = 'loading';
+    await this.unload();
+    try {
+      const dir = await this.modelDirFor(m);
+      const create = this.opts.createEngine ?? (await import('../runtime/index.ts')).createShardEngine;
+      const t0 = Date.now();
+      const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' });
+      if (this.wanted !== m || this.closed) { await engine.close(); return; }
+      this.loaded = { key, engine, runner: new StageRunner(engine, this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}) };
+      this.active = m;
+      this.state = 'ready';
+      this.log.info({ epoch: m.epoch, range: m.range, next: m.next, ms: Date.now() - t0, weightBytes: engine.weightBytes() }, 'stage loaded');
+      this.publishLoaded(m, true, null);
+    } catch (e) {
+      this.state = 'failed';
+      const msg = (e as Error).message;
+      this.log.error({ epoch: m.epoch, range: m.range, err: msg }, 'could not load the assigned stage');
+      this.publishLoaded(m, false, msg);
+    }
+  }
+
+  private async modelDirFor(m: AssignMsg): Promise<string> {
+    const local = this.opts.modelDir;
+    if (local !== null && existsSync(path.join(local, 'config.json'))) return local;
+    if (this.opts.fetchWeights !== undefined) return this.opts.fetchWeights(m, this.opts.cacheDir, this.log);
+    const { ensureStageWeights } = await import('../weights/index.ts');
+    const range = m.range as { start: number; end: number };
+    let lastPct = -1;
+    return ensureStageWeights({
+      gatewayUrl: m.model.gatewayUrl, token: m.model.weightsToken, model: m.model.name,
+      start: range.start, end: range.end, numLayers: m.model.numLayers, cacheDir: this.opts.cacheDir,
+      onProgress: (done, total) => {
+        const pct = total > 0 ? Math.floor((100 * done) / total / 10) * 10 : 100;
+        if (pct !== lastPct) { lastPct = pct; this.log.info({ done, total, pct }, 'fetching stage weights'); }
+      },
+    });
+  }
+
+  private publishLoaded(m: AssignMsg, ok: boolean, error: string | null): void {
+    this.bus.publish(subjects.loaded(this.opts.cluster), {
+      t: 'loaded', id: this.id, epoch: m.epoch, ok, error, weightBytes: this.loaded?.engine.weightBytes() ?? 0,
+    });
+  }
+
+  private async unload(): Promise<void> {
+    const l = this.loaded;
+    this.loaded = null;
+    if (l === null) return;
+    await l.runner.close();
+    await l.engine.close();
+  }
+
+  private free(seq: string): void {
+    if (!this.seqs.delete(seq)) return;
+    this.loaded?.runner.free(seq);
+  }
+
+  // --- steps -------------------------------------------------------------------------------
+
+  private onStep(m: StepMsg): void {
+    const hop = wallMs() - m.sentAt;
+    const a = this.active;
+    const l = this.loaded;
+    if (a === null || l === null || a.epoch !== m.epoch || a.gateway !== m.gateway || this.state !== 'ready') {
+      this.reply(m, [...m.hopMs, hop], null, null, { code: 'HEARTH_ERR_PLAN_CHANGED', message: `node ${this.id} is not serving epoch ${m.epoch}` });
+      return;
+    }
+    this.seqs.add(m.seq);
+    const hidden = m.hidden === null ? undefined : f32(m.hidden);
+    const item = {
+      seq: m.seq, pos: m.pos, n: m.n, tokens: i32(m.tokens),
+      ...(hidden !== undefined ? { hidden } : {}),
+      ...(m.fork !== null ? { fork: m.fork } : {}),
+    };
+    const last = a.next === null;
+    l.runner.submit({ item, promptLen: m.promptLen, sampling: m.sampling, wantToken: last && m.wantToken, wantLogits: last && m.wantLogits })
+      .then(async (r) => {
+        this.positions += m.n;
+        const hops = [...m.hopMs, hop];
+        const delay = this.opts.hopDelayMs ?? 0;
+        if (delay > 0) await new Promise((res) => setTimeout(res, delay));
+        if (a.next !== null) {
+          if (r.hidden === undefined) throw new Error('stage produced no hidden states');
+          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt: wallMs(), hopMs: hops });
+        } else {
+          this.reply(m, hops, r.token ?? null, r.logits ?? null, null);
+        }
+      })
+      .catch((e: unknown) => {
+        const code = isHearthError(e) ? e.code : 'HEARTH_ERR_ENGINE';
+        this.log.warn({ seq: m.seq, pos: m.pos, err: (e as Error).message }, 'step failed');
+        this.reply(m, [...m.hopMs, hop], null, null, { code, message: (e as Error).message });
+      });
+  }
+
+  private reply(m: StepMsg, hops: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null): void {
+    this.bus.publish(subjects.result(this.opts.cluster, m.gateway), {
+      t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
+      token: token === null ? null : plainToken(token),
+      logits: logits === null ? null : bin(logits), error, sentAt: wallMs(), hopMs: hops,
+    });
+  }
+}
+
+/** msgpack has no `undefined`: send only the fields that are set. */
+function plainToken(t: SampledToken): SampledToken {
+  return {
+    token: t.token,
+    ...(t.logprob !== undefined ? { logprob: t.logprob } : {}),
+    ...(t.top !== undefined ? { top: t.top.map((x) => ({ token: x.token, logprob: x.logprob })) } : {}),
+  };
+}
+
