@@ -1,0 +1,182 @@
+// createShardEngine: a layer range of a checkpoint running in its own worker thread.
+// The main side keeps a mirror of every sequence's KV length so kvLength()/kvBytes() answer
+// synchronously and a step at the wrong position is refused before it reaches the thread.
+
+import { HearthError, type ErrorCode } from '../errors/index.ts';
+import type { ModelConfig } from '../model/types.ts';
+import { buffersOf, type FromThread, type ThreadInit, type ToThread, type WireError } from './engine-protocol.ts';
+import type { ShardInfo, ShardSessionOptions } from './shard-session.ts';
+import { spawnThread } from './spawn-thread.ts';
+import type { ShardEngine, StageItem, StageResult, StageSpec } from './types.ts';
+import type { Worker } from 'node:worker_threads';
+
+export type EngineOptions = ShardSessionOptions;
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+function toError(w: WireError): Error {
+  if (w.code === null) return new HearthError('HEARTH_ERR_ENGINE', [w.message]);
+  const e = new HearthError(w.code as ErrorCode);
+  e.message = w.message;
+  return e;
+}
+
+export class OnnxShardEngine implements ShardEngine {
+  readonly first: boolean;
+  readonly last: boolean;
+  readonly config: ModelConfig;
+  private readonly lens = new Map<string, number>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly bytesPerPosition: number;
+  private nextId = 1;
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly spec: StageSpec,
+    readonly info: ShardInfo,
+  ) {
+    this.config = info.config;
+    this.first = spec.start === 0;
+    this.last = spec.end === info.config.numLayers;
+    this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * 4;
+    worker.on('message', (m: FromThread) => this.onMessage(m));
+    worker.on('error', (e) => this.failAll(e));
+    worker.on('exit', () => this.failAll(new HearthError('HEARTH_ERR_ENGINE', ['engine thread exited'])));
+  }
+
+  static async create(dir: string, spec: StageSpec, opts: EngineOptions = {}): Promise<OnnxShardEngine> {
+    const init: ThreadInit = { dir, spec, opts };
+    const worker = spawnThread(new URL('./engine-thread.ts', import.meta.url), { workerData: init });
+    const info = await new Promise<ShardInfo>((resolve, reject) => {
+      const onMsg = (m: FromThread): void => {
+        if (m.op === 'ready') resolve(m.info);
+        else if (m.op === 'init-error') reject(toError(m.error));
+        else return;
+        worker.off('message', onMsg);
+        worker.off('error', onErr);
+      };
+      const onErr = (e: Error): void => reject(new HearthError('HEARTH_ERR_ENGINE', [`engine thread failed to start: ${e.message}`], { cause: e }));
+      worker.on('message', onMsg);
+      worker.once('error', onErr);
+    }).catch(async (e: unknown) => {
+      await worker.terminate();
+      throw e;
+    });
+    return new OnnxShardEngine(worker, spec, info);
+  }
+
+  /**
+   * Items of different sequences with n == 1 run as one batch. The buffers under `hidden` are
+   * transferred to the engine thread (the caller's arrays are detached afterwards) when they are
+   * whole buffers or came out of another engine; anything else is copied.
+   */
+  run(items: readonly StageItem[]): Promise<StageResult[]> {
+    if (this.closed) return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', ['engine is closed']));
+    // Check positions against the mirror first, as the thread will apply them, in order.
+    const next = new Map<string, number>();
+    const lenOf = (s: string): number => next.get(s) ?? this.lens.get(s) ?? 0;
+    for (const it of items) {
+      if (it.fork) {
+        const have = lenOf(it.fork.from);
+        if (it.fork.len > have) return Promise.reject(new HearthError('HEARTH_ERR_KV_POSITION', [it.fork.from, it.fork.len, have]));
+        next.set(it.seq, it.fork.len);
+      }
+      const have = lenOf(it.seq);
+      if (it.pos !== have) return Promise.reject(new HearthError('HEARTH_ERR_KV_POSITION', [it.seq, it.pos, have]));
+      if (!(it.n >= 1) || it.tokens.length < it.n) return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: n=${it.n} with ${it.tokens.length} tokens`]));
+      if (!this.first && it.hidden?.length !== it.n * this.config.hiddenSize) {
+        return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: hidden must be [${it.n}, ${this.config.hiddenSize}]`]));
+      }
+      next.set(it.seq, have + it.n);
+    }
+    for (const [s, l] of next) this.lens.set(s, l);
+    const id = this.nextId++;
+    const transfer = buffersOf(items.map((it) => it.hidden)).filter((b) => OWN.has(b) || items.some((it) => it.hidden?.buffer === b && it.hidden.byteOffset === 0 && it.hidden.byteLength === b.byteLength));
+    return this.call<StageResult[]>(id, { op: 'run', id, items }, transfer).then((results) => {
+      for (const r of results) {
+        const a = r.hidden ?? r.logits;
+        if (a && a.buffer instanceof ArrayBuffer) OWN.add(a.buffer);
+      }
+      return results;
+    });
+  }
+
+  free(seq: string): void {
+    if (this.closed) return;
+    this.lens.delete(seq);
+    this.worker.postMessage({ op: 'free', seq } satisfies ToThread);
+  }
+
+  kvLength(seq: string): number {
+    return this.lens.get(seq) ?? 0;
+  }
+
+  kvBytes(): number {
+    let n = 0;
+    for (const l of this.lens.values()) n += l;
+    return n * this.bytesPerPosition;
+  }
+
+  weightBytes(): number {
+    return this.info.weightBytes;
+  }
+
+  /** Ends onnxruntime profiling (engine created with profile: true); resolves to the trace file. */
+  endProfiling(): Promise<string | null> {
+    const id = this.nextId++;
+    return this.call<string | null>(id, { op: 'profile', id });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const id = this.nextId++;
+    await this.call(id, { op: 'close', id }).catch(() => undefined);
+    await this.worker.terminate();
+  }
+
+  private call<T>(id: number, msg: ToThread, transfer: ArrayBuffer[] = []): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      try {
+        this.worker.postMessage(msg, transfer);
+      } catch {
+        this.worker.postMessage(msg); // e.g. a pooled Buffer that cannot be transferred: copy it
+      }
+    });
+  }
+
+  private onMessage(m: FromThread): void {
+    if (m.op === 'ready' || m.op === 'init-error') return;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.op === 'result') p.resolve(m.results);
+    else if (m.op === 'profile') p.resolve(m.file);
+    else if (m.op === 'closed') p.resolve(undefined);
+    else {
+      for (const [s, l] of m.lens) {
+        if (l === 0) this.lens.delete(s);
+        else this.lens.set(s, l);
+      }
+      p.reject(toError(m.error));
+    }
+  }
+
+  private failAll(e: unknown): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+}
+
+/** Buffers that came out of an engine: safe to move into the next one without a copy. */
+const OWN = new WeakSet<ArrayBuffer>();
+
+/** Opens the checkpoint's layers [spec.start, spec.end) in a worker thread (see OnnxShardEngine). */
+export function createShardEngine(dir: string, spec: StageSpec, opts: EngineOptions = {}): Promise<OnnxShardEngine> {
+  return OnnxShardEngine.create(dir, spec, opts);
+}
