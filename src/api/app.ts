@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { HearthError } from '../errors/index.ts';
+import { createAuthHook } from './auth.ts';
+import { registerChatRoute } from './chat-route.ts';
+import { registerCompletionsRoute } from './completions-route.ts';
+import { toHttpError } from './http-errors.ts';
+import { registerModelRoutes } from './models-route.ts';
+import { createSchemaAjv, loadOpenApiDocument, openApiJson } from './openapi.ts';
+import { createApiContext } from './route-support.ts';
+import type { AppOptions } from './types.ts';
+
+// The gateway's HTTP app: OpenAI's routes, hearth's own, the OpenAPI document and Swagger UI.
+// Every error, from a route, a hook, fastify's body parser or its schema validation, leaves through
+// the one error handler below as OpenAI's {"error":{...}} with the status its SDK maps.
+
+export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.limits.bodyBytes,
+    genReqId: () => `req_${randomBytes(12).toString('hex')}`,
+    // The JSON body parser (secure-json-parse) refuses __proto__ / constructor.prototype keys.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    // close() must not wait for idle keep-alive sockets (SSE clients, SDK connection pools).
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+  });
+  const ajv = createSchemaAjv();
+  // Request schemas are `$ref`s into openapi.yaml's components, compiled by an ajv that holds them
+  // all (see openapi.ts for why its options differ from fastify's defaults).
+  app.setValidatorCompiler(({ schema }) => ajv.compile(schema as object));
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    reply.header('x-request-id', req.id);
+    return payload;
+  });
+  const auth = createAuthHook(opts.apiKeys);
+  if (auth !== null) app.addHook('onRequest', auth);
+
+  const ctx = createApiContext(opts);
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
+    if (h.internal) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: h.code, status: h.status, param: h.body.error.param }, h.body.error.message);
+    const route = req.routeOptions.url === '/v1/chat/completions' ? 'chat' : req.routeOptions.url === '/v1/completions' ? 'completions' : null;
+    if (route !== null) opts.onRequestDone?.({ route, stream: false, status: h.status, error: h.code, promptTokens: 0, completionTokens: 0, ttftMs: null, durationMs: reply.elapsedTime });
+    void reply.code(h.status).headers(h.headers).send(h.body);
+  });
+  app.setNotFoundHandler((req) => {
+    throw new HearthError('HEARTH_ERR_ROUTE_NOT_FOUND', [req.method, req.url.split('?', 1)[0]!.slice(0, 200)]);
+  });
+
+  const doc = loadOpenApiDocument();
+  // @fastify/swagger in static mode serves this document as is: the routes' schemas come from it,
+  // never the other way round. (A structuredClone: the plugin may annotate what it is given.)
+  await app.register(swagger, { mode: 'static', specification: { document: structuredClone(doc) as never } });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  const docJson = openApiJson();
+  app.get('/openapi.json', async (_req, reply) => reply.type('application/json; charset=utf-8').send(docJson));
+
+  app.get('/health', async () => ({ status: 'ok', model: opts.model.id }));
+  app.get('/ready', async (_req, reply) => {
+    const ready = opts.ready?.() ?? true;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', model: opts.model.id });
+  });
+  app.get('/v1/cluster', async () => opts.cluster?.() ?? { nodes: [] });
+  registerModelRoutes(app, opts.model);
+  registerChatRoute(app, ctx);
+  registerCompletionsRoute(app, ctx);
+  if (opts.extraRoutes !== undefined) await opts.extraRoutes(app);
+  await app.ready();
+  return app;
+}

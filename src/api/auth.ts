@@ -1,0 +1,52 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { HearthError } from '../errors/index.ts';
+
+// API keys. OpenAI clients send `Authorization: Bearer <key>`; Azure-style clients send `api-key`,
+// some others `x-api-key`: all three are read. Keys are compared as SHA-256 digests with
+// timingSafeEqual, so neither the length nor a prefix of a key leaks through response timing.
+
+/** Routes that never need a key: probes, the API's own documentation. */
+const PUBLIC_PREFIXES = ['/health', '/ready', '/openapi.json', '/docs'];
+
+export interface RouteAuthConfig {
+  /** Set on a route (extraRoutes) that must answer without a key. */
+  readonly public?: boolean;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export function presentedKey(headers: FastifyRequest['headers']): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
+    if (m !== null) return m[1]!.trim();
+  }
+  for (const h of ['api-key', 'x-api-key']) {
+    const v = headers[h];
+    if (typeof v === 'string' && v !== '') return v.trim();
+  }
+  return undefined;
+}
+
+/** An onRequest hook refusing requests without a valid key (no-op when no keys are configured). */
+export function createAuthHook(keys: readonly string[]): ((req: FastifyRequest) => Promise<void>) | null {
+  if (keys.length === 0) return null;
+  const digests = keys.map(digest);
+  return async (req) => {
+    const path = req.url.split('?', 1)[0]!;
+    if (PUBLIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return;
+    if ((req.routeOptions.config as RouteAuthConfig | undefined)?.public === true) return;
+    const key = presentedKey(req.headers);
+    if (key !== undefined) {
+      const d = digest(key);
+      // Compare against every key (no early exit) so timing does not say which one matched.
+      let ok = false;
+      for (const k of digests) ok = timingSafeEqual(d, k) || ok;
+      if (ok) return;
+    }
+    throw new HearthError('HEARTH_ERR_UNAUTHORIZED');
+  };
+}

@@ -1,0 +1,144 @@
+import type { ValidateFunction } from 'ajv';
+import type { ToolSyntax } from '../chat/tool-calls/syntax.ts';
+import { toolSyntaxFor } from '../chat/tool-calls/syntax.ts';
+import { HearthError } from '../errors/index.ts';
+import type { SamplingParams } from '../sampling/types.ts';
+import type { ChatMessage, ToolDef } from '../tokenizer/types.ts';
+import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
+import { toChatMessages } from './messages.ts';
+import type { ChatRequestBody } from './openai-types.ts';
+import { planTools, type ToolPlan } from './tools.ts';
+import type { ApiLimits, ServedModel } from './types.ts';
+import { compileUserSchema } from './user-schemas.ts';
+
+// A validated chat request → everything needed to generate and to shape the answer: the rendered,
+// tokenized prompt, per-choice sampling, stops, tools and the output constraint. Pure: no sockets,
+// no generator; unit-tested with the real tokenizer and template.
+
+export type FormatPlan =
+  | { readonly kind: 'json_object' }
+  | { readonly kind: 'json_schema'; readonly name: string; readonly schema: Record<string, unknown>; readonly validate: ValidateFunction };
+
+/** What chat/constraint's createConstraint takes (one fresh constraint per choice: they hold state). */
+export type ConstraintSpec =
+  | { readonly kind: 'json_object' }
+  | { readonly kind: 'json_schema'; readonly schema: Record<string, unknown> }
+  | { readonly kind: 'tool_call'; readonly syntax: ToolSyntax; readonly tools: readonly ToolDef[]; readonly mode: 'required' | 'named' | 'auto-strict'; readonly name?: string; readonly parallel: boolean };
+
+export interface ChatPlan {
+  readonly n: number;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly messages: readonly ChatMessage[];
+  readonly promptText: string;
+  readonly prompt: Int32Array;
+  readonly maxTokens: number;
+  /** One per choice (seed + i). */
+  readonly sampling: readonly SamplingParams[];
+  readonly stops: readonly string[];
+  readonly stopTokens: readonly number[];
+  readonly logprobs: boolean;
+  readonly tools: ToolPlan | null;
+  /** The syntax to parse calls in; null when calls are off (no tools, or tool_choice none). */
+  readonly toolSyntax: ToolSyntax | null;
+  readonly format: FormatPlan | null;
+  readonly constraint: ConstraintSpec | null;
+}
+
+/** Tokens that end an assistant turn in the common templates, when the tokenizer has them. */
+const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|eom_id|>', '<|end|>', '<|endoftext|>', '</s>'];
+
+export function chatStopTokens(model: ServedModel): number[] {
+  const ids = new Set(model.tokenizer.eosTokenIds);
+  for (const piece of END_OF_TURN) {
+    const id = model.tokenizer.idOf(piece);
+    if (id !== undefined && model.tokenizer.specialIds.has(id)) ids.add(id);
+  }
+  return [...ids];
+}
+
+export function checkModel(requested: string, model: ServedModel): void {
+  if (requested !== model.id) throw new HearthError('HEARTH_ERR_MODEL_NOT_FOUND', [requested.slice(0, 256), model.id], { param: 'model' });
+}
+
+export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): ChatPlan {
+  checkModel(body.model, model);
+  const tok = model.tokenizer;
+  const n = body.n ?? 1;
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used."], { param: 'top_logprobs' });
+  }
+  const logprobs = body.logprobs === true;
+  const topLogprobs = logprobs ? (body.top_logprobs ?? 0) : -1;
+
+  const tools = planTools(body.tools, body.tool_choice, body.parallel_tool_calls);
+  const format = planFormat(body.response_format);
+  const messages = toChatMessages(body.messages);
+
+  let chars = 0;
+  for (const m of messages) chars += (m.content?.length ?? 0) + (m.tool_calls?.reduce((s, c) => s + c.function.arguments.length, 0) ?? 0);
+  precheckLength(tok, model.contextLength, chars, 'messages');
+
+  let promptText: string;
+  try {
+    promptText = model.template.render(messages, { ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }), addGenerationPrompt: true });
+  } catch (e) {
+    if (e instanceof HearthError) throw e;
+    // Templates raise on conversations they do not accept ("roles must alternate"...): the client's
+    // request is at fault, and the template's own words say why.
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The model's chat template rejected the messages: ${(e as Error).message}`.slice(0, 500)], { param: 'messages', cause: e });
+  }
+  precheckLength(tok, model.contextLength, promptText.length, 'messages');
+  const prompt = Int32Array.from(tok.encode(promptText, { addSpecialTokens: false }));
+  if (prompt.length >= model.contextLength) throw contextError(model.contextLength, prompt.length, 'messages');
+  const maxTokens = completionBudget(body.max_completion_tokens ?? body.max_tokens, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens');
+
+  const callsOn = tools !== null && tools.mode !== 'none';
+  const toolSyntax = callsOn ? toolSyntaxFor(model.family, model.templateSource) : null;
+  return {
+    n,
+    stream: body.stream === true,
+    includeUsage: body.stream === true && body.stream_options?.include_usage === true,
+    messages,
+    promptText,
+    prompt,
+    maxTokens,
+    sampling: samplingPerChoice(body, n, topLogprobs, tok.vocabSize),
+    stops: stopStrings(body.stop),
+    stopTokens: chatStopTokens(model),
+    logprobs,
+    tools,
+    toolSyntax,
+    format,
+    constraint: constraintSpec(tools, toolSyntax, format),
+  };
+}
+
+function planFormat(rf: ChatRequestBody['response_format']): FormatPlan | null {
+  if (rf === undefined || rf.type === 'text') return null;
+  if (rf.type !== 'json_schema') return { kind: 'json_object' };
+  const js = rf.json_schema;
+  // OpenAI requires a schema in practice; without one any JSON object is the honest reading.
+  const schema = js.schema ?? { type: 'object' };
+  let validate: ValidateFunction;
+  try {
+    validate = compileUserSchema(schema);
+  } catch (e) {
+    throw new HearthError('HEARTH_ERR_RESPONSE_SCHEMA', [js.name, (e as Error).message.slice(0, 300)], { param: 'response_format.json_schema.schema', cause: e });
+  }
+  return { kind: 'json_schema', name: js.name, schema, validate };
+}
+
+/**
+ * Tool constraints win over response_format: with tool_choice required/named the answer is a call,
+ * not content. With tools on 'auto' (no strict tool) and a response_format, content is constrained
+ * and calls cannot start: the format was asked for explicitly.
+ */
+function constraintSpec(tools: ToolPlan | null, syntax: ToolSyntax | null, format: FormatPlan | null): ConstraintSpec | null {
+  if (tools !== null && syntax !== null && (tools.mode === 'required' || tools.mode === 'named' || tools.mode === 'auto-strict')) {
+    return { kind: 'tool_call', syntax, tools: tools.defs, mode: tools.mode, ...(tools.name === undefined ? {} : { name: tools.name }), parallel: tools.parallel };
+  }
+  if (format?.kind === 'json_object') return { kind: 'json_object' };
+  if (format?.kind === 'json_schema') return { kind: 'json_schema', schema: format.schema };
+  return null;
+}

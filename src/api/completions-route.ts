@@ -1,0 +1,202 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HearthError } from '../errors/index.ts';
+import type { SamplingParams } from '../sampling/types.ts';
+import { checkModel } from './chat-request.ts';
+import { ChoiceCancelled, runChoice, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
+import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
+import { emptyCompletionLogprobs, pushCompletionLogprob, type CompletionLogprobs } from './logprobs.ts';
+import { mergeChoices } from './merge-choices.ts';
+import { wellFormed } from './messages.ts';
+import type { CompletionRequestBody } from './openai-types.ts';
+import { schemaRef } from './openapi.ts';
+import { admit, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
+import type { ServedModel } from './types.ts';
+
+// POST /v1/completions: the legacy text completion. The prompt is raw text (no chat template), one
+// or several prompts, as strings or token ids; each prompt gets n choices, numbered
+// prompt_index × n + i as OpenAI numbers them.
+
+/** OpenAI's default for this endpoint (chat's default is "as long as it takes"). */
+const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+
+export interface CompletionPlan {
+  readonly prompts: readonly { readonly ids: Int32Array; readonly text: string }[];
+  readonly n: number;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly echo: boolean;
+  /** −1 = no logprobs. */
+  readonly logprobs: number;
+  readonly maxTokens: readonly number[];
+  readonly sampling: readonly SamplingParams[];
+  readonly stops: readonly string[];
+  readonly stopTokens: readonly number[];
+}
+
+export function planCompletion(body: CompletionRequestBody, model: ServedModel): CompletionPlan {
+  checkModel(body.model, model);
+  const tok = model.tokenizer;
+  const n = body.n ?? 1;
+  if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'best_of': hearth does not rank candidates; omit it or set it equal to 'n'."], { param: 'best_of' });
+  }
+  if (typeof body.suffix === 'string' && body.suffix !== '') {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'suffix': insertion (fill-in-the-middle) is not supported by this model."], { param: 'suffix' });
+  }
+  const logprobs = body.logprobs ?? -1;
+  if (body.echo === true && logprobs >= 0) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'logprobs': 'echo' with 'logprobs' (prompt logprobs) is not supported."], { param: 'logprobs' });
+  }
+  const prompts = promptList(body.prompt).map((p, k) => {
+    const param = typeof body.prompt === 'string' ? 'prompt' : `prompt[${k}]`;
+    if (typeof p === 'string') {
+      const text = wellFormed(p);
+      precheckLength(tok, model.contextLength, text.length, param);
+      return { ids: Int32Array.from(tok.encode(text, { addSpecialTokens: true })), text };
+    }
+    for (const id of p) {
+      if (id >= tok.vocabSize) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid token id ${id} in '${param}': this model's vocabulary has ${tok.vocabSize} tokens.`], { param });
+    }
+    return { ids: Int32Array.from(p), text: tok.decode(p) };
+  });
+  const maxTokens = prompts.map((p, k) => {
+    if (p.ids.length === 0) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid 'prompt': the prompt is empty."], { param: 'prompt' });
+    const param = prompts.length === 1 ? 'prompt' : `prompt[${k}]`;
+    if (p.ids.length >= model.contextLength) throw contextError(model.contextLength, p.ids.length, param);
+    return body.max_tokens === 0 ? 0 : completionBudget(body.max_tokens, p.ids.length, model.contextLength, COMPLETIONS_DEFAULT_MAX_TOKENS, param);
+  });
+  return {
+    prompts,
+    n,
+    stream: body.stream === true,
+    includeUsage: body.stream === true && body.stream_options?.include_usage === true,
+    echo: body.echo === true,
+    logprobs,
+    maxTokens,
+    sampling: samplingPerChoice(body, n, logprobs, tok.vocabSize),
+    stops: stopStrings(body.stop),
+    stopTokens: tok.eosTokenIds,
+  };
+}
+
+function promptList(p: CompletionRequestBody['prompt']): (string | readonly number[])[] {
+  if (typeof p === 'string') return [p];
+  if (p.length === 0) return [];
+  if (typeof p[0] === 'number') return [p as readonly number[]];
+  return [...(p as readonly (string | readonly number[])[])];
+}
+
+interface Slot {
+  readonly prompt: number;
+  text: string;
+  logprobs: CompletionLogprobs;
+  finish: ChoiceFinish;
+  tokens: number;
+}
+
+export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext): void {
+  app.post('/v1/completions', { schema: { body: schemaRef('CreateCompletionRequest') } }, async (req, reply) => {
+    const plan = planCompletion(req.body as CompletionRequestBody, ctx.model);
+    admit(ctx, plan.n * plan.prompts.length);
+    const id = completionId('cmpl');
+    const ac = watchDisconnect(reply);
+    const started = performance.now();
+    const slots: Slot[] = [];
+    const iters: AsyncGenerator<ChoiceEvent>[] = [];
+    plan.prompts.forEach((p, k) => {
+      for (let i = 0; i < plan.n; i++) {
+        slots.push({ prompt: k, text: plan.echo ? p.text : '', logprobs: emptyCompletionLogprobs(), finish: 'stop', tokens: 0 });
+        iters.push(
+          runChoice(
+            ctx.generator,
+            ctx.model.tokenizer,
+            { id: `${id}-${k * plan.n + i}`, prompt: p.ids, maxTokens: plan.maxTokens[k]!, sampling: plan.sampling[i]!, stopTokens: plan.stopTokens, stops: plan.stops, toolSyntax: null, wantLogprobs: plan.logprobs >= 0, continuation: true },
+            ac.signal,
+          ),
+        );
+      }
+    });
+    const promptTokens = plan.prompts.reduce((s, p) => s + p.ids.length, 0);
+    try {
+      if (plan.stream) return await streamCompletion(req, reply, ctx, plan, id, slots, iters, promptTokens, started);
+      let ttft: number | null = null;
+      for await (const [i, ev] of mergeChoices(iters)) {
+        ttft ??= performance.now() - started;
+        apply(slots[i]!, ev, plan.logprobs >= 0);
+      }
+      const completionTokens = slots.reduce((s, x) => s + x.tokens, 0);
+      ctx.done(req, { route: 'completions', stream: false, status: 200, error: null, promptTokens, completionTokens, ttftMs: ttft, durationMs: performance.now() - started });
+      return {
+        id,
+        object: 'text_completion',
+        created: Math.floor(Date.now() / 1000),
+        model: ctx.model.id,
+        system_fingerprint: ctx.fingerprint,
+        choices: slots.map((s, index) => ({ index, text: s.text, logprobs: plan.logprobs >= 0 ? s.logprobs : null, finish_reason: s.finish })),
+        usage: usageOf(promptTokens, completionTokens),
+      };
+    } catch (e) {
+      ac.abort();
+      if (e instanceof ChoiceCancelled) {
+        reply.hijack();
+        reply.raw.destroy();
+        return reply;
+      }
+      throw e;
+    }
+  });
+}
+
+/** Folds one event into a choice; returns the text and logprobs it added (for a stream chunk). */
+function apply(s: Slot, ev: ChoiceEvent, wantLogprobs: boolean): { text: string; logprobs: CompletionLogprobs } {
+  const added = { text: '', logprobs: emptyCompletionLogprobs() };
+  if (ev.type === 'tool_call_end') return added;
+  if (wantLogprobs) {
+    // Each token's offset is where the text stood when it arrived (text is released in step with
+    // tokens, except what a stop string holds back).
+    for (const lp of ev.logprobs) {
+      pushCompletionLogprob(s.logprobs, lp, s.text.length);
+      pushCompletionLogprob(added.logprobs, lp, s.text.length);
+    }
+  }
+  if (ev.type === 'content') {
+    s.text += ev.text;
+    added.text = ev.text;
+  } else if (ev.type === 'finish') {
+    s.finish = ev.reason;
+    s.tokens = ev.completionTokens;
+  }
+  return added;
+}
+
+async function streamCompletion(req: FastifyRequest, reply: FastifyReply, ctx: ApiContext, plan: CompletionPlan, id: string, slots: Slot[], iters: AsyncGenerator<ChoiceEvent>[], promptTokens: number, started: number): Promise<FastifyReply> {
+  const base = { id, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: ctx.model.id, system_fingerprint: ctx.fingerprint };
+  const usageNull = plan.includeUsage ? { usage: null } : {};
+  const merged = mergeChoices(iters);
+  const first = await merged.next();
+  const sse = openStream(reply, req);
+  const ttft = performance.now() - started;
+  try {
+    if (plan.echo) for (let i = 0; i < slots.length; i++) await sse.send({ ...base, choices: [{ index: i, text: slots[i]!.text, logprobs: null, finish_reason: null }], ...usageNull });
+    let step = first;
+    while (step.done !== true) {
+      const [i, ev] = step.value;
+      const added = apply(slots[i]!, ev, plan.logprobs >= 0);
+      const finish = ev.type === 'finish' ? ev.reason : null;
+      if (added.text !== '' || finish !== null) {
+        await sse.send({ ...base, choices: [{ index: i, text: added.text, logprobs: plan.logprobs >= 0 ? added.logprobs : null, finish_reason: finish }], ...usageNull });
+      }
+      if (!sse.open) throw new ChoiceCancelled();
+      step = await merged.next();
+    }
+    const completionTokens = slots.reduce((s, x) => s + x.tokens, 0);
+    if (plan.includeUsage) await sse.send({ ...base, choices: [], usage: usageOf(promptTokens, completionTokens) });
+    sse.done();
+    ctx.done(req, { route: 'completions', stream: true, status: 200, error: null, promptTokens, completionTokens, ttftMs: ttft, durationMs: performance.now() - started });
+  } catch (e) {
+    await merged.return(undefined);
+    if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
+    sse.fail(ctx.streamError(req, e, 'completions', promptTokens, slots.reduce((s, x) => s + x.tokens, 0), started));
+  }
+  return reply;
+}

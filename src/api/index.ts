@@ -1,0 +1,12 @@
+export { createApp } from './app.ts';
+export { DEFAULT_LIMITS } from './types.ts';
+export type { AppOptions, ApiLimits, ServedModel, RequestDoneInfo } from './types.ts';
+export { toHttpError, toHearthError } from './http-errors.ts';
+export type { HttpError, OpenAIErrorBody } from './http-errors.ts';
+export { SseWriter, sseData, SSE_DONE, SSE_HEADERS } from './sse.ts';
+export { loadOpenApiDocument, documentRoutes, validatorFor } from './openapi.ts';
+export { planChat } from './chat-request.ts';
+export type { ChatPlan } from './chat-request.ts';
+export { planCompletion } from './completions-route.ts';
+export { presentedKey } from './auth.ts';
+export type { RouteAuthConfig } from './auth.ts';

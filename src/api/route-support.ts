@@ -1,0 +1,106 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { HearthError } from '../errors/index.ts';
+import type { Generator } from '../scheduler/types.ts';
+import { toHttpError, type OpenAIErrorBody } from './http-errors.ts';
+import { SSE_HEADERS, SseWriter } from './sse.ts';
+import type { ApiLimits, AppOptions, RequestDoneInfo, ServedModel } from './types.ts';
+
+// What the completion routes share: the context built once in createApp, admission, ids, the SSE
+// stream opener and disconnect watching.
+
+export interface ApiContext {
+  readonly model: ServedModel;
+  readonly generator: Generator;
+  readonly limits: ApiLimits;
+  readonly fingerprint: string;
+  readonly logPrompts: boolean;
+  /** Reports a finished request (metrics hook + a log line). */
+  done(req: FastifyRequest, info: RequestDoneInfo): void;
+  /** An error after SSE headers went out: logged, reported, and shaped as the error event body. */
+  streamError(req: FastifyRequest, err: unknown, route: RequestDoneInfo['route'], promptTokens: number, completionTokens: number, started: number): OpenAIErrorBody;
+}
+
+export function createApiContext(opts: AppOptions): ApiContext {
+  const onDone = opts.onRequestDone;
+  return {
+    model: opts.model,
+    generator: opts.generator,
+    limits: opts.limits,
+    fingerprint: fingerprintOf(opts.model),
+    logPrompts: opts.logPrompts === true,
+    done(req, info) {
+      req.log.info({ route: info.route, stream: info.stream, promptTokens: info.promptTokens, completionTokens: info.completionTokens, ttftMs: round(info.ttftMs), ms: round(info.durationMs) }, 'completion done');
+      onDone?.(info);
+    },
+    streamError(req, err, route, promptTokens, completionTokens, started) {
+      const h = toHttpError(err);
+      if (h.internal) req.log.error({ err }, 'stream failed');
+      else req.log.warn({ code: h.code, msg: h.body.error.message }, 'stream failed');
+      onDone?.({ route, stream: true, status: h.status, error: h.code, promptTokens, completionTokens, ttftMs: null, durationMs: performance.now() - started });
+      return h.body;
+    },
+  };
+}
+
+function round(x: number | null): number | null {
+  return x === null ? null : Math.round(x * 10) / 10;
+}
+
+/**
+ * OpenAI's system_fingerprint names the backend configuration that produced an answer: here the
+ * model id, its shape and template. Same fingerprint + same seed → same text.
+ */
+export function fingerprintOf(model: ServedModel): string {
+  const h = createHash('sha256').update(`${model.id}\0${model.family}\0${model.contextLength}\0${model.tokenizer.vocabSize}\0${model.templateSource}`).digest('hex');
+  return `fp_${h.slice(0, 10)}`;
+}
+
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** `chatcmpl-<29 alnum>` / `cmpl-...`, as OpenAI spells its ids. */
+export function completionId(prefix: string): string {
+  const bytes = randomBytes(29);
+  let s = `${prefix}-`;
+  for (const b of bytes) s += ID_ALPHABET[b % ID_ALPHABET.length];
+  return s;
+}
+
+export function usageOf(promptTokens: number, completionTokens: number): object {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+/**
+ * Refuses a request up front when the scheduler's queue cannot take its n sequences: a 429 with
+ * Retry-After before any work, rather than a stream that fails half-way (n > 1 is all or nothing).
+ */
+export function admit(ctx: ApiContext, n: number): void {
+  const { running, waiting } = ctx.generator.load();
+  const free = Math.max(0, ctx.limits.maxConcurrent - running);
+  const queued = waiting + Math.max(0, n - free);
+  if (queued > ctx.limits.maxQueue) throw new HearthError('HEARTH_ERR_QUEUE_FULL', [running + waiting, 1]);
+}
+
+/**
+ * Aborts when the client goes away before the answer is complete. The response's 'close' (not the
+ * request's, which fires once the body is read) is the connection ending; writableFinished tells
+ * a normal end from a disconnect. The scheduler sees the signal and frees the sequence everywhere.
+ */
+export function watchDisconnect(reply: FastifyReply): AbortController {
+  const ac = new AbortController();
+  const res = reply.raw;
+  const onClose = (): void => {
+    if (!res.writableFinished) ac.abort(new Error('client disconnected'));
+  };
+  res.once('close', onClose);
+  return ac;
+}
+
+/** Takes the socket from fastify and starts the event stream. */
+export function openStream(reply: FastifyReply, req: FastifyRequest): SseWriter {
+  reply.hijack();
+  reply.raw.writeHead(200, { ...SSE_HEADERS, 'x-request-id': String(req.id) });
+  // Send each event as its own TCP segment at once; the default Nagle delay is visible per token.
+  reply.raw.socket?.setNoDelay(true);
+  return new SseWriter(reply.raw);
+}

@@ -1,0 +1,65 @@
+import type { FastifyInstance } from 'fastify';
+import type { LoggerOptions } from 'pino';
+import type { Generator } from '../scheduler/types.ts';
+import type { ChatTemplate, Tokenizer } from '../tokenizer/types.ts';
+
+/** The one model a gateway serves. */
+export interface ServedModel {
+  /** The id clients send as `model` and `GET /v1/models` lists. */
+  readonly id: string;
+  /** Checkpoint family (llama, qwen2, qwen3, mistral): picks the tool-call syntax with the template. */
+  readonly family: string;
+  readonly contextLength: number;
+  readonly tokenizer: Tokenizer;
+  readonly template: ChatTemplate;
+  /** The chat template's jinja source (tool-call syntax detection). */
+  readonly templateSource: string;
+  /** Unix seconds (the `created` of the model object). */
+  readonly created: number;
+}
+
+export interface ApiLimits {
+  /** Largest request body accepted (413 beyond). */
+  readonly bodyBytes: number;
+  /** Completion tokens when the request gives no max_tokens (clamped to the context left). */
+  readonly maxTokensDefault: number;
+  /** Sequences allowed to wait for a slot; beyond that requests get 429 + Retry-After. */
+  readonly maxQueue: number;
+  /** Sequences generating at once. */
+  readonly maxConcurrent: number;
+}
+
+export const DEFAULT_LIMITS: ApiLimits = Object.freeze({ bodyBytes: 4 * 1024 * 1024, maxTokensDefault: 1024, maxQueue: 64, maxConcurrent: 16 });
+
+export interface AppOptions {
+  readonly model: ServedModel;
+  readonly generator: Generator;
+  /** Accepted API keys; empty = no auth (the CLI refuses that beyond loopback). */
+  readonly apiKeys: readonly string[];
+  readonly limits: ApiLimits;
+  /** Body of GET /v1/cluster. */
+  readonly cluster?: () => unknown;
+  /** Whether a plan can serve (GET /ready). Absent = always ready. */
+  readonly ready?: () => boolean;
+  /** pino options, or false for no logs (tests). */
+  readonly logger?: LoggerOptions | false;
+  /** Log prompts and completions (off by default: they are the user's data). */
+  readonly logPrompts?: boolean;
+  /** More routes (metrics, status page, weights); registered after the API's own. */
+  readonly extraRoutes?: (app: FastifyInstance) => Promise<void>;
+  /** Called for each finished request (metrics): route, HearthError code or null, tokens. */
+  readonly onRequestDone?: (info: RequestDoneInfo) => void;
+}
+
+export interface RequestDoneInfo {
+  readonly route: 'chat' | 'completions';
+  readonly stream: boolean;
+  readonly status: number;
+  /** HearthError code when it failed. */
+  readonly error: string | null;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Milliseconds from the request to the first token (null when none came). */
+  readonly ttftMs: number | null;
+  readonly durationMs: number;
+}

@@ -1,0 +1,66 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+
+// Compiles the JSON Schemas users send (tool parameters, response_format.json_schema.schema) so an
+// invalid one is a 400 up front and the constrained output can be checked before it is returned.
+// Agent loops resend the same tools every turn, so compiled validators are cached by the schema's
+// JSON text (LRU). Ajv also caches by schema *object*, which would grow with every request body:
+// removeSchema() drops that entry once compiled. No loadSchema is set, so a remote $ref is an
+// error, never a network fetch.
+
+const addFormats = addFormatsModule as unknown as (a: Ajv | Ajv2020) => void;
+const CACHE_MAX = 256;
+const cache = new Map<string, ValidateFunction>();
+let draft7: Ajv | undefined;
+let draft2020: Ajv2020 | undefined;
+
+function ajvFor(schema: Record<string, unknown>): Ajv | Ajv2020 {
+  const dialect = typeof schema['$schema'] === 'string' ? schema['$schema'] : '';
+  if (dialect.includes('2020-12') || dialect.includes('2019-09')) {
+    if (draft2020 === undefined) {
+      draft2020 = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
+      addFormats(draft2020);
+    }
+    return draft2020;
+  }
+  if (draft7 === undefined) {
+    draft7 = new Ajv({ strict: false, allErrors: false, validateFormats: true });
+    addFormats(draft7);
+  }
+  return draft7;
+}
+
+/** Compiles a user schema; throws Error with ajv's reason when it is not a valid JSON Schema. */
+export function compileUserSchema(schema: Record<string, unknown>): ValidateFunction {
+  const key = JSON.stringify(schema);
+  const hit = cache.get(key);
+  if (hit !== undefined) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
+  const ajv = ajvFor(schema);
+  // A private copy: ajv keys its cache by object identity and may keep a reference to it.
+  const copy = JSON.parse(key) as Record<string, unknown>;
+  let validate: ValidateFunction;
+  try {
+    validate = ajv.compile(copy);
+  } finally {
+    try {
+      ajv.removeSchema(copy);
+    } catch {
+      // nothing was added
+    }
+  }
+  cache.set(key, validate);
+  if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  return validate;
+}
+
+/** First validation error of `validate` as one readable line. */
+export function describeSchemaErrors(validate: ValidateFunction): string {
+  const e = validate.errors?.[0];
+  if (e === undefined) return 'does not match the schema';
+  return `${e.instancePath === '' ? 'value' : e.instancePath} ${e.message ?? 'is invalid'}`;
+}
