@@ -209,10 +209,17 @@ export function bin(a: Float32Array | Int32Array): Uint8Array {
 /** Float32Array over wire bytes; copies only when the bytes are not 4-aligned. */
 export function f32(b: Uint8Array): Float32Array {
   if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  return new Float32Array(b.slice().buffer);
+  return new Float32Array(copyBytes(b).buffer);
 }
 
 export function i32(b: Uint8Array): Int32Array {
   if (b.byteOffset % 4 === 0) return new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  return new Int32Array(b.slice().buffer);
+  return new Int32Array(copyBytes(b).buffer);
+}
+
+/** A fresh, aligned copy (Buffer#slice would be a view, not a copy). */
+function copyBytes(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.byteLength);
+  out.set(b);
+  return out;
 }
