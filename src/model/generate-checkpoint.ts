@@ -167,15 +167,18 @@ function fill(n: number, seed: number, name: string, mean: number, std: number):
 
 /**
  * Init scales chosen so activations stay O(1) at any size and logits spread (std ≈ 2.5), so greedy
- * outputs differ between seeds: linears ~ 1/sqrt(fan_in) (q/k a bit larger so attention is not
- * uniform), norms 1 ± 0.1, biases ±0.1, embeddings 2.5/sqrt(hidden).
+ * outputs differ between seeds and steps: linears gain/sqrt(fan_in) (q/k 1.5 so attention is not
+ * uniform, o/down OUT_GAIN), norms 1 ± 0.1, biases ±0.1, embeddings 2.5/sqrt(hidden).
  */
+// o_proj/down_proj write into the residual stream: a large gain there keeps each token's own
+// embedding from dominating the final state, which (tied) makes a random model repeat its input.
+const OUT_GAIN = 3;
 function initFor(name: string, shape: readonly number[], hidden: number): { mean: number; std: number } {
   if (name === EMBED_TOKENS || name === LM_HEAD) return { mean: 0, std: 2.5 / Math.sqrt(hidden) };
   if (name.endsWith('norm.weight') || name === FINAL_NORM) return { mean: 1, std: 0.1 };
   if (name.endsWith('.bias')) return { mean: 0, std: 0.1 };
   const fanIn = shape[1] ?? 1;
-  const gain = /\.(q|k)_proj\.weight$/.test(name) ? 1.5 : 0.7;
+  const gain = /\.(q|k)_proj\.weight$/.test(name) ? 1.5 : /\.(o|down)_proj\.weight$/.test(name) ? OUT_GAIN : 1.0;
   return { mean: 0, std: gain / Math.sqrt(fanIn) };
 }
 
@@ -296,7 +299,8 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
     const w = new SafetensorsWriter(path.join(dir, file), group);
     for (const s of group) {
       const { mean, std } = initFor(s.name, s.shape, shape.hiddenSize);
-      w.write(s.name, fill(numel(s.shape), seed, s.name, mean, std));
+      // The family joins the stream name so same-seed models of different families differ.
+      w.write(s.name, fill(numel(s.shape), seed, `${shape.family}/${s.name}`, mean, std));
       weightMap[s.name] = file;
       totalSize += numel(s.shape) * DTYPE_BYTES[s.dtype];
       // Yield between tensors so a caller's event loop (a server, a test's timers) keeps moving.

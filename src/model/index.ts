@@ -4,3 +4,4 @@ export { readSafetensorsHeader, SafetensorsWriter, toFloat32, fromFloat32, numel
 export { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorNames, lmHeadName, layerTensorShapes, tensorShapesForRange, allTensorShapes, type LayerTensorNames } from './tensor-names.ts';
 export { FAMILIES, DTYPES, type Family, type DType, type RopeScaling, type ModelConfig, type TensorInfo, type Checkpoint } from './types.ts';
 export { generateCheckpoint, resolveShape, shapeToConfig, configJson, qwen3TokenizerFiles, PRESETS, type GenerateOptions, type GenDType, type ModelShape, type PresetName } from './generate-checkpoint.ts';
+export { referenceLogits, referenceGreedy, ReferenceModel, ropeInvFreq, argmax, type ReferenceCache } from './reference.ts';
