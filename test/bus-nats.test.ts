@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { MemoryHub, NatsBus, subjects, bin, f32, type Bus, type WireMessage } from '../src/bus/index.ts';
 import { startNatsServer } from '../src/cluster/index.ts';
 import { isHearthError } from '../src/errors/index.ts';
@@ -12,7 +13,7 @@ function collect(bus: Bus, subject: string): WireMessage[] {
   return got;
 }
 
-async function relaysBigPayload(t: Tap.Test, a: Bus, b: Bus): Promise<void> {
+async function relaysBigPayload(t: Test, a: Bus, b: Bus): Promise<void> {
   const got = collect(b, 'hearth.t.>');
   await b.flush();
   // 600 positions × 896 floats ≈ 2.1 MB: twice NATS's default max_payload.
@@ -36,7 +37,7 @@ async function relaysBigPayload(t: Tap.Test, a: Bus, b: Bus): Promise<void> {
   }
 }
 
-type Tap = typeof t;
+
 
 t.test('NATS bus: chunked activations over a real server', { skip }, async (t) => {
   const s = await withNats(t);

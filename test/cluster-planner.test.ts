@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { explainNoPlan, planStages, stageBytes, tryPlan, type ModelCost, type PlanNode } from '../src/cluster/index.ts';
 import { isHearthError } from '../src/errors/index.ts';
 
@@ -30,7 +31,7 @@ function bruteBest(m: ModelCost, nodes: PlanNode[]): number {
   return best;
 }
 
-function check(t: Tap.Test, m: ModelCost, nodes: PlanNode[]): void {
+function check(t: Test, m: ModelCost, nodes: PlanNode[]): void {
   const p = tryPlan(m, nodes);
   const brute = bruteBest(m, nodes);
   if (brute === Infinity) { t.equal(p, null, 'infeasible both ways'); return; }
@@ -48,7 +49,7 @@ function check(t: Tap.Test, m: ModelCost, nodes: PlanNode[]): void {
   }
   t.equal(at, m.numLayers);
 }
-type Tap = typeof t;
+
 
 t.test('equal nodes split evenly; the input order does not matter', async (t) => {
   const m = model(12);
