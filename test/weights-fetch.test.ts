@@ -174,10 +174,23 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     t.ok(Buffer.from(await r.arrayBuffer()).equals(whole.subarray(10, 110)), 'range bytes match');
     const r416 = await fetch(`${base}/file/${shard}`, { headers: { ...auth, range: `bytes=${whole.length}-` } });
     t.equal(r416.status, 416, 'range past the end → 416');
+    t.equal((await fetch(`${base}/manifest?start=2&end=9`, { headers: auth })).status, 400, 'range past the last layer → 400');
+    t.equal((await fetch(`${base}/manifest?start=x&end=2`, { headers: auth })).status, 400, 'malformed range → 400');
     const m = (await (await fetch(`${base}/manifest`, { headers: auth })).json()) as WeightsManifest;
     t.equal(m.numLayers, NUM_LAYERS);
     t.equal(m.tensors.length, original.size, 'full manifest lists every tensor');
     t.ok(m.files.every((f) => !f.name.includes('/')), 'flat file names');
+  });
+
+  await t.test('an aborted fetch leaves nothing behind', async (t) => {
+    const c3 = path.join(tmp, 'cache-abort');
+    const ac = new AbortController();
+    const err = await ensureStageWeights({
+      gatewayUrl, token: TOKEN, model: MODEL, start: 0, end: 2, numLayers: NUM_LAYERS, cacheDir: c3, signal: ac.signal,
+      onProgress: (done) => { if (done > 0) ac.abort(); },
+    }).catch((e: unknown) => e);
+    t.ok(isHearthError(err, 'HEARTH_ERR_WEIGHTS_FETCH'), `HEARTH_ERR_WEIGHTS_FETCH: ${(err as Error).message}`);
+    t.same(await readdir(path.join(c3, 'test-org--tiny-llama')).catch(() => []), [], 'no partial folder left');
   });
 
   await t.test('a corrupted byte fails the checksum and leaves nothing behind', async (t) => {

@@ -23,6 +23,8 @@ export interface DownloadOneOptions {
   readonly dest: string;
   readonly size: number;
   readonly expected: ExpectedHash;
+  /** The listing's xet hash, if any: an ETag equal to it is a xet id, not a sha256 to compare. */
+  readonly xetHash?: string;
   readonly progress: ProgressSink;
 }
 
@@ -51,7 +53,7 @@ export async function downloadOne(o: DownloadOneOptions): Promise<void> {
     if (info.size !== o.size) throw new HearthError('HEARTH_ERR_PULL', [o.id, `${o.path} is ${info.size} bytes now but was listed at ${o.size}: the repo changed during the pull; run it again`]);
     // The Hub names LFS content by its sha256 in X-Linked-ETag: it must agree with the listing.
     const tag = etagHex(info.etag);
-    if (o.expected.algo === 'sha256' && tag !== null && tag.length === 64 && tag !== o.expected.hex) {
+    if (o.expected.algo === 'sha256' && tag !== null && tag.length === 64 && tag !== o.expected.hex && tag !== o.xetHash?.toLowerCase()) {
       throw new HearthError('HEARTH_ERR_PULL', [o.id, `${o.path}: the Hub's ETag ${tag} disagrees with the listing's sha256 ${o.expected.hex}`]);
     }
     // xet: false — the Hub still serves xet-backed files over plain HTTP with Range, which is what resume needs.

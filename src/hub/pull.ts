@@ -102,7 +102,7 @@ export async function pullModel(opts: PullOptions): Promise<PullResult> {
   const fetchOne = async (e: ListFileEntry, sink: ProgressSink): Promise<void> => {
     for (let attempt = 0; ; attempt++) {
       try {
-        await downloadOne({ id, path: e.path, revision, hubUrl, fetch: f, dest: path.join(dir, e.path), size: e.size, expected: expectedHash(e), progress: sink, ...cred });
+        await downloadOne({ id, path: e.path, revision, hubUrl, fetch: f, dest: path.join(dir, e.path), size: e.size, expected: expectedHash(e), progress: sink, ...cred, ...(e.xetHash === undefined ? {} : { xetHash: e.xetHash }) });
         break;
       } catch (err) {
         if (opts.signal?.aborted === true) throw new HearthError('HEARTH_ERR_PULL', [id, `${e.path}: cancelled; run the same command again to resume`], { cause: err });

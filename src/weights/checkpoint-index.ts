@@ -44,6 +44,9 @@ export class CheckpointIndex {
   async manifest(range?: { start: number; end: number }): Promise<WeightsManifest> {
     await this.#refresh();
     const { numLayers, tieEmbeddings } = await this.#config();
+    if (range !== undefined && range.end > numLayers) {
+      throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`layer range [${range.start}, ${range.end}) exceeds the model's ${numLayers} layers`], { param: 'end' });
+    }
     const all: { f: FileState; t: SafetensorsEntry }[] = [];
     for (const f of this.#files.values()) for (const t of f.tensors) all.push({ f, t });
     let chosen = all;

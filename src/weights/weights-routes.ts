@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
-import { HearthError } from '../errors/index.ts';
+import { HearthError, isHearthError } from '../errors/index.ts';
 import { bearerMatches } from './bearer-auth.ts';
 import { CheckpointIndex } from './checkpoint-index.ts';
 import { parseRange } from './http-range.ts';
@@ -53,16 +53,24 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
       }
       range = { start, end };
     }
-    const manifest = await index.manifest(range);
-    if (range !== undefined && range.end > manifest.numLayers) {
-      return sendError(reply, new HearthError('HEARTH_ERR_INVALID_REQUEST', [`layer range [${range.start}, ${range.end}) exceeds the model's ${manifest.numLayers} layers`], { param: 'end' }));
+    try {
+      return await reply.header('cache-control', 'no-store').send(await index.manifest(range));
+    } catch (e) {
+      // Checkpoint problems are HearthErrors: answer them in hearth's error shape, whatever the host app's handler.
+      if (isHearthError(e)) return sendError(reply, e);
+      throw e;
     }
-    return reply.header('cache-control', 'no-store').send(manifest);
   });
 
   app.get(`${WEIGHTS_PREFIX}/:model/file/:name`, { onRequest }, async (req, reply) => {
     const { name } = req.params as { name: string };
-    const f = await index.file(name);
+    let f: { abs: string; size: number } | null;
+    try {
+      f = await index.file(name);
+    } catch (e) {
+      if (isHearthError(e)) return sendError(reply, e);
+      throw e;
+    }
     if (f === null) return sendError(reply, new HearthError('HEARTH_ERR_ROUTE_NOT_FOUND', ['GET', `${WEIGHTS_PREFIX}/${opts.modelId}/file/${name}`]));
     const r = parseRange(req.headers.range, f.size);
     reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');
