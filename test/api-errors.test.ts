@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ERRORS, HearthError } from '../src/errors/index.ts';
 import { toHttpError } from '../src/api/http-errors.ts';
 import { validatorFor } from '../src/api/openapi.ts';
@@ -7,7 +7,7 @@ import { pointerToParam } from '../src/api/validation-errors.ts';
 // The one error mapper, socket-free: HearthErrors, fastify's own errors, schema failures from the
 // OpenAPI document's validators, and unknown throws all leave as OpenAI's shape with the right status.
 
-function shapeOk(t: Tap.Test, body: unknown): void {
+function shapeOk(t: Test, body: unknown): void {
   const e = (body as { error?: Record<string, unknown> }).error;
   t.ok(e !== undefined, 'has error');
   t.type(e!['message'], 'string');

@@ -16,6 +16,20 @@ import type { AppOptions } from './types.ts';
 // Every error, from a route, a hook, fastify's body parser or its schema validation, leaves through
 // the one error handler below as OpenAI's {"error":{...}} with the status its SDK maps.
 
+export interface RegisteredRoute {
+  readonly method: string;
+  readonly url: string;
+  /** Swagger UI's own routes (/docs/...): served, not documented. */
+  readonly docs: boolean;
+}
+
+const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** Every route the app registered (the OpenAPI drift test compares them with the document). */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return registered.get(app) ?? [];
+}
+
 export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -29,6 +43,11 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   });
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url, docs: r.url.startsWith('/docs') });
+  });
+  registered.set(app, routes);
   const ajv = createSchemaAjv();
   // Request schemas are `$ref`s into openapi.yaml's components, compiled by an ajv that holds them
   // all (see openapi.ts for why its options differ from fastify's defaults).

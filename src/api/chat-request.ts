@@ -1,9 +1,10 @@
 import type { ValidateFunction } from 'ajv';
+import type { ConstraintSpec } from '../chat/constraint/index.ts';
 import type { ToolSyntax } from '../chat/tool-calls/syntax.ts';
 import { toolSyntaxFor } from '../chat/tool-calls/syntax.ts';
 import { HearthError } from '../errors/index.ts';
 import type { SamplingParams } from '../sampling/types.ts';
-import type { ChatMessage, ToolDef } from '../tokenizer/types.ts';
+import type { ChatMessage } from '../tokenizer/types.ts';
 import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
 import { toChatMessages } from './messages.ts';
 import type { ChatRequestBody } from './openai-types.ts';
@@ -18,12 +19,6 @@ import { compileUserSchema } from './user-schemas.ts';
 export type FormatPlan =
   | { readonly kind: 'json_object' }
   | { readonly kind: 'json_schema'; readonly name: string; readonly schema: Record<string, unknown>; readonly validate: ValidateFunction };
-
-/** What chat/constraint's createConstraint takes (one fresh constraint per choice: they hold state). */
-export type ConstraintSpec =
-  | { readonly kind: 'json_object' }
-  | { readonly kind: 'json_schema'; readonly schema: Record<string, unknown> }
-  | { readonly kind: 'tool_call'; readonly syntax: ToolSyntax; readonly tools: readonly ToolDef[]; readonly mode: 'required' | 'named' | 'auto-strict'; readonly name?: string; readonly parallel: boolean };
 
 export interface ChatPlan {
   readonly n: number;
@@ -42,6 +37,7 @@ export interface ChatPlan {
   /** The syntax to parse calls in; null when calls are off (no tools, or tool_choice none). */
   readonly toolSyntax: ToolSyntax | null;
   readonly format: FormatPlan | null;
+  /** For chat/constraint's createConstraint (one fresh constraint per choice: they hold state). */
   readonly constraint: ConstraintSpec | null;
 }
 
@@ -110,7 +106,7 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
     tools,
     toolSyntax,
     format,
-    constraint: constraintSpec(tools, toolSyntax, format),
+    constraint: constraintSpec(tools, toolSyntax, format, maxTokens),
   };
 }
 
@@ -134,11 +130,11 @@ function planFormat(rf: ChatRequestBody['response_format']): FormatPlan | null {
  * not content. With tools on 'auto' (no strict tool) and a response_format, content is constrained
  * and calls cannot start: the format was asked for explicitly.
  */
-function constraintSpec(tools: ToolPlan | null, syntax: ToolSyntax | null, format: FormatPlan | null): ConstraintSpec | null {
+function constraintSpec(tools: ToolPlan | null, syntax: ToolSyntax | null, format: FormatPlan | null, maxTokens: number): ConstraintSpec | null {
   if (tools !== null && syntax !== null && (tools.mode === 'required' || tools.mode === 'named' || tools.mode === 'auto-strict')) {
-    return { kind: 'tool_call', syntax, tools: tools.defs, mode: tools.mode, ...(tools.name === undefined ? {} : { name: tools.name }), parallel: tools.parallel };
+    return { kind: 'tool_call', syntax, tools: tools.defs, mode: tools.mode, ...(tools.name === undefined ? {} : { name: tools.name }), parallel: tools.parallel, maxTokens };
   }
-  if (format?.kind === 'json_object') return { kind: 'json_object' };
-  if (format?.kind === 'json_schema') return { kind: 'json_schema', schema: format.schema };
+  if (format?.kind === 'json_object') return { kind: 'json_object', maxTokens };
+  if (format?.kind === 'json_schema') return { kind: 'json_schema', schema: format.schema, maxTokens };
   return null;
 }

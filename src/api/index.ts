@@ -1,4 +1,4 @@
-export { createApp } from './app.ts';
+export { createApp, registeredRoutes, type RegisteredRoute } from './app.ts';
 export { DEFAULT_LIMITS } from './types.ts';
 export type { AppOptions, ApiLimits, ServedModel, RequestDoneInfo } from './types.ts';
 export { toHttpError, toHearthError } from './http-errors.ts';

@@ -1,0 +1,311 @@
+// hearth status page. Plain ES module, no build step, no dependencies.
+// - polls GET /v1/cluster every second and draws each device as a row: its layer range along the
+//   model's layers, memory used/free, state, live tokens/s;
+// - a chat box streaming from POST /v1/chat/completions (SSE read with fetch + ReadableStream,
+//   since EventSource cannot POST or send an Authorization header).
+// Everything from the server is written with textContent, never innerHTML: node names and model
+// output are untrusted text.
+
+const POLL_MS = 1000;
+const KEY_STORE = 'hearth.apiKey';
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+const state = {
+  apiKey: localStorage.getItem(KEY_STORE) ?? '',
+  modelId: null,
+  /** @type {{role: string, content: string}[]} */
+  history: [],
+  /** @type {AbortController | null} */
+  inflight: null,
+};
+
+function headers(extra = {}) {
+  const h = { ...extra };
+  if (state.apiKey !== '') h.authorization = `Bearer ${state.apiKey}`;
+  return h;
+}
+
+function fmtBytes(n) {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return '?';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+}
+
+function fmtNum(n, digits = 1) {
+  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '–';
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+function setConn(kind, text) {
+  const c = $('conn');
+  c.dataset.state = kind;
+  c.textContent = text;
+}
+
+function needKey(message) {
+  const f = $('key-form');
+  f.hidden = false;
+  setConn('auth', message);
+}
+
+// ---------------------------------------------------------------- cluster picture
+
+function renderCluster(body) {
+  const model = body.model ?? {};
+  const numLayers = Number.isInteger(model.numLayers) && model.numLayers > 0 ? model.numLayers : null;
+  const nodes = Array.isArray(body.nodes) ? body.nodes : [];
+  if (typeof model.id === 'string') state.modelId = model.id;
+  $('model-id').textContent = model.id ?? '–';
+  $('model-layers').textContent = numLayers ?? '–';
+  $('epoch').textContent = body.epoch ?? '–';
+  $('node-count').textContent = String(nodes.length);
+  const total = nodes.reduce((s, n) => s + (typeof n.tokS === 'number' ? n.tokS : 0), 0);
+  $('total-toks').textContent = fmtNum(typeof body.tokS === 'number' ? body.tokS : total);
+  $('axis-end').textContent = numLayers === null ? '' : `layer ${numLayers - 1}`;
+  $('no-nodes').hidden = nodes.length > 0;
+
+  const list = $('nodes');
+  const rows = nodes.map((n) => renderNode(n, numLayers));
+  list.replaceChildren(...rows);
+}
+
+function renderNode(n, numLayers) {
+  const li = el('li', 'node');
+  li.dataset.nodeId = String(n.id ?? '');
+  const st = String(n.state ?? 'unknown');
+  li.dataset.state = st;
+
+  const head = el('div', 'node-head');
+  head.append(el('span', 'node-name', n.name ?? n.id ?? '?'), el('span', `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`, st));
+  const facts = el('span', 'node-facts');
+  const parts = [];
+  if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} threads`);
+  if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
+  facts.textContent = parts.join(' · ');
+  const toks = el('span', 'node-toks', `${fmtNum(n.tokS)} tok/s`);
+  head.append(facts, toks);
+
+  // The layer track: the whole model from layer 0 to numLayers-1, this node's [start, end) filled.
+  const track = el('div', 'layer-track');
+  if (numLayers !== null) track.style.setProperty('--layers', String(numLayers));
+  const range = Array.isArray(n.range) && n.range.length === 2 ? n.range : null;
+  if (range !== null && numLayers !== null) {
+    const [a, b] = range;
+    const bar = el('div', 'layer-range');
+    bar.style.left = `${(100 * a) / numLayers}%`;
+    bar.style.width = `${(100 * Math.max(0, b - a)) / numLayers}%`;
+    bar.title = `layers ${a}–${b - 1}`;
+    track.append(bar);
+  }
+  const rangeText = el('span', 'range-text', range === null ? 'no layers assigned' : `layers ${range[0]}–${range[1] - 1} (${range[1] - range[0]})`);
+
+  // Memory: used (weights and the rest) + KV cache + free, as one bar of the device's total.
+  const mem = n.memory ?? {};
+  const memBar = el('div', 'mem-bar');
+  let memText = 'memory unknown';
+  if (typeof mem.total === 'number' && mem.total > 0) {
+    const free = Math.min(Math.max(0, mem.free ?? 0), mem.total);
+    const kv = Math.min(Math.max(0, mem.kvBytes ?? 0), mem.total - free);
+    const used = mem.total - free;
+    const usedSeg = el('div', 'mem-used');
+    usedSeg.style.width = `${(100 * (used - kv)) / mem.total}%`;
+    const kvSeg = el('div', 'mem-kv');
+    kvSeg.style.width = `${(100 * kv) / mem.total}%`;
+    memBar.append(usedSeg, kvSeg);
+    memText = `${fmtBytes(used)} used (KV ${fmtBytes(kv)}) · ${fmtBytes(free)} free of ${fmtBytes(mem.total)}`;
+  }
+  const memLabel = el('span', 'mem-text', memText);
+
+  li.append(head, track, rangeText, memBar, memLabel);
+  return li;
+}
+
+async function poll() {
+  try {
+    const res = await fetch('/v1/cluster', { headers: headers(), cache: 'no-store' });
+    if (res.status === 401) {
+      needKey(state.apiKey === '' ? 'API key needed' : 'API key refused');
+    } else if (!res.ok) {
+      setConn('error', `cluster: HTTP ${res.status}`);
+    } else {
+      renderCluster(await res.json());
+      setConn('ok', 'live');
+    }
+  } catch {
+    setConn('error', 'gateway unreachable');
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+// ---------------------------------------------------------------- chat
+
+function addMessage(role, text) {
+  const li = el('li', `msg ${role}`);
+  li.append(el('span', 'role', role), el('div', 'content', text));
+  $('chat-log').append(li);
+  li.scrollIntoView({ block: 'end' });
+  return /** @type {HTMLElement} */ (li.querySelector('.content'));
+}
+
+async function resolveModel() {
+  if (state.modelId !== null) return state.modelId;
+  const res = await fetch('/v1/models', { headers: headers() });
+  if (res.ok) {
+    const body = await res.json();
+    const id = body?.data?.[0]?.id;
+    if (typeof id === 'string') state.modelId = id;
+  }
+  return state.modelId ?? 'default';
+}
+
+/** Splits an SSE byte stream into `data:` payloads (https://html.spec.whatwg.org/#event-stream-interpretation). */
+async function* sseData(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let nl;
+    while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
+      if (line === '') {
+        if (data.length > 0) yield data.join('\n');
+        data = [];
+      } else if (line.startsWith('data:')) {
+        data.push(line.slice(5).replace(/^ /, ''));
+      }
+    }
+  }
+  if (data.length > 0) yield data.join('\n');
+}
+
+function errorText(err) {
+  return `error: ${err?.message ?? JSON.stringify(err)}${err?.code ? ` (${err.code})` : ''}`;
+}
+
+async function send(text) {
+  const status = $('chat-status');
+  state.history.push({ role: 'user', content: text });
+  addMessage('user', text);
+  const out = addMessage('assistant', '');
+  out.parentElement?.classList.add('streaming');
+  const ctrl = new AbortController();
+  state.inflight = ctrl;
+  $('send').toggleAttribute('disabled', true);
+  $('stop').toggleAttribute('disabled', false);
+  status.textContent = 'waiting for the first token…';
+  const started = performance.now();
+  let firstAt = null;
+  let reply = '';
+  let chunks = 0;
+  let usage = null;
+  try {
+    const maxTokens = Number(/** @type {HTMLInputElement} */ ($('max-tokens')).value) || undefined;
+    const temperature = Number(/** @type {HTMLInputElement} */ ($('temperature')).value);
+    const res = await fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: headers({ 'content-type': 'application/json', accept: 'text/event-stream' }),
+      body: JSON.stringify({
+        model: await resolveModel(),
+        messages: state.history,
+        stream: true,
+        stream_options: { include_usage: true },
+        ...(maxTokens ? { max_tokens: maxTokens } : {}),
+        ...(Number.isFinite(temperature) ? { temperature } : {}),
+      }),
+      signal: ctrl.signal,
+    });
+    if (res.status === 401) needKey('API key needed for chat');
+    if (!res.ok || res.body === null) {
+      const body = await res.json().catch(() => null);
+      throw Object.assign(new Error(body?.error?.message ?? `HTTP ${res.status}`), { code: body?.error?.code });
+    }
+    for await (const data of sseData(res.body)) {
+      if (data === '[DONE]') break;
+      const chunk = JSON.parse(data);
+      // A failure after the stream started arrives as a data event with OpenAI's error shape.
+      if (chunk.error) throw Object.assign(new Error(chunk.error.message), { code: chunk.error.code });
+      if (chunk.usage) usage = chunk.usage;
+      const delta = chunk.choices?.[0]?.delta;
+      const piece = delta?.content ?? '';
+      if (piece !== '') {
+        if (firstAt === null) firstAt = performance.now();
+        reply += piece;
+        chunks++;
+        out.textContent = reply;
+        status.textContent = `streaming… ${chunks} chunks`;
+      }
+    }
+    state.history.push({ role: 'assistant', content: reply });
+    const secs = (performance.now() - (firstAt ?? started)) / 1000;
+    const n = usage?.completion_tokens ?? chunks;
+    status.textContent = `done: ${n} tokens, first token after ${(((firstAt ?? performance.now()) - started) / 1000).toFixed(2)} s, ${secs > 0 ? (n / secs).toFixed(1) : '–'} tok/s`;
+  } catch (e) {
+    const aborted = e instanceof DOMException && e.name === 'AbortError';
+    if (reply !== '') state.history.push({ role: 'assistant', content: reply });
+    else state.history.pop();
+    out.parentElement?.classList.add(aborted ? 'stopped' : 'failed');
+    if (!aborted) out.textContent = reply === '' ? errorText(e) : `${reply}\n[${errorText(e)}]`;
+    status.textContent = aborted ? 'stopped' : errorText(e);
+  } finally {
+    out.parentElement?.classList.remove('streaming');
+    out.parentElement?.classList.add('done');
+    state.inflight = null;
+    $('send').toggleAttribute('disabled', false);
+    $('stop').toggleAttribute('disabled', true);
+  }
+}
+
+function wire() {
+  const keyInput = /** @type {HTMLInputElement} */ ($('api-key'));
+  keyInput.value = state.apiKey;
+  $('key-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.apiKey = keyInput.value.trim();
+    if (state.apiKey === '') localStorage.removeItem(KEY_STORE);
+    else localStorage.setItem(KEY_STORE, state.apiKey);
+    $('key-form').hidden = true;
+    setConn('connecting', 'connecting…');
+  });
+  const input = /** @type {HTMLTextAreaElement} */ ($('chat-input'));
+  $('chat-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = input.value.trim();
+    if (text === '' || state.inflight !== null) return;
+    input.value = '';
+    void send(text);
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      $('chat-form').requestSubmit();
+    }
+  });
+  $('stop').addEventListener('click', () => state.inflight?.abort());
+  $('clear').addEventListener('click', () => {
+    state.inflight?.abort();
+    state.history = [];
+    $('chat-log').replaceChildren();
+    $('chat-status').textContent = '';
+  });
+}
+
+wire();
+void poll();
