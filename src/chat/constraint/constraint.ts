@@ -1,0 +1,117 @@
+// createConstraint: the TokenConstraint the scheduler calls when a request's output must follow a
+// grammar (response_format json_object/json_schema, tool_choice required/named, strict tools).
+//
+// Budget: a constraint knows its token budget (max_tokens). Once the tokens used plus the fewest
+// bytes still needed to finish come within a margin of it, only tokens on a shortest way to a
+// complete output are allowed, so even a random model closes its JSON instead of running into
+// `length`.
+
+import { HearthError } from '../../errors/index.ts';
+import { sampleToken } from '../../sampling/index.ts';
+import type { SampledToken, SamplingParams } from '../../sampling/types.ts';
+import type { TokenConstraint } from '../../scheduler/types.ts';
+import type { ToolDef } from '../../tokenizer/types.ts';
+import type { ToolSyntax } from '../tool-calls/syntax.ts';
+import { DONE, canEnd, distance, initialState, stepState } from './frames.ts';
+import type { MState } from './frames.ts';
+import { ANY_OBJECT } from './grammar-node.ts';
+import type { GNode } from './grammar-node.ts';
+import { compileSchema } from './schema-compile.ts';
+import { fillMask } from './token-mask.ts';
+import { toolCallGrammar } from './tool-grammar.ts';
+import type { ToolCallMode } from './tool-grammar.ts';
+import { vocabIndex } from './vocab-index.ts';
+import type { ByteVocab, VocabIndex } from './vocab-index.ts';
+
+/** Default budget when the request gave no max_tokens. */
+export const DEFAULT_CONSTRAINT_BUDGET = 256;
+/** Tokens kept in reserve when deciding to close (a closing token may cut just one byte). */
+const CLOSE_MARGIN = 4;
+
+interface BudgetOpt {
+  /** The request's max_tokens: the constraint closes the output before it runs out. */
+  readonly maxTokens?: number | undefined;
+}
+
+export type ConstraintSpec =
+  | ({ readonly kind: 'json_object' } & BudgetOpt)
+  | ({ readonly kind: 'json_schema'; readonly schema: unknown } & BudgetOpt)
+  | ({
+      readonly kind: 'tool_call';
+      readonly syntax: ToolSyntax;
+      readonly tools: readonly ToolDef[];
+      readonly mode: ToolCallMode;
+      readonly name?: string | undefined;
+      readonly parallel: boolean;
+    } & BudgetOpt);
+
+export interface GrammarConstraint extends TokenConstraint {
+  /** Fewest bytes still needed for a complete output (0: it may end now). */
+  remaining(): number;
+  /** Tokens accepted so far. */
+  readonly used: number;
+}
+
+export function grammarFor(spec: ConstraintSpec): GNode {
+  switch (spec.kind) {
+    case 'json_object': return ANY_OBJECT;
+    case 'json_schema': return compileSchema(spec.schema, 'response_format.json_schema.schema');
+    case 'tool_call': return toolCallGrammar(spec);
+  }
+}
+
+class Constraint implements GrammarConstraint {
+  private state: MState;
+  private finished = false;
+  private readonly history: number[] = [];
+  private readonly mask: Uint8Array;
+  private readonly budget: number;
+
+  constructor(root: GNode, private readonly ix: VocabIndex, budget: number) {
+    this.state = initialState(root);
+    this.mask = new Uint8Array(ix.vocabSize);
+    this.budget = budget;
+  }
+
+  get used(): number { return this.history.length; }
+
+  remaining(): number { return distance(this.state); }
+
+  pick(logits: Float32Array, sampling: SamplingParams, pos: number): SampledToken {
+    if (this.done()) return { token: this.ix.eos[0] ?? 0 };
+    const closing = this.history.length + distance(this.state) + CLOSE_MARGIN >= this.budget;
+    let n = fillMask(this.ix, this.state, this.mask, closing);
+    if (n === 0 && closing) n = fillMask(this.ix, this.state, this.mask, false);
+    if (n === 0) throw new HearthError('HEARTH_ERR_INTERNAL', ['constrained decoding: no token of the vocabulary can continue the output']);
+    return sampleToken(logits, sampling, { history: this.history, promptLen: 0, pos, allowed: this.mask });
+  }
+
+  accept(token: number): void {
+    if (this.finished) return;
+    if (this.ix.eos.includes(token)) {
+      if (!canEnd(this.state)) throw new HearthError('HEARTH_ERR_INTERNAL', ['constrained decoding: end of sequence before the output is complete']);
+      this.finished = true;
+      return;
+    }
+    const bytes = this.ix.bytes[token];
+    if (!bytes) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} cannot appear in the output`]);
+    let s: MState = this.state;
+    for (let i = 0; i < bytes.length && s.length > 0; i++) s = stepState(s, bytes[i]!);
+    if (s.length === 0) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} breaks the grammar`]);
+    this.state = s;
+    this.history.push(token);
+  }
+
+  done(): boolean {
+    return this.finished || this.state.every((f) => f === DONE);
+  }
+}
+
+/**
+ * A fresh constraint for one sequence. Throws HearthError HEARTH_ERR_INVALID_REQUEST (param set)
+ * when the schema or tool choice cannot be satisfied.
+ */
+export function createConstraint(spec: ConstraintSpec, tokenizer: ByteVocab): GrammarConstraint {
+  const root = grammarFor(spec);
+  return new Constraint(root, vocabIndex(tokenizer), spec.maxTokens ?? DEFAULT_CONSTRAINT_BUDGET);
+}
