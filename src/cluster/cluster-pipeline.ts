@@ -28,6 +28,10 @@ export interface ClusterPipelineOptions {
   readonly stepTimeoutMs?: number;
   /** How long step() waits for a plan that is loading before HEARTH_ERR_NO_PLAN (default 60 s). */
   readonly readyTimeoutMs?: number;
+  /** When no plan can serve (the survivors cannot hold the model) for this long, requests fail at
+   *  once with HEARTH_ERR_NO_PLAN instead of waiting out their timeout (default 3 s: a node that is
+   *  just restarting gets that long to come back). */
+  readonly noPlanGraceMs?: number;
   /** Added before each publish to stage 0 (LAN-latency benchmark; default HEARTH_HOP_DELAY_MS or 0). */
   readonly hopDelayMs?: number;
   readonly nodeTimeoutMs?: number;
@@ -78,6 +82,7 @@ class BusPipeline implements ClusterPipeline {
   private readonly sweeper: NodeJS.Timeout;
   private readonly stepTimeoutMs: number;
   private readonly readyTimeoutMs: number;
+  private readonly noPlanGraceMs: number;
   private readonly hopDelayMs: number;
   private readonly liveWaiters = new Set<() => void>();
   private closed = false;
@@ -88,6 +93,7 @@ class BusPipeline implements ClusterPipeline {
     this.log = opts.log ?? SILENT_LOG;
     this.stepTimeoutMs = opts.stepTimeoutMs ?? 120_000;
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    this.noPlanGraceMs = opts.noPlanGraceMs ?? 3000;
     this.hopDelayMs = opts.hopDelayMs ?? hopDelayFromEnv();
     this.coordinator = new Coordinator({
       bus: opts.bus, cluster: this.cluster, gatewayId: this.gatewayId, model: opts.model, cost: opts.cost,
@@ -177,18 +183,26 @@ class BusPipeline implements ClusterPipeline {
   private livePlan(timeoutMs: number): Promise<LivePlan> {
     const now = this.coordinator.plan();
     if (now !== null && now.live) return Promise.resolve(now);
+    const hopeless = (): boolean => {
+      const ms = this.coordinator.noPlanForMs();
+      return ms !== null && ms >= this.noPlanGraceMs;
+    };
+    const noPlan = (why: string): HearthError => new HearthError('HEARTH_ERR_NO_PLAN', [why]);
+    if (hopeless()) return Promise.reject(noPlan(this.coordinator.noPlanReason() ?? 'no plan'));
     return new Promise<LivePlan>((resolve, reject) => {
       const check = (): void => {
         const p = this.coordinator.plan();
         if (p !== null && p.live) { done(); resolve(p); return; }
-        if (this.closed) { done(); reject(new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down'])); }
+        if (this.closed) { done(); reject(noPlan('the gateway is shutting down')); return; }
+        if (hopeless()) { done(); reject(noPlan(this.coordinator.noPlanReason() ?? 'no plan')); }
       };
       const timer = setTimeout(() => {
         done();
-        const why = this.coordinator.noPlanReason() ?? `the plan of epoch ${this.coordinator.epoch()} did not finish loading within ${timeoutMs} ms`;
-        reject(new HearthError('HEARTH_ERR_NO_PLAN', [why]));
+        reject(noPlan(this.coordinator.noPlanReason() ?? `the plan of epoch ${this.coordinator.epoch()} did not finish loading within ${timeoutMs} ms`));
       }, timeoutMs);
-      const done = (): void => { clearTimeout(timer); this.liveWaiters.delete(check); };
+      // Re-check now and then: "hopeless" turns true by the clock, not by an event.
+      const poll = setInterval(check, 250);
+      const done = (): void => { clearTimeout(timer); clearInterval(poll); this.liveWaiters.delete(check); };
       this.liveWaiters.add(check);
     });
   }

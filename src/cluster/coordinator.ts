@@ -80,6 +80,8 @@ export class Coordinator {
   private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string> } | null = null;
   private epochNo = 0;
   private noPlan: string | null = 'no worker has joined yet';
+  /** Since when nothing can serve (Date.now()); null while a plan exists. */
+  private noPlanAt: number | null = Date.now();
   private readonly listeners = new Set<PlanListener>();
   private readonly unsubs: (() => void)[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -124,6 +126,14 @@ export class Coordinator {
   /** The no-plan explanation when nothing can serve; null while a plan exists or is loading. */
   noPlanReason(): string | null {
     return this.noPlan;
+  }
+
+  /** How long nothing has been able to serve (ms), with no join pending; null otherwise. */
+  noPlanForMs(): number | null {
+    if (this.noPlan === null || this.noPlanAt === null || this.settle !== null) return null;
+    // A gateway that has never had a worker is starting up, not failing: let requests wait.
+    if (this.epochNo === 0 && this.candidates().length === 0) return null;
+    return Date.now() - this.noPlanAt;
   }
 
   /** Known and not lost: messages from other ids are dropped by the gateway. */
@@ -304,7 +314,8 @@ export class Coordinator {
     }
     if (stages === null) {
       this.noPlan = explainNoPlan(this.opts.cost, nodes);
-      if (cur === null) return; // still no plan: nothing in flight to invalidate
+      if (cur === null) { this.emit(reason); return; } // still no plan: nothing in flight to invalidate
+      this.noPlanAt = Date.now();
       this.epochNo++;
       this.current = null;
       this.log.warn({ epoch: this.epochNo, reason, why: this.noPlan }, 'no plan can serve the model');
@@ -313,6 +324,7 @@ export class Coordinator {
     }
     this.epochNo++;
     this.noPlan = null;
+    this.noPlanAt = null;
     this.current = { epoch: this.epochNo, stages, live: false, loaded: new Set() };
     this.log.info({ epoch: this.epochNo, reason, stages }, 'new plan');
     for (const mem of this.members.values()) {

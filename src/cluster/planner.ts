@@ -155,7 +155,8 @@ export function planStages(model: ModelCost, nodes: readonly PlanNode[]): StageP
   throw new HearthError('HEARTH_ERR_NO_PLAN', [explainNoPlan(model, nodes)]);
 }
 
-const fmt = (b: number): string => `${(b / GB).toFixed(2)} GB`;
+/** GB for real models; MB below 1 GB so small figures stay readable. */
+const fmt = (b: number): string => (b >= GB ? `${(b / GB).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
 
 /**
  * Why nothing fits: the smallest amount of extra memory on a single node that would make a plan
