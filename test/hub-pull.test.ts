@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
 import { isHearthError } from '../src/errors/index.ts';
-import { listLocalModels, pullModel, type ProgressSink } from '../src/hub/index.ts';
+import { listLocalModels, pullModel, resolveLocalModel, type ProgressSink } from '../src/hub/index.ts';
 import { layoutSafetensors } from '../src/weights/index.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -260,6 +260,9 @@ t.test('pull: interrupted, resumed, verified; models lists it', async (t) => {
     for (const f of await readdir(dir)) onDisk += (await stat(path.join(dir, f))).size;
     t.equal(tiny?.sizeBytes, onDisk, 'size on disk');
     t.equal(list.find((m) => m.id === 'test-org/tampered')?.state, 'partial', 'failed pull shows as partial');
+    t.equal(resolveLocalModel('test-org/tiny', modelsDir), dir, '--model ORG/NAME finds the pulled folder');
+    t.equal(resolveLocalModel(dir, modelsDir), dir, '--model DIR is taken as is');
+    t.equal(resolveLocalModel('test-org/absent', modelsDir), null);
     const r = await runCli(['models', '--dir', modelsDir]);
     t.equal(r.code, 0);
     const line = r.stdout.split('\n').find((l) => l.startsWith('test-org/tiny '));

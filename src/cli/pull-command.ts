@@ -50,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(retries === undefined ? {} : { retries }),
     });
     process.stdout.write(res.dir + '\n');
+    process.stderr.write(`ready: hearth up --model ${res.dir}\n`);
     return 0;
   } finally {
     process.off('SIGINT', onSigint);

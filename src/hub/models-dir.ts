@@ -1,5 +1,6 @@
 // Where pulled checkpoints live: <models dir>/<org>/<name>/, a plain Hugging Face folder that
 // `--model DIR` takes as is. Default ~/.cache/hearth/models; HEARTH_MODELS_DIR overrides it.
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -25,4 +26,15 @@ export function modelDirFor(modelsDir: string, id: string): string {
   checkRepoId(id);
   const [org = '', name = ''] = id.split('/');
   return path.join(path.resolve(modelsDir), org, name);
+}
+
+/**
+ * What `--model X` names: an existing folder as given, else a pulled model id (ORG/NAME) under the
+ * models dir. Returns null when neither exists, so the caller can suggest `hearth pull X`.
+ */
+export function resolveLocalModel(arg: string, modelsDir: string = defaultModelsDir()): string | null {
+  if (existsSync(path.join(arg, 'config.json'))) return path.resolve(arg);
+  if (!REPO_ID_RE.test(arg)) return null;
+  const dir = modelDirFor(modelsDir, arg);
+  return existsSync(path.join(dir, 'config.json')) ? dir : null;
 }
