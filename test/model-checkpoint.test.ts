@@ -76,6 +76,16 @@ t.test('bad checkpoints: one-line messages naming file and tensor', async (t) =>
   fs.writeFileSync(cfgPath, JSON.stringify(cfg));
   throwsMsg(t, () => openCheckpoint(a), 'config.json: model_type null is not supported; supported: llama, qwen2, qwen3, mistral', 'no model_type');
 
+  // config.json that is not JSON, or asks for what hearth does not run.
+  fs.writeFileSync(cfgPath, '{"model_type": "llama",');
+  throwsMsg(t, () => openCheckpoint(a), /^config\.json: not valid JSON \(.*\)$/, 'config not JSON');
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'llama', rope_scaling: { rope_type: 'yarn', factor: 4 } }));
+  throwsMsg(t, () => openCheckpoint(a), 'config.json: rope_scaling type "yarn" is not supported; supported: llama3, linear, default', 'yarn');
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'llama', hidden_act: 'gelu' }));
+  throwsMsg(t, () => openCheckpoint(a), 'config.json: hidden_act "gelu" is not supported; supported: silu', 'gelu');
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'llama', num_key_value_heads: 3 }));
+  throwsMsg(t, () => openCheckpoint(a), 'config.json: num_attention_heads (4) must be a multiple of num_key_value_heads (3)', 'kv heads');
+
   // No folder at all.
   throwsMsg(t, () => openCheckpoint(path.join(tmp, 'nope')), /^no checkpoint at .*nope: expected a folder with config\.json and \*\.safetensors$/, 'missing folder');
 
