@@ -92,7 +92,7 @@ export function contextError(contextLength: number, promptTokens: number, param:
 export function precheckLength(tok: Tokenizer, contextLength: number, chars: number, param: string): void {
   // Template markup adds tokens, never removes them; a lower bound on the token count suffices.
   const minTokens = Math.floor(chars / longestToken(tok));
-  if (minTokens >= contextLength) throw contextError(contextLength, minTokens, param);
+  if (minTokens >= contextLength) throw new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [contextLength, minTokens, ' or more'], { param });
 }
 
 /**

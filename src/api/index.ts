@@ -7,6 +7,6 @@ export { SseWriter, sseData, SSE_DONE, SSE_HEADERS } from './sse.ts';
 export { loadOpenApiDocument, documentRoutes, validatorFor } from './openapi.ts';
 export { planChat } from './chat-request.ts';
 export type { ChatPlan } from './chat-request.ts';
-export { planCompletion } from './completions-route.ts';
+export { planCompletion } from './completion-request.ts';
 export { presentedKey } from './auth.ts';
 export type { RouteAuthConfig } from './auth.ts';

@@ -77,60 +77,93 @@ function renderCluster(body) {
   $('axis-end').textContent = numLayers === null ? '' : `layer ${numLayers - 1}`;
   $('no-nodes').hidden = nodes.length > 0;
 
+  // Rows are keyed by node id and updated in place: replacing them every second would flicker,
+  // lose text selection and detach elements someone is inspecting.
   const list = $('nodes');
-  const rows = nodes.map((n) => renderNode(n, numLayers));
-  list.replaceChildren(...rows);
+  const keep = new Set();
+  nodes.forEach((n, i) => {
+    const id = String(n.id ?? i);
+    keep.add(id);
+    let li = rows.get(id);
+    if (li === undefined) {
+      li = createRow(id);
+      rows.set(id, li);
+    }
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+    updateRow(li, n, numLayers);
+  });
+  for (const [id, li] of rows) {
+    if (!keep.has(id)) {
+      li.remove();
+      rows.delete(id);
+    }
+  }
 }
 
-function renderNode(n, numLayers) {
-  const li = el('li', 'node');
-  li.dataset.nodeId = String(n.id ?? '');
+/** @type {Map<string, HTMLLIElement>} */
+const rows = new Map();
+
+function createRow(id) {
+  const li = /** @type {HTMLLIElement} */ (el('li', 'node'));
+  li.dataset.nodeId = id;
+  const head = el('div', 'node-head');
+  head.append(el('span', 'node-name'), el('span', 'badge'), el('span', 'node-facts'), el('span', 'node-toks'));
+  const track = el('div', 'layer-track');
+  track.append(el('div', 'layer-range'));
+  const memBar = el('div', 'mem-bar');
+  memBar.append(el('div', 'mem-used'), el('div', 'mem-kv'));
+  li.append(head, track, el('span', 'range-text'), memBar, el('span', 'mem-text'));
+  return li;
+}
+
+function setText(root, sel, text) {
+  const e = /** @type {HTMLElement} */ (root.querySelector(sel));
+  if (e.textContent !== text) e.textContent = text;
+  return e;
+}
+
+function updateRow(li, n, numLayers) {
   const st = String(n.state ?? 'unknown');
   li.dataset.state = st;
-
-  const head = el('div', 'node-head');
-  head.append(el('span', 'node-name', n.name ?? n.id ?? '?'), el('span', `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`, st));
-  const facts = el('span', 'node-facts');
+  setText(li, '.node-name', String(n.name ?? n.id ?? '?'));
+  setText(li, '.badge', st).className = `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`;
   const parts = [];
   if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} threads`);
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
-  facts.textContent = parts.join(' · ');
-  const toks = el('span', 'node-toks', `${fmtNum(n.tokS)} tok/s`);
-  head.append(facts, toks);
+  setText(li, '.node-facts', parts.join(' · '));
+  setText(li, '.node-toks', `${fmtNum(n.tokS)} tok/s`);
 
   // The layer track: the whole model from layer 0 to numLayers-1, this node's [start, end) filled.
-  const track = el('div', 'layer-track');
+  const track = /** @type {HTMLElement} */ (li.querySelector('.layer-track'));
+  const bar = /** @type {HTMLElement} */ (li.querySelector('.layer-range'));
   if (numLayers !== null) track.style.setProperty('--layers', String(numLayers));
   const range = Array.isArray(n.range) && n.range.length === 2 ? n.range : null;
+  bar.hidden = range === null || numLayers === null;
   if (range !== null && numLayers !== null) {
     const [a, b] = range;
-    const bar = el('div', 'layer-range');
     bar.style.left = `${(100 * a) / numLayers}%`;
     bar.style.width = `${(100 * Math.max(0, b - a)) / numLayers}%`;
     bar.title = `layers ${a}–${b - 1}`;
-    track.append(bar);
   }
-  const rangeText = el('span', 'range-text', range === null ? 'no layers assigned' : `layers ${range[0]}–${range[1] - 1} (${range[1] - range[0]})`);
+  setText(li, '.range-text', range === null ? 'no layers assigned' : `layers ${range[0]}–${range[1] - 1} (${range[1] - range[0]})`);
 
   // Memory: used (weights and the rest) + KV cache + free, as one bar of the device's total.
   const mem = n.memory ?? {};
-  const memBar = el('div', 'mem-bar');
+  const usedSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-used'));
+  const kvSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-kv'));
   let memText = 'memory unknown';
   if (typeof mem.total === 'number' && mem.total > 0) {
     const free = Math.min(Math.max(0, mem.free ?? 0), mem.total);
     const kv = Math.min(Math.max(0, mem.kvBytes ?? 0), mem.total - free);
     const used = mem.total - free;
-    const usedSeg = el('div', 'mem-used');
     usedSeg.style.width = `${(100 * (used - kv)) / mem.total}%`;
-    const kvSeg = el('div', 'mem-kv');
     kvSeg.style.width = `${(100 * kv) / mem.total}%`;
-    memBar.append(usedSeg, kvSeg);
     memText = `${fmtBytes(used)} used (KV ${fmtBytes(kv)}) · ${fmtBytes(free)} free of ${fmtBytes(mem.total)}`;
+  } else {
+    usedSeg.style.width = '0';
+    kvSeg.style.width = '0';
   }
-  const memLabel = el('span', 'mem-text', memText);
-
-  li.append(head, track, rangeText, memBar, memLabel);
-  return li;
+  setText(li, '.mem-text', memText);
 }
 
 async function poll() {
