@@ -21,6 +21,8 @@ export interface ShardSessionOptions {
   readonly maxPositions?: number;
   /** Write an onnxruntime per-op profile (see endProfiling). */
   readonly profile?: boolean;
+  /** Where the weight files are staged while onnxruntime loads them (default: os.tmpdir()). */
+  readonly scratchDir?: string;
 }
 
 export interface ShardInfo {
@@ -55,51 +57,57 @@ export class ShardSession {
     const t0 = performance.now();
     const ckpt = openCheckpoint(dir, { range: [spec.start, spec.end] });
     const config = ckpt.config;
-    let graph: ReturnType<typeof buildShardGraph> | null;
+    // Weights stream to files in a scratch folder as they are made (see GraphBuilder) and the
+    // session loads from there; the folder is removed once onnxruntime has loaded it.
+    const work = fs.mkdtempSync(path.join(opts.scratchDir ?? os.tmpdir(), 'hearth-shard-'));
     try {
-      graph = buildShardGraph(ckpt, spec, {
-        attention: opts.attention ?? 'auto',
-        ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
-        ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
-      });
-    } finally {
-      ckpt.close();
-    }
-    const t1 = performance.now();
-    const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
-    const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: [spec.provider],
-      intraOpNumThreads: Math.max(1, spec.threads),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      externalData: graph.externalData,
-      // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-      ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
-    };
-    const { attention, weightBytes, model } = graph;
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(model, options);
-    } catch (e) {
-      const msg = (e as Error).message ?? String(e);
-      if (spec.provider !== 'cpu') {
-        throw new HearthError('HEARTH_ERR_PROVIDER', [
-          spec.provider,
-          `onnxruntime-node could not create it (${msg.split('\n')[0]}). The npm package ships the CPU provider only; ` +
-            'CUDA needs the libraries its install script downloads (CUDA 12 + cuDNN 9 and the onnxruntime CUDA provider), ' +
-            'which this install skipped. Use provider "cpu".',
-        ]);
+      let graph: ReturnType<typeof buildShardGraph>;
+      try {
+        graph = buildShardGraph(ckpt, spec, {
+          attention: opts.attention ?? 'auto',
+          externalDir: work,
+          ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
+          ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
+        });
+      } finally {
+        ckpt.close();
       }
-      throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
+      const modelPath = path.join(work, 'model.onnx');
+      fs.writeFileSync(modelPath, graph.model);
+      const t1 = performance.now();
+      const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
+      const options: ort.InferenceSession.SessionOptions = {
+        executionProviders: [spec.provider],
+        intraOpNumThreads: Math.max(1, spec.threads),
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
+        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+        ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
+      };
+      let session: ort.InferenceSession;
+      try {
+        session = await ort.InferenceSession.create(modelPath, options);
+      } catch (e) {
+        const msg = (e as Error).message ?? String(e);
+        if (spec.provider !== 'cpu') {
+          throw new HearthError('HEARTH_ERR_PROVIDER', [
+            spec.provider,
+            `onnxruntime-node could not create it (${msg.split('\n')[0]}). The npm package ships the CPU provider only; ` +
+              'CUDA needs the libraries its install script downloads (CUDA 12 + cuDNN 9 and the onnxruntime CUDA provider), ' +
+              'which this install skipped. Use provider "cpu".',
+          ]);
+        }
+        throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
+      }
+      const t2 = performance.now();
+      const info = { config, attention: graph.attention, weightBytes: graph.weightBytes, buildMs: t1 - t0, sessionMs: t2 - t1 };
+      return new ShardSession(session, spec, info, profileDir);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
     }
-    // Drop our references to the weight buffers: onnxruntime holds what it needs from here on.
-    graph = null;
-    const t2 = performance.now();
-    return new ShardSession(session, spec, { config, attention, weightBytes, buildMs: t1 - t0, sessionMs: t2 - t1 }, profileDir);
   }
-
   /**
    * Runs items: consecutive single-token items of distinct sequences go as one batch, anything
    * else one by one. Results come back in item order.

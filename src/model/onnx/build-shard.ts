@@ -22,6 +22,12 @@ export interface BuildShardOptions {
   readonly accuracyLevel?: number;
   /** Rotary table length (default: config maxPositions). */
   readonly maxPositions?: number;
+  /**
+   * Write each weight into this folder as w<i>.bin as soon as it is made (then load the model from
+   * a file there): weights never accumulate in memory, and onnxruntime maps files much faster than
+   * it copies in-memory external data. Without it, `externalData` carries the bytes.
+   */
+  readonly externalDir?: string;
   /** Called after each layer's weights are placed (progress, and a chance to let GC run). */
   readonly onLayer?: (layer: number) => void;
 }
@@ -63,7 +69,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
   const kind = chooseAttention(cfg.headDim, opts.attention);
   const accuracyLevel = opts.accuracyLevel ?? 4;
   const { hiddenSize: h, numHeads: hq, numKvHeads: hkv, headDim: d, rmsNormEps: eps } = cfg;
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(opts.externalDir ?? null);
   const eps32 = { float: eps };
 
   /** y = x W^T (+ b) for the HF weights `names` stacked along the output dimension. */

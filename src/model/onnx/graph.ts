@@ -3,6 +3,8 @@
 // few hundred KB of graph and its weights are handed to onnxruntime as in-memory "files".
 // onnx-proto 8.0.1 carries the onnx 1.10 schema; data types are plain numbers (onnx.proto3 TensorProto.DataType).
 
+import fs from 'node:fs';
+import path from 'node:path';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
@@ -60,8 +62,16 @@ export class GraphBuilder {
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly files: ExternalFile[] = [];
   private counter = 0;
+  private fileCount = 0;
   /** Bytes of initializer data (external and inline). */
   weightBytes = 0;
+
+  /**
+   * With `dir`, each external tensor is written there as soon as it is made and not kept: the
+   * weights never sit in JS memory all at once, and onnxruntime loads (mmaps) files far faster
+   * than in-memory external data (measured: ~40 MB/s in memory vs >1 GB/s from a file).
+   */
+  constructor(private readonly dir: string | null = null) {}
 
   /** A fresh, unique tensor name with a readable prefix. */
   name(prefix: string): string {
@@ -88,15 +98,16 @@ export class GraphBuilder {
       this.inits.push({ name, dataType: elemType, dims: [...dims], rawData: bytes.slice() });
       return name;
     }
-    const path = `w${this.files.length}.bin`;
-    this.files.push({ path, data: bytes });
+    const file = `w${this.fileCount++}.bin`;
+    if (this.dir !== null) fs.writeFileSync(path.join(this.dir, file), bytes);
+    else this.files.push({ path: file, data: bytes });
     this.inits.push({
       name,
       dataType: elemType,
       dims: [...dims],
       dataLocation: 1, // EXTERNAL
       externalData: [
-        { key: 'location', value: path },
+        { key: 'location', value: file },
         { key: 'offset', value: '0' },
         { key: 'length', value: String(bytes.byteLength) },
       ],
@@ -137,7 +148,7 @@ export class GraphBuilder {
     return this.node(op, inputs, 1, attrs, domain)[0] as string;
   }
 
-  /** Encodes the model; external files are returned alongside (they are not copied). */
+  /** Encodes the model; external files (when not written to a dir) are returned alongside, uncopied. */
   finish(graphName: string): { model: Uint8Array; externalData: ExternalFile[] } {
     const model = onnx.ModelProto.encode({
       irVersion: 10,
