@@ -6,6 +6,7 @@ import { HearthError } from '../errors/index.ts';
 import { createAuthHook } from './auth.ts';
 import { registerChatRoute } from './chat-route.ts';
 import { registerCompletionsRoute } from './completions-route.ts';
+import { longestToken } from './generation-fields.ts';
 import { toHttpError } from './http-errors.ts';
 import { registerModelRoutes } from './models-route.ts';
 import { createSchemaAjv, loadOpenApiDocument, openApiJson } from './openapi.ts';
@@ -61,6 +62,8 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   if (auth !== null) app.addHook('onRequest', auth);
 
   const ctx = createApiContext(opts);
+  // Scan the vocabulary once at boot (about a second for 150k tokens), not on the first request.
+  longestToken(opts.model.tokenizer);
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
     if (h.internal) req.log.error({ err }, 'request failed');
