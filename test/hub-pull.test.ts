@@ -108,6 +108,10 @@ function fakeHub(repos: Map<string, Repo>): { server: http.Server; seen: Seen[] 
     const p = decodeURIComponent(url.pathname);
     let m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(p);
     if (m !== null) {
+      if (m[1] === 'test-org/gated') {
+        res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"Access to model test-org/gated is restricted."}');
+        return;
+      }
       const repo = repos.get(m[1] as string);
       if (repo === undefined) {
         res.writeHead(404, { 'content-type': 'application/json', 'x-error-code': 'RepoNotFound' }).end('{"error":"Repository not found"}');
@@ -244,6 +248,8 @@ t.test('pull: interrupted, resumed, verified; models lists it', async (t) => {
     t.match((err as Error).message, new RegExp(`^pull test-org/tiny: cannot reach 127\\.0\\.0\\.1:${port}: ECONNREFUSED; copy a checkpoint folder and pass --model DIR$`));
     const missing = await pullModel({ id: 'test-org/nope', modelsDir: path.join(tmp, 'm2'), endpoint }).catch((e: unknown) => e);
     t.match((missing as Error).message, /not found on/, 'unknown repo → not found');
+    const gated = await pullModel({ id: 'test-org/gated', modelsDir: path.join(tmp, 'm2'), endpoint }).catch((e: unknown) => e);
+    t.match((gated as Error).message, /answered 401: the model is gated or private; .*HF_TOKEN/, 'gated → says to set HF_TOKEN');
     const badId = await pullModel({ id: '../etc', modelsDir: path.join(tmp, 'm2'), endpoint }).catch((e: unknown) => e);
     t.match((badId as Error).message, /ORG\/NAME/, 'a path is not a repo id');
   });
