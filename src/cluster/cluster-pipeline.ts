@@ -141,12 +141,13 @@ class BusPipeline implements ClusterPipeline {
     const out = new Promise<StepOutcome>((resolve, reject) => {
       this.pending.set(key, { resolve, reject, epoch, at: Date.now(), seq: req.seq });
     });
+    const sentAt = wallMs();
     if (this.hopDelayMs > 0) await new Promise((r) => setTimeout(r, this.hopDelayMs));
     this.bus.publish(subjects.step(this.cluster, stage0.node), {
       t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
       tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
       wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
-      sentAt: wallMs(), hopMs: [],
+      sentAt, hopMs: [],
     });
     return out;
   }

@@ -4,3 +4,4 @@ export { Coordinator, MEMBER_STATES, type MemberState, type CoordinatorOptions, 
 export { createClusterPipeline, hopDelayFromEnv, type ClusterPipeline, type ClusterPipelineOptions } from './cluster-pipeline.ts';
 export { startNatsServer, findNatsServerBinary, type NatsServerOptions, type NatsServerHandle } from './nats-server.ts';
 export { HopStats } from './hop-stats.ts';
+export { benchCluster, formatBenchCluster, type BenchClusterOptions, type BenchClusterResult, type BenchClusterRow } from './bench-cluster.ts';

@@ -241,13 +241,15 @@ export class WorkerNode {
       .then(async (r) => {
         this.positions += m.n;
         const hops = [...m.hopMs, hop];
+        // The simulated LAN delay counts as part of the hop: stamp before sleeping.
+        const sentAt = wallMs();
         const delay = this.opts.hopDelayMs ?? 0;
         if (delay > 0) await new Promise((res) => setTimeout(res, delay));
         if (a.next !== null) {
           if (r.hidden === undefined) throw new Error('stage produced no hidden states');
-          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt: wallMs(), hopMs: hops });
+          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt, hopMs: hops });
         } else {
-          this.reply(m, hops, r.token ?? null, r.logits ?? null, null);
+          this.reply(m, hops, r.token ?? null, r.logits ?? null, null, sentAt);
         }
       })
       .catch((e: unknown) => {
@@ -257,11 +259,11 @@ export class WorkerNode {
       });
   }
 
-  private reply(m: StepMsg, hops: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null): void {
+  private reply(m: StepMsg, hops: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs()): void {
     this.bus.publish(subjects.result(this.opts.cluster, m.gateway), {
       t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
       token: token === null ? null : plainToken(token),
-      logits: logits === null ? null : bin(logits), error, sentAt: wallMs(), hopMs: hops,
+      logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops,
     });
   }
 }

@@ -1,0 +1,200 @@
+// `hearth bench --cluster`: what the cluster costs and what pipelining buys, measured in one run
+// on one machine. Prints ratios, not absolute speeds, because the machine (and its other load)
+// changes between runs while both sides of a ratio share the same conditions.
+//
+//  1. one process: the model as one stage, one stream (the baseline);
+//  2. the same model split over 2 worker processes over a private nats-server: 1 stream, then
+//     8 concurrent streams (decode steps of different sequences batch on each stage, and both
+//     stages work at once);
+//  3. hop latency (sender stamp → receiver) p50/p99 seen in those runs;
+//  then 2–3 again with a delay added before every hop (default 2 ms: a LAN, not loopback).
+//
+// It drives the scheduler (scheduler → cluster is the usual direction; this harness sits above
+// both, like the CLI that calls it).
+//
+// Threads: each worker gets `threads` intra-op threads, and so does the one-process baseline:
+// the ratio isolates the relay's cost from how many cores a stage can use.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { NatsBus } from '../bus/index.ts';
+import { openCheckpoint } from '../model/index.ts';
+import type { Quant } from '../runtime/types.ts';
+import { GREEDY } from '../sampling/types.ts';
+import { createShardEngine } from '../runtime/index.ts';
+import { LocalPipeline, createScheduler } from '../scheduler/index.ts';
+import { StageRunner } from '../worker/stage-runner.ts';
+import type { Generator, Pipeline } from '../scheduler/types.ts';
+import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.ts';
+import { modelCostsFromCheckpoint } from './model-costs.ts';
+import { startNatsServer } from './nats-server.ts';
+
+export interface BenchClusterOptions {
+  readonly modelDir: string;
+  readonly quant?: Quant;
+  /** Intra-op threads per worker and for the baseline (default 1). */
+  readonly threads?: number;
+  /** Prompt tokens per stream (default 16). */
+  readonly promptTokens?: number;
+  /** Decode tokens per stream (default 64). */
+  readonly decodeTokens?: number;
+  /** Concurrent streams of the aggregate run (default 8). */
+  readonly streams?: number;
+  /** Hop delays to run (default [0, 2]). */
+  readonly hopDelaysMs?: readonly number[];
+  /** Progress lines (default: none). */
+  readonly onProgress?: (line: string) => void;
+}
+
+export interface BenchClusterRow {
+  readonly hopDelayMs: number;
+  readonly oneProcessTokS: number;
+  readonly clusterTokS: number;
+  /** clusterTokS / oneProcessTokS (goal ≥ 0.90 at 0 ms). */
+  readonly clusterRatio: number;
+  readonly streams: number;
+  readonly aggregateTokS: number;
+  /** aggregateTokS / clusterTokS (goal ≥ 2.0). */
+  readonly concurrencyRatio: number;
+  readonly hopP50Ms: number;
+  readonly hopP99Ms: number;
+  readonly hops: number;
+}
+
+export interface BenchClusterResult {
+  readonly model: string;
+  readonly quant: Quant;
+  readonly threads: number;
+  readonly workers: 2;
+  readonly promptTokens: number;
+  readonly decodeTokens: number;
+  readonly stages: readonly (readonly [number, number])[];
+  readonly rows: readonly BenchClusterRow[];
+}
+
+const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
+
+/** Decode tok/s of `streams` concurrent greedy streams: tokens after each stream's first,
+ *  over the time from the first stream's first token to the last stream's last. */
+async function decodeRate(g: Generator, prompt: Int32Array, decode: number, streams: number, tag: string): Promise<number> {
+  let first = Infinity;
+  let last = 0;
+  let tokens = 0;
+  await Promise.all(Array.from({ length: streams }, async (_, k) => {
+    // Distinct prompts: no prefix reuse, no identical work.
+    const p = prompt.map((x, i) => (i === 0 ? (x + k) % 1000 : x));
+    let n = 0;
+    for await (const ev of g.generate({ id: `${tag}-${k}`, prompt: p, maxTokens: decode, sampling: GREEDY, stopTokens: [] })) {
+      if (ev.type !== 'token') continue;
+      const now = performance.now();
+      if (n === 0) first = Math.min(first, now); else tokens++;
+      last = Math.max(last, now);
+      n++;
+    }
+  }));
+  return tokens / ((last - first) / 1000);
+}
+
+function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number; hopDelayMs: number }): { proc: ChildProcess; log: () => string } {
+  const proc = spawn(process.execPath, [BIN, 'worker', '--join', url, '--token', token, '--cluster', cluster, '--name', name,
+    '--model', opts.modelDir, '--threads', String(opts.threads), '--speed', '10', '--hop-delay-ms', String(opts.hopDelayMs)], {
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HEARTH_LOG_LEVEL: 'warn' },
+  });
+  let log = '';
+  proc.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });
+  return { proc, log: () => log };
+}
+
+async function waitLive(p: ClusterPipeline, stages: number, timeoutMs: number, logs: () => string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const plan = p.coordinator.plan();
+    if (plan !== null && plan.live && plan.stages.length === stages) return;
+    if (Date.now() > end) throw new Error(`the 2-worker plan did not go live within ${timeoutMs / 1000} s; worker logs:\n${logs()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClusterResult> {
+  const quant = opts.quant ?? 'none';
+  const threads = opts.threads ?? 1;
+  const promptTokens = opts.promptTokens ?? 16;
+  const decode = opts.decodeTokens ?? 64;
+  const streams = opts.streams ?? 8;
+  const delays = opts.hopDelaysMs ?? [0, 2];
+  const say = opts.onProgress ?? (() => undefined);
+
+  const ckpt = openCheckpoint(opts.modelDir);
+  const cfg = ckpt.config;
+  const cost = modelCostsFromCheckpoint(ckpt, { quant, kvTokens: 4096 });
+  ckpt.close();
+  const prompt = Int32Array.from({ length: promptTokens }, (_, i) => (i * 131 + 17) % Math.min(cfg.vocabSize, 1000));
+  const warm = async (g: Generator): Promise<void> => { await decodeRate(g, prompt, 4, 1, 'warm'); };
+
+  // 1. one process
+  say('one process: loading');
+  const engine = await createShardEngine(opts.modelDir, { start: 0, end: cfg.numLayers, quant, threads, provider: 'cpu' });
+  const local = { pipeline: new LocalPipeline([new StageRunner(engine)]) };
+  const localGen = createScheduler(local.pipeline as Pipeline, { prefixCache: 0 });
+  await warm(localGen);
+  say('one process: decoding');
+  const oneProcess = await decodeRate(localGen, prompt, decode, 1, 'local');
+  await local.pipeline.close();
+  say(`one process: ${oneProcess.toFixed(1)} tok/s`);
+
+  const token = randomBytes(16).toString('hex');
+  const nats = await startNatsServer({ token });
+  const rows: BenchClusterRow[] = [];
+  let stages: (readonly [number, number])[] = [];
+  try {
+    for (const hopDelayMs of delays) {
+      const cluster = `bench${rows.length}`;
+      const bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
+      const pipeline = createClusterPipeline({
+        bus, cluster, cost, quant, hopDelayMs, settleMs: 1500,
+        model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
+      });
+      const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads, hopDelayMs }));
+      try {
+        say(`2 workers, hop delay ${hopDelayMs} ms: loading`);
+        await waitLive(pipeline, 2, 180_000, () => workers.map((w) => w.log()).join('\n'));
+        stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
+        const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, streams) });
+        await warm(gen);
+        pipeline.hops.reset();
+        const one = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}`);
+        say(`2 workers, hop delay ${hopDelayMs} ms: 1 stream ${one.toFixed(1)} tok/s`);
+        const agg = await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}`);
+        say(`2 workers, hop delay ${hopDelayMs} ms: ${streams} streams ${agg.toFixed(1)} tok/s`);
+        rows.push({
+          hopDelayMs, oneProcessTokS: oneProcess, clusterTokS: one, clusterRatio: one / oneProcess, streams,
+          aggregateTokS: agg, concurrencyRatio: agg / one,
+          hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
+        });
+      } finally {
+        for (const w of workers) w.proc.kill('SIGTERM');
+        await Promise.all(workers.map((w) => new Promise<void>((r) => {
+          if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
+          const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
+          w.proc.once('exit', () => { clearTimeout(t); r(); });
+        })));
+        await pipeline.close();
+        await bus.close();
+      }
+    }
+  } finally {
+    await nats.stop();
+  }
+  return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows };
+}
+
+export function formatBenchCluster(r: BenchClusterResult): string {
+  const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const head = `cluster bench: ${r.model} (quant ${r.quant}, ${r.threads} thread(s) per process, 2 workers ${r.stages.map(([a, b]) => `[${a},${b})`).join(' ')}, prompt ${r.promptTokens}, decode ${r.decodeTokens})`;
+  const cols = ['hop delay', '1 process tok/s', '2 workers tok/s', 'ratio (≥0.90)', 'N streams tok/s', 'N÷1 (≥2.0)', 'hop p50 ms', 'hop p99 ms'];
+  const rows = r.rows.map((x) => [`${x.hopDelayMs} ms`, f(x.oneProcessTokS), f(x.clusterTokS), f(x.clusterRatio, 2), `${f(x.aggregateTokS)} (${x.streams})`, f(x.concurrencyRatio, 2), f(x.hopP50Ms, 2), f(x.hopP99Ms, 2)]);
+  const w = cols.map((c, i) => Math.max(c.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join('  ');
+  return [head, line(cols), ...rows.map(line)].join('\n');
+}
