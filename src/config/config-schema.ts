@@ -25,18 +25,23 @@ export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../config/default.y
 
 export const CONFIG_SCHEMA = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as SchemaNode;
 
-/** Short names for the options people set most; every option also has its long name. */
-const ENV_ALIASES: Readonly<Record<string, string>> = {
-  'server.host': 'HEARTH_HOST',
-  'server.port': 'HEARTH_PORT',
-  'server.apiKeys': 'HEARTH_API_KEYS',
-  'server.insecure': 'HEARTH_INSECURE',
-  'cluster.natsUrl': 'HEARTH_NATS_URL',
-  'cluster.token': 'HEARTH_TOKEN',
-  'cluster.workers': 'HEARTH_WORKERS',
-  'logging.level': 'HEARTH_LOG_LEVEL',
-  'logging.pretty': 'HEARTH_LOG_PRETTY',
-  'logging.logPrompts': 'HEARTH_LOG_PROMPTS',
+/**
+ * Short names for the options people set most; every option also has its long name. The last
+ * alias of each is the one config/default.yaml shows. HEARTH_JOIN, HEARTH_TOKEN, HEARTH_CLUSTER
+ * are also what `hearth worker` reads, so one environment file serves gateway and workers.
+ */
+const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
+  'server.host': ['HEARTH_HOST'],
+  'server.port': ['HEARTH_PORT'],
+  'server.apiKeys': ['HEARTH_API_KEYS'],
+  'server.insecure': ['HEARTH_INSECURE'],
+  'cluster.name': ['HEARTH_CLUSTER'],
+  'cluster.natsUrl': ['HEARTH_NATS_URL', 'HEARTH_JOIN'],
+  'cluster.token': ['HEARTH_TOKEN'],
+  'cluster.workers': ['HEARTH_WORKERS'],
+  'logging.level': ['HEARTH_LOG_LEVEL'],
+  'logging.pretty': ['HEARTH_LOG_PRETTY'],
+  'logging.logPrompts': ['HEARTH_LOG_PROMPTS'],
 };
 
 export interface ConfigLeaf {
@@ -44,7 +49,7 @@ export interface ConfigLeaf {
   readonly key: string;
   readonly path: readonly string[];
   readonly schema: SchemaNode;
-  /** Variables that set it, the long form first (it wins when both are set). */
+  /** Variables that set it, in precedence order: the long form first, then the aliases. */
   readonly env: readonly string[];
 }
 
@@ -69,8 +74,7 @@ function collectLeaves(node: SchemaNode, path: string[], out: ConfigLeaf[]): voi
       continue;
     }
     const key = p.join('.');
-    const alias = ENV_ALIASES[key];
-    out.push({ key, path: p, schema: child, env: alias === undefined ? [longEnvName(p)] : [longEnvName(p), alias] });
+    out.push({ key, path: p, schema: child, env: [longEnvName(p), ...(ENV_ALIASES[key] ?? [])] });
   }
 }
 

@@ -43,7 +43,9 @@ export const FLAG_ALIASES: Readonly<Record<string, string>> = {
   workers: 'cluster.workers',
   threads: 'worker.threads',
   memory: 'worker.memoryBytes',
+  cache: 'worker.cacheDir',
   cacheDir: 'worker.cacheDir',
+  cluster: 'cluster.name',
   logLevel: 'logging.level',
   logPrompts: 'logging.logPrompts',
 };

@@ -48,9 +48,10 @@ export interface ClusterSection {
 export interface WorkerSection {
   /** null = number of CPU cores. */
   threads: number | null;
-  /** null = 80% of free memory at start. */
+  /** null = 75% of free memory at start. */
   memoryBytes: number | null;
-  cacheDir: string;
+  /** null = ~/.cache/hearth/stages. */
+  cacheDir: string | null;
 }
 
 export interface LimitsConfig {
