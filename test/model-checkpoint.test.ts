@@ -244,6 +244,9 @@ t.test('the generator is deterministic', async (t) => {
   for (const f of files) t.equal(sha(path.join(a, f)), sha(path.join(b, f)), `${f} identical`);
   const c = await gen({ ...opts, seed: 43 });
   t.not(sha(path.join(c, 'model-00001-of-00002.safetensors')), sha(path.join(a, 'model-00001-of-00002.safetensors')), 'another seed, other weights');
+  await t.rejects(generateCheckpoint(path.join(tmp, 'x'), { dtype: 'f8' as 'f32' }), { message: 'generate checkpoint: unknown dtype f8; choose f32, f16 or bf16' });
+  await t.rejects(generateCheckpoint(path.join(tmp, 'x'), { seed: Number('abc') }), { message: 'generate checkpoint: seed must be an integer in [0, 2^32), got NaN' });
+  await t.rejects(generateCheckpoint(path.join(tmp, 'x'), { preset: 'tiny-qwen2', headDim: 8 }), { message: /qwen2 needs hiddenSize == numHeads \* headDim/ });
 });
 
 t.test('configs of each family normalise as transformers reads them', async (t) => {

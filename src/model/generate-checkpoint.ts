@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { HearthError } from '../errors/index.ts';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.ts';
 import { DTYPE_BYTES, numel, SafetensorsWriter, type TensorSpec } from './safetensors.ts';
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, allTensorShapes } from './tensor-names.ts';
@@ -94,10 +95,16 @@ export interface GenerateOptions extends Partial<ModelShape> {
   readonly tokenizer?: boolean;
 }
 
+function bad(msg: string): never {
+  throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`generate checkpoint: ${msg}`]);
+}
+
+const POSITIVE_INT_FIELDS = ['hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'vocabSize', 'maxPositions'] as const;
+
 /** The full shape for these options: preset plus overrides, checked. */
 export function resolveShape(opts: GenerateOptions): ModelShape {
   const base: ModelShape = PRESETS[opts.preset ?? 'tiny-qwen3'];
-  if (!base) throw new Error(`unknown preset ${String(opts.preset)}; choose one of ${Object.keys(PRESETS).join(', ')}`);
+  if (!base) bad(`unknown preset ${String(opts.preset)}; choose one of ${Object.keys(PRESETS).join(', ')}`);
   const s: ModelShape = {
     family: opts.family ?? base.family,
     hiddenSize: opts.hiddenSize ?? base.hiddenSize,
@@ -113,10 +120,12 @@ export function resolveShape(opts: GenerateOptions): ModelShape {
     ropeScaling: opts.ropeScaling !== undefined ? opts.ropeScaling : base.ropeScaling,
     tieEmbeddings: opts.tieEmbeddings ?? base.tieEmbeddings,
   };
-  if (s.numHeads % s.numKvHeads !== 0) throw new Error(`numHeads ${s.numHeads} is not a multiple of numKvHeads ${s.numKvHeads}`);
-  if (s.headDim % 2 !== 0) throw new Error(`headDim ${s.headDim} must be even`);
+  for (const k of POSITIVE_INT_FIELDS) if (!Number.isInteger(s[k]) || s[k] <= 0) bad(`${k} must be a positive integer, got ${s[k]}`);
+  if (!(s.ropeTheta > 0) || !(s.rmsNormEps > 0)) bad('ropeTheta and rmsNormEps must be positive');
+  if (s.numHeads % s.numKvHeads !== 0) bad(`numHeads ${s.numHeads} is not a multiple of numKvHeads ${s.numKvHeads}`);
+  if (s.headDim % 2 !== 0) bad(`headDim ${s.headDim} must be even`);
   // Qwen2 configs carry no head_dim key in the wild, so the generator keeps hidden = heads * headDim for it.
-  if (s.family === 'qwen2' && s.hiddenSize !== s.numHeads * s.headDim) throw new Error(`qwen2 needs hiddenSize == numHeads * headDim (${s.hiddenSize} vs ${s.numHeads}*${s.headDim})`);
+  if (s.family === 'qwen2' && s.hiddenSize !== s.numHeads * s.headDim) bad(`qwen2 needs hiddenSize == numHeads * headDim (${s.hiddenSize} vs ${s.numHeads}*${s.headDim})`);
   return s;
 }
 
@@ -272,11 +281,12 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
   const shape = resolveShape(opts);
   const seed = opts.seed ?? 1;
   const dtype = opts.dtype ?? 'f32';
-  if (!(dtype in ST_DTYPE)) throw new Error(`unknown dtype ${String(dtype)}; choose f32, f16 or bf16`);
+  if (!(dtype in ST_DTYPE)) bad(`unknown dtype ${String(dtype)}; choose f32, f16 or bf16`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) bad(`seed must be an integer in [0, 2^32), got ${seed}`);
   const cfg = shapeToConfig(shape);
   const specs: TensorSpec[] = allTensorShapes(cfg).map(([name, sh]) => ({ name, dtype: ST_DTYPE[dtype], shape: sh }));
   const nShards = opts.shards ?? 1;
-  if (!Number.isInteger(nShards) || nShards < 1 || nShards > specs.length) throw new Error(`shards must be an integer in [1, ${specs.length}]`);
+  if (!Number.isInteger(nShards) || nShards < 1 || nShards > specs.length) bad(`shards must be an integer in [1, ${specs.length}], got ${nShards}`);
 
   await fs.promises.mkdir(dir, { recursive: true });
   await fs.promises.writeFile(path.join(dir, 'config.json'), json(configJson(shape, dtype)));
