@@ -44,5 +44,6 @@ export interface ToolDef {
 
 /** chat_template from tokenizer_config.json rendered with @huggingface/jinja. */
 export interface ChatTemplate {
-  render(messages: readonly ChatMessage[], opts: { tools?: readonly ToolDef[]; addGenerationPrompt: boolean }): string;
+  /** vars: extra template variables (e.g. { enable_thinking: false } for Qwen3). */
+  render(messages: readonly ChatMessage[], opts: { tools?: readonly ToolDef[]; addGenerationPrompt: boolean; vars?: Readonly<Record<string, unknown>> }): string;
 }
