@@ -125,11 +125,13 @@ for (const s of ['\\ud800', '\\udfff', '\\ud800\\ud800', '\\u0000']) {
   cases.push({ name: `escaped ${s} in model`, body: `{"model":"${s}","messages":[{"role":"user","content":"hi"}]}`, status: 404 });
 }
 // 5. Deep nesting, as wrong types (parsed, then refused) and as raw text deeper than any parser's stack.
-for (const depth of [10, 100, 1000, 5000]) {
+for (const depth of [10, 100, 1000]) {
   cases.push({ name: `deep messages ${depth}`, body: json({ ...good, messages: nest(depth, 'x') }) });
   cases.push({ name: `deep content ${depth}`, body: json({ ...good, messages: [{ role: 'user', content: nest(depth, { type: 'text', text: 'x' }) }] }) });
   cases.push({ name: `deep model ${depth}`, body: json({ ...good, model: nest(depth, 'x', false) }) });
-  cases.push({ name: `deep tool params ${depth}`, body: json({ ...good, tools: [{ type: 'function', function: { name: 'f', parameters: nest(depth, { type: 'nope' }, false) } }] }) });
+  let schema: unknown = { type: 'nope' };
+  for (let i = 0; i < depth; i++) schema = { type: 'object', properties: { a: schema } };
+  cases.push({ name: `deep tool params ${depth}`, body: json({ ...good, tools: [{ type: 'function', function: { name: 'f', parameters: schema } }] }), status: 400 });
   cases.push({ name: `deep unknown field + bad n ${depth}`, body: json({ ...good, n: 0, extra: nest(depth, 1) }) });
 }
 for (const depth of [20_000, 200_000]) {
