@@ -6,8 +6,9 @@ import { HearthError } from '../errors/index.ts';
 // some others `x-api-key`: all three are read. Keys are compared as SHA-256 digests with
 // timingSafeEqual, so neither the length nor a prefix of a key leaks through response timing.
 
-/** Routes that never need a key: probes, the API's own documentation. */
-const PUBLIC_PREFIXES = ['/health', '/ready', '/openapi.json', '/docs'];
+/** Routes that never need a key: probes, the API's own documentation, and the workers' weights
+ *  routes (they check the cluster token themselves). */
+const PUBLIC_PREFIXES = ['/health', '/ready', '/openapi.json', '/docs', '/internal/weights'];
 
 export interface RouteAuthConfig {
   /** Set on a route (extraRoutes) that must answer without a key. */

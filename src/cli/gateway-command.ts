@@ -1,0 +1,32 @@
+// `hearth gateway`: the OpenAI API + scheduler + coordinator, joining an existing nats-server.
+
+import { randomBytes } from 'node:crypto';
+import { NatsBus } from '../bus/index.ts';
+import { startGateway } from './gateway.ts';
+import { SERVE_OPTIONS, parseArgs, prepareServe, untilSignal } from './serve-common.ts';
+
+export const usage = `hearth gateway --nats nats://HOST:PORT --token T [--model DIR|ORG/NAME] [--port P] [--host H]
+               [--api-key KEY] [--quant int4] [--config FILE]
+Serves the OpenAI API and plans the model across the workers that join the same nats-server.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: SERVE_OPTIONS });
+  if (values.help === true) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
+  const { cfg, log, modelDir } = await prepareServe(values, 'hearth-gateway');
+  if (cfg.cluster.natsUrl === null) {
+    process.stderr.write(`hearth gateway: --nats nats://HOST:PORT (or HEARTH_NATS_URL) is required; \`hearth up\` starts one for you\n`);
+    return 2;
+  }
+  const token = cfg.cluster.token ?? randomBytes(18).toString('base64url');
+  const bus = await NatsBus.connect({ servers: cfg.cluster.natsUrl, token, name: 'hearth-gateway', log });
+  const gateway = await startGateway({ cfg, modelDir, bus, token, log });
+  process.stdout.write(`hearth gateway: OpenAI API at ${gateway.origin}/v1; workers join with --join ${cfg.cluster.natsUrl} --token <token> --cluster ${cfg.cluster.name}\n`);
+  const sig = await untilSignal();
+  log.info({ sig }, 'shutting down');
+  await gateway.close();
+  await bus.close();
+  return 0;
+}

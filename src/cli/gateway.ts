@@ -1,0 +1,166 @@
+// The gateway: the OpenAI API, the scheduler and the cluster coordinator over one bus. Used by
+// `hearth gateway` (joining an existing nats-server) and `hearth up` (which starts one).
+
+import os from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { createApp, type RequestDoneInfo } from '../api/index.ts';
+import { uiRoutes } from '../api/ui/index.ts';
+import type { Bus } from '../bus/index.ts';
+import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
+import type { HearthConfig } from '../config/index.ts';
+import { openCheckpoint } from '../model/index.ts';
+import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
+import { createScheduler, type Scheduler } from '../scheduler/index.ts';
+import type { GenerateRequest, Generator } from '../scheduler/types.ts';
+import { weightsRoutes } from '../weights/index.ts';
+import { loadServedModel } from './served-model.ts';
+
+export interface GatewayOptions {
+  readonly cfg: Readonly<HearthConfig>;
+  readonly modelDir: string;
+  readonly bus: Bus;
+  /** The cluster token: workers present it to fetch weights from this gateway. */
+  readonly token: string;
+  readonly log: Logger;
+}
+
+export interface Gateway {
+  /** http://host:port (loopback form when listening on all interfaces). */
+  readonly origin: string;
+  readonly pipeline: ClusterPipeline;
+  readonly scheduler: Scheduler;
+  readonly app: FastifyInstance;
+  /** Stops taking requests, lets running streams finish (up to drainMs), then closes. */
+  close(): Promise<void>;
+}
+
+/** An address other devices can use to reach a server listening on `host`. */
+export function reachableHost(host: string): string {
+  if (host !== '0.0.0.0' && host !== '::') return host;
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const { cfg, log } = o;
+  const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext);
+  const ckpt = openCheckpoint(o.modelDir);
+  // Reserve KV for a couple of full-length sequences per stage; more sequences share what is left.
+  const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: Math.min(model.contextLength * 2, 32_768) });
+  ckpt.close();
+  const metrics = createMetrics({ enabled: cfg.metrics.enabled });
+
+  // The API is registered before we listen, but workers need the listening URL (weights), and the
+  // pipeline needs that URL: so the app gets a generator that forwards to the scheduler made after.
+  let scheduler: Scheduler | null = null;
+  let pipeline: ClusterPipeline | null = null;
+  const generator: Generator = {
+    generate: (req: GenerateRequest) => scheduler!.generate(req),
+    load: () => scheduler?.load() ?? { running: 0, waiting: 0 },
+  };
+  const onRequestDone = (info: RequestDoneInfo): void => {
+    if (info.error !== null) metrics.errors.inc({ code: info.error });
+    if (info.ttftMs !== null) {
+      metrics.timeToFirstToken.observe(info.ttftMs / 1000);
+      if (info.completionTokens > 1) metrics.interTokenLatency.observe((info.durationMs - info.ttftMs) / 1000 / (info.completionTokens - 1));
+    }
+    if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
+  };
+  const app = await createApp({
+    model,
+    generator,
+    apiKeys: cfg.server.apiKeys,
+    limits: {
+      bodyBytes: cfg.limits.bodyBytes,
+      maxTokensDefault: cfg.limits.defaultMaxTokens,
+      maxQueue: cfg.limits.maxQueue,
+      maxConcurrent: cfg.limits.maxConcurrentSequences,
+    },
+    cluster: () => clusterView(),
+    ready: () => pipeline?.coordinator.plan()?.live === true,
+    logger: false,
+    logPrompts: cfg.logging.logPrompts,
+    onRequestDone,
+    extraRoutes: async (a) => {
+      instrumentRequests(a, metrics);
+      metricsRoute(a, metrics);
+      if (cfg.server.ui) uiRoutes(a);
+      // Workers fetch only their own layers' tensors here (cluster token, not an API key).
+      await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, token: o.token });
+    },
+  });
+  await app.listen({ host: cfg.server.host, port: cfg.server.port });
+  const addr = app.server.address();
+  const port = addr !== null && typeof addr === 'object' ? addr.port : cfg.server.port;
+  const publicHost = process.env['HEARTH_PUBLIC_HOST'] ?? reachableHost(cfg.server.host);
+  const hostForUrl = (h: string): string => (h.includes(':') ? `[${h}]` : h);
+
+  pipeline = createClusterPipeline({
+    bus: o.bus,
+    cluster: cfg.cluster.name,
+    model: {
+      name: model.id,
+      numLayers: config.numLayers,
+      hiddenSize: config.hiddenSize,
+      vocabSize: config.vocabSize,
+      gatewayUrl: `http://${hostForUrl(publicHost)}:${port}`,
+      weightsToken: o.token,
+    },
+    cost,
+    quant: cfg.model.quant,
+    log,
+    nodeTimeoutMs: cfg.cluster.lostAfterMs,
+  });
+  scheduler = createScheduler(pipeline, {
+    maxConcurrent: cfg.limits.maxConcurrentSequences,
+    maxQueue: cfg.limits.maxQueue,
+    prefillChunk: cfg.limits.prefillChunk,
+    contextLength: model.contextLength,
+    onReplay: (seq, epoch, tokens) => log.warn({ seq, epoch, tokens }, 'replaying a sequence on the new plan'),
+  });
+  const pipe = pipeline;
+  const sched = scheduler;
+
+  function clusterView(): unknown {
+    if (pipeline === null) return { epoch: 0, live: false, model: { id: model.id, numLayers: config.numLayers }, nodes: [], stages: [] };
+    const snap = pipeline.clusterSnapshot();
+    return {
+      ...snap,
+      model: { id: model.id, family: config.family, numLayers: config.numLayers, quant: cfg.model.quant, contextLength: model.contextLength },
+      load: sched.load(),
+    };
+  }
+
+  // Gauges sampled once a second (cheap), so a scrape sees the cluster as it is.
+  const gauges = setInterval(() => {
+    const load = sched.load();
+    metrics.queueDepth.set(load.waiting);
+    metrics.runningSequences.set(load.running);
+    metrics.planEpoch.set(pipe.epoch());
+    for (const n of pipe.clusterSnapshot().nodes) metrics.kvBytes.set({ node: n.name }, n.memory.kvBytes);
+    if (pipe.hops.count() > 0) {
+      metrics.hopLatency.observe(pipe.hops.quantile(0.5) / 1000);
+      pipe.hops.reset();
+    }
+  }, 1000);
+  gauges.unref();
+
+  const listenHost = cfg.server.host === '0.0.0.0' || cfg.server.host === '::' ? '127.0.0.1' : cfg.server.host;
+  return {
+    origin: `http://${hostForUrl(listenHost)}:${port}`,
+    pipeline: pipe,
+    scheduler: sched,
+    app,
+    async close() {
+      clearInterval(gauges);
+      // fastify.close stops accepting, then waits for in-flight requests (streams included).
+      const drained = app.close();
+      const timer = new Promise((r) => setTimeout(r, cfg.server.drainMs).unref());
+      await Promise.race([drained, timer]);
+      sched.clear();
+      await pipe.close();
+    },
+  };
+}

@@ -1,0 +1,82 @@
+// Shared start-up of `hearth up` and `hearth gateway`: config from flags/env/file, the model folder
+// (or the offline demo), the logger, and a clean shutdown on SIGINT/SIGTERM.
+
+import os from 'node:os';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { checkBindSafety, loadConfig, type HearthConfig } from '../config/index.ts';
+import { generateCheckpoint } from '../model/index.ts';
+import { createLogger, type Logger } from '../observability/index.ts';
+import { resolveModelDir } from './served-model.ts';
+
+export const SERVE_OPTIONS = {
+  config: { type: 'string' },
+  model: { type: 'string' },
+  'model-id': { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'api-key': { type: 'string', multiple: true },
+  insecure: { type: 'boolean' },
+  quant: { type: 'string' },
+  token: { type: 'string' },
+  nats: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+export interface Served {
+  readonly cfg: Readonly<HearthConfig>;
+  readonly log: Logger;
+  readonly modelDir: string;
+  readonly demo: boolean;
+}
+
+/** Flags → loadConfig's flag object (only the ones given, so env and file still apply). */
+export function flagsFrom(values: Record<string, unknown>): Record<string, unknown> {
+  const map: Record<string, string> = { model: 'model', 'model-id': 'modelId', port: 'port', host: 'host', 'api-key': 'apiKeys', insecure: 'insecure', quant: 'quant', token: 'token', nats: 'natsUrl', 'log-level': 'logLevel', workers: 'workers', threads: 'threads' };
+  const flags: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(values)) {
+    const key = map[k];
+    if (key !== undefined && v !== undefined) flags[key] = Array.isArray(v) ? v.join(',') : v;
+  }
+  return flags;
+}
+
+/** Where `hearth up` keeps the offline demo checkpoint. */
+export function demoModelDir(): string {
+  return path.join(process.env['HEARTH_HOME'] ?? path.join(os.homedir(), '.cache', 'hearth'), 'demo', 'hearth-demo-tiny-qwen3');
+}
+
+export async function prepareServe(values: Record<string, unknown>, name: string): Promise<Served> {
+  const cfg = loadConfig({ ...(typeof values['config'] === 'string' ? { file: values['config'] } : {}), env: process.env, flags: flagsFrom(values) });
+  checkBindSafety(cfg);
+  const log = createLogger(cfg.logging, { name });
+  let modelDir: string;
+  let demo = false;
+  if (cfg.model.dir !== null) {
+    modelDir = resolveModelDir(cfg.model.dir);
+  } else {
+    modelDir = demoModelDir();
+    demo = true;
+    if (!existsSync(path.join(modelDir, 'config.json'))) {
+      await generateCheckpoint(modelDir, { preset: 'tiny-qwen3', seed: 1 });
+    }
+    process.stderr.write(
+      `hearth: no --model given, so this serves a tiny RANDOM demo checkpoint generated offline at ${modelDir}.\n` +
+        `        It answers with nonsense; it is here to show the cluster working. For a real model:\n` +
+        `        hearth pull Qwen/Qwen2.5-0.5B-Instruct && npm start -- --model Qwen/Qwen2.5-0.5B-Instruct\n`,
+    );
+  }
+  return { cfg, log, modelDir, demo };
+}
+
+/** Resolves on the first SIGINT/SIGTERM. */
+export function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+export { parseArgs };
