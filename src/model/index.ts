@@ -1,6 +1,6 @@
 export { openCheckpoint, INDEX_FILE, SINGLE_FILE, type OpenCheckpointOptions } from './checkpoint.ts';
 export { parseConfig, type ParseConfigOptions } from './config.ts';
-export { readSafetensorsHeader, SafetensorsWriter, toFloat32, fromFloat32, numel, DTYPE_BYTES, type SafetensorsHeader, type TensorSpec } from './safetensors.ts';
+export { readSafetensorsHeader, checkEntry, readFully, SafetensorsWriter, toFloat32, fromFloat32, f32ToF16Bits, f32ToBf16Bits, numel, DTYPE_BYTES, type SafetensorsHeader, type RawTensorEntry, type TensorSpec } from './safetensors.ts';
 export { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorNames, lmHeadName, layerTensorShapes, tensorShapesForRange, allTensorShapes, type LayerTensorNames } from './tensor-names.ts';
 export { FAMILIES, DTYPES, type Family, type DType, type RopeScaling, type ModelConfig, type TensorInfo, type Checkpoint } from './types.ts';
 export { generateCheckpoint, resolveShape, shapeToConfig, configJson, qwen3TokenizerFiles, PRESETS, type GenerateOptions, type GenDType, type ModelShape, type PresetName } from './generate-checkpoint.ts';
