@@ -22,6 +22,8 @@ export interface RegisteredRoute {
   readonly url: string;
   /** Swagger UI's own routes (/docs/...): served, not documented. */
   readonly docs: boolean;
+  /** The component schema name the body is validated with (null: no body schema). */
+  readonly bodySchema: string | null;
 }
 
 const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();
@@ -46,7 +48,8 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   const routes: RegisteredRoute[] = [];
   app.addHook('onRoute', (r) => {
-    for (const method of [r.method].flat()) routes.push({ method, url: r.url, docs: r.url.startsWith('/docs') });
+    const body = (r.schema as { body?: { $ref?: unknown } } | undefined)?.body?.$ref;
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url, docs: r.url.startsWith('/docs'), bodySchema: typeof body === 'string' ? body : null });
   });
   registered.set(app, routes);
   const ajv = createSchemaAjv();

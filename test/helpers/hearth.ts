@@ -37,6 +37,16 @@ export interface RunningHearth {
   readonly apiKey: string;
   readonly modelId: string;
   readonly mode: 'process' | 'in-process';
+  /** The checkpoint folder served. */
+  readonly modelDir: string;
+  /** In-process only: the app and what it drives (for tests that look inside). */
+  readonly local?: {
+    readonly app: import('fastify').FastifyInstance;
+    readonly scheduler: import('../../src/scheduler/index.ts').Scheduler;
+    readonly model: import('../../src/api/types.ts').ServedModel;
+    /** Tears down the pipeline under the running app (to test failures mid-stream). */
+    breakPipeline(): Promise<void>;
+  };
   stop(): Promise<void>;
 }
 
@@ -110,7 +120,7 @@ async function startProcess(dir: string, apiKey: string, opts: HearthOptions): P
     });
   });
   await waitReady(origin, 120_000, () => out);
-  return { baseURL: `${origin}/v1`, origin, apiKey, modelId, mode: 'process', stop: () => stopChild(child) };
+  return { baseURL: `${origin}/v1`, origin, apiKey, modelId, mode: 'process', modelDir: dir, stop: () => stopChild(child) };
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
@@ -154,10 +164,12 @@ export async function startInProcess(dir: string, apiKey: string, opts: HearthOp
     apiKey,
     modelId: served.model.id,
     mode: 'in-process',
+    modelDir: dir,
+    local: { app, scheduler, model: served.model, breakPipeline: () => served.close() },
     async stop() {
       await app.close();
       scheduler.clear();
-      await served.close();
+      await served.close().catch(() => undefined);
     },
   };
 }
