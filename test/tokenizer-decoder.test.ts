@@ -132,3 +132,30 @@ t.test('push cost does not grow with sequence length', async (t) => {
   out += d.flush();
   t.equal(out, tok.decode(ids), `${ids.length} tokens streamed`);
 });
+
+t.test('other decoder shapes: Metaspace and the generic windowed fallback', { skip: !existsSync(stories) && 'stories260k absent' }, async (t) => {
+  const { readFile, writeFile, mkdir } = await import('node:fs/promises');
+  const base = JSON.parse(await readFile(path.join(stories, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+  const root = await mkdtemp(path.join(os.tmpdir(), 'hearth-tokdec-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const variants: Record<string, unknown> = {
+    // Older Llama/Mistral exports: Metaspace strips the first token's leading space itself.
+    metaspace: { type: 'Sequence', decoders: [{ type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true }, { type: 'ByteFallback' }, { type: 'Fuse' }] },
+    // A Regex pattern is outside the exact plans: the windowed fallback handles it.
+    generic: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { Regex: '\u2581' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
+  };
+  for (const [name, decoder] of Object.entries(variants)) {
+    const dir = path.join(root, name);
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify({ ...base, decoder }));
+    await copyFile(path.join(stories, 'tokenizer_config.json'), path.join(dir, 'tokenizer_config.json'));
+    const tok = await loadTokenizer(dir);
+    const text = 'A cat 😀 saw 世界.';
+    t.equal(streamAll(tok, tok.encode(text)).join(''), tok.decode(tok.encode(text)), `${name}: streamed = decode`);
+    t.equal(tok.decode(tok.encode(text)), text, `${name}: round trip`);
+    const byteIds = Array.from({ length: 256 }, (_, b) => tok.idOf(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`)!);
+    const pool = [...byteIds, ...tok.encode(' the cat sat on a mat and then it ran')];
+    const sub = await t.test(`${name}: random sequences`, async (t2) => checkRandom(t2, tok, pool, 3));
+    void sub;
+  }
+});

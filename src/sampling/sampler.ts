@@ -2,9 +2,10 @@
 // of HF's warpers), then one draw from uniformAt(seed, pos).
 //
 // Logprobs are the log-softmax of the logits after bias and penalties but BEFORE temperature and
-// truncation — what vLLM returns by default ("raw" logprobs of the processed distribution, not of the
-// warped one). They then stay comparable across temperatures, a chosen token outside the truncated
-// set still gets a finite value, and temperature 0 needs no special case.
+// truncation. vLLM's default ("raw_logprobs") is also taken before temperature and top-k/top-p/min-p;
+// we additionally include bias and penalties, so a banned token (bias −100) reports as improbable.
+// They stay comparable across temperatures, a drawn token always has a finite value, and
+// temperature 0 needs no special case.
 import { HearthError } from '../errors/index.ts';
 import type { SampledToken, SamplingParams, TokenLogprob } from './types.ts';
 import { applyLogitBias, applyPresenceFrequency, applyRepetitionPenalty } from './penalties.ts';
@@ -43,7 +44,7 @@ function processed(logits: Float32Array, p: SamplingParams, ctx: SampleContext):
   return w;
 }
 
-/** Draws among `ids` (or all ids when null) with weights[j]; u in [0,1). */
+/** Index j < count drawn with probability wts[j] / total; u in [0,1). */
 function drawFrom(wts: Float64Array, count: number, total: number, u: number): number {
   const target = u * total;
   let acc = 0;
@@ -156,10 +157,17 @@ function logprobsOf(w: Float32Array, token: number, n: number): { logprob: numbe
  * possible (every logit −∞/NaN, e.g. a constraint that masked everything).
  */
 export function sampleToken(logits: Float32Array, p: SamplingParams, ctx: SampleContext): SampledToken {
+  const greedy = p.temperature === 0 || p.topK === 1;
+  if (greedy && p.topLogprobs < 0 && ctx.allowed === undefined && p.logitBias === null && p.repetitionPenalty === 1 && p.presencePenalty === 0 && p.frequencyPenalty === 0) {
+    // Plain greedy: one pass over the logits, no copy (NaN never compares greater, so it is skipped).
+    const t = argmax(logits);
+    if (t < 0) throw new HearthError('HEARTH_ERR_ENGINE', ['every logit is -inf or NaN: no token can be sampled']);
+    return { token: t };
+  }
   const w = processed(logits, p, ctx);
   const best = argmax(w);
   if (best < 0) throw new HearthError('HEARTH_ERR_ENGINE', ['every logit is -inf or NaN: no token can be sampled']);
-  const token = p.temperature === 0 || p.topK === 1 ? best : sampleWarped(w, p, uniformAt(p.seed, ctx.pos));
+  const token = greedy ? best : sampleWarped(w, p, uniformAt(p.seed, ctx.pos));
   if (p.topLogprobs < 0) return { token };
   const { logprob, top } = logprobsOf(w, token, p.topLogprobs);
   return { token, logprob, top };
