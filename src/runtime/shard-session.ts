@@ -9,6 +9,7 @@ import { HearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { ATTN_INPUTS, buildShardGraph, IO, type AttentionKind } from '../model/onnx/index.ts';
+import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow } from './kv-store.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
 
@@ -35,6 +36,31 @@ export interface ShardInfo {
 
 type Feeds = Record<string, ort.Tensor>;
 
+function providerError(provider: string, msg: string): HearthError {
+  return new HearthError('HEARTH_ERR_PROVIDER', [
+    provider,
+    `onnxruntime-node could not create it (${msg.split('\n')[0]}). The npm package ships the CPU provider only; ` +
+      'CUDA needs the libraries its install script downloads (CUDA 12 + cuDNN 9 and the onnxruntime CUDA provider), ' +
+      'which this install skipped. Use provider "cpu".',
+  ]);
+}
+
+/** Fails fast, before any weights are read, when onnxruntime cannot create the provider. */
+async function probeProvider(provider: string): Promise<void> {
+  // The smallest valid model: y = Identity(x).
+  const g = new GraphBuilder();
+  g.input('x', DT.float, [1]);
+  g.node('Identity', ['x'], ['y']);
+  g.output('y', DT.float, [1]);
+  const { model } = g.finish('probe');
+  try {
+    const s = await ort.InferenceSession.create(model, { executionProviders: [provider] });
+    await s.release();
+  } catch (e) {
+    throw providerError(provider, (e as Error).message ?? String(e));
+  }
+}
+
 export class ShardSession {
   readonly first: boolean;
   readonly last: boolean;
@@ -55,6 +81,7 @@ export class ShardSession {
 
   static async create(dir: string, spec: StageSpec, opts: ShardSessionOptions = {}): Promise<ShardSession> {
     const t0 = performance.now();
+    if (spec.provider !== 'cpu') await probeProvider(spec.provider);
     const ckpt = openCheckpoint(dir, { range: [spec.start, spec.end] });
     const config = ckpt.config;
     // Weights stream to files in a scratch folder as they are made (see GraphBuilder) and the
@@ -91,14 +118,7 @@ export class ShardSession {
         session = await ort.InferenceSession.create(modelPath, options);
       } catch (e) {
         const msg = (e as Error).message ?? String(e);
-        if (spec.provider !== 'cpu') {
-          throw new HearthError('HEARTH_ERR_PROVIDER', [
-            spec.provider,
-            `onnxruntime-node could not create it (${msg.split('\n')[0]}). The npm package ships the CPU provider only; ` +
-              'CUDA needs the libraries its install script downloads (CUDA 12 + cuDNN 9 and the onnxruntime CUDA provider), ' +
-              'which this install skipped. Use provider "cpu".',
-          ]);
-        }
+        if (spec.provider !== 'cpu') throw providerError(spec.provider, msg);
         throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
       }
       const t2 = performance.now();
