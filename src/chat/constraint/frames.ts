@@ -47,7 +47,7 @@ export function pushNode(node: GNode, parent: Frame | null): Frame[] {
     case 'num': return [new NumFrame(parent, node.int, 0)];
     case 'lit': return [new LitFrame(parent, node.options, node.options.map((_, i) => i), null, 0)];
     case 'seq': return [new SeqFrame(parent, node.items, 0)];
-    case 'rep': return [new RepFrame(parent, node, 0, node.min === 0)];
+    case 'rep': return [new RepFrame(parent, node, 0, node.min === 0 ? 2 : 0)];
     case 'text': return [new TextFrame(parent, node, 0)];
   }
 }
@@ -358,28 +358,34 @@ class SeqFrame extends Frame {
 const SEP_DONE = -7;
 type RepNode = Extract<GNode, { k: 'rep' }>;
 
+// Repeat phases: 0 an item must come next, 1 an item is being read (this frame is its parent),
+// 2 an item was just written (or the repeat may be empty): a separator or the end, 3 a separator
+// is being read (an item must follow it).
 class RepFrame extends Frame {
-  /** `between`: an item was just written (or the repeat may be empty): a separator or the end. */
-  constructor(parent: Frame | null, private readonly node: RepNode, private readonly count: number, private readonly between: boolean) { super(parent); }
+  constructor(parent: Frame | null, private readonly node: RepNode, private readonly count: number, private readonly ph: 0 | 1 | 2 | 3) { super(parent); }
 
   step(b: number): Frame[] {
-    if (!this.between) {
-      const after = new RepFrame(this.parent, this.node, this.count, false);
-      return pushNode(this.node.item, after).flatMap((f) => f.step(b));
+    if (this.ph === 0) {
+      const reading = new RepFrame(this.parent, this.node, this.count, 1);
+      return pushNode(this.node.item, reading).flatMap((f) => f.step(b));
     }
-    const out = new LitFrame(this, [this.node.sep], [SEP_DONE], null, 0).step(b);
+    if (this.ph !== 2) return [];
+    const sepParent = new RepFrame(this.parent, this.node, this.count, 3);
+    const out = new LitFrame(sepParent, [this.node.sep], [SEP_DONE], null, 0).step(b);
     if (this.count >= this.node.min) out.push(...complete(this.parent, 0).step(b));
     return out;
   }
   override resume(result: number): Frame {
-    if (result === SEP_DONE) return new RepFrame(this.parent, this.node, this.count, false);
-    return new RepFrame(this.parent, this.node, this.count + 1, true);
+    if (result === SEP_DONE) return new RepFrame(this.parent, this.node, this.count, 0);
+    return new RepFrame(this.parent, this.node, this.count + 1, 2);
   }
-  canEnd(): boolean { return this.between && this.count >= this.node.min && complete(this.parent, 0).canEnd(); }
+  canEnd(): boolean { return this.ph === 2 && this.count >= this.node.min && complete(this.parent, 0).canEnd(); }
   rem(): number {
     const ml = minLen(this.node.item);
-    const more = Math.max(0, this.node.min - this.count - (this.between ? 0 : 1));
-    return (this.between ? 0 : ml) + more * (this.node.sep.length + ml);
+    const done = this.count + (this.ph === 2 ? 0 : 1); // items finished once the current one is
+    const more = Math.max(0, this.node.min - done);
+    if (this.ph === 3) return ml + Math.max(0, this.node.min - this.count - 1) * (this.node.sep.length + ml);
+    return (this.ph === 0 ? ml : 0) + more * (this.node.sep.length + ml);
   }
 }
 

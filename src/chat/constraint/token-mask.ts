@@ -9,23 +9,26 @@ import { TextFrame, canEnd, distance, stepState } from './frames.ts';
 import type { Frame, MState } from './frames.ts';
 import type { VocabIndex } from './vocab-index.ts';
 
-function survives(state: MState, bytes: Uint8Array): boolean {
+/** Whether bytes can follow state and still leave a completion of at most maxDist bytes. */
+export function survives(state: MState, bytes: Uint8Array, maxDist: number): boolean {
   let s: MState = state;
   for (let i = 0; i < bytes.length; i++) {
     s = stepState(s, bytes[i]!);
     if (s.length === 0) return false;
   }
-  return true;
+  return maxDist === Infinity || distance(s) <= maxDist;
 }
 
-function checkEach(ix: VocabIndex, state: MState, ids: Int32Array, mask: Uint8Array): void {
+function checkEach(ix: VocabIndex, state: MState, ids: Int32Array, mask: Uint8Array, maxDist: number): void {
   for (let k = 0; k < ids.length; k++) {
     const id = ids[k]!;
-    if (survives(state, ix.bytes[id]!)) mask[id] = 1;
+    if (survives(state, ix.bytes[id]!, maxDist)) mask[id] = 1;
   }
 }
 
-function fastPath(ix: VocabIndex, state: MState, mask: Uint8Array): boolean {
+// Plain string characters and plain free text never lengthen the way to completion, so the
+// fast path need not check maxDist for them.
+function fastPath(ix: VocabIndex, state: MState, mask: Uint8Array, maxDist: number): boolean {
   let room = Infinity;
   for (const f of state) {
     const r = f.plainRoom();
@@ -39,14 +42,14 @@ function fastPath(ix: VocabIndex, state: MState, mask: Uint8Array): boolean {
       const c = ix.strChars;
       for (let id = 0; id < p.length; id++) if (p[id] === 1 && c[id]! <= room) mask[id] = 1;
     }
-    checkEach(ix, state, ix.strSpecial, mask);
+    checkEach(ix, state, ix.strSpecial, mask, maxDist);
     return true;
   }
   const only: Frame | undefined = state.length === 1 ? state[0] : undefined;
   if (only instanceof TextFrame && only.matched === 0) {
     const split = ix.textSplit(only.triggerByte);
     mask.set(split.plain);
-    checkEach(ix, state, split.special, mask);
+    checkEach(ix, state, split.special, mask, maxDist);
     return true;
   }
   return false;
@@ -56,7 +59,7 @@ function fastPath(ix: VocabIndex, state: MState, mask: Uint8Array): boolean {
 let pathStates: MState[] = [];
 let pathDist = new Int32Array(0);
 
-function walk(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean): void {
+function walk(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean, maxDist: number): void {
   if (pathStates.length <= ix.maxDepth) { pathStates = new Array<MState>(ix.maxDepth + 1); pathDist = new Int32Array(ix.maxDepth + 1); }
   pathStates[0] = state;
   pathDist[0] = closing ? distance(state) : 0;
@@ -74,7 +77,7 @@ function walk(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean)
     }
     pathStates[d] = s;
     const t = tok[i]!;
-    if (t >= 0) {
+    if (t >= 0 && (closing || maxDist === Infinity || distance(s) <= maxDist)) {
       mask[t] = 1;
       const more = dup.get(t);
       if (more) for (const x of more) mask[x] = 1;
@@ -83,11 +86,16 @@ function walk(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean)
   }
 }
 
-/** Fills mask (length vocabSize) with the allowed next tokens; returns how many. */
-export function fillMask(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean): number {
+/**
+ * Fills mask (length vocabSize) with the allowed next tokens; returns how many. `closing`: only
+ * tokens on a shortest way to completion. `maxDist`: otherwise, only tokens after which the output
+ * can still be completed in that many bytes (so a budget is never overrun by starting something
+ * long, like another array item, just before it runs out).
+ */
+export function fillMask(ix: VocabIndex, state: MState, mask: Uint8Array, closing: boolean, maxDist = Infinity): number {
   mask.fill(0);
   if (state.length > 0) {
-    if (closing || !fastPath(ix, state, mask)) walk(ix, state, mask, closing);
+    if (closing || !fastPath(ix, state, mask, maxDist)) walk(ix, state, mask, closing, maxDist);
     if (canEnd(state)) for (const e of ix.eos) mask[e] = 1;
   }
   let n = 0;
