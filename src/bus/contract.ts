@@ -167,6 +167,9 @@ export interface StepMsg extends Base {
   readonly sentAt: number;
   /** Latencies (ms) of the hops this step has made so far (gateway → stage 0 → …). */
   readonly hopMs: readonly number[];
+  /** Delay (ms) every stage adds before its next publish: the LAN-latency benchmark sets it per
+   *  step so one set of loaded workers serves every delay. 0 in normal operation. */
+  readonly delayMs: number;
 }
 
 export interface ResultMsg extends Base {

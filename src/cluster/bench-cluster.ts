@@ -96,9 +96,10 @@ async function decodeRate(g: Generator, prompt: Int32Array, decode: number, stre
   return tokens / ((last - first) / 1000);
 }
 
-function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number; hopDelayMs: number }): { proc: ChildProcess; log: () => string } {
+function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number }): { proc: ChildProcess; log: () => string } {
+  // Equal --speed: both workers share this machine, so a probe could only measure its noise.
   const proc = spawn(process.execPath, [BIN, 'worker', '--join', url, '--token', token, '--cluster', cluster, '--name', name,
-    '--model', opts.modelDir, '--threads', String(opts.threads), '--speed', '10', '--hop-delay-ms', String(opts.hopDelayMs)], {
+    '--model', opts.modelDir, '--threads', String(opts.threads), '--speed', '10'], {
     stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HEARTH_LOG_LEVEL: 'warn' },
   });
   let log = '';
@@ -147,43 +148,44 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   const nats = await startNatsServer({ token });
   const rows: BenchClusterRow[] = [];
   let stages: (readonly [number, number])[] = [];
+  const cluster = 'bench';
+  let bus: NatsBus | null = null;
+  let pipeline: ClusterPipeline | null = null;
+  const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads }));
   try {
+    bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
+    pipeline = createClusterPipeline({
+      bus, cluster, cost, quant, settleMs: 1500,
+      model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
+    });
+    say('2 workers: loading');
+    await waitLive(pipeline, 2, 900_000, () => workers.map((w) => w.log()).join('\n'));
+    stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
+    const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, streams) });
+    // The same loaded workers serve every delay: the delay travels in each step message.
     for (const hopDelayMs of delays) {
-      const cluster = `bench${rows.length}`;
-      const bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
-      const pipeline = createClusterPipeline({
-        bus, cluster, cost, quant, hopDelayMs, settleMs: 1500,
-        model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
+      pipeline.setHopDelay(hopDelayMs);
+      await warm(gen);
+      pipeline.hops.reset();
+      const one = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}`);
+      say(`2 workers, hop delay ${hopDelayMs} ms: 1 stream ${one.toFixed(1)} tok/s`);
+      const agg = await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}`);
+      say(`2 workers, hop delay ${hopDelayMs} ms: ${streams} streams ${agg.toFixed(1)} tok/s`);
+      rows.push({
+        hopDelayMs, oneProcessTokS: oneProcess, clusterTokS: one, clusterRatio: one / oneProcess, streams,
+        aggregateTokS: agg, concurrencyRatio: agg / one,
+        hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
       });
-      const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads, hopDelayMs }));
-      try {
-        say(`2 workers, hop delay ${hopDelayMs} ms: loading`);
-        await waitLive(pipeline, 2, 180_000, () => workers.map((w) => w.log()).join('\n'));
-        stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
-        const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, streams) });
-        await warm(gen);
-        pipeline.hops.reset();
-        const one = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}`);
-        say(`2 workers, hop delay ${hopDelayMs} ms: 1 stream ${one.toFixed(1)} tok/s`);
-        const agg = await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}`);
-        say(`2 workers, hop delay ${hopDelayMs} ms: ${streams} streams ${agg.toFixed(1)} tok/s`);
-        rows.push({
-          hopDelayMs, oneProcessTokS: oneProcess, clusterTokS: one, clusterRatio: one / oneProcess, streams,
-          aggregateTokS: agg, concurrencyRatio: agg / one,
-          hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
-        });
-      } finally {
-        for (const w of workers) w.proc.kill('SIGTERM');
-        await Promise.all(workers.map((w) => new Promise<void>((r) => {
-          if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
-          const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
-          w.proc.once('exit', () => { clearTimeout(t); r(); });
-        })));
-        await pipeline.close();
-        await bus.close();
-      }
     }
   } finally {
+    for (const w of workers) w.proc.kill('SIGTERM');
+    await Promise.all(workers.map((w) => new Promise<void>((r) => {
+      if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
+      const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
+      w.proc.once('exit', () => { clearTimeout(t); r(); });
+    })));
+    await pipeline?.close();
+    await bus?.close();
     await nats.stop();
   }
   return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows };

@@ -32,7 +32,8 @@ export interface ClusterPipelineOptions {
    *  once with HEARTH_ERR_NO_PLAN instead of waiting out their timeout (default 3 s: a node that is
    *  just restarting gets that long to come back). */
   readonly noPlanGraceMs?: number;
-  /** Added before each publish to stage 0 (LAN-latency benchmark; default HEARTH_HOP_DELAY_MS or 0). */
+  /** Added before every hop — the gateway's publish to stage 0 and, carried in the step, each
+   *  stage's publish (LAN-latency benchmark; default HEARTH_HOP_DELAY_MS or 0). */
   readonly hopDelayMs?: number;
   readonly nodeTimeoutMs?: number;
   readonly settleMs?: number;
@@ -44,6 +45,8 @@ export interface ClusterPipeline extends Pipeline {
   clusterSnapshot(): ClusterSnapshot;
   /** Per-hop latencies (ms) seen in results since the last reset. */
   readonly hops: HopStats;
+  /** Sets the delay added before every hop of later steps (benchmarks; 0 = off). */
+  setHopDelay(ms: number): void;
 }
 
 interface Pending {
@@ -83,7 +86,7 @@ class BusPipeline implements ClusterPipeline {
   private readonly stepTimeoutMs: number;
   private readonly readyTimeoutMs: number;
   private readonly noPlanGraceMs: number;
-  private readonly hopDelayMs: number;
+  private hopDelayMs: number;
   private readonly liveWaiters = new Set<() => void>();
   private closed = false;
 
@@ -111,6 +114,10 @@ class BusPipeline implements ClusterPipeline {
 
   epoch(): number {
     return this.coordinator.epoch();
+  }
+
+  setHopDelay(ms: number): void {
+    this.hopDelayMs = Math.max(0, ms);
   }
 
   clusterSnapshot(): ClusterSnapshot {
@@ -147,7 +154,7 @@ class BusPipeline implements ClusterPipeline {
       t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
       tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
       wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
-      sentAt, hopMs: [],
+      sentAt, hopMs: [], delayMs: this.hopDelayMs,
     });
     return out;
   }

@@ -243,7 +243,7 @@ export class WorkerNode {
         const hops = [...m.hopMs, hop];
         // The simulated LAN delay counts as part of the hop: stamp before sleeping.
         const sentAt = wallMs();
-        const delay = this.opts.hopDelayMs ?? 0;
+        const delay = Math.max(this.opts.hopDelayMs ?? 0, m.delayMs);
         if (delay > 0) await new Promise((res) => setTimeout(res, delay));
         if (a.next !== null) {
           if (r.hidden === undefined) throw new Error('stage produced no hidden states');
