@@ -1,21 +1,18 @@
-// The status page in a real browser: Debian's chromium driven by playwright-core. Loads /, gives
+// The status page in a real browser against a real `hearth up` (nats-server, gateway, workers,
+// demo checkpoint): Debian's chromium driven by playwright-core. Loads /, gives
 // the API key the page asks for, checks every device of GET /v1/cluster is drawn with its layer
 // range at the right place along the model, sends a chat message and checks the streamed reply
 // equals the same request made without the page. Skips when /usr/bin/chromium is absent.
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import Fastify from 'fastify';
-import { uiRoutes } from '../src/api/ui/index.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const API_KEY = 'ui-test-key-0123456789';
-
-if (!existsSync(CHROMIUM)) {
-  t.plan(0, `${CHROMIUM} is not installed (apt-get install -y chromium): status page browser test skipped`);
-} else {
-  await run();
-}
 
 interface ClusterBody {
   epoch: number;
@@ -24,7 +21,7 @@ interface ClusterBody {
 }
 
 async function run(): Promise<void> {
-  const target: Target = await startTarget(t, { apiKey: API_KEY });
+  const target: Target = await startHearthUp(t, { apiKey: API_KEY });
   const browser: Browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -88,9 +85,8 @@ async function run(): Promise<void> {
     // (Browser-side code is passed as strings: this file is type-checked without the DOM lib.)
     await page.evaluate(`
       window.__updates = 0;
-      new MutationObserver(() => {
-        const last = document.querySelector('#chat-log .msg.assistant:last-child .content');
-        if (last !== null && last.textContent !== '') window.__updates++;
+      new MutationObserver((records) => {
+        for (const r of records) if (r.target.classList?.contains('content') && r.target.closest('.assistant') && r.target.textContent !== '') window.__updates++;
       }).observe(document.getElementById('chat-log'), { subtree: true, childList: true, characterData: true });
     `);
     await page.fill('#chat-input', prompt);
@@ -128,48 +124,77 @@ interface Target {
   cluster(): Promise<ClusterBody>;
 }
 
-async function startTarget(t: { teardown(fn: () => unknown): void }, opts: { apiKey: string }): Promise<Target> {
-  return startStandIn(t, opts);
-}
+type Tap = { teardown(fn: () => unknown): void; comment(...m: unknown[]): void };
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
- * INTERIM stand-in until `hearth up` lands: a fastify app with the real uiRoutes, key auth, a
- * /v1/cluster body of the documented shape and an OpenAI-shaped SSE chat route whose text is a
- * pure function of the prompt, so the page's streamed text can be checked against a direct call.
+ * The real thing: `node bin/hearth.js up` (private nats-server, gateway, 2 local worker
+ * processes, the offline demo checkpoint generated into a temp HEARTH_HOME), with an API key.
  */
-async function startStandIn(t: { teardown(fn: () => unknown): void }, opts: { apiKey: string }): Promise<Target> {
-  const app = Fastify();
-  const cluster: ClusterBody & { nodes: (ClusterBody['nodes'][number] & Record<string, unknown>)[] } = {
-    epoch: 3,
-    model: { id: 'stand-in', numLayers: 12 },
-    nodes: [
-      { id: 'n-laptop', name: 'laptop', state: 'ready', range: [0, 3], memory: { total: 8 * 2 ** 30, free: 3 * 2 ** 30, kvBytes: 2 ** 28 }, threads: 4, speed: 1.5, tokS: 12.5 },
-      { id: 'n-desktop', name: 'desktop <b>x</b>', state: 'ready', range: [3, 10], memory: { total: 32 * 2 ** 30, free: 20 * 2 ** 30, kvBytes: 2 ** 29 }, threads: 8, speed: 3.2, tokS: 12.5 },
-      { id: 'n-pi', name: 'pi', state: 'loading', range: [10, 12], memory: { total: 4 * 2 ** 30, free: 2 ** 30, kvBytes: 0 }, threads: 4, speed: 0.4, tokS: 0 },
-    ],
-  };
-  app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
-    if (req.headers.authorization !== `Bearer ${opts.apiKey}`) await reply.code(401).send({ error: { message: 'Incorrect or missing API key', type: 'authentication_error', param: null, code: 'invalid_api_key' } });
+async function startHearthUp(t: Tap, opts: { apiKey: string }): Promise<Target> {
+  const home = mkdtempSync(path.join(os.tmpdir(), 'hearth-ui-'));
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/hearth.js'), 'up'], {
+    cwd: repoRoot,
+    // Own process group: teardown can stop the workers hearth started even if it hangs.
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      HOME: home,
+      HEARTH_HOME: home,
+      HEARTH_PORT: '0',
+      HEARTH_WORKERS: '2',
+      HEARTH_WORKER_THREADS: '1',
+      HEARTH_API_KEYS: opts.apiKey,
+      HEARTH_LOG_LEVEL: 'warn',
+      HEARTH_LOG_PRETTY: 'false',
+    },
   });
-  uiRoutes(app);
-  app.get('/v1/cluster', async () => cluster);
-  app.post('/v1/chat/completions', async (req, reply) => {
-    const body = req.body as { messages: { content: string }[]; stream?: boolean; max_tokens?: number };
-    const last = body.messages.at(-1)?.content ?? '';
-    const words = `${last.split('').reverse().join('')} and then the end`.split(' ').slice(0, body.max_tokens ?? 16).map((w, i) => (i === 0 ? w : ` ${w}`));
-    const text = words.join('');
-    if (body.stream !== true) return { id: 'c1', object: 'chat.completion', created: 0, model: 'stand-in', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: words.length, total_tokens: words.length + 1 } };
-    reply.hijack();
-    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    for (const w of words) {
-      reply.raw.write(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: w }, finish_reason: null }] })}\n\n`);
-      await new Promise((r) => setTimeout(r, 20));
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        try {
+          process.kill(-(child.pid as number), 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }, 15_000);
+      await exited;
+      clearTimeout(timer);
     }
-    reply.raw.write(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 1, completion_tokens: words.length, total_tokens: words.length + 1 } })}\n\ndata: [DONE]\n\n`);
-    reply.raw.end();
+    rmSync(home, { recursive: true, force: true });
   });
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  return { url, cluster: async () => cluster };
+  const deadline = Date.now() + 180_000;
+  let url: string | null = null;
+  while (url === null) {
+    const m = /OpenAI API at (http:\/\/\S+?)\/v1\b/.exec(out);
+    if (m !== null) url = m[1] as string;
+    else if (child.exitCode !== null) throw new Error(`hearth up exited (${child.exitCode}):\n${out}`);
+    else if (Date.now() > deadline) throw new Error(`hearth up did not print its URL:\n${out}`);
+    else await new Promise((r) => setTimeout(r, 200));
+  }
+  // /ready: a plan can serve (the workers joined and loaded their layers).
+  for (;;) {
+    const r = await fetch(`${url}/ready`).catch(() => null);
+    if (r?.status === 200) break;
+    if (Date.now() > deadline) throw new Error(`hearth never became ready:\n${out}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  const auth = { authorization: `Bearer ${opts.apiKey}` };
+  return {
+    url,
+    cluster: async () => (await (await fetch(`${url}/v1/cluster`, { headers: auth })).json()) as ClusterBody,
+  };
+}
+
+// Last, so every declaration above is initialized before the test body runs.
+if (!existsSync(CHROMIUM)) {
+  t.plan(0, `${CHROMIUM} is not installed (apt-get install -y chromium): status page browser test skipped`);
+} else {
+  await run();
 }
