@@ -38,9 +38,11 @@ const MEMO = new WeakMap<GNode, number>();
 
 const BOOL_NULL = lit('true', 'false', 'null');
 
-/** What `any` stands for; a function so ANY can refer to itself. */
+const ANY_OPTIONS: readonly GNode[] = [ANY_OBJECT, { k: 'arr', items: ANY, min: 0, max: Infinity }, STRING, { k: 'num', int: false }, BOOL_NULL];
+
+/** What `any` stands for (one shared list, so minLen's memo keeps hitting). */
 export function anyOptions(): readonly GNode[] {
-  return [ANY_OBJECT, { k: 'arr', items: ANY, min: 0, max: Infinity }, STRING, { k: 'num', int: false }, BOOL_NULL];
+  return ANY_OPTIONS;
 }
 
 /**
