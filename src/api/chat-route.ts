@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createConstraint } from '../chat/constraint/index.ts';
 import { HearthError } from '../errors/index.ts';
+import type { TokenConstraint } from '../scheduler/types.ts';
 import { planChat, type ChatPlan } from './chat-request.ts';
 import { ChoiceCancelled, runChoice, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import type { ChatTokenLogprob } from './logprobs.ts';
@@ -45,7 +46,7 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
           sampling,
           stopTokens: plan.stopTokens,
           stops: plan.stops,
-          ...(plan.constraint === null ? {} : { constraint: createConstraint(plan.constraint, ctx.model.tokenizer) }),
+          ...(plan.constraint === null ? {} : { constraint: withinVocab(createConstraint(plan.constraint, ctx.model.tokenizer), ctx.model.tokenizer.vocabSize) }),
           toolSyntax: plan.toolSyntax,
           ...(plan.tools === null ? {} : { toolNames: [...plan.tools.validators.keys()] }),
           wantLogprobs: plan.logprobs,
@@ -64,6 +65,19 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
       throw e;
     }
   });
+}
+
+/**
+ * Checkpoints pad their embedding past the tokenizer's vocabulary (Qwen: 151936 rows, 151669
+ * tokens). Those rows are no token and can never be part of a grammar, so the constraint only
+ * sees the logits of real tokens.
+ */
+function withinVocab(c: TokenConstraint, vocabSize: number): TokenConstraint {
+  return {
+    pick: (logits, sampling, pos) => c.pick(logits.length > vocabSize ? logits.subarray(0, vocabSize) : logits, sampling, pos),
+    accept: (token) => c.accept(token),
+    done: () => c.done(),
+  };
 }
 
 function cancelled(req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -206,7 +220,7 @@ function checkOutput(plan: ChatPlan, content: string, calls: readonly ToolCallOu
       } catch {
         throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained arguments for ${c.function.name} are not JSON`]);
       }
-      if (!validate(args)) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained arguments for ${c.function.name} do not match its schema: ${describeSchemaErrors(validate)}`]);
+      if (!validate(args)) throw unenforced(`the arguments of ${c.function.name}`, describeSchemaErrors(validate));
     }
     return;
   }
@@ -221,6 +235,15 @@ function checkOutput(plan: ChatPlan, content: string, calls: readonly ToolCallOu
     throw new HearthError('HEARTH_ERR_INTERNAL', ['response_format json_object output is not an object']);
   }
   if (plan.format.kind === 'json_schema' && !plan.format.validate(value)) {
-    throw new HearthError('HEARTH_ERR_INTERNAL', [`response_format output does not match schema ${plan.format.name}: ${describeSchemaErrors(plan.format.validate)}`]);
+    throw unenforced(`the response (schema ${plan.format.name})`, describeSchemaErrors(plan.format.validate));
   }
+}
+
+/**
+ * Constrained decoding enforces structure, types, enums, lengths and item counts; a few keywords
+ * (numeric bounds, patterns, formats) are checked only afterwards. Output that fails them is never
+ * returned: the client gets a 422 naming the keyword, rather than JSON that does not validate.
+ */
+function unenforced(what: string, why: string): HearthError {
+  return new HearthError('HEARTH_ERR_UNPROCESSABLE', [`The model's output for ${what} did not satisfy the schema (${why}); constrained decoding enforces structure, types, enums and lengths, not every keyword. Relax that keyword or retry with another seed.`]);
 }
