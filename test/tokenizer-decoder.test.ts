@@ -11,6 +11,10 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const stories = path.resolve(repoRoot, '../shared/models/stories260k');
 const require = createRequire(import.meta.url);
 
+/** Loaded once per file: the Qwen3 vocabulary takes a while to build. */
+let qwen: Promise<Tokenizer> | null = null;
+const qwenTokenizer = (t: { teardown(fn: () => unknown): void }): Promise<Tokenizer> => (qwen ??= qwenDir(t).then(loadTokenizer));
+
 async function qwenDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'hearth-tokdec-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -75,7 +79,7 @@ function checkRandom(t: Tap, tok: Tokenizer, pool: readonly number[], seed: numb
 type Tap = { equal(a: unknown, b: unknown, m: string): boolean };
 
 t.test('Qwen3 byte-level', async (t) => {
-  const tok = await loadTokenizer(await qwenDir(t));
+  const tok = await qwenTokenizer(t);
   // Single-byte tokens for every byte: the worst case of a character split across tokens.
   const byteIds = Array.from({ length: 256 }, (_, b) => tok.idOf(bytesToByteLevel(Uint8Array.of(b))));
   t.ok(byteIds.every((x) => x !== undefined), 'every byte is a token');
@@ -124,7 +128,7 @@ t.test('stories260k byte_fallback', { skip: !existsSync(stories) && 'stories260k
 });
 
 t.test('push cost does not grow with sequence length', async (t) => {
-  const tok = await loadTokenizer(await qwenDir(t));
+  const tok = await qwenTokenizer(t);
   const ids = tok.encode('The quick brown fox jumps over the lazy dog, 世界 😀. '.repeat(400));
   const d = tok.createDecoder();
   let out = '';
