@@ -28,7 +28,11 @@ ENV NODE_ENV=production \
     HEARTH_PORT=8080 \
     HEARTH_LOG_PRETTY=false \
     HEARTH_WORKER_CACHE_DIR=/data/cache \
+    HEARTH_HOME=/data/hearth \
+    HEARTH_MODELS_DIR=/data/models \
     HOME=/home/node
+# Everything the process writes lives under /data: the demo checkpoint (HEARTH_HOME), pulled
+# models (HEARTH_MODELS_DIR, so `--model ORG/NAME` finds them), the workers' layer cache.
 # HEARTH_HOST=0.0.0.0 is needed to be reachable through the container's port mapping; hearth
 # then refuses to start without HEARTH_API_KEYS (or HEARTH_INSECURE=true): no open API by accident.
 
@@ -41,7 +45,7 @@ COPY --chown=root:root config ./config
 COPY --chown=root:root openapi ./openapi
 
 # Code is root-owned and read-only to the process; only /data (models, caches) is writable.
-RUN mkdir -p /data/cache /data/models && chown -R node:node /data
+RUN mkdir -p /data/cache /data/models /data/hearth && chown -R node:node /data
 VOLUME ["/data"]
 USER node
 
