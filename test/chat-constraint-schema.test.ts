@@ -9,7 +9,7 @@ import { byteVocabFromTokenizerJson, createConstraint } from '../src/chat/constr
 import type { ConstraintSpec } from '../src/chat/constraint/index.ts';
 import { GREEDY, sampleToken } from '../src/sampling/index.ts';
 import { grammarFor, vocabIndex } from '../src/chat/constraint/index.ts';
-import { initialState, stepState } from '../src/chat/constraint/frames.ts';
+import { canEnd, distance, initialState, stepState } from '../src/chat/constraint/frames.ts';
 import { fillMask } from '../src/chat/constraint/token-mask.ts';
 import type { SamplingParams } from '../src/sampling/index.ts';
 
@@ -85,6 +85,7 @@ const SCHEMAS: Record<string, object> = {
 const ajv = new Ajv({ strict: false });
 const allMs: number[] = [];
 const greedyMs: number[] = [];
+const outputs: { schema: object; text: string }[] = [];
 
 for (const [name, schema] of Object.entries(SCHEMAS)) {
   t.test(`json_schema ${name}: every output parses and validates`, (t) => {
@@ -98,6 +99,7 @@ for (const [name, schema] of Object.entries(SCHEMAS)) {
         const r = run({ kind: 'json_schema', schema }, seed * 31 + name.length, sampling, 96);
         allMs.push(...r.ms);
         if (sampling.temperature === 0) greedyMs.push(...r.ms);
+        outputs.push({ schema, text: r.text });
         t.ok(r.ended, `${label} seed ${seed}: ended within the budget (${r.tokens} tokens)`);
         let value: unknown;
         t.doesNotThrow(() => { value = JSON.parse(r.text); }, `${label} seed ${seed}: parses: ${r.text.slice(0, 200)}`);
@@ -108,6 +110,30 @@ for (const [name, schema] of Object.entries(SCHEMAS)) {
     t.end();
   });
 }
+
+t.test('distances are exact: from every prefix of every output some byte brings completion one nearer', (t) => {
+  const enc = new TextEncoder();
+  let checked = 0;
+  for (const { schema, text } of outputs.filter((_, i) => i % 3 === 0)) {
+    let st = initialState(grammarFor({ kind: 'json_schema', schema }));
+    const bytes = enc.encode(text);
+    let bad = -1;
+    for (let i = 0; i <= bytes.length && bad < 0; i++) {
+      const d = distance(st);
+      let ok = d === 0 && canEnd(st);
+      for (let b = 0; b < 256 && !ok; b++) {
+        const n = stepState(st, b);
+        if (n.length > 0 && distance(n) === d - 1) ok = true;
+      }
+      if (!ok) bad = i;
+      if (i < bytes.length) st = stepState(st, bytes[i]!);
+      checked++;
+    }
+    t.equal(bad, -1, `no dead end in ${text.slice(0, 60)}`);
+  }
+  t.ok(checked > 100, `${checked} prefixes checked`);
+  t.end();
+});
 
 t.test('json_object: always a JSON object, even from a tight budget', (t) => {
   for (const budget of [24, 64, 128]) {
