@@ -56,6 +56,7 @@ async function run(): Promise<void> {
     await page.locator('#conn[data-state="ok"]').waitFor({ timeout: 10_000 });
     t.equal(await page.textContent('#model-id'), body.model.id);
     t.equal(await page.textContent('#model-layers'), String(body.model.numLayers));
+    t.ok(await page.locator('#plan-state').isHidden(), 'no "no plan" banner while the cluster is ready');
 
     for (const node of body.nodes) {
       const row = page.locator(`#nodes .node[data-node-id="${node.id}"]`);

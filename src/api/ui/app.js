@@ -76,6 +76,11 @@ function renderCluster(body) {
   $('total-toks').textContent = fmtNum(typeof body.tokS === 'number' ? body.tokS : total);
   $('axis-end').textContent = numLayers === null ? '' : `layer ${numLayers - 1}`;
   $('no-nodes').hidden = nodes.length > 0;
+  // Why the cluster cannot serve (e.g. not enough memory for the model yet), in the coordinator's words.
+  const planState = $('plan-state');
+  const down = body.live === false;
+  planState.hidden = !down;
+  planState.textContent = down ? `No plan can serve the model${typeof body.error === 'string' && body.error !== '' ? `: ${body.error}` : ' yet'}.` : '';
 
   // Rows are keyed by node id and updated in place: replacing them every second would flicker,
   // lose text selection and detach elements someone is inspecting.
