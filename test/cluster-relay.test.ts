@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadLocalModel } from '../src/cli/local-model.ts';
+import { startNatsServer } from '../src/cluster/index.ts';
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import { gateway } from './helpers/cluster.ts';
 import { greedy, natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
@@ -50,6 +51,14 @@ t.test('greedy through 1, 2, 3 workers equals one process; joins re-plan', { ski
   const gotLong = await greedy(pipeline, 'long', long, 4);
   t.same(gotLong, wantLong, 'a > 1 MB prefill goes through, same tokens');
   t.ok(pipeline.hops.count() > 0 && pipeline.hops.quantile(0.5) >= 0, `hop p50 ${pipeline.hops.quantile(0.5).toFixed(2)} ms`);
+
+  // The nats-server restarts (same port): gateway and workers reconnect, the plan comes back.
+  await nats.stop();
+  await until(() => !stagesLive(3)(), 5000, 'the gateway notices the server is gone');
+  const again = await startNatsServer({ token: nats.token, port: nats.port });
+  t.teardown(() => again.stop());
+  await until(stagesLive(3), 30_000, 'a live 3-stage plan after the restart');
+  t.same(await greedy(pipeline, 'after-restart', prompt, N), want, 'same tokens after a nats-server restart');
 });
 
 t.test('a worker without the token is refused and exits non-zero', { skip }, async (t) => {

@@ -107,6 +107,15 @@ class BusPipeline implements ClusterPipeline {
     });
     this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
     this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));
+    // Messages in flight while the NATS server is away may be lost: replay those steps (the plan
+    // serves again once every stage is heard from on the new connection).
+    this.unsubs.push(this.bus.onStatus((st) => {
+      if (st !== 'disconnected') return;
+      for (const [key, p] of this.pending) {
+        this.pending.delete(key);
+        p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
+      }
+    }));
     this.coordinator.start();
     this.sweeper = setInterval(() => this.sweepTimeouts(), 1000);
     this.sweeper.unref();

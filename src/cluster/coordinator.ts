@@ -60,6 +60,8 @@ interface Member {
   info: AnnounceMsg;
   state: MemberState;
   lastSeen: number;
+  /** When a message from it last arrived (lastSeen is also reset on our own reconnect). */
+  heardAt: number;
   kvBytes: number;
   freeMemory: number;
   tokS: number;
@@ -87,6 +89,9 @@ export class Coordinator {
   private timer: NodeJS.Timeout | null = null;
   private settle: NodeJS.Timeout | null = null;
   private lastHello = 0;
+  /** The bus is up; when it reconnects, stages must be heard from again before the plan serves. */
+  private connected = true;
+  private reconnectedAt = 0;
   private readonly droppedFrom = new Set<string>();
 
   constructor(opts: CoordinatorOptions) {
@@ -102,6 +107,19 @@ export class Coordinator {
     on(subjects.heartbeat(c));
     on(subjects.leave(c));
     on(subjects.loaded(c));
+    this.unsubs.push(this.bus.onStatus((st) => {
+      if (st === 'disconnected') {
+        this.connected = false;
+      } else if (st === 'reconnected') {
+        // Nobody could be heard while the server was away: restart every node's timeout, and
+        // serve again only once each stage has spoken on the new connection (its subscriptions
+        // are back then; nats.js re-subscribes before it sends anything else).
+        this.connected = true;
+        this.reconnectedAt = Date.now();
+        for (const m of this.members.values()) if (m.state !== 'lost') m.lastSeen = this.reconnectedAt;
+        this.hello();
+      }
+    }));
     this.hello();
     this.timer = setInterval(() => this.sweep(), Math.min(250, HEARTBEAT_MS / 2));
     this.timer.unref();
@@ -120,7 +138,15 @@ export class Coordinator {
 
   plan(): LivePlan | null {
     const p = this.current;
-    return p === null ? null : { epoch: p.epoch, stages: p.stages, live: p.live };
+    if (p === null) return null;
+    return { epoch: p.epoch, stages: p.stages, live: p.live && this.reachable(p.stages) };
+  }
+
+  /** After a reconnect, every stage must have been heard from on the new connection. */
+  private reachable(stages: readonly PlanStage[]): boolean {
+    if (!this.connected) return false;
+    if (this.reconnectedAt === 0) return true;
+    return stages.every((s) => (this.members.get(s.node)?.heardAt ?? 0) > this.reconnectedAt);
   }
 
   /** The no-plan explanation when nothing can serve; null while a plan exists or is loading. */
@@ -191,10 +217,11 @@ export class Coordinator {
     if (known !== undefined && known.state !== 'lost') {
       known.info = m;
       known.lastSeen = now;
+      known.heardAt = now;
       return;
     }
     this.log.info({ node: m.id, name: m.name, memory: m.memory, threads: m.threads, speed: m.speed, rejoin: known !== undefined }, 'worker joined');
-    this.members.set(m.id, { info: m, state: 'joining', lastSeen: now, kvBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0 });
+    this.members.set(m.id, { info: m, state: 'joining', lastSeen: now, heardAt: now, kvBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0 });
     this.scheduleReplan(`join ${m.name}`);
   }
 
@@ -205,6 +232,7 @@ export class Coordinator {
       return;
     }
     mem.lastSeen = Date.now();
+    mem.heardAt = mem.lastSeen;
     mem.kvBytes = m.kvBytes;
     mem.freeMemory = m.freeMemory;
     mem.tokS = m.tokS;
@@ -263,6 +291,7 @@ export class Coordinator {
   // --- liveness ----------------------------------------------------------------------------
 
   private sweep(): void {
+    if (!this.connected) return; // silence is ours, not theirs
     const now = Date.now();
     const timeout = this.opts.nodeTimeoutMs ?? NODE_TIMEOUT_MS;
     const forget = this.opts.forgetLostMs ?? 60_000;
