@@ -29,7 +29,10 @@ export interface ShardSessionOptions {
 export interface ShardInfo {
   readonly config: ModelConfig;
   readonly attention: AttentionKind;
+  /** Weights every step reads (resident while serving). */
   readonly weightBytes: number;
+  /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
+  readonly lookupBytes: number;
   readonly buildMs: number;
   readonly sessionMs: number;
 }
@@ -88,11 +91,29 @@ export class ShardSession {
     // session loads from there; the folder is removed once onnxruntime has loaded it.
     const work = fs.mkdtempSync(path.join(opts.scratchDir ?? os.tmpdir(), 'hearth-shard-'));
     try {
+      // fp32 checkpoint tensors are used in place: a hard link next to the model lets onnxruntime
+      // map them (it refuses external paths that resolve outside the model's folder, so a symlink
+      // won't do). Across filesystems the link fails and the builder copies instead.
+      const links = new Map<string, string | null>();
+      const mapFile = (file: string): string | null => {
+        let loc = links.get(file);
+        if (loc === undefined) {
+          loc = `ckpt${links.size}.safetensors`;
+          try {
+            fs.linkSync(file, path.join(work, loc));
+          } catch {
+            loc = null;
+          }
+          links.set(file, loc);
+        }
+        return loc;
+      };
       let graph: ReturnType<typeof buildShardGraph>;
       try {
         graph = buildShardGraph(ckpt, spec, {
           attention: opts.attention ?? 'auto',
           externalDir: work,
+          mapFile,
           ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
           ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
         });
@@ -109,8 +130,17 @@ export class ShardSession {
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
-        // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
-        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+        extra: {
+          session: {
+            // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
+            intra_op: { allow_spinning: '0' },
+            inter_op: { allow_spinning: '0' },
+            // fp32: Gemm reads the mapped weights in place; prepacking would make an anonymous copy
+            // of every matrix (2x memory, and slow first-touch pages) for no measurable decode gain.
+            // int4 keeps it: MatMulNBits repacks for its int8 (VNNI) kernels.
+            disable_prepacking: spec.quant === 'int4' ? '0' : '1',
+          },
+        },
         ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
       };
       let session: ort.InferenceSession;
@@ -122,7 +152,7 @@ export class ShardSession {
         throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
       }
       const t2 = performance.now();
-      const info = { config, attention: graph.attention, weightBytes: graph.weightBytes, buildMs: t1 - t0, sessionMs: t2 - t1 };
+      const info = { config, attention: graph.attention, weightBytes: graph.weightBytes, lookupBytes: graph.lookupBytes, buildMs: t1 - t0, sessionMs: t2 - t1 };
       return new ShardSession(session, spec, info, profileDir);
     } finally {
       fs.rmSync(work, { recursive: true, force: true });

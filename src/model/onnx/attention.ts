@@ -53,11 +53,6 @@ export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: Attent
   return { kind, cosCache, sinCache, cosFull: full(cosCache), sinFull: full(sinCache), mask };
 }
 
-/** Per-head RMSNorm (qwen3 q_norm/k_norm) on x [B, S, H*D]; returns [B, S, H, D]. */
-export function headNorm(g: GraphBuilder, x4: string, gamma: string, eps: number): string {
-  return g.op('SimplifiedLayerNormalization', [x4, gamma], { axis: -1, epsilon: { float: eps } });
-}
-
 export interface AttentionIo {
   readonly pastKey: string;
   readonly pastValue: string;
@@ -68,35 +63,26 @@ export interface AttentionIo {
 /**
  * Self-attention for one layer. q [B,S,Hq*D], k/v [B,S,Hkv*D] (already projected, biased and
  * q/k-normed when the family wants it); returns the context [B, S, Hq*D] before o_proj.
- * `qkv` may be passed instead of q/k/v for the packed GQA form.
  */
 export function attention(
   g: GraphBuilder,
   cfg: ModelConfig,
   ctx: AttentionContext,
   io: AttentionIo,
-  input: { readonly qkv: string } | { readonly q: string; readonly k: string; readonly v: string },
+  input: { readonly q: string; readonly k: string; readonly v: string },
 ): string {
   const { numHeads: hq, numKvHeads: hkv, headDim: d } = cfg;
   if (ctx.kind === 'gqa') {
-    const qkv = 'qkv' in input ? [input.qkv, '', ''] : [input.q, input.k, input.v];
     const [out] = g.node(
       'GroupQueryAttention',
-      [...qkv, io.pastKey, io.pastValue, ctx.seqlensK ?? '', ctx.totalLen ?? '', ctx.cosCache, ctx.sinCache],
+      [input.q, input.k, input.v, io.pastKey, io.pastValue, ctx.seqlensK ?? '', ctx.totalLen ?? '', ctx.cosCache, ctx.sinCache],
       [g.name('attn'), io.presentKey, io.presentValue],
       { num_heads: hq, kv_num_heads: hkv, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(d) } },
       MS_DOMAIN,
     );
     return out as string;
   }
-  let q: string;
-  let k: string;
-  let v: string;
-  if ('qkv' in input) {
-    [q, k, v] = g.node('Split', [input.qkv, g.i64([hq * d, hkv * d, hkv * d])], 3, { axis: -1 }) as [string, string, string];
-  } else {
-    ({ q, k, v } = input);
-  }
+  const { q, k, v } = input;
   const q4 = g.op('Reshape', [q, g.i64([0, 0, hq, d])]);
   const k4 = g.op('Reshape', [k, g.i64([0, 0, hkv, d])]);
   const v4 = g.op('Reshape', [v, g.i64([0, 0, hkv, d])]);

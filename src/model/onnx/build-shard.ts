@@ -4,16 +4,18 @@
 //          the chosen kind (see attention.ts); past_key.i / past_value.i fp32 [B,Hkv,P,D] per layer.
 // Outputs: hidden_out [B,S,H] (inner stages) or logits [B,V] of each item's LAST position (last
 //          stage); present_key.i / present_value.i.
-// The residual stream runs through SkipSimplifiedLayerNormalization, which adds and normalizes in
-// one kernel and hands back the sum as the next residual.
+// Activations run as 2-D [B*S, H] so fp32 projections can be Gemm(transB=1) over the HF [out, in]
+// weights exactly as stored — read in place from the checkpoint file when it is fp32 (no copy, no
+// transpose); int4 projections are MatMulNBits over weights quantized here. The residual stream
+// runs through SkipSimplifiedLayerNormalization (add + RMSNorm in one kernel, sum handed back).
 
 import type { Checkpoint } from '../types.ts';
 import type { StageSpec } from '../../runtime/types.ts';
 import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
-import { attention, attentionContext, headNorm, type AttentionKind } from './attention.ts';
+import { attention, attentionContext, type AttentionKind } from './attention.ts';
 import { ropeTables } from './rope.ts';
-import { concatVectors, fusedInt4, fusedTransposed } from './weights.ts';
+import { WeightReader } from './weights.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks gqa when headDim % 16 == 0 (GQA's rotary kernel needs it), plain otherwise. */
@@ -23,21 +25,29 @@ export interface BuildShardOptions {
   /** Rotary table length (default: config maxPositions). */
   readonly maxPositions?: number;
   /**
-   * Write each weight into this folder as w<i>.bin as soon as it is made (then load the model from
-   * a file there): weights never accumulate in memory, and onnxruntime maps files much faster than
-   * it copies in-memory external data. Without it, `externalData` carries the bytes.
+   * Write each prepared weight into this folder as w<i>.bin as soon as it is made (then load the
+   * model from a file there): weights never accumulate in memory, and onnxruntime maps files far
+   * faster than it copies in-memory external data. Without it, `externalData` carries the bytes.
    */
   readonly externalDir?: string;
-  /** Called after each layer's weights are placed (progress, and a chance to let GC run). */
-  readonly onLayer?: (layer: number) => void;
+  /**
+   * The name under which a checkpoint file is reachable next to the model (e.g. a hard link in
+   * externalDir), or null. When given, fp32 tensors are referenced in place instead of copied.
+   */
+  readonly mapFile?: (file: string) => string | null;
 }
 
 export interface ShardGraph {
   readonly model: Uint8Array;
   readonly externalData: ExternalFile[];
   readonly attention: AttentionKind;
-  /** Bytes of weights the graph carries. */
+  /**
+   * Bytes of weights every step reads (resident while serving). An embedding table used only for
+   * lookups is not counted: it is mapped from the file and only the looked-up rows are touched.
+   */
   readonly weightBytes: number;
+  /** Bytes of lookup-only embedding tables (mapped, not counted in weightBytes). */
+  readonly lookupBytes: number;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
 }
@@ -58,6 +68,8 @@ export function chooseAttention(headDim: number, pref: AttentionKind | 'auto' = 
   return headDim % 16 === 0 ? 'gqa' : 'plain';
 }
 
+const ONNX_DTYPE = { F32: DT.float, F16: DT.float16, BF16: DT.bfloat16 } as const;
+
 export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' | 'end' | 'quant'>, opts: BuildShardOptions = {}): ShardGraph {
   const cfg = ckpt.config;
   const { start, end, quant } = spec;
@@ -70,59 +82,96 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
   const accuracyLevel = opts.accuracyLevel ?? 4;
   const { hiddenSize: h, numHeads: hq, numKvHeads: hkv, headDim: d, rmsNormEps: eps } = cfg;
   const g = new GraphBuilder(opts.externalDir ?? null);
+  const w = new WeightReader(ckpt);
   const eps32 = { float: eps };
+  const mapFile = opts.mapFile ?? (() => null);
 
-  /** y = x W^T (+ b) for the HF weights `names` stacked along the output dimension. */
-  const linear = (x: string, names: readonly string[], bias: readonly string[] | null, tag: string): string => {
+  /** In-place reference to a checkpoint tensor, or null when it can't be mapped with this dtype. */
+  const mapped = (name: string, dtypes: readonly string[] = ['F32'], countBytes = true, as = name): string | null => {
+    const info = ckpt.info(name);
+    if (!dtypes.includes(info.dtype)) return null;
+    const loc = mapFile(info.file);
+    if (loc === null) return null;
+    return g.external(as, ONNX_DTYPE[info.dtype], info.shape, loc, info.byteStart, info.byteEnd - info.byteStart, countBytes);
+  };
+  /** fp32 tensor: in place when possible, else converted and written. */
+  const f32 = (name: string, countBytes = true, as = name): string => {
+    const m = mapped(name, ['F32'], countBytes, as);
+    if (m !== null) return m;
+    return g.init(as, DT.float, ckpt.info(name).shape, w.tensor(name), countBytes);
+  };
+
+  /**
+   * x [T, K] times the HF weights `names` ([n_i, K] each): one output per name. int4 fuses them
+   * into one MatMulNBits and splits; fp32 reads each in place with Gemm(transB) when the
+   * checkpoint is fp32, else fuses a converted copy.
+   */
+  const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
+    const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
+    const split = (y: string): string[] => (names.length === 1 ? [y] : g.node('Split', [y, g.i64(sizes)], names.length, { axis: -1 }));
     if (quant === 'int4') {
-      const m = fusedInt4(ckpt, names);
+      const m = w.fusedInt4(names);
       const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
       const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
       const ins = [x, b, s];
-      if (bias) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], concatVectors(ckpt, bias)));
-      return g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
+      if (biases) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
+      return split(g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
     }
-    const w = fusedTransposed(ckpt, names);
-    const y = g.op('MatMul', [x, g.init(`${tag}.weight`, DT.float, [w.k, w.n], w.data)]);
-    return bias ? g.op('Add', [y, g.init(`${tag}.bias`, DT.float, [w.n], concatVectors(ckpt, bias))]) : y;
+    const inPlace = names.every((n) => ckpt.info(n).dtype === 'F32' && mapFile(ckpt.info(n).file) !== null);
+    if (inPlace) {
+      return names.map((n, i) => {
+        const ins = [x, mapped(n) as string];
+        const bias = biases?.[i];
+        if (bias !== undefined) ins.push(f32(bias));
+        return g.op('Gemm', ins, { transB: 1 });
+      });
+    }
+    const fused = w.fusedRows(names);
+    const ins = [x, g.init(`${tag}.weight`, DT.float, [fused.rows, fused.cols], fused.data)];
+    if (biases) ins.push(g.init(`${tag}.bias`, DT.float, [fused.rows], w.fusedVector(biases)));
+    return split(g.op('Gemm', ins, { transB: 1 }));
   };
-  const vec = (name: string): string => g.init(name, DT.float, [ckpt.info(name).shape[0] ?? 0], ckpt.read(name));
 
-  // --- embedding or incoming hidden state --------------------------------------------------------
-  let hidden: string;
-  // The int4 table is shared with a tied lm_head, so it is made once.
-  let embedInt4: { b: string; s: string; rows: number; blocks: number; cols: number } | null = null;
+  // --- input: [B,S] ids or [B,S,H] hidden; `bs` = [B,S] for reshaping back to 3-D --------------------
+  let x3: string;
+  let lookupBytes = 0;
   let embedF32: string | null = null;
-  const tiedLast = last && cfg.tieEmbeddings;
   if (first) {
     const ids = g.input(IO.inputIds, DT.int32, ['batch', 'seq']);
-    if (quant === 'int4') {
-      const m = fusedInt4(ckpt, [EMBED_TOKENS]);
-      embedInt4 = {
-        b: g.init('embed.qweight', DT.uint8, [m.rows, m.blocks, 16], m.packed),
-        s: g.init('embed.scales', DT.float, [m.rows * m.blocks], m.scales),
-        rows: m.rows,
-        blocks: m.blocks,
-        cols: m.cols,
-      };
-      hidden = gatherInt4(g, embedInt4, ids, h);
-    } else {
-      embedF32 = g.init('embed.weight', DT.float, [cfg.vocabSize, h], ckpt.read(EMBED_TOKENS));
-      hidden = g.op('Gather', [embedF32, ids], { axis: 0 });
-    }
+    // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
+    // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
+    const info = ckpt.info(EMBED_TOKENS);
+    const inPlace = mapFile(info.file) !== null;
+    const shareHead = last && cfg.tieEmbeddings && quant !== 'int4' && (info.dtype === 'F32' || !inPlace);
+    const table = inPlace
+      ? (mapped(EMBED_TOKENS, ['F32', 'F16', 'BF16'], shareHead) as string)
+      : g.init(EMBED_TOKENS, DT.float, info.shape, w.tensor(EMBED_TOKENS), shareHead);
+    if (shareHead) embedF32 = table;
+    else lookupBytes += info.shape.reduce((a, b) => a * b, 1) * (inPlace && info.dtype !== 'F32' ? 2 : 4);
+    const rows = g.op('Gather', [table, ids], { axis: 0 });
+    x3 = inPlace && info.dtype !== 'F32' ? g.op('Cast', [rows], { to: DT.float }) : rows;
   } else {
-    hidden = g.input(IO.hiddenIn, DT.float, ['batch', 'seq', h]);
+    x3 = g.input(IO.hiddenIn, DT.float, ['batch', 'seq', h]);
   }
+  const bs = g.op('Slice', [g.op('Shape', [x3]), g.i64([0]), g.i64([2])]);
+  const shape3 = new Map<number, string>();
+  const to3d = (t: string, width: number): string => {
+    let s = shape3.get(width);
+    if (s === undefined) {
+      s = g.op('Concat', [bs, g.i64([width])], { axis: 0 });
+      shape3.set(width, s);
+    }
+    return g.op('Reshape', [t, s]);
+  };
+  const x2 = g.op('Reshape', [x3, g.i64([-1, h])]);
 
-  // --- layers --------------------------------------------------------------------------------------
+  // --- layers ----------------------------------------------------------------------------------------
   const positions = opts.maxPositions ?? cfg.maxPositions;
   const { cos, sin } = ropeTables(cfg, positions);
   const actx = attentionContext(g, cfg, kind, cos, sin, positions);
-  let residual = hidden;
-  let normed = g.op('SimplifiedLayerNormalization', [hidden, vec(layerTensorNames(start).inputNorm)], { axis: -1, epsilon: eps32 });
+  let residual = x2;
+  let normed = g.op('SimplifiedLayerNormalization', [x2, f32(layerTensorNames(start).inputNorm)], { axis: -1, epsilon: eps32 });
   let pendingOut: string | null = null;
-  const qDim = hq * d;
-  const kvDim = hkv * d;
   for (let l = start; l < end; l++) {
     const n = layerTensorNames(l);
     const li = l - start;
@@ -136,59 +185,50 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     g.output(io.presentValue, DT.float, ['batch', hkv, 'present', d]);
     if (pendingOut !== null) {
       // Previous layer's MLP output + residual, then this layer's input norm, in one kernel.
-      const outs = g.node('SkipSimplifiedLayerNormalization', [pendingOut, residual, vec(n.inputNorm)], [g.name('ln1'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
+      const outs = g.node('SkipSimplifiedLayerNormalization', [pendingOut, residual, f32(n.inputNorm)], [g.name('ln1'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
       normed = outs[0] as string;
       residual = outs[3] as string;
     }
-    const qkv = linear(normed, [n.q, n.k, n.v], cfg.attentionBias ? [n.qBias, n.kBias, n.vBias] : null, `l${l}.qkv`);
-    let ctx: string;
+    let [q, k, v] = project(normed, [n.q, n.k, n.v], cfg.attentionBias ? [n.qBias, n.kBias, n.vBias] : null, `l${l}.qkv`) as [string, string, string];
     if (cfg.qkNorm) {
-      const [q, k, v] = g.node('Split', [qkv, g.i64([qDim, kvDim, kvDim])], 3, { axis: -1 }) as [string, string, string];
-      const qn = headNorm(g, g.op('Reshape', [q, g.i64([0, 0, hq, d])]), vec(n.qNorm), eps);
-      const kn = headNorm(g, g.op('Reshape', [k, g.i64([0, 0, hkv, d])]), vec(n.kNorm), eps);
-      ctx = attention(g, cfg, actx, io, { q: g.op('Reshape', [qn, g.i64([0, 0, qDim])]), k: g.op('Reshape', [kn, g.i64([0, 0, kvDim])]), v });
-    } else {
-      ctx = attention(g, cfg, actx, io, { qkv });
+      // qwen3: RMSNorm per head on q and k, before RoPE.
+      const norm = (t: string, heads: number, gamma: string): string =>
+        g.op('Reshape', [g.op('SimplifiedLayerNormalization', [g.op('Reshape', [t, g.i64([-1, heads, d])]), f32(gamma)], { axis: -1, epsilon: eps32 }), g.i64([-1, heads * d])]);
+      q = norm(q, hq, n.qNorm);
+      k = norm(k, hkv, n.kNorm);
     }
-    const attnOut = linear(ctx, [n.o], null, `l${l}.o`);
-    const outs = g.node('SkipSimplifiedLayerNormalization', [attnOut, residual, vec(n.postNorm)], [g.name('ln2'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
+    const ctx3 = attention(g, cfg, actx, io, { q: to3d(q, hq * d), k: to3d(k, hkv * d), v: to3d(v, hkv * d) });
+    const ctx = g.op('Reshape', [ctx3, g.i64([-1, hq * d])]);
+    const [attnOut] = project(ctx, [n.o], null, `l${l}.o`) as [string];
+    const outs = g.node('SkipSimplifiedLayerNormalization', [attnOut, residual, f32(n.postNorm)], [g.name('ln2'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
     residual = outs[3] as string;
-    const gu = linear(outs[0] as string, [n.gate, n.up], null, `l${l}.gate_up`);
-    const [gate, up] = g.node('Split', [gu, g.i64([cfg.intermediateSize, cfg.intermediateSize])], 2, { axis: -1 }) as [string, string];
+    const [gate, up] = project(outs[0] as string, [n.gate, n.up], null, `l${l}.gate_up`) as [string, string];
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    pendingOut = linear(act, [n.down], null, `l${l}.down`);
-    opts.onLayer?.(l);
+    [pendingOut] = project(act, [n.down], null, `l${l}.down`) as [string];
   }
 
-  // --- stage output --------------------------------------------------------------------------------
+  // --- stage output ----------------------------------------------------------------------------------
+  const final3 = to3d(g.op('Add', [pendingOut ?? x2, residual]), h);
   if (!last) {
-    g.node('Add', [pendingOut ?? hidden, residual], [IO.hiddenOut]);
+    g.node('Identity', [final3], [IO.hiddenOut]);
     g.output(IO.hiddenOut, DT.float, ['batch', 'seq', h]);
   } else {
     // Only the last position of each item needs logits: slice before the norm and the big matmul.
-    const lastPos = g.op('Slice', [pendingOut ?? hidden, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]);
-    const lastRes = g.op('Slice', [residual, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]);
-    const outs = g.node('SkipSimplifiedLayerNormalization', [lastPos, lastRes, vec(FINAL_NORM)], [g.name('lnf')], { epsilon: eps32 }, MS_DOMAIN);
-    const x2 = g.op('Reshape', [outs[0] as string, g.i64([-1, h])]); // [B, H]
-    const v = cfg.vocabSize;
+    const lastPos = g.op('Reshape', [g.op('Slice', [final3, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), g.i64([-1, h])]);
+    const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
+    const head = lmHeadName(cfg);
     if (quant === 'int4') {
-      const m = tiedLast && embedInt4 ? embedInt4 : (() => {
-        const q = fusedInt4(ckpt, [lmHeadName(cfg)]);
-        return {
-          b: g.init('lm_head.qweight', DT.uint8, [q.rows, q.blocks, 16], q.packed),
-          s: g.init('lm_head.scales', DT.float, [q.rows * q.blocks], q.scales),
-          rows: q.rows,
-          blocks: q.blocks,
-          cols: q.cols,
-        };
-      })();
-      g.node('MatMulNBits', [x2, m.b, m.s], [IO.logits], { K: h, N: v, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
+      const m = w.fusedInt4([head]);
+      const b = g.init('lm_head.qweight', DT.uint8, [m.rows, m.blocks, 16], m.packed);
+      const s = g.init('lm_head.scales', DT.float, [m.rows * m.blocks], m.scales);
+      g.node('MatMulNBits', [normedLast, b, s], [IO.logits], { K: h, N: cfg.vocabSize, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
     } else {
-      // Gemm with transB reads the [V, H] table as stored, so a tied head shares the embedding.
-      const w = tiedLast && embedF32 ? embedF32 : g.init('lm_head.weight', DT.float, [v, h], ckpt.read(lmHeadName(cfg)));
-      g.node('Gemm', [x2, w], [IO.logits], { transB: 1 });
+      // Gemm with transB reads the [V, H] table as stored; a tied head on the first stage shares
+      // the embedding initializer (same name), so it is held once.
+      const wHead = embedF32 ?? f32(head, true, 'lm_head.weight');
+      g.node('Gemm', [normedLast, wHead], [IO.logits], { transB: 1 });
     }
-    g.output(IO.logits, DT.float, ['batch', v]);
+    g.output(IO.logits, DT.float, ['batch', cfg.vocabSize]);
   }
   const built = g.finish(`hearth_${cfg.family}_${start}_${end}`);
   const inputNames: string[] = [first ? IO.inputIds : IO.hiddenIn];
@@ -197,26 +237,5 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     inputNames.push(IO.pastKey(li), IO.pastValue(li));
     outputNames.push(IO.presentKey(li), IO.presentValue(li));
   }
-  return { ...built, attention: kind, weightBytes: g.weightBytes, inputNames, outputNames };
-}
-
-/**
- * Embedding lookup from the int4 table MatMulNBits uses ([V, blocks, 16] uint8 + [V*blocks] scales),
- * dequantized in plain ops for just the looked-up rows, so a tied lm_head shares the same bytes.
- */
-function gatherInt4(g: GraphBuilder, t: { b: string; s: string; blocks: number; cols: number }, ids: string, h: number): string {
-  const packed = g.op('Gather', [t.b, ids], { axis: 0 }); // [B,S,blocks,16] uint8
-  const lo = g.op('BitwiseAnd', [packed, g.init(g.name('u8_15'), DT.uint8, [], Uint8Array.of(15))]);
-  const hi = g.op('BitShift', [packed, g.init(g.name('u8_4'), DT.uint8, [], Uint8Array.of(4))], { direction: 'RIGHT' });
-  const last = g.i64([-1]);
-  // Low nibble holds the even k: interleave (lo, hi) along a new last axis.
-  const pairs = g.op('Concat', [g.op('Unsqueeze', [lo, last]), g.op('Unsqueeze', [hi, last])], { axis: -1 });
-  const q = g.op('Reshape', [pairs, g.i64([0, 0, t.blocks, 32])]);
-  const centered = g.op('Sub', [g.op('Cast', [q], { to: DT.float }), g.f32(8)]);
-  // scales[id * blocks + j] for j < blocks
-  const base = g.op('Mul', [g.op('Unsqueeze', [ids, last]), g.init(g.name('i32_blocks'), DT.int32, [], Int32Array.of(t.blocks))]);
-  const idx = g.op('Add', [base, g.init(g.name('i32_range'), DT.int32, [t.blocks], Int32Array.from({ length: t.blocks }, (_, i) => i))]);
-  const scales = g.op('Unsqueeze', [g.op('Gather', [t.s, idx], { axis: 0 }), last]); // [B,S,blocks,1]
-  const rows = g.op('Reshape', [g.op('Mul', [centered, scales]), g.i64([0, 0, t.blocks * 32])]);
-  return t.blocks * 32 === h ? rows : g.op('Slice', [rows, g.i64([0]), g.i64([h]), g.i64([2])]);
+  return { ...built, attention: kind, weightBytes: g.weightBytes, lookupBytes, inputNames, outputNames };
 }

@@ -10,7 +10,7 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 
 /** onnx TensorProto.DataType values we use. */
-export const DT = { float: 1, uint8: 2, int32: 6, int64: 7 } as const;
+export const DT = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
 export type DataType = (typeof DT)[keyof typeof DT];
 
 const ATTR = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
@@ -91,16 +91,16 @@ export class GraphBuilder {
    * An initializer whose bytes travel as external data (no copy: the view is handed over as is).
    * Tiny tensors (shapes, axes) go inline.
    */
-  init(name: string, elemType: DataType, dims: readonly number[], data: Float32Array | Uint8Array | Int32Array | BigInt64Array): string {
+  init(name: string, elemType: DataType, dims: readonly number[], data: Float32Array | Uint8Array | Int32Array | BigInt64Array, countBytes = true): string {
     const bytes = bytesOf(data);
-    this.weightBytes += bytes.byteLength;
+    if (countBytes) this.weightBytes += bytes.byteLength;
     if (bytes.byteLength <= 256) {
       this.inits.push({ name, dataType: elemType, dims: [...dims], rawData: bytes.slice() });
       return name;
     }
     const file = `w${this.fileCount++}.bin`;
     if (this.dir !== null) fs.writeFileSync(path.join(this.dir, file), bytes);
-    else this.files.push({ path: file, data: bytes });
+    else this.files.push({ path: file, data: bytes.slice() }); // callers reuse their buffers
     this.inits.push({
       name,
       dataType: elemType,
@@ -110,6 +110,26 @@ export class GraphBuilder {
         { key: 'location', value: file },
         { key: 'offset', value: '0' },
         { key: 'length', value: String(bytes.byteLength) },
+      ],
+    });
+    return name;
+  }
+
+  /**
+   * An initializer read in place from an existing file next to the model (a checkpoint's
+   * safetensors, hard-linked in): no copy is made, onnxruntime maps the bytes.
+   */
+  external(name: string, elemType: number, dims: readonly number[], location: string, offset: number, length: number, countBytes = true): string {
+    if (countBytes) this.weightBytes += length;
+    this.inits.push({
+      name,
+      dataType: elemType,
+      dims: [...dims],
+      dataLocation: 1,
+      externalData: [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(length) },
       ],
     });
     return name;

@@ -2,3 +2,4 @@ export { buildShardGraph, chooseAttention, IO, type BuildShardOptions, type Shar
 export { ATTENTION_KINDS, ATTN_INPUTS, type AttentionKind } from './attention.ts';
 export { ropeInvFreq, ropeTables } from './rope.ts';
 export type { ExternalFile } from './graph.ts';
+export { WeightReader } from './weights.ts';
