@@ -2,12 +2,13 @@
 // on one machine. Prints ratios, not absolute speeds, because the machine (and its other load)
 // changes between runs while both sides of a ratio share the same conditions.
 //
-//  1. one process: the model as one stage, one stream (the baseline);
+//  1. one process: the model as one stage, one stream (the baseline), in this process;
 //  2. the same model split over 2 worker processes over a private nats-server: 1 stream, then
 //     8 concurrent streams (decode steps of different sequences batch on each stage, and both
 //     stages work at once);
 //  3. hop latency (sender stamp → receiver) p50/p99 seen in those runs;
 //  then 2–3 again with a delay added before every hop (default 2 ms: a LAN, not loopback).
+//  Each figure is the best of `rounds` runs, one process and cluster runs interleaved.
 //
 // It drives the scheduler (scheduler → cluster is the usual direction; this harness sits above
 // both, like the CLI that calls it).
@@ -25,7 +26,7 @@ import { GREEDY } from '../sampling/types.ts';
 import { createShardEngine } from '../runtime/index.ts';
 import { LocalPipeline, createScheduler } from '../scheduler/index.ts';
 import { StageRunner } from '../worker/stage-runner.ts';
-import type { Generator, Pipeline } from '../scheduler/types.ts';
+import type { Generator } from '../scheduler/types.ts';
 import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.ts';
 import { modelCostsFromCheckpoint } from './model-costs.ts';
 import { startNatsServer } from './nats-server.ts';
@@ -43,6 +44,9 @@ export interface BenchClusterOptions {
   readonly streams?: number;
   /** Hop delays to run (default [0, 2]). */
   readonly hopDelaysMs?: readonly number[];
+  /** Measurement rounds, interleaved between one process and the cluster; the best of each is
+   *  kept, since other load on the machine only ever slows a run down (default 3). */
+  readonly rounds?: number;
   /** Progress lines (default: none). */
   readonly onProgress?: (line: string) => void;
 }
@@ -133,17 +137,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   const prompt = Int32Array.from({ length: promptTokens }, (_, i) => (i * 131 + 17) % Math.min(cfg.vocabSize, 1000));
   const warm = async (g: Generator): Promise<void> => { await decodeRate(g, prompt, 4, 1, 'warm'); };
 
-  // 1. one process
-  say('one process: loading');
-  const engine = await createShardEngine(opts.modelDir, { start: 0, end: cfg.numLayers, quant, threads, provider: 'cpu' });
-  const local = { pipeline: new LocalPipeline([new StageRunner(engine)]) };
-  const localGen = createScheduler(local.pipeline as Pipeline, { prefixCache: 0 });
-  await warm(localGen);
-  say('one process: decoding');
-  const oneProcess = await decodeRate(localGen, prompt, decode, 1, 'local');
-  await local.pipeline.close();
-  say(`one process: ${oneProcess.toFixed(1)} tok/s`);
-
+  const rounds = Math.max(1, opts.rounds ?? 3);
   const token = randomBytes(16).toString('hex');
   const nats = await startNatsServer({ token });
   const rows: BenchClusterRow[] = [];
@@ -151,26 +145,38 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   const cluster = 'bench';
   let bus: NatsBus | null = null;
   let pipeline: ClusterPipeline | null = null;
+  let local: LocalPipeline | null = null;
+  // Both sides stay loaded for the whole run, so their measurements can alternate: a burst of
+  // load from elsewhere then hits both, not just whichever ran at that moment.
   const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads }));
   try {
+    say('loading: one process, and 2 workers');
+    const engine = await createShardEngine(opts.modelDir, { start: 0, end: cfg.numLayers, quant, threads, provider: 'cpu' });
+    local = new LocalPipeline([new StageRunner(engine)]);
+    const localGen = createScheduler(local, { prefixCache: 0 });
     bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
     pipeline = createClusterPipeline({
       bus, cluster, cost, quant, settleMs: 1500,
       model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
     });
-    say('2 workers: loading');
     await waitLive(pipeline, 2, 900_000, () => workers.map((w) => w.log()).join('\n'));
     stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
     const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, streams) });
+    await warm(localGen);
+    let oneProcess = 0;
     // The same loaded workers serve every delay: the delay travels in each step message.
     for (const hopDelayMs of delays) {
       pipeline.setHopDelay(hopDelayMs);
       await warm(gen);
       pipeline.hops.reset();
-      const one = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}`);
-      say(`2 workers, hop delay ${hopDelayMs} ms: 1 stream ${one.toFixed(1)} tok/s`);
-      const agg = await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}`);
-      say(`2 workers, hop delay ${hopDelayMs} ms: ${streams} streams ${agg.toFixed(1)} tok/s`);
+      let one = 0;
+      let agg = 0;
+      for (let r = 0; r < rounds; r++) {
+        if (hopDelayMs === delays[0]) oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
+        one = Math.max(one, await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`));
+        agg = Math.max(agg, await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}-${r}`));
+        say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streams} streams ${agg.toFixed(1)} tok/s (best so far)`);
+      }
       rows.push({
         hopDelayMs, oneProcessTokS: oneProcess, clusterTokS: one, clusterRatio: one / oneProcess, streams,
         aggregateTokS: agg, concurrencyRatio: agg / one,
@@ -186,6 +192,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     })));
     await pipeline?.close();
     await bus?.close();
+    await local?.close();
     await nats.stop();
   }
   return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows };
