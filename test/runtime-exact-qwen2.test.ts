@@ -19,4 +19,9 @@ t.test('tiny-qwen2: logits equal the reference through prefill and batched decod
     t.equal(r.compared, (split.length === 2 ? 4 : 1) + 1 + 48);
     await chain.close();
   }
+  // The lm_head in row slices (as a 0.5B vocabulary is by default): a tied head over the
+  // embedding's bytes, split unevenly, still equals the reference.
+  const sliced = await Chain.open(t, dir, [[0, 4]], 'none', { headSliceRows: 50000 });
+  const r = await exactRun(sliced, { a, aPrompt: 16, b, bPrompt: 7, chunk: 16 }, refA, refB);
+  t.ok(r.maxDiff <= 1e-4, `sliced lm_head: max |diff| ${r.maxDiff.toExponential(2)} over ${r.compared} logit vectors`);
 });

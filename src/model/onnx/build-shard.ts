@@ -30,6 +30,8 @@ export interface BuildShardOptions {
    * faster than it copies in-memory external data. Without it, `externalData` carries the bytes.
    */
   readonly externalDir?: string;
+  /** Rows per lm_head slice (default: as many as fit in 128 MB of fp32). */
+  readonly headSliceRows?: number;
   /**
    * The name under which a checkpoint file is reachable next to the model (e.g. a hard link in
    * externalDir), or null. When given, fp32 tensors are referenced in place instead of copied.
@@ -142,12 +144,11 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
     const info = ckpt.info(EMBED_TOKENS);
     const inPlace = mapFile(info.file) !== null;
-    const shareHead = last && cfg.tieEmbeddings && quant !== 'int4' && (info.dtype === 'F32' || !inPlace);
     const table = inPlace
-      ? (mapped(EMBED_TOKENS, ['F32', 'F16', 'BF16'], shareHead) as string)
-      : g.init(EMBED_TOKENS, DT.float, info.shape, w.tensor(EMBED_TOKENS), shareHead);
-    if (shareHead) embedF32 = table;
-    else lookupBytes += info.shape.reduce((a, b) => a * b, 1) * (inPlace && info.dtype !== 'F32' ? 2 : 4);
+      ? (mapped(EMBED_TOKENS, ['F32', 'F16', 'BF16'], false) as string)
+      : g.init(EMBED_TOKENS, DT.float, info.shape, w.tensor(EMBED_TOKENS), false);
+    if (!inPlace || info.dtype === 'F32') embedF32 = table;
+    lookupBytes += info.shape.reduce((a, b) => a * b, 1) * (inPlace && info.dtype !== 'F32' ? 2 : 4);
     const rows = g.op('Gather', [table, ids], { axis: 0 });
     x3 = inPlace && info.dtype !== 'F32' ? g.op('Cast', [rows], { to: DT.float }) : rows;
   } else {
@@ -217,17 +218,36 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     const lastPos = g.op('Reshape', [g.op('Slice', [final3, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), g.i64([-1, h])]);
     const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
     const head = lmHeadName(cfg);
-    if (quant === 'int4') {
-      const m = w.fusedInt4([head]);
-      const b = g.init('lm_head.qweight', DT.uint8, [m.rows, m.blocks, 16], m.packed);
-      const s = g.init('lm_head.scales', DT.float, [m.rows * m.blocks], m.scales);
-      g.node('MatMulNBits', [normedLast, b, s], [IO.logits], { K: h, N: cfg.vocabSize, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
-    } else {
-      // Gemm with transB reads the [V, H] table as stored; a tied head on the first stage shares
-      // the embedding initializer (same name), so it is held once.
-      const wHead = embedF32 ?? f32(head, true, 'lm_head.weight');
-      g.node('Gemm', [normedLast, wHead], [IO.logits], { transB: 1 });
+    // The [V, H] head runs in row slices of at most 128 MB (fp32) whose logits are concatenated:
+    // onnxruntime prepacks one initializer at a time and drops its source after, so slicing caps
+    // the load-time overlap of source and packed copy (a 0.5B vocabulary's 545 MB head would
+    // otherwise add that much to the peak RSS), and int4 quantizes one slice at a time.
+    // fp32 reads the table as stored with Gemm(transB); slices of a tied head reference the
+    // embedding's bytes, while the Gather keeps its own mapping with only seen rows paged in.
+    const info = ckpt.info(head);
+    const sliceRows = opts.headSliceRows ?? Math.max(1, Math.floor((128 << 20) / (h * 4)));
+    const inPlace = info.dtype === 'F32' && mapFile(info.file) !== null;
+    const tiedSrc = !inPlace && cfg.tieEmbeddings ? embedF32 : null;
+    const parts: string[] = [];
+    for (let r0 = 0, i = 0; r0 < cfg.vocabSize; r0 += sliceRows, i++) {
+      const r1 = Math.min(cfg.vocabSize, r0 + sliceRows);
+      const name = `lm_head.${i}`;
+      if (quant === 'int4') {
+        const m = w.fusedInt4([head], [r0, r1]);
+        const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
+        const s = g.init(`${name}.scales`, DT.float, [m.rows * m.blocks], m.scales);
+        parts.push(g.op('MatMulNBits', [normedLast, b, s], { K: h, N: r1 - r0, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        continue;
+      }
+      const wPart = inPlace
+        ? g.external(name, DT.float, [r1 - r0, h], mapFile(info.file) as string, info.byteStart + r0 * h * 4, (r1 - r0) * h * 4)
+        : tiedSrc !== null
+          ? g.aliasRows(name, tiedSrc, r0, r1)
+          : g.init(name, DT.float, [r1 - r0, h], w.rows(info, r0, r1));
+      parts.push(g.op('Gemm', [normedLast, wPart], { transB: 1 }));
     }
+    if (parts.length === 1) g.node('Identity', parts, [IO.logits]);
+    else g.node('Concat', parts, [IO.logits], { axis: -1 });
     g.output(IO.logits, DT.float, ['batch', cfg.vocabSize]);
   }
   const built = g.finish(`hearth_${cfg.family}_${start}_${end}`);

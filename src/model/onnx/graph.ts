@@ -135,6 +135,21 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * A second initializer over rows [r0, r1) of the external 2-D initializer `of` (e.g. slices of a
+   * tied lm_head over the embedding's bytes).
+   */
+  aliasRows(name: string, of: string, r0: number, r1: number, countBytes = true): string {
+    const src = this.inits.find((i) => i.name === of);
+    const ext = src?.externalData;
+    if (!src || !ext) throw new Error(`aliasRows: ${of} is not an external initializer`);
+    const get = (k: string): string => ext.find((e) => e.key === k)?.value ?? '';
+    const dims = (src.dims ?? []).map(Number);
+    const rows = dims[0] ?? 1;
+    const rowBytes = Number(get('length')) / rows;
+    return this.external(name, src.dataType ?? DT.float, [r1 - r0, ...dims.slice(1)], get('location'), Number(get('offset')) + r0 * rowBytes, (r1 - r0) * rowBytes, countBytes);
+  }
+
   /** int64 constant (shapes, axes, slice bounds). */
   i64(values: readonly number[], prefix = 'c'): string {
     const name = this.name(prefix);

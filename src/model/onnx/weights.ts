@@ -100,11 +100,16 @@ export class WeightReader {
     return data;
   }
 
-  /** int4 (MatMulNBits layout) of several [n_i, K] tensors stacked along rows (scratch). */
-  fusedInt4(names: readonly string[]): Int4Matrix {
+  /**
+   * int4 (MatMulNBits layout) of several [n_i, K] tensors stacked along rows (scratch); with
+   * `range`, only rows [r0, r1) of a single tensor.
+   */
+  fusedInt4(names: readonly string[], range?: readonly [number, number]): Int4Matrix {
     const infos = names.map((n) => this.ckpt.info(n));
     const cols = infos[0]?.shape[1] ?? 1;
-    const rows = infos.reduce((s, i) => s + (i.shape[0] ?? 0), 0);
+    const [lo, hi] = range ?? [0, Infinity];
+    const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
+    const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
     const blocks = int4Blocks(cols);
     const m: Int4Matrix = {
       rows,
@@ -116,12 +121,12 @@ export class WeightReader {
     const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
     let row = 0;
     for (const info of infos) {
-      const n = info.shape[0] ?? 0;
-      for (let r = 0; r < n; r += step) {
-        const r1 = Math.min(n, r + step);
-        quantizeRowsInt4(this.rows(info, r, r1), r1 - r, m, row + r);
+      const end = lo + rowsOf(info);
+      for (let r = lo; r < end; r += step) {
+        const r1 = Math.min(end, r + step);
+        quantizeRowsInt4(this.rows(info, r, r1), r1 - r, m, row + r - lo);
       }
-      row += n;
+      row += end - lo;
     }
     return m;
   }
