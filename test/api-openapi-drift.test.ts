@@ -1,7 +1,11 @@
 import t from 'tap';
-import { registeredRoutes } from '../src/api/index.ts';
+import type { FastifyInstance } from 'fastify';
+import { createApp, DEFAULT_LIMITS, registeredRoutes } from '../src/api/index.ts';
+import { uiRoutes } from '../src/api/ui/index.ts';
+import { createMetrics, instrumentRequests, metricsRoute } from '../src/observability/index.ts';
+import { weightsRoutes } from '../src/weights/index.ts';
 import { documentRoutes, loadOpenApiDocument, toFastifyPath } from '../src/api/openapi.ts';
-import { startHearth } from './helpers/hearth.ts';
+import { startHearth, tinyCheckpoint } from './helpers/hearth.ts';
 
 // The OpenAPI document is the one source of the API: every route the app registers is in it with
 // the same method, every operation in it is registered, and each request body is validated with
@@ -11,20 +15,49 @@ const h = await startHearth(t, { workers: 1, inProcess: true });
 const app = h.local!.app;
 const doc = loadOpenApiDocument();
 
-t.test('routes and document agree both ways', async (t) => {
-  // HEAD routes are fastify's automatic twins of GET routes; /docs/* are Swagger UI's assets.
-  const app2doc = registeredRoutes(app).filter((r) => r.method !== 'HEAD' && !r.docs);
-  const fromApp = app2doc.map((r) => `${r.method} ${r.url}`).sort();
-  const fromDoc = documentRoutes(doc).map((r) => `${r.method} ${r.url}`).sort();
+/** What an app serves, as "METHOD url": HEAD routes are fastify's automatic twins of GET routes, /docs/* Swagger UI's assets. */
+const served = (a: FastifyInstance): string[] => registeredRoutes(a).filter((r) => r.method !== 'HEAD' && !r.docs).map((r) => `${r.method} ${r.url}`).sort();
+
+t.test('the API routes and the document agree both ways', async (t) => {
+  const fromApp = served(app);
+  const fromDoc = documentRoutes(doc).filter((r) => !r.extra).map((r) => `${r.method} ${r.url}`).sort();
   t.same(fromApp, fromDoc, 'same set of METHOD path');
   t.ok(fromApp.length >= 8, `${fromApp.length} routes`);
-  for (const r of documentRoutes(doc)) t.ok(app.hasRoute({ method: r.method as 'GET', url: r.url }), `${r.method} ${r.url} is served`);
+  for (const r of documentRoutes(doc).filter((x) => !x.extra)) t.ok(app.hasRoute({ method: r.method as 'GET', url: r.url }), `${r.method} ${r.url} is served`);
+});
+
+t.test("with the gateway's extra routes (metrics, status page, weights), still both ways", async (t) => {
+  // The same extraRoutes src/cli/gateway.ts registers.
+  const metrics = createMetrics({ enabled: true });
+  const dir = await tinyCheckpoint('qwen3');
+  const full = await createApp({
+    model: h.local!.model,
+    generator: h.local!.scheduler,
+    apiKeys: ['k'.repeat(16)],
+    limits: DEFAULT_LIMITS,
+    logger: false,
+    extraRoutes: async (a) => {
+      instrumentRequests(a, metrics);
+      metricsRoute(a, metrics);
+      uiRoutes(a);
+      await a.register(weightsRoutes, { modelDir: dir, modelId: h.local!.model.id, token: 't'.repeat(24) });
+    },
+  });
+  t.teardown(() => full.close());
+  t.same(served(full), documentRoutes(doc).map((r) => `${r.method} ${r.url}`).sort(), 'every route documented, every documented route served');
+  // Worker routes authenticate with the cluster token themselves; an API key must not be demanded.
+  const w = await full.inject({ method: 'GET', url: `/internal/weights/${h.local!.model.id}/manifest`, headers: { authorization: `Bearer ${'t'.repeat(24)}` } });
+  t.equal(w.statusCode, 200, 'a worker with the cluster token gets the manifest though API keys are on');
+  const noToken = await full.inject({ method: 'GET', url: `/internal/weights/${h.local!.model.id}/manifest` });
+  t.equal(noToken.statusCode, 401, 'and without it is refused by the weights route');
+  t.equal((await full.inject({ method: 'GET', url: '/v1/models' })).statusCode, 401, 'API routes still need the key');
 });
 
 t.test('each request body is validated with the schema the document names', async (t) => {
   const routes = registeredRoutes(app);
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(item)) {
+      if ((op as Record<string, unknown>)['x-hearth-extra-route'] === true) continue;
       const ref = (op as { requestBody?: { content: Record<string, { schema: { $ref: string } }> } }).requestBody?.content['application/json']?.schema.$ref;
       const route = routes.find((r) => r.method === method.toUpperCase() && r.url === toFastifyPath(path));
       t.ok(route !== undefined, `${method} ${path}`);

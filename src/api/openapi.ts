@@ -27,11 +27,21 @@ export function loadOpenApiDocument(): OpenApiDocument {
   return cached;
 }
 
-/** `{method, url}` of every operation, with OpenAPI's `{param}` rewritten to fastify's `:param`. */
-export function documentRoutes(doc: OpenApiDocument = loadOpenApiDocument()): { method: string; url: string }[] {
-  const out: { method: string; url: string }[] = [];
+export interface DocumentRoute {
+  readonly method: string;
+  readonly url: string;
+  /** Marked `x-hearth-extra-route`: registered by the gateway through createApp's extraRoutes. */
+  readonly extra: boolean;
+}
+
+/** Every operation, with OpenAPI's `{param}` rewritten to fastify's `:param`. */
+export function documentRoutes(doc: OpenApiDocument = loadOpenApiDocument()): DocumentRoute[] {
+  const out: DocumentRoute[] = [];
   for (const [path, item] of Object.entries(doc.paths)) {
-    for (const m of HTTP_METHODS) if (item[m] !== undefined) out.push({ method: m.toUpperCase(), url: toFastifyPath(path) });
+    for (const m of HTTP_METHODS) {
+      const op = item[m] as Record<string, unknown> | undefined;
+      if (op !== undefined) out.push({ method: m.toUpperCase(), url: toFastifyPath(path), extra: op['x-hearth-extra-route'] === true });
+    }
   }
   return out;
 }
