@@ -147,6 +147,15 @@ t.test('context: a prompt that does not fit is context_length_exceeded; max_toke
   t.equal(plan({ max_tokens: 7, max_completion_tokens: 9 }).maxTokens, 9, 'max_completion_tokens wins');
 });
 
+t.test('think blocks: reasoning split on for Qwen3, off when constrained; chat_template_kwargs reach the template', async (t) => {
+  t.same(plan({}).reasoning, { startInside: false });
+  t.equal(plan({ response_format: { type: 'json_object' } }).reasoning, null);
+  t.equal(plan({ tools: [weather], tool_choice: 'required' }).reasoning, null);
+  const off = plan({ chat_template_kwargs: { enable_thinking: false } });
+  t.match(off.promptText, /<think>\n\n<\/think>\n\n$/, 'enable_thinking false closes the block in the prompt');
+  t.equal(off.promptText, template.render([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true, vars: { enable_thinking: false } }));
+});
+
 t.test('lone surrogates do not break tokenization', async (t) => {
   const p = plan({ messages: [{ role: 'user', content: 'a\ud800b\udc00c' }] });
   t.match(p.promptText, /a\ufffdb\ufffdc/);

@@ -131,6 +131,20 @@ t.test('stop strings end the text before the stop, which is left out', async (t)
   t.equal((s.events.slice(0, -1) as Json[]).map((c) => c.choices[0]?.delta.content ?? '').join(''), cut, 'streamed too');
 });
 
+t.test('a think block goes to reasoning_content, streamed and not', async (t) => {
+  const think = tok.idOf('<think>')!;
+  const body = { model: h.modelId, messages: msgs, max_tokens: 4, seed: 1, logit_bias: { [String(think)]: 100 } };
+  const r = await post(body);
+  t.equal(r.body.choices[0].message.reasoning_content, '<think>'.repeat(3), 'the first opens the block, the rest are its text');
+  t.equal(r.body.choices[0].message.content, '');
+  t.ok(isResponse(r.body));
+  const s = await stream(body);
+  const chunks = s.events.slice(0, -1) as Json[];
+  t.equal(chunks.map((c) => c.choices[0]?.delta.reasoning_content ?? '').join(''), '<think>'.repeat(3));
+  t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), '');
+  t.ok(chunks.every((c) => isChunk(c)));
+});
+
 t.test('response_format json_schema: the content parses and validates', async (t) => {
   const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer' }, tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 3 } }, required: ['name', 'age', 'tags'], additionalProperties: false };
   for (const seed of [1, 2, 3]) {

@@ -1,5 +1,6 @@
 import type { ValidateFunction } from 'ajv';
 import type { ConstraintSpec } from '../chat/constraint/index.ts';
+import type { RenderOptions } from '../chat/template.ts';
 import type { ToolSyntax } from '../chat/tool-calls/syntax.ts';
 import { toolSyntaxFor } from '../chat/tool-calls/syntax.ts';
 import { HearthError } from '../errors/index.ts';
@@ -8,6 +9,7 @@ import type { ChatMessage } from '../tokenizer/types.ts';
 import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
 import { toChatMessages } from './messages.ts';
 import type { ChatRequestBody } from './openai-types.ts';
+import { reasoningMode } from './reasoning-splitter.ts';
 import { planTools, type ToolPlan } from './tools.ts';
 import type { ApiLimits, ServedModel } from './types.ts';
 import { compileUserSchema } from './user-schemas.ts';
@@ -39,6 +41,8 @@ export interface ChatPlan {
   readonly format: FormatPlan | null;
   /** For chat/constraint's createConstraint (one fresh constraint per choice: they hold state). */
   readonly constraint: ConstraintSpec | null;
+  /** Think blocks go to reasoning_content (null: the template has none, or output is constrained). */
+  readonly reasoning: { readonly startInside: boolean } | null;
 }
 
 /** Tokens that end an assistant turn in the common templates, when the tokenizer has them. */
@@ -77,7 +81,12 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
 
   let promptText: string;
   try {
-    promptText = model.template.render(messages, { ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }), addGenerationPrompt: true });
+    const opts: RenderOptions = {
+      ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }),
+      addGenerationPrompt: true,
+      ...(body.chat_template_kwargs === undefined || body.chat_template_kwargs === null ? {} : { vars: body.chat_template_kwargs }),
+    };
+    promptText = model.template.render(messages, opts);
   } catch (e) {
     if (e instanceof HearthError) throw e;
     // Templates raise on conversations they do not accept ("roles must alternate"...): the client's
@@ -91,6 +100,11 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
 
   const callsOn = tools !== null && tools.mode !== 'none';
   const toolSyntax = callsOn ? toolSyntaxFor(model.family, model.templateSource) : null;
+  const constraint = constraintSpec(tools, toolSyntax, format, maxTokens);
+  const think = reasoningMode(model.templateSource, promptText);
+  // A constrained answer starts at its first token (JSON, a forced call): no room for thinking.
+  // auto-strict only constrains once a call starts, so the model may think first.
+  const reasoning = think.enabled && (constraint === null || (constraint.kind === 'tool_call' && constraint.mode === 'auto-strict')) ? { startInside: think.startInside } : null;
   return {
     n,
     stream: body.stream === true,
@@ -106,7 +120,8 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
     tools,
     toolSyntax,
     format,
-    constraint: constraintSpec(tools, toolSyntax, format, maxTokens),
+    constraint,
+    reasoning,
   };
 }
 

@@ -22,6 +22,7 @@ interface ToolCallOut {
 
 interface ChoiceOut {
   content: string;
+  reasoning: string;
   toolCalls: ToolCallOut[];
   logprobs: ChatTokenLogprob[];
   finish: ChoiceFinish;
@@ -51,6 +52,7 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
           ...(plan.tools === null ? {} : { toolNames: [...plan.tools.validators.keys()] }),
           wantLogprobs: plan.logprobs,
           continuation: false,
+          ...(plan.reasoning === null ? {} : { reasoning: plan.reasoning }),
         },
         ac.signal,
       ),
@@ -88,7 +90,7 @@ function cancelled(req: FastifyRequest, reply: FastifyReply): FastifyReply {
 }
 
 async function answerChat(req: FastifyRequest, ctx: ApiContext, plan: ChatPlan, id: string, iters: AsyncGenerator<ChoiceEvent>[], started: number): Promise<unknown> {
-  const outs: ChoiceOut[] = plan.sampling.map(() => ({ content: '', toolCalls: [], logprobs: [], finish: 'stop', completionTokens: 0 }));
+  const outs: ChoiceOut[] = plan.sampling.map(() => ({ content: '', reasoning: '', toolCalls: [], logprobs: [], finish: 'stop', completionTokens: 0 }));
   let ttft: number | null = null;
   for await (const [i, ev] of mergeChoices(iters)) {
     ttft ??= performance.now() - started;
@@ -97,6 +99,9 @@ async function answerChat(req: FastifyRequest, ctx: ApiContext, plan: ChatPlan, 
     switch (ev.type) {
       case 'content':
         o.content += ev.text;
+        break;
+      case 'reasoning':
+        o.reasoning += ev.text;
         break;
       case 'tool_call_start':
         o.toolCalls[ev.index] = { id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } };
@@ -129,6 +134,7 @@ async function answerChat(req: FastifyRequest, ctx: ApiContext, plan: ChatPlan, 
         // OpenAI sends content null beside tool_calls when the model said nothing else.
         content: o.toolCalls.length > 0 && o.content === '' ? null : o.content,
         refusal: null,
+        ...(o.reasoning === '' ? {} : { reasoning_content: o.reasoning }),
         ...(o.toolCalls.length > 0 ? { tool_calls: o.toolCalls } : {}),
       },
       logprobs: plan.logprobs ? { content: o.logprobs, refusal: null } : null,
@@ -165,6 +171,9 @@ async function streamChat(req: FastifyRequest, reply: FastifyReply, ctx: ApiCont
         case 'content':
           texts[i] += ev.text;
           await sse.send(chunk(i, { content: ev.text }, ev.logprobs, null));
+          break;
+        case 'reasoning':
+          await sse.send(chunk(i, { reasoning_content: ev.text }, ev.logprobs, null));
           break;
         case 'tool_call_start':
           calls[i]![ev.index] = { id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } };

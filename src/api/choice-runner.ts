@@ -4,6 +4,7 @@ import type { SamplingParams } from '../sampling/types.ts';
 import type { Generator as TokenGenerator, TokenConstraint } from '../scheduler/types.ts';
 import type { Tokenizer } from '../tokenizer/types.ts';
 import { chatLogprob, type ChatTokenLogprob } from './logprobs.ts';
+import { createReasoningSplitter } from './reasoning-splitter.ts';
 
 // One choice of a completion: the generator's tokens → text (incremental detokenizer) → stop strings
 // → tool-call parser → events the route turns into a JSON answer or SSE chunks. The streaming and
@@ -14,6 +15,7 @@ export type ChoiceFinish = 'stop' | 'length' | 'tool_calls';
 
 export type ChoiceEvent =
   | { readonly type: 'content'; readonly text: string; readonly logprobs: readonly ChatTokenLogprob[] }
+  | { readonly type: 'reasoning'; readonly text: string; readonly logprobs: readonly ChatTokenLogprob[] }
   | { readonly type: 'tool_call_start'; readonly index: number; readonly id: string; readonly name: string; readonly logprobs: readonly ChatTokenLogprob[] }
   | { readonly type: 'tool_call_args'; readonly index: number; readonly fragment: string; readonly logprobs: readonly ChatTokenLogprob[] }
   | { readonly type: 'tool_call_end'; readonly index: number }
@@ -34,6 +36,8 @@ export interface ChoiceSpec {
   readonly wantLogprobs: boolean;
   /** The output continues the prompt's text (legacy completions): keep a leading space. */
   readonly continuation: boolean;
+  /** Split `<think>` blocks into reasoning events (startInside: the prompt opened one). */
+  readonly reasoning?: { readonly startInside: boolean };
 }
 
 /** Thrown out of runChoice when the request's signal aborted (client gone): nothing to answer. */
@@ -47,6 +51,7 @@ export class ChoiceCancelled extends Error {
 export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec: ChoiceSpec, signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
   const decoder = tok.createDecoder({ skipSpecialTokens: true, continuation: spec.continuation });
   const stop = createStopMatcher([...spec.stops]);
+  const thinker = spec.reasoning === undefined ? null : createReasoningSplitter(spec.reasoning.startInside);
   const parser = spec.toolSyntax === null ? null : createToolCallParser(spec.toolSyntax, { seed: spec.sampling.seed, ...(spec.toolNames === undefined ? {} : { toolNames: spec.toolNames }) });
   let pending: ChatTokenLogprob[] = [];
   let calls = 0;
@@ -58,7 +63,16 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
     pending = [];
     return out;
   };
-  function* emit(text: string): Generator<ChoiceEvent> {
+  function* emit(raw: string): Generator<ChoiceEvent> {
+    let text = raw;
+    if (thinker !== null && raw !== '') {
+      const d = thinker.push(raw);
+      if (d.reasoning !== '') yield { type: 'reasoning', text: d.reasoning, logprobs: take() };
+      text = d.content;
+    }
+    yield* answer(text);
+  }
+  function* answer(text: string): Generator<ChoiceEvent> {
     if (text === '') return;
     if (parser === null) {
       yield { type: 'content', text, logprobs: take() };
@@ -119,6 +133,11 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
     const tail = stop.push(decoder.flush());
     yield* emit(tail.emit);
     if (!tail.stopped) yield* emit(stop.flush());
+  }
+  if (thinker !== null) {
+    const d = thinker.flush();
+    if (d.reasoning !== '') yield { type: 'reasoning', text: d.reasoning, logprobs: take() };
+    yield* answer(d.content);
   }
   if (parser !== null) yield* mapParser(parser.end());
   const finish: ChoiceFinish = stoppedByString || reason !== 'length' ? (calls > 0 ? 'tool_calls' : 'stop') : 'length';

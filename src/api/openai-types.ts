@@ -61,6 +61,8 @@ export interface ChatRequestBody extends SamplingBody {
   readonly tool_choice?: ToolChoiceBody;
   readonly parallel_tool_calls?: boolean | null;
   readonly response_format?: ResponseFormatBody;
+  /** vLLM's extension: extra variables for the chat template (e.g. {"enable_thinking": false}). */
+  readonly chat_template_kwargs?: Readonly<Record<string, unknown>> | null;
 }
 
 export interface CompletionRequestBody extends SamplingBody {
