@@ -190,7 +190,7 @@ export class Coordinator {
         lastSeenMs: now - m.lastSeen,
         tokS: m.tokS,
       }));
-    return { epoch: this.epochNo, model: this.opts.model.name, live: this.current?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes };
+    return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes };
   }
 
   // --- messages ----------------------------------------------------------------------------
