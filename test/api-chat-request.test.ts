@@ -145,6 +145,7 @@ t.test('context: a prompt that does not fit is context_length_exceeded; max_toke
   const p = plan({ max_tokens: 100000 });
   t.equal(p.maxTokens, 512 - p.prompt.length, 'clamped to the room left');
   t.equal(plan({ max_tokens: 7, max_completion_tokens: 9 }).maxTokens, 9, 'max_completion_tokens wins');
+  t.equal(planChat({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 300 } as ChatRequestBody, model, { ...limits, maxTokens: 50 }).maxTokens, 50, 'limits.maxTokens caps it');
 });
 
 t.test('think blocks: reasoning split on for Qwen3, off when constrained; chat_template_kwargs reach the template', async (t) => {

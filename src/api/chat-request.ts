@@ -96,7 +96,7 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
   precheckLength(tok, model.contextLength, promptText.length, 'messages');
   const prompt = Int32Array.from(tok.encode(promptText, { addSpecialTokens: false }));
   if (prompt.length >= model.contextLength) throw contextError(model.contextLength, prompt.length, 'messages');
-  const maxTokens = completionBudget(body.max_completion_tokens ?? body.max_tokens, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens');
+  const maxTokens = completionBudget(body.max_completion_tokens ?? body.max_tokens, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens', limits.maxTokens);
 
   const callsOn = tools !== null && tools.mode !== 'none';
   const toolSyntax = callsOn ? toolSyntaxFor(model.family, model.templateSource) : null;

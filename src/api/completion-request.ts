@@ -4,7 +4,7 @@ import { checkModel } from './chat-request.ts';
 import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
 import { wellFormed } from './messages.ts';
 import type { CompletionRequestBody } from './openai-types.ts';
-import type { ServedModel } from './types.ts';
+import type { ApiLimits, ServedModel } from './types.ts';
 
 // A validated legacy completion request → prompts (raw text, no chat template; strings or token
 // ids, one or several), per-choice sampling, stops and budgets. Pure, like chat-request.ts.
@@ -26,7 +26,7 @@ export interface CompletionPlan {
   readonly stopTokens: readonly number[];
 }
 
-export function planCompletion(body: CompletionRequestBody, model: ServedModel): CompletionPlan {
+export function planCompletion(body: CompletionRequestBody, model: ServedModel, limits?: ApiLimits): CompletionPlan {
   checkModel(body.model, model);
   const tok = model.tokenizer;
   const n = body.n ?? 1;
@@ -56,7 +56,7 @@ export function planCompletion(body: CompletionRequestBody, model: ServedModel):
     if (p.ids.length === 0) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid 'prompt': the prompt is empty."], { param: 'prompt' });
     const param = prompts.length === 1 ? 'prompt' : `prompt[${k}]`;
     if (p.ids.length >= model.contextLength) throw contextError(model.contextLength, p.ids.length, param);
-    return body.max_tokens === 0 ? 0 : completionBudget(body.max_tokens, p.ids.length, model.contextLength, COMPLETIONS_DEFAULT_MAX_TOKENS, param);
+    return body.max_tokens === 0 ? 0 : completionBudget(body.max_tokens, p.ids.length, model.contextLength, COMPLETIONS_DEFAULT_MAX_TOKENS, param, limits?.maxTokens);
   });
   return {
     prompts,

@@ -20,7 +20,7 @@ interface Slot {
 
 export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/completions', { schema: { body: schemaRef('CreateCompletionRequest') } }, async (req, reply) => {
-    const plan = planCompletion(req.body as CompletionRequestBody, ctx.model);
+    const plan = planCompletion(req.body as CompletionRequestBody, ctx.model, ctx.limits);
     admit(ctx, plan.n * plan.prompts.length);
     const id = completionId('cmpl');
     const ac = watchDisconnect(reply);

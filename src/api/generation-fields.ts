@@ -100,8 +100,8 @@ export function precheckLength(tok: Tokenizer, contextLength: number, chars: num
  * answers). A max_tokens beyond the room left is clamped (finish_reason "length" tells the client),
  * like llama.cpp and Ollama: IDE clients send fixed large max_tokens whatever the model.
  */
-export function completionBudget(requested: number | null | undefined, promptTokens: number, contextLength: number, defaultMax: number, param: string): number {
+export function completionBudget(requested: number | null | undefined, promptTokens: number, contextLength: number, defaultMax: number, param: string, cap = Infinity): number {
   const room = contextLength - promptTokens;
   if (room <= 0) throw contextError(contextLength, promptTokens, param);
-  return Math.min(room, requested ?? defaultMax);
+  return Math.min(room, cap, requested ?? defaultMax);
 }

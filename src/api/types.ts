@@ -23,6 +23,8 @@ export interface ApiLimits {
   readonly bodyBytes: number;
   /** Completion tokens when the request gives no max_tokens (clamped to the context left). */
   readonly maxTokensDefault: number;
+  /** Most completion tokens one choice may run to; larger max_tokens are clamped (finish_reason "length"). */
+  readonly maxTokens?: number;
   /** Sequences allowed to wait for a slot; beyond that requests get 429 + Retry-After. */
   readonly maxQueue: number;
   /** Sequences generating at once. */
