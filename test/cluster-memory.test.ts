@@ -11,6 +11,7 @@ import { createClusterPipeline, modelCostsFromCheckpoint } from '../src/cluster/
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import { openCheckpoint } from '../src/model/index.ts';
 import { WorkerNode } from '../src/worker/index.ts';
+import { GREEDY } from '../src/sampling/types.ts';
 import { greedy, until } from './helpers/nats.ts';
 
 function recordingLog(): Log & { lines: { level: string; obj: object; msg: string }[] } {
@@ -44,6 +45,16 @@ t.test('in-process bus: two worker nodes serve the same tokens as one process', 
   for (const n of nodes) n.start();
   await until(() => pipeline.coordinator.plan()?.live === true && pipeline.coordinator.plan()?.stages.length === 2, 20_000, 'two live stages');
   t.same(await greedy(pipeline, 's1', prompt, 12), want, 'same greedy tokens over the in-process bus');
+
+  // Prefix reuse travels on the wire: a sequence forked from another's first 5 positions, fed only
+  // the rest of the prompt, samples what the full prompt gives.
+  const step = (seq: string, pos: number, tokens: Int32Array, fork?: { from: string; len: number }) =>
+    pipeline.step({ seq, pos, tokens, promptLen: prompt.length, sampling: GREEDY, wantToken: true, wantLogits: false, ...(fork !== undefined ? { fork } : {}) });
+  await step('base', 0, prompt);
+  const forked = await step('forked', 5, prompt.slice(5), { from: 'base', len: 5 });
+  t.equal(forked.token?.token, want[0], 'a forked sequence continues like the full prompt');
+  pipeline.free('base');
+  pipeline.free('forked');
 
   // A result from a node that never announced is dropped and logged; so is another wire version.
   const intruder = hub.bus();
