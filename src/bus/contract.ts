@@ -4,7 +4,8 @@
 // (and logs) messages of another version instead of misreading them.
 //
 // Encoding: msgpackr maps (src/bus/codec.ts); binary tensors travel as msgpack `bin` (Uint8Array
-// holding little-endian Float32/Int32 bytes); see f32()/i32()/bin() below. Frames larger than the
+// holding little-endian Float32/Int32 bytes: every platform Node and onnxruntime-node ship for is
+// little-endian, so bytes go out as they lie in memory); see f32()/i32()/bin() below. Frames larger than the
 // server's max_payload are split and reassembled by src/bus/framing.ts, below this contract.
 
 import type { SampledToken, SamplingParams } from '../sampling/types.ts';
