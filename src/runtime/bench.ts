@@ -37,6 +37,11 @@ export interface BenchResult {
   readonly peakRssBytes: number;
   readonly weightBytes: number;
   readonly rssOverWeights: number;
+  /**
+   * Process CPU time (all threads) per decode token. On a shared machine wall time includes
+   * waiting for a core; this is the work itself, so runs on a busy host stay comparable.
+   */
+  readonly decodeCpuMsPerToken: number;
   /** Decode time per op type, summed over stages, largest first (profile only). */
   readonly perOp?: OpTime[];
 }
@@ -91,12 +96,14 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
     let r = await chainRun(engines, { seq: 'bench', pos: 0, n: prompt.length, tokens: prompt });
     let next = argmax(r.logits as Float32Array);
     const ttftMs = performance.now() - p0;
+    const c0 = process.cpuUsage();
     const d0 = performance.now();
     for (let i = 0; i < opts.decodeTokens; i++) {
       r = await chainRun(engines, { seq: 'bench', pos: prompt.length + i, n: 1, tokens: Int32Array.of(next) });
       next = argmax(r.logits as Float32Array);
     }
     const decodeMs = performance.now() - d0;
+    const cpu = process.cpuUsage(c0);
     const weightBytes = engines.reduce((s, e) => s + e.weightBytes(), 0);
     const peakRssBytes = process.resourceUsage().maxRSS * 1024;
     let perOp: OpTime[] | undefined;
@@ -113,6 +120,7 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
       peakRssBytes,
       weightBytes,
       rssOverWeights: peakRssBytes / weightBytes,
+      decodeCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, opts.decodeTokens),
       ...(perOp ? { perOp } : {}),
     };
   } finally {
@@ -162,6 +170,7 @@ export function formatBench(r: BenchResult): string {
   const rows: [string, string][] = [
     ['prefill', `${r.prefillTokS.toFixed(1)} tok/s`],
     ['decode', `${r.decodeTokS.toFixed(1)} tok/s`],
+    ['decode CPU time', `${r.decodeCpuMsPerToken.toFixed(1)} ms/token (all threads)`],
     ['time to first token', `${r.ttftMs.toFixed(0)} ms`],
     ['load (build + session)', `${r.loadMs.toFixed(0)} ms`],
     ['peak RSS', mb(r.peakRssBytes)],
