@@ -158,7 +158,7 @@ async function streamChat(req: FastifyRequest, reply: FastifyReply, ctx: ApiCont
   // context) is still a plain HTTP error with its status, not a 200 stream that fails.
   const first = await merged.next();
   const sse = openStream(reply, req);
-  let ttft: number | null = performance.now() - started;
+  const ttft = performance.now() - started;
   const texts = plan.sampling.map(() => '');
   const calls: ToolCallOut[][] = plan.sampling.map(() => []);
   let completionTokens = 0;
@@ -201,7 +201,6 @@ async function streamChat(req: FastifyRequest, reply: FastifyReply, ctx: ApiCont
   } catch (e) {
     await merged.return(undefined);
     if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
-    ttft = null;
     sse.fail(ctx.streamError(req, e, 'chat', plan.prompt.length, completionTokens, started));
   }
   return reply;
