@@ -95,7 +95,10 @@ export class OnnxShardEngine implements ShardEngine {
     }
     for (const [s, l] of next) this.lens.set(s, l);
     const id = this.nextId++;
-    const transfer = buffersOf(items.map((it) => it.hidden)).filter((b) => OWN.has(b) || items.some((it) => it.hidden?.buffer === b && it.hidden.byteOffset === 0 && it.hidden.byteLength === b.byteLength));
+    // Transfer only buffers an item's hidden covers whole and that came out of an engine: a batched
+    // step returns every item's hidden as a view of ONE buffer, and detaching it for one item would
+    // leave the other items (still queued for this stage) with empty arrays. Views are copied.
+    const transfer = buffersOf(items.map((it) => it.hidden)).filter((b) => OWN.has(b) && items.some((it) => it.hidden?.buffer === b && it.hidden.byteOffset === 0 && it.hidden.byteLength === b.byteLength));
     return this.call<StageResult[]>(id, { op: 'run', id, items }, transfer).then((results) => {
       for (const r of results) {
         const a = r.hidden ?? r.logits;
