@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { ERRORS, HearthError } from '../src/errors/index.ts';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-const documented = new Set([...readme.matchAll(/\| `(HEARTH_ERR_[A-Z0-9_]+)` \|/g)].map((m) => m[1]));
+const documented = new Set([...readme.matchAll(/\| `(HEARTH_ERR_[A-Z0-9_]+)` \|/g)].map((m) => m[1] ?? ""));
 
 t.test('every code is well-formed, documented and maps to an OpenAI type', async (t) => {
   const codes = Object.keys(ERRORS);

@@ -77,6 +77,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       maxTokensDefault: cfg.limits.defaultMaxTokens,
       maxQueue: cfg.limits.maxQueue,
       maxConcurrent: cfg.limits.maxConcurrentSequences,
+      maxTokens: cfg.limits.maxTokens,
     },
     cluster: () => clusterView(),
     ready: () => pipeline?.coordinator.plan()?.live === true,
