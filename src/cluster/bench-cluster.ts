@@ -172,7 +172,14 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
       let one = 0;
       let agg = 0;
       for (let r = 0; r < rounds; r++) {
-        if (hopDelayMs === delays[0]) oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
+        // Each side is warmed right before it is timed: the idle side's weights may have been
+        // paged out meanwhile (onnxruntime maps them from files, and the kernel reclaims
+        // file pages that sit idle), and the first tokens would measure the disk, not the relay.
+        if (hopDelayMs === delays[0]) {
+          await warm(localGen);
+          oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
+        }
+        await warm(gen);
         one = Math.max(one, await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`));
         agg = Math.max(agg, await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}-${r}`));
         say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streams} streams ${agg.toFixed(1)} tok/s (best so far)`);
