@@ -1,10 +1,13 @@
-// Per-sequence KV cache of one stage: for each layer a K and a V array [Hkv, len, D] (batch dim 1).
-// A single-sequence step hands onnxruntime's present outputs straight back in as the next past, so
-// the common path copies nothing; a batched step pads into one [B, Hkv, P, D] buffer and compacts
-// each row back out afterwards.
+// Per-sequence KV cache of one stage: for each layer a K and a V array [Hkv, stride, D] (batch dim
+// 1) whose first `len` positions per head are valid. With GroupQueryAttention a single-sequence step
+// passes the same array as past input and as pre-allocated present output, so the kernel appends in
+// place (its shared-buffer mode) and nothing is copied; capacity grows geometrically. A batched step
+// pads into one [B, Hkv, P, D] buffer and compacts each row back out afterwards.
 
 export interface SeqKv {
   len: number;
+  /** Positions each head's slab can hold (>= len). */
+  stride: number;
   k: Float32Array[];
   v: Float32Array[];
 }
@@ -28,7 +31,7 @@ export class KvStore {
     let s = this.seqs.get(seq);
     if (!s) {
       const empty = (): Float32Array[] => Array.from({ length: this.shape.layers }, () => new Float32Array(0));
-      s = { len: 0, k: empty(), v: empty() };
+      s = { len: 0, stride: 0, k: empty(), v: empty() };
       this.seqs.set(seq, s);
     }
     return s;
@@ -42,6 +45,23 @@ export class KvStore {
     this.seqs.delete(seq);
   }
 
+  /** Makes room for `need` positions (copying the valid ones into larger slabs when short). */
+  reserve(seq: string, need: number): SeqKv {
+    const s = this.get(seq);
+    if (s.stride >= need) return s;
+    const stride = Math.max(need, Math.ceil(s.stride * 1.5), 64);
+    const grow = (a: Float32Array): Float32Array => {
+      const { kvHeads, headDim } = this.shape;
+      const out = new Float32Array(kvHeads * stride * headDim);
+      for (let h = 0; h < kvHeads; h++) out.set(a.subarray(h * s.stride * headDim, (h * s.stride + s.len) * headDim), h * stride * headDim);
+      return out;
+    };
+    s.k = s.k.map(grow);
+    s.v = s.v.map(grow);
+    s.stride = stride;
+    return s;
+  }
+
   totalBytes(): number {
     let n = 0;
     for (const s of this.seqs.values()) n += s.len;
@@ -53,8 +73,8 @@ export class KvStore {
     const src = this.seqs.get(from);
     const have = src?.len ?? 0;
     if (!src || len > have) throw new RangeError(`fork: ${from} holds ${have} positions, ${len} requested`);
-    const cut = (a: Float32Array): Float32Array => sliceRow(a, this.shape, have, [[0, len]]);
-    this.seqs.set(seq, { len, k: src.k.map(cut), v: src.v.map(cut) });
+    const cut = (a: Float32Array): Float32Array => sliceRow(a, this.shape, src.stride, [[0, len]]);
+    this.seqs.set(seq, { len, stride: len, k: src.k.map(cut), v: src.v.map(cut) });
   }
 }
 
@@ -78,14 +98,15 @@ export function sliceRow(row: Float32Array, shape: KvShape, rowLen: number, rang
   return out;
 }
 
-/** Right-pads several rows [Hkv, len_b, D] into one [B, Hkv, P, D] buffer. */
-export function padRows(rows: readonly Float32Array[], lens: readonly number[], shape: KvShape, p: number): Float32Array {
+/** Right-pads several rows [Hkv, stride_b, D] (len_b valid) into one [B, Hkv, P, D] buffer. */
+export function padRows(rows: readonly Float32Array[], lens: readonly number[], strides: readonly number[], shape: KvShape, p: number): Float32Array {
   const { kvHeads, headDim } = shape;
   const out = new Float32Array(rows.length * kvHeads * p * headDim);
   rows.forEach((row, b) => {
     const len = lens[b] ?? 0;
+    const stride = strides[b] ?? len;
     for (let h = 0; h < kvHeads; h++) {
-      out.set(row.subarray(h * len * headDim, (h + 1) * len * headDim), (b * kvHeads + h) * p * headDim);
+      out.set(row.subarray(h * stride * headDim, (h * stride + len) * headDim), (b * kvHeads + h) * p * headDim);
     }
   });
   return out;

@@ -259,20 +259,39 @@ export class ShardSession {
       feeds[ATTN_INPUTS.plain.mask] = new ort.Tensor('float32', mask, [b, 1, 1, s, t]);
     }
     const layers = this.kv.shape.layers;
-    for (let l = 0; l < layers; l++) {
-      const pk = b === 1 ? (seqs[0]?.k[l] as Float32Array) : padRows(seqs.map((x) => x.k[l] as Float32Array), lens, this.kv.shape, p);
-      const pv = b === 1 ? (seqs[0]?.v[l] as Float32Array) : padRows(seqs.map((x) => x.v[l] as Float32Array), lens, this.kv.shape, p);
-      feeds[IO.pastKey(l)] = new ort.Tensor('float32', pk, [b, hkv, p, d]);
-      feeds[IO.pastValue(l)] = new ort.Tensor('float32', pv, [b, hkv, p, d]);
+    // One sequence on GroupQueryAttention: past and present are the same slab (appended in place).
+    const shared = b === 1 && this.info.attention === 'gqa';
+    const fetches: Record<string, ort.Tensor | null> = {};
+    if (shared) {
+      const kv = this.kv.reserve((items[0] as StageItem).seq, p + s);
+      const dims = [1, hkv, kv.stride, d];
+      for (let l = 0; l < layers; l++) {
+        const k = new ort.Tensor('float32', kv.k[l] as Float32Array, dims);
+        const v = new ort.Tensor('float32', kv.v[l] as Float32Array, dims);
+        feeds[IO.pastKey(l)] = k;
+        feeds[IO.pastValue(l)] = v;
+        fetches[IO.presentKey(l)] = k;
+        fetches[IO.presentValue(l)] = v;
+      }
+      fetches[this.last ? IO.logits : IO.hiddenOut] = null;
+    } else {
+      const strides = seqs.map((x) => x.stride);
+      for (let l = 0; l < layers; l++) {
+        const pk = b === 1 ? (seqs[0]?.k[l] as Float32Array) : padRows(seqs.map((x) => x.k[l] as Float32Array), lens, strides, this.kv.shape, p);
+        const pv = b === 1 ? (seqs[0]?.v[l] as Float32Array) : padRows(seqs.map((x) => x.v[l] as Float32Array), lens, strides, this.kv.shape, p);
+        if (b === 1 && (seqs[0]?.stride ?? 0) !== p) throw new Error('internal: plain-path KV must be exact-size');
+        feeds[IO.pastKey(l)] = new ort.Tensor('float32', pk, [b, hkv, p, d]);
+        feeds[IO.pastValue(l)] = new ort.Tensor('float32', pv, [b, hkv, p, d]);
+      }
     }
     let out: ort.InferenceSession.ReturnType;
     try {
-      out = await this.session.run(feeds);
+      out = shared ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
     }
     // Keep the new KV: present row i holds [0, len_i) ∪ (gqa: [len_i, len_i+s) | plain: [p, p+s)).
-    for (let l = 0; l < layers; l++) {
+    for (let l = 0; l < layers && !shared; l++) {
       const presK = out[IO.presentKey(l)]?.data as Float32Array;
       const presV = out[IO.presentValue(l)]?.data as Float32Array;
       const tp = presK.length / (b * hkv * d);
@@ -281,12 +300,14 @@ export class ShardSession {
         if (b === 1 && tp === len + s) {
           kv.k[l] = presK;
           kv.v[l] = presV;
+          kv.stride = tp;
           return;
         }
         const ranges: [number, number][] = this.info.attention === 'gqa' ? [[0, len + s]] : [[0, len], [p, p + s]];
         const rowSize = hkv * tp * d;
         kv.k[l] = sliceRow(presK.subarray(i * rowSize, (i + 1) * rowSize), this.kv.shape, tp, ranges);
         kv.v[l] = sliceRow(presV.subarray(i * rowSize, (i + 1) * rowSize), this.kv.shape, tp, ranges);
+        kv.stride = len + s;
       });
     }
     seqs.forEach((kv) => (kv.len += s));
