@@ -48,7 +48,7 @@ t.test('kill -9 mid-generation: identical output; too few survivors: 503, then a
   const w1 = start('w1');
   const w2 = start('w2');
   const w3 = start('w3');
-  await until(live(3), 40_000, 'three stages live');
+  await until(live(3), 90_000, 'three stages live');
   const prompt = Int32Array.from({ length: 9 }, (_, i) => (i * 101 + 3) % 1000);
   const N = 40;
   const want = await generate(sched, 'clean', prompt, N);
@@ -83,7 +83,7 @@ t.test('kill -9 mid-generation: identical output; too few survivors: 503, then a
   }
   // A node joins: requests succeed again, same text.
   start('w4');
-  await until(live(2), 40_000, 'two stages live again');
+  await until(live(2), 90_000, 'two stages live again');
   t.same(await generate(sched, 'again', prompt, N), want, 'served again after the join, same tokens');
   void w1;
 });

@@ -37,7 +37,7 @@ t.test('greedy through 1, 2, 3 workers equals one process; joins re-plan', { ski
   const stagesLive = (n: number) => (): boolean => { const p = pipeline.coordinator.plan(); return p !== null && p.live && p.stages.length === n; };
   for (const [i, name] of ['w1', 'w2', 'w3'].entries()) {
     spawnWorker(t, args(name));
-    await until(stagesLive(i + 1), 30_000, `a live plan with ${i + 1} stage(s)`);
+    await until(stagesLive(i + 1), 90_000, `a live plan with ${i + 1} stage(s)`);
     const plan = pipeline.coordinator.plan();
     t.equal(plan?.stages.length, i + 1, `epoch ${plan?.epoch}: ${JSON.stringify(plan?.stages)}`);
     const got = await greedy(pipeline, `s${i}`, prompt, N);
@@ -57,7 +57,7 @@ t.test('greedy through 1, 2, 3 workers equals one process; joins re-plan', { ski
   await until(() => !stagesLive(3)(), 5000, 'the gateway notices the server is gone');
   const again = await startNatsServer({ token: nats.token, port: nats.port });
   t.teardown(() => again.stop());
-  await until(stagesLive(3), 30_000, 'a live 3-stage plan after the restart');
+  await until(stagesLive(3), 90_000, 'a live 3-stage plan after the restart');
   t.same(await greedy(pipeline, 'after-restart', prompt, N), want, 'same tokens after a nats-server restart');
 });
 

@@ -22,7 +22,7 @@ t.test('stories260k: greedy through 3, 2, 1 workers equals one process', { skip 
   const workers = ['w1', 'w2', 'w3'].map((name) => spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'test', '--name', name, '--model', stories260k, '--threads', '1', '--speed', '10', '--memory', '1G']));
   const live = (n: number) => (): boolean => { const p = pipeline.coordinator.plan(); return p !== null && p.live && p.stages.length === n; };
   for (let n = 3; n >= 1; n--) {
-    await until(live(n), 40_000, `${n} stage(s) live`);
+    await until(live(n), 90_000, `${n} stage(s) live`);
     const stages = pipeline.coordinator.plan()?.stages ?? [];
     t.same(await greedy(pipeline, `s${n}`, prompt, N), want, `${n} worker(s) ${stages.map((s) => `[${s.start},${s.end})`).join(' ')}: same story`);
     if (n > 1) {
