@@ -54,7 +54,7 @@ t.test('workers without the model fetch only their layers from the gateway', { s
   t.teardown(async () => { await pipeline.close(); await bus.close(); });
   const caches = ['c1', 'c2'].map((c) => path.join(dir, c));
   caches.forEach((cache, i) => spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'wf', '--name', `w${i + 1}`, '--cache', cache, '--threads', '1', '--speed', '10', '--memory', '1G']));
-  await until(() => { const p = pipeline.coordinator.plan(); return p !== null && p.live && p.stages.length === 2; }, 40_000, 'two live stages');
+  await until(() => { const p = pipeline.coordinator.plan(); return p !== null && p.live && p.stages.length === 2; }, 90_000, 'two live stages');
   t.same(await greedy(pipeline, 's', prompt, 12), want, 'fetched stages serve the same tokens');
   const full = bytesUnder(model);
   for (const cache of caches) {
