@@ -7,6 +7,8 @@
 //     8 concurrent streams (decode steps of different sequences batch on each stage, and both
 //     stages work at once);
 //  3. hop latency (sender stamp → receiver) p50/p99 seen in those runs;
+//  and, to tell the cost of splitting from the cost of the relay, the same 2-stage split with
+//  both stages in this process (no NATS);
 //  then 2–3 again with a delay added before every hop (default 2 ms: a LAN, not loopback).
 //  Each figure is the best of `rounds` runs, one process and cluster runs interleaved.
 //
@@ -54,6 +56,9 @@ export interface BenchClusterOptions {
 export interface BenchClusterRow {
   readonly hopDelayMs: number;
   readonly oneProcessTokS: number;
+  /** The same 2-stage split as the cluster, both stages in this process (no NATS): separates the
+   *  cost of splitting the model from the cost of the relay. */
+  readonly inProcessSplitTokS: number;
   readonly clusterTokS: number;
   /** clusterTokS / oneProcessTokS (goal ≥ 0.90 at 0 ms). */
   readonly clusterRatio: number;
@@ -146,6 +151,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   let bus: NatsBus | null = null;
   let pipeline: ClusterPipeline | null = null;
   let local: LocalPipeline | null = null;
+  let split: LocalPipeline | null = null;
   // Both sides stay loaded for the whole run, so their measurements can alternate: a burst of
   // load from elsewhere then hits both, not just whichever ran at that moment.
   const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads }));
@@ -161,9 +167,13 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     });
     await waitLive(pipeline, 2, 900_000, () => workers.map((w) => w.log()).join('\n'));
     stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
+    const splitEngines = await Promise.all(stages.map(([start, end]) => createShardEngine(opts.modelDir, { start, end, quant, threads, provider: 'cpu' })));
+    split = new LocalPipeline(splitEngines.map((e) => new StageRunner(e)));
+    const splitGen = createScheduler(split, { prefixCache: 0 });
     const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, streams) });
     await warm(localGen);
     let oneProcess = 0;
+    let inSplit = 0;
     // The same loaded workers serve every delay: the delay travels in each step message.
     for (const hopDelayMs of delays) {
       pipeline.setHopDelay(hopDelayMs);
@@ -178,14 +188,16 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
         if (hopDelayMs === delays[0]) {
           await warm(localGen);
           oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
+          await warm(splitGen);
+          inSplit = Math.max(inSplit, await decodeRate(splitGen, prompt, decode, 1, `split${r}`));
         }
         await warm(gen);
         one = Math.max(one, await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`));
         agg = Math.max(agg, await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}-${r}`));
-        say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streams} streams ${agg.toFixed(1)} tok/s (best so far)`);
+        say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, split in-process ${inSplit.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streams} streams ${agg.toFixed(1)} tok/s (best so far)`);
       }
       rows.push({
-        hopDelayMs, oneProcessTokS: oneProcess, clusterTokS: one, clusterRatio: one / oneProcess, streams,
+        hopDelayMs, oneProcessTokS: oneProcess, inProcessSplitTokS: inSplit, clusterTokS: one, clusterRatio: one / oneProcess, streams,
         aggregateTokS: agg, concurrencyRatio: agg / one,
         hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
       });
@@ -200,6 +212,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     await pipeline?.close();
     await bus?.close();
     await local?.close();
+    await split?.close();
     await nats.stop();
   }
   return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows };
@@ -208,8 +221,8 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
 export function formatBenchCluster(r: BenchClusterResult): string {
   const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const head = `cluster bench: ${r.model} (quant ${r.quant}, ${r.threads} thread(s) per process, 2 workers ${r.stages.map(([a, b]) => `[${a},${b})`).join(' ')}, prompt ${r.promptTokens}, decode ${r.decodeTokens})`;
-  const cols = ['hop delay', '1 process tok/s', '2 workers tok/s', 'ratio (≥0.90)', 'N streams tok/s', 'N÷1 (≥2.0)', 'hop p50 ms', 'hop p99 ms'];
-  const rows = r.rows.map((x) => [`${x.hopDelayMs} ms`, f(x.oneProcessTokS), f(x.clusterTokS), f(x.clusterRatio, 2), `${f(x.aggregateTokS)} (${x.streams})`, f(x.concurrencyRatio, 2), f(x.hopP50Ms, 2), f(x.hopP99Ms, 2)]);
+  const cols = ['hop delay', '1 process tok/s', '2 stages in-process', '2 workers tok/s', 'ratio (≥0.90)', 'N streams tok/s', 'N÷1 (≥2.0)', 'hop p50 ms', 'hop p99 ms'];
+  const rows = r.rows.map((x) => [`${x.hopDelayMs} ms`, f(x.oneProcessTokS), f(x.inProcessSplitTokS), f(x.clusterTokS), f(x.clusterRatio, 2), `${f(x.aggregateTokS)} (${x.streams})`, f(x.concurrencyRatio, 2), f(x.hopP50Ms, 2), f(x.hopP99Ms, 2)]);
   const w = cols.map((c, i) => Math.max(c.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join('  ');
   return [head, line(cols), ...rows.map(line)].join('\n');
