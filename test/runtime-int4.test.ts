@@ -7,7 +7,7 @@ import t from 'tap';
 import { DT, GraphBuilder, MS_DOMAIN } from '../src/model/onnx/graph.ts';
 import { argmax } from '../src/model/reference.ts';
 import { dequantizeInt4, quantizeInt4 } from '../src/model/quant-int4.ts';
-import { Chain, stories260kDir, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
+import { Chain, maxAbsDiff, stories260kDir, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
 
 t.test('quantizeInt4: MatMulNBits layout, bounded error, exact block extremes, padded last block', async (t) => {
   const rows = 5;
@@ -127,4 +127,31 @@ t.test('int4 vs fp32 on a random tiny-qwen2: logits stay close', async (t) => {
   // Random weights give nearly flat logits, so near-ties flip easily; chance would be ~0%.
   t.ok(r.agree >= 0.2, 'greedy choices agree far above chance');
   t.ok(r.relRms < 0.5, 'RMS logit error is a fraction of the logits');
+});
+
+t.test('int4 graphs: GroupQueryAttention (packed QKV / q-k norm) equals the plain-op path on the same quantized weights', async (t) => {
+  // With fp32 activations (accuracy_level 0) both attention paths see identical MatMulNBits
+  // results, so any difference is a graph-structure bug rather than quantization noise.
+  for (const preset of ['tiny-qwen2', 'tiny-qwen3'] as const) {
+    const dir = await tinyCheckpoint(t, preset);
+    const fast = await Chain.open(t, dir, [[0, 2], [2, 4]], 'int4', { accuracyLevel: 0 });
+    const plain = await Chain.open(t, dir, [[0, 4]], 'int4', { accuracyLevel: 0, attention: 'plain' });
+    t.equal(fast.engines[0]?.info.attention, 'gqa');
+    const a = tokenStream(20, 151936, 61);
+    const b = tokenStream(12, 151936, 62);
+    let worst = 0;
+    const both = async (items: Parameters<Chain['run']>[0]): Promise<void> => {
+      const [x, y] = [await fast.run(items), await plain.run(items)];
+      x.forEach((r, i) => (worst = Math.max(worst, maxAbsDiff(r.logits ?? [], y[i]?.logits ?? []))));
+    };
+    await both([{ seq: 'A', pos: 0, n: 12, tokens: Int32Array.from(a.slice(0, 12)) }]);
+    await both([{ seq: 'B', pos: 0, n: 4, tokens: Int32Array.from(b.slice(0, 4)) }]);
+    for (let i = 0; i < 8; i++) {
+      await both([
+        { seq: 'A', pos: 12 + i, n: 1, tokens: Int32Array.of(a[12 + i] as number) },
+        { seq: 'B', pos: 4 + i, n: 1, tokens: Int32Array.of(b[4 + i] as number) },
+      ]);
+    }
+    t.ok(worst <= 1e-4, `${preset}: max |gqa - plain| ${worst.toExponential(2)}`);
+  }
 });

@@ -62,27 +62,30 @@ export interface AttentionIo {
 
 /**
  * Self-attention for one layer. q [B,S,Hq*D], k/v [B,S,Hkv*D] (already projected, biased and
- * q/k-normed when the family wants it); returns the context [B, S, Hq*D] before o_proj.
+ * q/k-normed when the family wants it), or them packed as one `qkv`; returns the context
+ * [B, S, Hq*D] before o_proj.
  */
 export function attention(
   g: GraphBuilder,
   cfg: ModelConfig,
   ctx: AttentionContext,
   io: AttentionIo,
-  input: { readonly q: string; readonly k: string; readonly v: string },
+  input: { readonly qkv: string } | { readonly q: string; readonly k: string; readonly v: string },
 ): string {
   const { numHeads: hq, numKvHeads: hkv, headDim: d } = cfg;
   if (ctx.kind === 'gqa') {
+    // Packed form: query [B, S, (Hq + 2 Hkv) D] with key/value omitted.
+    const qkv = 'qkv' in input ? [input.qkv, '', ''] : [input.q, input.k, input.v];
     const [out] = g.node(
       'GroupQueryAttention',
-      [input.q, input.k, input.v, io.pastKey, io.pastValue, ctx.seqlensK ?? '', ctx.totalLen ?? '', ctx.cosCache, ctx.sinCache],
+      [...qkv, io.pastKey, io.pastValue, ctx.seqlensK ?? '', ctx.totalLen ?? '', ctx.cosCache, ctx.sinCache],
       [g.name('attn'), io.presentKey, io.presentValue],
       { num_heads: hq, kv_num_heads: hkv, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(d) } },
       MS_DOMAIN,
     );
     return out as string;
   }
-  const { q, k, v } = input;
+  const [q, k, v] = 'qkv' in input ? (g.node('Split', [input.qkv, g.i64([hq * d, hkv * d, hkv * d])], 3, { axis: -1 }) as [string, string, string]) : [input.q, input.k, input.v];
   const q4 = g.op('Reshape', [q, g.i64([0, 0, hq, d])]);
   const k4 = g.op('Reshape', [k, g.i64([0, 0, hkv, d])]);
   const v4 = g.op('Reshape', [v, g.i64([0, 0, hkv, d])]);

@@ -108,17 +108,19 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
    * into one MatMulNBits and splits; fp32 reads each in place with Gemm(transB) when the
    * checkpoint is fp32, else fuses a converted copy.
    */
+  /** int4: one MatMulNBits over the stacked weights (output [..., sum n_i]). */
+  const fusedInt4 = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string => {
+    const m = w.fusedInt4(names);
+    const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
+    const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
+    const ins = [x, b, s];
+    if (biases) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
+    return g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
+  };
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
     const split = (y: string): string[] => (names.length === 1 ? [y] : g.node('Split', [y, g.i64(sizes)], names.length, { axis: -1 }));
-    if (quant === 'int4') {
-      const m = w.fusedInt4(names);
-      const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
-      const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-      const ins = [x, b, s];
-      if (biases) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
-      return split(g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
-    }
+    if (quant === 'int4') return split(fusedInt4(x, names, biases, tag));
     const inPlace = names.every((n) => ckpt.info(n).dtype === 'F32' && mapFile(ckpt.info(n).file) !== null);
     if (inPlace) {
       return names.map((n, i) => {
@@ -156,7 +158,11 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
   }
   const bs = g.op('Slice', [g.op('Shape', [x3]), g.i64([0]), g.i64([2])]);
   const shape3 = new Map<number, string>();
+  // fp32 Gemm needs 2-D activations [B*S, H]; MatMulNBits takes [B, S, K] as is, so int4 graphs
+  // stay 3-D and skip the reshapes (each node costs executor time on every decode step).
+  const flat = quant !== 'int4';
   const to3d = (t: string, width: number): string => {
+    if (!flat) return t;
     let s = shape3.get(width);
     if (s === undefined) {
       s = g.op('Concat', [bs, g.i64([width])], { axis: 0 });
@@ -164,7 +170,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     }
     return g.op('Reshape', [t, s]);
   };
-  const x2 = g.op('Reshape', [x3, g.i64([-1, h])]);
+  const to2d = (t: string, width: number): string => (flat ? g.op('Reshape', [t, g.i64([-1, width])]) : t);
+  const x2 = to2d(x3, h);
 
   // --- layers ----------------------------------------------------------------------------------------
   const positions = opts.maxPositions ?? cfg.maxPositions;
@@ -190,16 +197,27 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
       normed = outs[0] as string;
       residual = outs[3] as string;
     }
-    let [q, k, v] = project(normed, [n.q, n.k, n.v], cfg.attentionBias ? [n.qBias, n.kBias, n.vBias] : null, `l${l}.qkv`) as [string, string, string];
-    if (cfg.qkNorm) {
-      // qwen3: RMSNorm per head on q and k, before RoPE.
-      const norm = (t: string, heads: number, gamma: string): string =>
-        g.op('Reshape', [g.op('SimplifiedLayerNormalization', [g.op('Reshape', [t, g.i64([-1, heads, d])]), f32(gamma)], { axis: -1, epsilon: eps32 }), g.i64([-1, heads * d])]);
-      q = norm(q, hq, n.qNorm);
-      k = norm(k, hkv, n.kNorm);
+    const qkvNames = [n.q, n.k, n.v];
+    const qkvBias = cfg.attentionBias ? [n.qBias, n.kBias, n.vBias] : null;
+    let ctx3: string;
+    if (!flat && kind === 'gqa' && !cfg.qkNorm) {
+      // GroupQueryAttention takes the fused int4 projection as its packed QKV input: no Split.
+      ctx3 = attention(g, cfg, actx, io, { qkv: fusedInt4(normed, qkvNames, qkvBias, `l${l}.qkv`) });
+    } else {
+      let [q, k, v] = project(normed, qkvNames, qkvBias, `l${l}.qkv`) as [string, string, string];
+      if (cfg.qkNorm) {
+        // qwen3: RMSNorm per head on q and k, before RoPE.
+        const norm = (t: string, heads: number, gamma: string): string =>
+          g.op('Reshape', [
+            g.op('SimplifiedLayerNormalization', [g.op('Reshape', [t, g.i64(flat ? [-1, heads, d] : [0, 0, heads, d])]), f32(gamma)], { axis: -1, epsilon: eps32 }),
+            g.i64(flat ? [-1, heads * d] : [0, 0, heads * d]),
+          ]);
+        q = norm(q, hq, n.qNorm);
+        k = norm(k, hkv, n.kNorm);
+      }
+      ctx3 = attention(g, cfg, actx, io, { q: to3d(q, hq * d), k: to3d(k, hkv * d), v: to3d(v, hkv * d) });
     }
-    const ctx3 = attention(g, cfg, actx, io, { q: to3d(q, hq * d), k: to3d(k, hkv * d), v: to3d(v, hkv * d) });
-    const ctx = g.op('Reshape', [ctx3, g.i64([-1, hq * d])]);
+    const ctx = to2d(ctx3, hq * d);
     const [attnOut] = project(ctx, [n.o], null, `l${l}.o`) as [string];
     const outs = g.node('SkipSimplifiedLayerNormalization', [attnOut, residual, f32(n.postNorm)], [g.name('ln2'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
     residual = outs[3] as string;
@@ -215,7 +233,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
     g.output(IO.hiddenOut, DT.float, ['batch', 'seq', h]);
   } else {
     // Only the last position of each item needs logits: slice before the norm and the big matmul.
-    const lastPos = g.op('Reshape', [g.op('Slice', [final3, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), g.i64([-1, h])]);
+    const lastPos = to2d(g.op('Slice', [final3, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), h); // [B,H] or [B,1,H]
     const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
     const head = lmHeadName(cfg);
     // The [V, H] head runs in row slices of at most 128 MB (fp32) whose logits are concatenated:
@@ -246,8 +264,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' 
           : g.init(name, DT.float, [r1 - r0, h], w.rows(info, r0, r1));
       parts.push(g.op('Gemm', [normedLast, wPart], { transB: 1 }));
     }
-    if (parts.length === 1) g.node('Identity', parts, [IO.logits]);
-    else g.node('Concat', parts, [IO.logits], { axis: -1 });
+    const all = parts.length === 1 ? (parts[0] as string) : g.op('Concat', parts, { axis: -1 });
+    g.node('Reshape', [all, g.i64([-1, cfg.vocabSize])], [IO.logits]);
     g.output(IO.logits, DT.float, ['batch', cfg.vocabSize]);
   }
   const built = g.finish(`hearth_${cfg.family}_${start}_${end}`);
