@@ -7,7 +7,7 @@ t.test('codec round-trips a step with binary tensors', async (t) => {
   const tokens = Int32Array.of(3, 1, 4, 1, 5);
   const msg: StepMsg = {
     v: WIRE_VERSION, t: 'step', epoch: 3, gateway: 'gw-1', seq: 's', stepId: 9, pos: 10, n: 5, tokens: bin(tokens),
-    hidden: bin(hidden), promptLen: 10, sampling: GREEDY, wantToken: true, wantLogits: false, fork: null, sentAt: 1.5, hopMs: [0.25], delayMs: 0,
+    hidden: bin(hidden), promptLen: 10, sampling: GREEDY, wantToken: true, wantLogits: false, fork: null, sentAt: 1.5, hopMs: [0.25], stageMs: [], delayMs: 0,
   };
   const d = decodeMessage(encodeMessage(msg));
   t.ok(d.ok);

@@ -22,7 +22,7 @@ async function relaysBigPayload(t: Test, a: Bus, b: Bus): Promise<void> {
   a.publish(subjects.step('t', 'n1'), {
     t: 'step', epoch: 1, gateway: 'g', seq: 's', stepId: 1, pos: 0, n: 600, tokens: bin(new Int32Array(600)), hidden: bin(hidden),
     promptLen: 600, sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: null, seed: 0, topLogprobs: -1 },
-    wantToken: true, wantLogits: false, fork: null, sentAt: 0, hopMs: [], delayMs: 0,
+    wantToken: true, wantLogits: false, fork: null, sentAt: 0, hopMs: [], stageMs: [], delayMs: 0,
   });
   await a.flush();
   await until(() => got.length === 2, 5000, 'both messages');

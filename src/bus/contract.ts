@@ -168,6 +168,9 @@ export interface StepMsg extends Base {
   readonly sentAt: number;
   /** Latencies (ms) of the hops this step has made so far (gateway → stage 0 → …). */
   readonly hopMs: readonly number[];
+  /** Time (ms) each stage so far held the step, from receiving it to publishing onward
+   *  (queueing + compute + sampling): with hopMs it says where a step's time went. */
+  readonly stageMs: readonly number[];
   /** Delay (ms) every stage adds before its next publish: the LAN-latency benchmark sets it per
    *  step so one set of loaded workers serves every delay. 0 in normal operation. */
   readonly delayMs: number;
@@ -184,9 +187,11 @@ export interface ResultMsg extends Base {
   readonly logits: Uint8Array | null;
   /** Set when a stage could not run the step. `code` is a HearthError code. */
   readonly error: { readonly code: string; readonly message: string } | null;
-  /** Sender's wall clock at publish, and the latencies of the hops before it (see StepMsg). */
+  /** Sender's wall clock at publish, the latencies of the hops before it, and each stage's time
+   *  (see StepMsg). */
   readonly sentAt: number;
   readonly hopMs: readonly number[];
+  readonly stageMs: readonly number[];
 }
 
 export interface FreeMsg extends Base {

@@ -69,6 +69,8 @@ export interface BenchClusterRow {
   readonly hopP50Ms: number;
   readonly hopP99Ms: number;
   readonly hops: number;
+  /** Median time a single-stream step spent on each stage (receive → publish onward). */
+  readonly stageP50Ms: readonly number[];
 }
 
 export interface BenchClusterResult {
@@ -181,6 +183,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
       pipeline.hops.reset();
       let one = 0;
       let agg = 0;
+      let stageP50Ms: number[] = [];
       for (let r = 0; r < rounds; r++) {
         // Each side is warmed right before it is timed: the idle side's weights may have been
         // paged out meanwhile (onnxruntime maps them from files, and the kernel reclaims
@@ -192,7 +195,9 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
           inSplit = Math.max(inSplit, await decodeRate(splitGen, prompt, decode, 1, `split${r}`));
         }
         await warm(gen);
-        one = Math.max(one, await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`));
+        pipeline.stages.reset();
+        const oneNow = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`);
+        if (oneNow > one) { one = oneNow; stageP50Ms = pipeline.stages.quantiles(0.5); }
         agg = Math.max(agg, await decodeRate(gen, prompt, decode, streams, `agg${hopDelayMs}-${r}`));
         say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, split in-process ${inSplit.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streams} streams ${agg.toFixed(1)} tok/s (best so far)`);
       }
@@ -200,6 +205,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
         hopDelayMs, oneProcessTokS: oneProcess, inProcessSplitTokS: inSplit, clusterTokS: one, clusterRatio: one / oneProcess, streams,
         aggregateTokS: agg, concurrencyRatio: agg / one,
         hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
+        stageP50Ms,
       });
     }
   } finally {
@@ -221,8 +227,8 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
 export function formatBenchCluster(r: BenchClusterResult): string {
   const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const head = `cluster bench: ${r.model} (quant ${r.quant}, ${r.threads} thread(s) per process, 2 workers ${r.stages.map(([a, b]) => `[${a},${b})`).join(' ')}, prompt ${r.promptTokens}, decode ${r.decodeTokens})`;
-  const cols = ['hop delay', '1 process tok/s', '2 stages in-process', '2 workers tok/s', 'ratio (≥0.90)', 'N streams tok/s', 'N÷1 (≥2.0)', 'hop p50 ms', 'hop p99 ms'];
-  const rows = r.rows.map((x) => [`${x.hopDelayMs} ms`, f(x.oneProcessTokS), f(x.inProcessSplitTokS), f(x.clusterTokS), f(x.clusterRatio, 2), `${f(x.aggregateTokS)} (${x.streams})`, f(x.concurrencyRatio, 2), f(x.hopP50Ms, 2), f(x.hopP99Ms, 2)]);
+  const cols = ['hop delay', '1 process tok/s', '2 stages in-process', '2 workers tok/s', 'ratio (≥0.90)', 'N streams tok/s', 'N÷1 (≥2.0)', 'hop p50 ms', 'hop p99 ms', 'stage p50 ms'];
+  const rows = r.rows.map((x) => [`${x.hopDelayMs} ms`, f(x.oneProcessTokS), f(x.inProcessSplitTokS), f(x.clusterTokS), f(x.clusterRatio, 2), `${f(x.aggregateTokS)} (${x.streams})`, f(x.concurrencyRatio, 2), f(x.hopP50Ms, 2), f(x.hopP99Ms, 2), x.stageP50Ms.map((v) => f(v)).join(' / ')]);
   const w = cols.map((c, i) => Math.max(c.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join('  ');
   return [head, line(cols), ...rows.map(line)].join('\n');

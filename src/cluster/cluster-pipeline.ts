@@ -12,7 +12,7 @@ import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
 import { Coordinator, type ClusterSnapshot, type LivePlan } from './coordinator.ts';
-import { HopStats } from './hop-stats.ts';
+import { HopStats, StageStats } from './hop-stats.ts';
 import type { ModelCost } from './planner.ts';
 import { wallMs } from '../bus/wall-clock.ts';
 
@@ -45,6 +45,8 @@ export interface ClusterPipeline extends Pipeline {
   clusterSnapshot(): ClusterSnapshot;
   /** Per-hop latencies (ms) seen in results since the last reset. */
   readonly hops: HopStats;
+  /** Per-stage time (ms) each step spent on each stage (by stage index). */
+  readonly stages: StageStats;
   /** Sets the delay added before every hop of later steps (benchmarks; 0 = off). */
   setHopDelay(ms: number): void;
 }
@@ -72,6 +74,7 @@ class BusPipeline implements ClusterPipeline {
   readonly coordinator: Coordinator;
   readonly gatewayId = `gw-${randomBytes(4).toString('hex')}`;
   readonly hops = new HopStats();
+  readonly stages = new StageStats();
   private readonly bus: Bus;
   private readonly cluster: string;
   private readonly log: Log;
@@ -163,7 +166,7 @@ class BusPipeline implements ClusterPipeline {
       t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
       tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
       wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
-      sentAt, hopMs: [], delayMs: this.hopDelayMs,
+      sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
     });
     return out;
   }
@@ -247,6 +250,7 @@ class BusPipeline implements ClusterPipeline {
     if (p === undefined) return; // answered already, or rejected by a plan change
     this.pending.delete(key);
     this.hops.add(m.hopMs, wallMs() - m.sentAt);
+    this.stages.add(m.stageMs);
     if (m.error !== null) { p.reject(toError(m)); return; }
     if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
     p.resolve(m.logits === null ? { token: m.token } : { token: m.token, logits: f32(m.logits) });

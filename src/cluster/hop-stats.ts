@@ -35,3 +35,25 @@ export class HopStats {
     return a[Math.min(k - 1, Math.max(0, Math.round(q * (k - 1))))] as number;
   }
 }
+
+/** Time each step spent on stage i (receive → publish onward), one HopStats per stage index. */
+export class StageStats {
+  private readonly per: HopStats[] = [];
+
+  add(stageMs: readonly number[]): void {
+    stageMs.forEach((v, i) => {
+      let h = this.per[i];
+      if (h === undefined) { h = new HopStats(); this.per[i] = h; }
+      h.add([], v);
+    });
+  }
+
+  reset(): void {
+    for (const h of this.per) h.reset();
+  }
+
+  /** Quantile q of each stage's time, in stage order. */
+  quantiles(q: number): number[] {
+    return this.per.map((h) => h.quantile(q));
+  }
+}

@@ -3,5 +3,5 @@ export { modelCostsFromCheckpoint, kvBytesPerLayer, STAGE_OVERHEAD_BYTES, type C
 export { Coordinator, MEMBER_STATES, type MemberState, type CoordinatorOptions, type ClusterSnapshot, type NodeSnapshot, type LivePlan } from './coordinator.ts';
 export { createClusterPipeline, hopDelayFromEnv, type ClusterPipeline, type ClusterPipelineOptions } from './cluster-pipeline.ts';
 export { startNatsServer, findNatsServerBinary, type NatsServerOptions, type NatsServerHandle } from './nats-server.ts';
-export { HopStats } from './hop-stats.ts';
+export { HopStats, StageStats } from './hop-stats.ts';
 export { benchCluster, formatBenchCluster, type BenchClusterOptions, type BenchClusterResult, type BenchClusterRow } from './bench-cluster.ts';

@@ -222,11 +222,12 @@ export class WorkerNode {
   // --- steps -------------------------------------------------------------------------------
 
   private onStep(m: StepMsg): void {
-    const hop = wallMs() - m.sentAt;
+    const arrived = wallMs();
+    const hop = arrived - m.sentAt;
     const a = this.active;
     const l = this.loaded;
     if (a === null || l === null || a.epoch !== m.epoch || a.gateway !== m.gateway || this.state !== 'ready') {
-      this.reply(m, [...m.hopMs, hop], null, null, { code: 'HEARTH_ERR_PLAN_CHANGED', message: `node ${this.id} is not serving epoch ${m.epoch}` });
+      this.reply(m, [...m.hopMs, hop], [...m.stageMs, 0], null, null, { code: 'HEARTH_ERR_PLAN_CHANGED', message: `node ${this.id} is not serving epoch ${m.epoch}` });
       return;
     }
     this.seqs.add(m.seq);
@@ -243,27 +244,28 @@ export class WorkerNode {
         const hops = [...m.hopMs, hop];
         // The simulated LAN delay counts as part of the hop: stamp before sleeping.
         const sentAt = wallMs();
+        const stages = [...m.stageMs, sentAt - arrived];
         const delay = Math.max(this.opts.hopDelayMs ?? 0, m.delayMs);
         if (delay > 0) await new Promise((res) => setTimeout(res, delay));
         if (a.next !== null) {
           if (r.hidden === undefined) throw new Error('stage produced no hidden states');
-          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt, hopMs: hops });
+          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt, hopMs: hops, stageMs: stages });
         } else {
-          this.reply(m, hops, r.token ?? null, r.logits ?? null, null, sentAt);
+          this.reply(m, hops, stages, r.token ?? null, r.logits ?? null, null, sentAt);
         }
       })
       .catch((e: unknown) => {
         const code = isHearthError(e) ? e.code : 'HEARTH_ERR_ENGINE';
         this.log.warn({ seq: m.seq, pos: m.pos, err: (e as Error).message }, 'step failed');
-        this.reply(m, [...m.hopMs, hop], null, null, { code, message: (e as Error).message });
+        this.reply(m, [...m.hopMs, hop], [...m.stageMs, wallMs() - arrived], null, null, { code, message: (e as Error).message });
       });
   }
 
-  private reply(m: StepMsg, hops: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs()): void {
+  private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs()): void {
     this.bus.publish(subjects.result(this.opts.cluster, m.gateway), {
       t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
       token: token === null ? null : plainToken(token),
-      logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops,
+      logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops, stageMs,
     });
   }
 }
