@@ -3,6 +3,7 @@
 // held, and (with profile) where decode time goes per onnxruntime op.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { openCheckpoint } from '../model/index.ts';
 import { createShardEngine, type OnnxShardEngine } from './engine.ts';
 import type { Quant, StageItem, StageResult } from './types.ts';
@@ -157,6 +158,8 @@ export function decodeOpTimes(files: readonly string[], skipRuns: number): OpTim
     const runUs = runs.slice(skipRuns).reduce((s, e) => s + (e.dur ?? 0), 0);
     byOp.set('(session)', (byOp.get('(session)') ?? 0) + Math.max(0, runUs - nodeUs));
     fs.rmSync(f, { force: true });
+    // The engine's per-session profile folder (os.tmpdir()/hearth-prof-*) goes with its trace.
+    if (path.basename(path.dirname(f)).startsWith('hearth-prof-')) fs.rmSync(path.dirname(f), { recursive: true, force: true });
   }
   const total = [...byOp.values()].reduce((s, v) => s + v, 0) || 1;
   return [...byOp.entries()]
