@@ -58,6 +58,10 @@ export async function run(argv: string[]): Promise<number> {
 
   const gateway = await startGateway({ cfg, modelDir, bus, token, log });
 
+  // Local workers share this machine: give them equal shares of memory and one speed figure
+  // (probes run side by side are noisy and would skew the plan between identical workers).
+  const speed = measureSpeed();
+  const memShare = cfg.worker.memoryBytes ?? Math.floor((os.freemem() * 0.75) / Math.max(1, nWorkers));
   let stopping = false;
   const children: ChildProcess[] = [];
   const inProcess: WorkerNode[] = [];
@@ -67,13 +71,13 @@ export async function run(argv: string[]): Promise<number> {
     if (hub !== null) {
       const wb = hub.bus(log);
       workerBuses.push(wb);
-      const node = new WorkerNode({ bus: wb, cluster: cfg.cluster.name, name, memory: cfg.worker.memoryBytes ?? Math.floor(os.freemem() * 0.75 / nWorkers), threads, speed: measureSpeed(), modelDir, cacheDir: cfg.worker.cacheDir ?? path.join(os.homedir(), '.cache', 'hearth', 'stages'), log });
+      const node = new WorkerNode({ bus: wb, cluster: cfg.cluster.name, name, memory: memShare, threads, speed, modelDir, cacheDir: cfg.worker.cacheDir ?? path.join(os.homedir(), '.cache', 'hearth', 'stages'), log });
       node.start();
       inProcess.push(node);
       continue;
     }
     const args = [BIN, 'worker', '--join', natsUrl!, '--token', token, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, '--threads', String(threads)];
-    if (cfg.worker.memoryBytes !== null) args.push('--memory', String(cfg.worker.memoryBytes));
+    args.push('--memory', String(memShare), '--speed', String(speed));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, HEARTH_LOG_LEVEL: cfg.logging.level } });
     child.on('exit', (code, sig) => { if (!stopping) log.warn({ worker: name, code, sig }, 'local worker exited'); });
     children.push(child);
