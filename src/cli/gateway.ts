@@ -140,11 +140,16 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     metrics.queueDepth.set(load.waiting);
     metrics.runningSequences.set(load.running);
     metrics.planEpoch.set(pipe.epoch());
-    for (const n of pipe.clusterSnapshot().nodes) metrics.kvBytes.set({ node: n.name }, n.memory.kvBytes);
-    if (pipe.hops.count() > 0) {
-      metrics.hopLatency.observe(pipe.hops.quantile(0.5) / 1000);
-      pipe.hops.reset();
-    }
+    const snap = pipe.clusterSnapshot();
+    for (const n of snap.nodes) metrics.kvBytes.set({ node: n.name }, n.memory.kvBytes);
+    // Every hop and stage time the results carried since the last tick, into the histograms.
+    for (const ms of pipe.hops.samples()) metrics.hopLatency.observe(ms / 1000);
+    pipe.hops.reset();
+    pipe.stages.samples().forEach((times, i) => {
+      const node = snap.stages[i]?.node ?? `stage-${i}`;
+      for (const ms of times) metrics.stageStep.observe({ node, stage: String(i) }, ms / 1000);
+    });
+    pipe.stages.reset();
   }, 1000);
   gauges.unref();
 

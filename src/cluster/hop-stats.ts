@@ -23,6 +23,11 @@ export class HopStats {
     this.n = 0;
   }
 
+  /** The samples collected since the last reset (oldest dropped past the ring's capacity). */
+  samples(): Float64Array {
+    return this.ring.slice(0, this.count());
+  }
+
   count(): number {
     return Math.min(this.n, CAP);
   }
@@ -50,6 +55,11 @@ export class StageStats {
 
   reset(): void {
     for (const h of this.per) h.reset();
+  }
+
+  /** Samples of each stage's time since the last reset, in stage order. */
+  samples(): Float64Array[] {
+    return this.per.map((h) => h.samples());
   }
 
   /** Quantile q of each stage's time, in stage order. */
