@@ -78,7 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     const args = [BIN, 'worker', '--join', natsUrl!, '--token', token, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, '--threads', String(threads)];
     args.push('--memory', String(memShare), '--speed', String(speed));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, HEARTH_LOG_LEVEL: cfg.logging.level } });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, HEARTH_LOG_LEVEL: cfg.logging.level, HEARTH_PARENT_PID: String(process.pid) } });
     child.on('exit', (code, sig) => { if (!stopping) log.warn({ worker: name, code, sig }, 'local worker exited'); });
     children.push(child);
   }

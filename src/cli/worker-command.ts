@@ -84,6 +84,14 @@ export async function run(argv: string[]): Promise<number> {
     const stop = (sig: string): void => { log.info({ sig }, 'leaving the cluster'); resolve(); };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // A local worker of `hearth up` leaves with it, even when `up` was killed without a chance to
+    // stop us (SIGKILL, a crashed terminal): otherwise it would reconnect to a dead bus forever.
+    const parent = Number(process.env['HEARTH_PARENT_PID'] ?? '0');
+    if (parent > 0) {
+      setInterval(() => {
+        try { process.kill(parent, 0); } catch { stop('parent exited'); }
+      }, 1000).unref();
+    }
   });
   await node.close();
   await bus.close();
