@@ -20,7 +20,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`hearth gateway: --nats nats://HOST:PORT (or HEARTH_NATS_URL) is required; \`hearth up\` starts one for you\n`);
     return 2;
   }
-  const token = cfg.cluster.token ?? randomBytes(18).toString('base64url');
+  const token = cfg.cluster.token ?? randomBytes(24).toString('hex');
   const bus = await NatsBus.connect({ servers: cfg.cluster.natsUrl, token, name: 'hearth-gateway', log });
   const gateway = await startGateway({ cfg, modelDir, bus, token, log });
   process.stdout.write(`hearth gateway: OpenAI API at ${gateway.origin}/v1; workers join with --join ${cfg.cluster.natsUrl} --token <token> --cluster ${cfg.cluster.name}\n`);

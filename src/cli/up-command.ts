@@ -30,7 +30,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const { cfg, log, modelDir } = await prepareServe(values, 'hearth-up');
-  const token = cfg.cluster.token ?? randomBytes(18).toString('base64url');
+  const token = cfg.cluster.token ?? randomBytes(24).toString('hex');
   const nWorkers = cfg.cluster.workers;
   // Local workers share this machine's cores.
   const threads = cfg.worker.threads ?? Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, nWorkers)));
@@ -76,7 +76,8 @@ export async function run(argv: string[]): Promise<number> {
       inProcess.push(node);
       continue;
     }
-    const args = [BIN, 'worker', '--join', natsUrl!, '--token', token, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, '--threads', String(threads)];
+    // `--token=T`: a token may start with '-' (user-chosen), which parseArgs would take for a flag.
+    const args = [BIN, 'worker', '--join', natsUrl!, `--token=${token}`, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, '--threads', String(threads)];
     args.push('--memory', String(memShare), '--speed', String(speed));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, HEARTH_LOG_LEVEL: cfg.logging.level, HEARTH_PARENT_PID: String(process.pid) } });
     child.on('exit', (code, sig) => { if (!stopping) log.warn({ worker: name, code, sig }, 'local worker exited'); });
