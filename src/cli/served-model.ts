@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { readFile } from 'node:fs/promises';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { loadTokenizer } from '../tokenizer/index.ts';
 import { loadChatTemplate } from '../chat/template.ts';
+import { chatTemplateSource } from '../chat/template-source.ts';
 import type { ServedModel } from '../api/index.ts';
 import { resolveLocalModel } from '../hub/index.ts';
 import { HearthError } from '../errors/index.ts';
@@ -13,19 +13,6 @@ export function resolveModelDir(arg: string): string {
   const dir = resolveLocalModel(arg);
   if (dir === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${arg} (not a folder with config.json, and not a model pulled with \`hearth pull ${arg}\`)`]);
   return dir;
-}
-
-/** The chat template's jinja source (tool-call syntax detection needs the text). */
-async function templateSource(dir: string): Promise<string> {
-  try {
-    const cfg = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: string | { name: string; template: string }[] };
-    const ct = cfg.chat_template;
-    if (typeof ct === 'string') return ct;
-    if (Array.isArray(ct)) return (ct.find((x) => x.name === 'default') ?? ct[0])?.template ?? '';
-  } catch {
-    // no tokenizer_config.json: loadChatTemplate reports it
-  }
-  return '';
 }
 
 /** Everything the API needs to know about the model it serves. */
@@ -41,7 +28,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
     contextLength: Math.min(maxContext ?? config.maxPositions, config.maxPositions),
     tokenizer,
     template,
-    templateSource: await templateSource(dir),
+    templateSource: chatTemplateSource(dir),
     created: Math.floor(Date.now() / 1000),
   };
   return { model, config };

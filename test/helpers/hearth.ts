@@ -76,14 +76,9 @@ function hasUpCommand(): boolean {
   return existsSync(path.join(repoRoot, 'src/cli/up-command.ts'));
 }
 
-/** The chat template source from tokenizer_config.json (string, or the "default" of a list). */
-export function templateSourceOf(dir: string): string {
-  const cfg = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: string | { name: string; template: string }[] };
-  const ct = cfg.chat_template;
-  if (typeof ct === 'string') return ct;
-  if (Array.isArray(ct)) return (ct.find((x) => x.name === 'default') ?? ct[0])?.template ?? '';
-  return '';
-}
+/** The chat template source (one implementation, in src/chat). */
+import { chatTemplateSource } from '../../src/chat/template-source.ts';
+export const templateSourceOf = chatTemplateSource;
 
 export async function startHearth(t: Tap, opts: HearthOptions = {}): Promise<RunningHearth> {
   const dir = opts.modelDir ?? (await tinyCheckpoint(opts.family ?? 'qwen3'));
