@@ -4,7 +4,7 @@
 // it (early in the project) it serves the same checkpoint in-process: the real tokenizer, template
 // and scheduler over a LocalPipeline of real shard engines. Either way nothing is mocked.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
