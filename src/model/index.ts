@@ -5,3 +5,4 @@ export { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorNames, lmHeadName, layerT
 export { FAMILIES, DTYPES, type Family, type DType, type RopeScaling, type ModelConfig, type TensorInfo, type Checkpoint } from './types.ts';
 export { generateCheckpoint, resolveShape, shapeToConfig, configJson, qwen3TokenizerFiles, PRESETS, type GenerateOptions, type GenDType, type ModelShape, type PresetName } from './generate-checkpoint.ts';
 export { referenceLogits, referenceGreedy, ReferenceModel, ropeInvFreq, argmax, type ReferenceCache } from './reference.ts';
+export { QUANTS, type Quant, type ShardBuildSpec } from './shard-build-spec.ts';

@@ -1,16 +1,13 @@
 import type { ModelConfig } from '../model/types.ts';
+import type { ShardBuildSpec } from '../model/shard-build-spec.ts';
 
-export const QUANTS = ['none', 'int4'] as const;
-export type Quant = (typeof QUANTS)[number];
+export { QUANTS, type Quant } from '../model/shard-build-spec.ts';
 
 export const PROVIDERS = ['cpu', 'cuda'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
 /** A contiguous layer range [start, end) of a checkpoint, run by one shard. */
-export interface StageSpec {
-  readonly start: number;
-  readonly end: number;
-  readonly quant: Quant;
+export interface StageSpec extends ShardBuildSpec {
   /** intra-op threads for onnxruntime (spinning is always off: stages share cores). */
   readonly threads: number;
   readonly provider: Provider;

@@ -10,7 +10,7 @@
 // runs through SkipSimplifiedLayerNormalization (add + RMSNorm in one kernel, sum handed back).
 
 import type { Checkpoint } from '../types.ts';
-import type { StageSpec } from '../../runtime/types.ts';
+import type { ShardBuildSpec } from '../shard-build-spec.ts';
 import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
@@ -72,7 +72,7 @@ export function chooseAttention(headDim: number, pref: AttentionKind | 'auto' = 
 
 const ONNX_DTYPE = { F32: DT.float, F16: DT.float16, BF16: DT.bfloat16 } as const;
 
-export function buildShardGraph(ckpt: Checkpoint, spec: Pick<StageSpec, 'start' | 'end' | 'quant'>, opts: BuildShardOptions = {}): ShardGraph {
+export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: BuildShardOptions = {}): ShardGraph {
   const cfg = ckpt.config;
   const { start, end, quant } = spec;
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && end > start && end <= cfg.numLayers)) {
