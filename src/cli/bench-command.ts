@@ -1,14 +1,37 @@
+import { execFile } from 'node:child_process';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { defaultConfig } from '../config/index.ts';
 import { QUANTS, type Quant } from '../runtime/types.ts';
 import { HearthError } from '../errors/index.ts';
 
-export const usage = `hearth bench --model DIR [--quant none|int4] [--json] [--threads N] [--stages K]
-             [--prompt-tokens N] [--decode-tokens N] [--profile]
+export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
+             [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8] [--hop-delays 0,2] [--json]
-One process: prefill tok/s, decode tok/s, time to first token, peak RSS (and RSS ÷ weight bytes).
+One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
+limits.prefillChunk), decode tok/s after it, time to first token, RSS (peak and now) against
+weights + KV in use; --profile adds per-op time for each context's prefill and decode. --json prints
+one JSON object per context, one per line. Load time twice: first in a fresh child process (cold),
+then this process's own load (a cache hit once a shard cache exists); --single-load skips the first.
 --cluster: 2 worker processes over a real nats-server vs the same model in one process, 8 streams
 vs 1, hop latency p50/p99, with and without added per-hop delay. Ratios come from one run.`;
+
+const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
+
+/** One load of the same stages in a fresh process: its load time in ms. */
+function childLoadMs(args: readonly string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [BIN, 'bench', ...args, '--load-only', '--json'], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new HearthError('HEARTH_ERR_ENGINE', [`cold load in a child process failed: ${stderr.trim() || err.message}`], { cause: err }));
+      try {
+        resolve((JSON.parse(stdout) as { loadMs: number }).loadMs);
+      } catch (e) {
+        reject(new HearthError('HEARTH_ERR_ENGINE', [`cold load in a child process printed no result: ${stdout.slice(0, 200)}`], { cause: e }));
+      }
+    });
+  });
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -19,9 +42,13 @@ export async function run(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       threads: { type: 'string' },
       stages: { type: 'string', default: '1' },
+      contexts: { type: 'string' },
       'prompt-tokens': { type: 'string', default: '128' },
       'decode-tokens': { type: 'string', default: '64' },
+      'prefill-chunk': { type: 'string' },
       profile: { type: 'boolean', default: false },
+      'single-load': { type: 'boolean', default: false },
+      'load-only': { type: 'boolean', default: false },
       cluster: { type: 'boolean', default: false },
       streams: { type: 'string', default: '8' },
       'hop-delays': { type: 'string', default: '0,2' },
@@ -38,21 +65,22 @@ export async function run(argv: string[]): Promise<number> {
   }
   const quant = values.quant as Quant;
   if (!QUANTS.includes(quant)) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`--quant must be one of ${QUANTS.join(', ')}`]);
-  const int = (name: string, v: string): number => {
+  const int = (name: string, v: string, min = 0): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`--${name} must be a whole number; got "${v}"`]);
+    if (!Number.isInteger(n) || n < min) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`--${name} must be a whole number${min > 0 ? ` ≥ ${min}` : ''}; got "${v}"`]);
     return n;
   };
   const progress = (line: string): void => {
     if (!values.json) process.stderr.write(line + '\n');
   };
+  const threads = values.threads === undefined ? os.availableParallelism() : int('threads', values.threads, 1);
 
   if (values.cluster) {
     const { benchCluster, formatBenchCluster } = await import('../cluster/bench-cluster.ts');
     const r = await benchCluster({
       modelDir: values.model,
       quant,
-      ...(values.threads === undefined ? {} : { threads: int('threads', values.threads) }),
+      ...(values.threads === undefined ? {} : { threads }),
       promptTokens: int('prompt-tokens', values['prompt-tokens']),
       decodeTokens: int('decode-tokens', values['decode-tokens']),
       streams: int('streams', values.streams),
@@ -63,16 +91,41 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const { benchEngine, formatBench } = await import('../runtime/bench.ts');
+  const { benchEngine, formatBench, loadBenchEngines } = await import('../runtime/bench.ts');
+  const stages = int('stages', values.stages, 1);
+  if (values['load-only']) {
+    const { engines, loadMs } = await loadBenchEngines({ dir: values.model, quant, stages, threads });
+    await Promise.all(engines.map((e) => e.close()));
+    process.stdout.write(JSON.stringify({ loadMs }) + '\n');
+    return 0;
+  }
+  const contexts = (values.contexts ?? values['prompt-tokens']).split(',').map((s) => int('contexts', s.trim(), 1));
+  // The first load runs in its own process so this one's resident set holds one load only.
+  // TODO(shard cache): once shard sessions are cached on disk, this first load must bypass the
+  // cache (a fresh cache location) so that it stays the cold figure and the second the cached one.
+  let loadColdMs: number | undefined;
+  if (!values['single-load']) {
+    progress('load 1 (fresh process)…');
+    loadColdMs = await childLoadMs(['--model', values.model, '--quant', quant, '--threads', String(threads), '--stages', String(stages)]);
+  }
+  progress(`load 2 (this process), then contexts ${contexts.join(', ')}…`);
+  // Every JSON row carries the run's settings and load times, so each line stands on its own.
+  let base: Record<string, unknown> = { quant, threads, stages, ...(loadColdMs === undefined ? {} : { loadColdMs }) };
   const r = await benchEngine({
     dir: values.model,
     quant,
-    stages: int('stages', values.stages),
-    promptTokens: int('prompt-tokens', values['prompt-tokens']),
-    decodeTokens: int('decode-tokens', values['decode-tokens']),
-    threads: values.threads === undefined ? os.availableParallelism() : int('threads', values.threads),
+    stages,
+    contexts,
+    decodeTokens: int('decode-tokens', values['decode-tokens'], 1),
+    prefillChunk: int('prefill-chunk', values['prefill-chunk'] ?? String(defaultConfig().limits.prefillChunk), 1),
+    threads,
     profile: values.profile,
+    onLoad: (loadMs) => (base = { ...base, loadMs }),
+    onContext: (c) => {
+      if (values.json) process.stdout.write(JSON.stringify({ ...base, ...c }) + '\n');
+      else progress(`context ${c.context}: prefill ${c.prefillTokS.toFixed(1)} tok/s, decode ${c.decodeTokS.toFixed(1)} tok/s`);
+    },
   });
-  process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBench(r) + '\n');
+  if (!values.json) process.stdout.write(formatBench(r, loadColdMs) + '\n');
   return 0;
 }

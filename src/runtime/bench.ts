@@ -1,10 +1,13 @@
-// benchEngine: one process, a chain of shard engines over a checkpoint, one greedy stream.
-// Measures prefill and decode throughput, time to first token, peak RSS against the weight bytes
-// held, and (with profile) where decode time goes per onnxruntime op.
+// benchEngine: one process, a chain of shard engines over a checkpoint, one greedy stream, at one
+// or more context lengths. Per context: the prompt is prefilled in chunks of the size serving uses
+// (limits.prefillChunk), then greedy decode; prefill and decode throughput, time to first token,
+// resident memory against the weights + KV in use, and (with profile) where prefill and decode
+// time goes per onnxruntime op.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { openCheckpoint } from '../model/index.ts';
+import { benchPromptIds } from './bench-prompt.ts';
 import { createShardEngine, type OnnxShardEngine } from './engine.ts';
 import type { Quant, StageItem, StageResult } from './types.ts';
 
@@ -13,14 +16,21 @@ export interface BenchOptions {
   readonly quant: Quant;
   /** Number of stages (even split of the layers), chained in this process. */
   readonly stages: number;
-  readonly promptTokens: number;
+  /** Prompt lengths to measure, in this order, on one loaded model. */
+  readonly contexts: readonly number[];
   readonly decodeTokens: number;
+  /** Prompt tokens per engine step while prefilling (serving's limits.prefillChunk). */
+  readonly prefillChunk: number;
   /** intra-op threads per stage (stages run one after another for a single stream). */
   readonly threads: number;
-  /** Collect onnxruntime's per-op profile over the decode steps. */
+  /** Collect onnxruntime's per-op profile, split per context into prefill and decode. */
   readonly profile?: boolean;
   /** MatMulNBits accuracy_level for int4 (default 4). */
   readonly accuracyLevel?: number;
+  /** Called once the stages are loaded, with the load time. */
+  readonly onLoad?: (loadMs: number) => void;
+  /** Called as each context finishes (before the next starts; with profile, all at the end). */
+  readonly onContext?: (r: ContextResult) => void;
 }
 
 export interface OpTime {
@@ -29,22 +39,42 @@ export interface OpTime {
   readonly pct: number;
 }
 
-export interface BenchResult {
+export interface ContextResult {
+  /** Prompt tokens (the context the decode runs after). */
+  readonly context: number;
+  readonly decodeTokens: number;
+  readonly prefillChunk: number;
   readonly prefillTokS: number;
   readonly decodeTokS: number;
+  /** Prompt in → first token out: every prefill chunk plus picking the token. */
   readonly ttftMs: number;
-  /** Build + session creation, all stages (they load in parallel). */
-  readonly loadMs: number;
-  readonly peakRssBytes: number;
-  readonly weightBytes: number;
-  readonly rssOverWeights: number;
   /**
    * Process CPU time (all threads) per decode token. On a shared machine wall time includes
    * waiting for a core; this is the work itself, so runs on a busy host stay comparable.
    */
   readonly decodeCpuMsPerToken: number;
-  /** Decode time per op type, summed over stages, largest first (profile only). */
-  readonly perOp?: OpTime[];
+  /** Highest resident set sampled while this context ran (every 20 ms, and at its end). */
+  readonly rssPeakBytes: number;
+  /** Resident set after the last decode step, KV still held. */
+  readonly rssBytes: number;
+  readonly weightBytes: number;
+  /** KV cache bytes held after the last decode step (context + decoded positions). */
+  readonly kvBytes: number;
+  readonly rssPeakOverWeightsKv: number;
+  readonly rssOverWeightsKv: number;
+  /** The greedy tokens: the one prefill picked, then each decode step's (compare with llama.cpp). */
+  readonly greedyIds: readonly number[];
+  /** Per-op time over this context's prefill steps and decode steps, summed over stages (profile only). */
+  readonly perOp?: { readonly prefill: OpTime[]; readonly decode: OpTime[] };
+}
+
+export interface BenchResult {
+  /** Build + session creation, all stages (they load in parallel). */
+  readonly loadMs: number;
+  readonly weightBytes: number;
+  /** The process's peak resident set over the whole run, load included (getrusage maxrss). */
+  readonly processPeakRssBytes: number;
+  readonly contexts: ContextResult[];
 }
 
 function evenRanges(layers: number, stages: number): [number, number][] {
@@ -69,7 +99,8 @@ async function chainRun(engines: readonly OnnxShardEngine[], item: StageItem): P
   return res as StageResult;
 }
 
-export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
+/** Loads the stages; resolves to the engines and the load time. Close them when done. */
+export async function loadBenchEngines(opts: Pick<BenchOptions, 'dir' | 'quant' | 'stages' | 'threads' | 'profile' | 'accuracyLevel'>): Promise<{ engines: OnnxShardEngine[]; loadMs: number }> {
   const ckpt = openCheckpoint(opts.dir);
   const cfg = ckpt.config;
   ckpt.close();
@@ -84,46 +115,106 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
       ),
     ),
   );
-  const loadMs = performance.now() - t0;
-  try {
-    // Deterministic prompt; a short warm-up sequence first so first-run allocations are not timed.
-    let x = 12345;
-    const prompt = Int32Array.from({ length: opts.promptTokens }, () => (x = (x * 1103515245 + 12345) % 2147483648) % cfg.vocabSize);
-    await chainRun(engines, { seq: 'warmup', pos: 0, n: 8, tokens: prompt.subarray(0, 8) });
-    await chainRun(engines, { seq: 'warmup', pos: 8, n: 1, tokens: prompt.subarray(8, 9) });
-    for (const e of engines) e.free('warmup');
+  return { engines, loadMs: performance.now() - t0 };
+}
 
-    const p0 = performance.now();
-    let r = await chainRun(engines, { seq: 'bench', pos: 0, n: prompt.length, tokens: prompt });
-    let next = argmax(r.logits as Float32Array);
-    const ttftMs = performance.now() - p0;
-    const c0 = process.cpuUsage();
-    const d0 = performance.now();
-    for (let i = 0; i < opts.decodeTokens; i++) {
-      r = await chainRun(engines, { seq: 'bench', pos: prompt.length + i, n: 1, tokens: Int32Array.of(next) });
-      next = argmax(r.logits as Float32Array);
+/** Samples the process's resident set while a context runs (the engine works in its own thread). */
+function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+  return {
+    stop(): number {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage.rss());
+    },
+  };
+}
+
+export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
+  const { engines, loadMs } = await loadBenchEngines(opts);
+  opts.onLoad?.(loadMs);
+  const cfg = (engines[0] as OnnxShardEngine).config;
+  for (const c of opts.contexts) {
+    if (!(c >= 1) || c + opts.decodeTokens > cfg.maxPositions) {
+      await Promise.all(engines.map((e) => e.close()));
+      throw new RangeError(`context ${c} + ${opts.decodeTokens} decode tokens must fit the model's ${cfg.maxPositions} positions`);
     }
-    const decodeMs = performance.now() - d0;
-    const cpu = process.cpuUsage(c0);
+  }
+  const chunk = Math.max(1, opts.prefillChunk);
+  try {
+    // A short warm-up sequence first so first-run allocations are not timed.
+    const warm = benchPromptIds(9, cfg.vocabSize);
+    await chainRun(engines, { seq: 'warmup', pos: 0, n: 8, tokens: warm.subarray(0, 8) });
+    await chainRun(engines, { seq: 'warmup', pos: 8, n: 1, tokens: warm.subarray(8, 9) });
+    for (const e of engines) e.free('warmup');
+    // Session runs per engine so far; the profile windows below count from here.
+    let runs = 2;
+    const windows: [number, number][] = [];
+
     const weightBytes = engines.reduce((s, e) => s + e.weightBytes(), 0);
-    const peakRssBytes = process.resourceUsage().maxRSS * 1024;
-    let perOp: OpTime[] | undefined;
-    if (opts.profile) {
-      const files = await Promise.all(engines.map((e) => e.endProfiling()));
-      // Runs per engine: warm-up prefill, warm-up step, prompt; everything after is decode.
-      perOp = decodeOpTimes(files.filter((f): f is string => f !== null), 3);
+    const results: ContextResult[] = [];
+    for (const context of opts.contexts) {
+      const seq = `bench-${context}`;
+      const prompt = benchPromptIds(context, cfg.vocabSize);
+      const rss = rssSampler();
+      const p0 = performance.now();
+      let r: StageResult | undefined;
+      for (let pos = 0; pos < context; pos += chunk) {
+        const n = Math.min(chunk, context - pos);
+        r = await chainRun(engines, { seq, pos, n, tokens: prompt.subarray(pos, pos + n) });
+      }
+      let next = argmax(r?.logits as Float32Array);
+      const ttftMs = performance.now() - p0;
+      const greedyIds = [next];
+      const c0 = process.cpuUsage();
+      const d0 = performance.now();
+      for (let i = 0; i < opts.decodeTokens; i++) {
+        r = await chainRun(engines, { seq, pos: context + i, n: 1, tokens: Int32Array.of(next) });
+        next = argmax(r.logits as Float32Array);
+        greedyIds.push(next);
+      }
+      const decodeMs = performance.now() - d0;
+      const cpu = process.cpuUsage(c0);
+      const kvBytes = engines.reduce((s, e) => s + e.kvBytes(), 0);
+      const rssBytes = process.memoryUsage.rss();
+      const rssPeakBytes = rss.stop();
+      for (const e of engines) e.free(seq);
+      const prefillRuns = Math.ceil(context / chunk);
+      windows.push([runs, runs + prefillRuns], [runs + prefillRuns, runs + prefillRuns + opts.decodeTokens]);
+      runs += prefillRuns + opts.decodeTokens;
+      const res: ContextResult = {
+        context,
+        decodeTokens: opts.decodeTokens,
+        prefillChunk: chunk,
+        prefillTokS: context / (ttftMs / 1000),
+        decodeTokS: opts.decodeTokens / (decodeMs / 1000),
+        ttftMs,
+        decodeCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, opts.decodeTokens),
+        rssPeakBytes,
+        rssBytes,
+        weightBytes,
+        kvBytes,
+        rssPeakOverWeightsKv: rssPeakBytes / (weightBytes + kvBytes),
+        rssOverWeightsKv: rssBytes / (weightBytes + kvBytes),
+        greedyIds,
+      };
+      results.push(res);
+      // Without a profile each row is final now; with one, rows wait for the trace below.
+      if (!opts.profile) opts.onContext?.(res);
     }
-    return {
-      prefillTokS: prompt.length / (ttftMs / 1000),
-      decodeTokS: opts.decodeTokens / (decodeMs / 1000),
-      ttftMs,
-      loadMs,
-      peakRssBytes,
-      weightBytes,
-      rssOverWeights: peakRssBytes / weightBytes,
-      decodeCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, opts.decodeTokens),
-      ...(perOp ? { perOp } : {}),
-    };
+    let contexts = results;
+    if (opts.profile) {
+      const files = (await Promise.all(engines.map((e) => e.endProfiling()))).filter((f): f is string => f !== null);
+      try {
+        const ops = profileOpTimes(files, windows, runs);
+        contexts = results.map((r, i) => ({ ...r, perOp: { prefill: ops[2 * i] ?? [], decode: ops[2 * i + 1] ?? [] } }));
+      } catch (e) {
+        // The timings stand without the profile; say why it is missing.
+        process.emitWarning((e as Error).message);
+      }
+      for (const r of contexts) opts.onContext?.(r);
+    }
+    return { loadMs, weightBytes, processPeakRssBytes: process.resourceUsage().maxRSS * 1024, contexts };
   } finally {
     await Promise.all(engines.map((e) => e.close()));
   }
@@ -138,50 +229,84 @@ interface TraceEvent {
 }
 
 /**
- * Sums onnxruntime profile node times by op type over the runs after the first `skipRuns`
- * (each session.run is a "model_run" event); time in a run outside any node is "(session)".
+ * Sums onnxruntime profile node times by op type within each window [from, to) of session runs
+ * (each session.run is a "model_run" event, counted from 0 per trace file); time in a run outside
+ * any node is "(session)". Traces are summed across files (one per stage). `expectRuns`, when
+ * given, is checked against each trace so a change in how many runs a step takes is noticed
+ * rather than silently misattributed.
  */
-export function decodeOpTimes(files: readonly string[], skipRuns: number): OpTime[] {
-  const byOp = new Map<string, number>();
+export function profileOpTimes(files: readonly string[], windows: readonly (readonly [number, number])[], expectRuns?: number): OpTime[][] {
+  const byOp = windows.map(() => new Map<string, number>());
   for (const f of files) {
     const events = JSON.parse(fs.readFileSync(f, 'utf8')) as TraceEvent[];
-    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
-    const from = runs[skipRuns]?.ts;
-    if (from === undefined) continue;
-    let nodeUs = 0;
-    for (const e of events) {
-      if (e.cat !== 'Node' || (e.ts ?? 0) < from || !e.name?.endsWith('_kernel_time')) continue;
-      const op = e.args?.op_name ?? 'unknown';
-      byOp.set(op, (byOp.get(op) ?? 0) + (e.dur ?? 0));
-      nodeUs += e.dur ?? 0;
-    }
-    const runUs = runs.slice(skipRuns).reduce((s, e) => s + (e.dur ?? 0), 0);
-    byOp.set('(session)', (byOp.get('(session)') ?? 0) + Math.max(0, runUs - nodeUs));
     fs.rmSync(f, { force: true });
     // The engine's per-session profile folder (os.tmpdir()/hearth-prof-*) goes with its trace.
     if (path.basename(path.dirname(f)).startsWith('hearth-prof-')) fs.rmSync(path.dirname(f), { recursive: true, force: true });
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
+    if (expectRuns !== undefined && runs.length !== expectRuns) {
+      throw new Error(`profile: ${path.basename(f)} has ${runs.length} session runs, the bench made ${expectRuns} steps (one run per step assumed)`);
+    }
+    const starts = runs.map((e) => e.ts ?? 0);
+    // Index of the run an event at time ts belongs to: the last run starting at or before ts.
+    const runOf = (ts: number): number => {
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if ((starts[mid] as number) <= ts) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    const windowOf = (run: number): number => windows.findIndex(([a, b]) => run >= a && run < b);
+    const nodeUs = windows.map(() => 0);
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
+      const w = windowOf(runOf(e.ts ?? 0));
+      if (w < 0) continue;
+      const op = e.args?.op_name ?? 'unknown';
+      const m = byOp[w] as Map<string, number>;
+      m.set(op, (m.get(op) ?? 0) + (e.dur ?? 0));
+      nodeUs[w] = (nodeUs[w] as number) + (e.dur ?? 0);
+    }
+    windows.forEach(([a, b], w) => {
+      const runUs = runs.slice(a, b).reduce((s, e) => s + (e.dur ?? 0), 0);
+      const m = byOp[w] as Map<string, number>;
+      m.set('(session)', (m.get('(session)') ?? 0) + Math.max(0, runUs - (nodeUs[w] as number)));
+    });
   }
-  const total = [...byOp.values()].reduce((s, v) => s + v, 0) || 1;
-  return [...byOp.entries()]
-    .map(([op, us]) => ({ op, ms: us / 1000, pct: (100 * us) / total }))
-    .sort((a, b) => b.ms - a.ms);
+  return byOp.map((m) => {
+    const total = [...m.values()].reduce((s, v) => s + v, 0) || 1;
+    return [...m.entries()].map(([op, us]) => ({ op, ms: us / 1000, pct: (100 * us) / total })).sort((a, b) => b.ms - a.ms);
+  });
 }
 
-/** A plain-text table of a result (what `hearth bench` prints without --json). */
-export function formatBench(r: BenchResult): string {
-  const mb = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
-  const rows: [string, string][] = [
-    ['prefill', `${r.prefillTokS.toFixed(1)} tok/s`],
-    ['decode', `${r.decodeTokS.toFixed(1)} tok/s`],
-    ['decode CPU time', `${r.decodeCpuMsPerToken.toFixed(1)} ms/token (all threads)`],
-    ['time to first token', `${r.ttftMs.toFixed(0)} ms`],
-    ['load (build + session)', `${r.loadMs.toFixed(0)} ms`],
-    ['peak RSS', mb(r.peakRssBytes)],
-    ['weights held', mb(r.weightBytes)],
-    ['peak RSS / weights', r.rssOverWeights.toFixed(2)],
-  ];
-  const w = Math.max(...rows.map(([k]) => k.length));
-  let out = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
-  if (r.perOp) out += '\n\ndecode time by op\n' + r.perOp.slice(0, 12).map((o) => `${o.op.padEnd(34)} ${o.ms.toFixed(1).padStart(9)} ms ${o.pct.toFixed(1).padStart(5)} %`).join('\n');
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)}`;
+
+/** A plain-text table, one row per context (what `hearth bench` prints without --json). */
+export function formatBench(r: BenchResult, loadColdMs?: number): string {
+  const head = ['context', 'prefill tok/s', 'decode tok/s', 'TTFT ms', 'decode CPU ms/tok', 'RSS peak MiB', 'RSS now MiB', 'weights MiB', 'KV MiB', 'peak ÷ (w+KV)', 'now ÷ (w+KV)'];
+  const rows = r.contexts.map((c) => [
+    String(c.context),
+    c.prefillTokS.toFixed(1),
+    c.decodeTokS.toFixed(1),
+    c.ttftMs.toFixed(0),
+    c.decodeCpuMsPerToken.toFixed(1),
+    mib(c.rssPeakBytes),
+    mib(c.rssBytes),
+    mib(c.weightBytes),
+    mib(c.kvBytes),
+    c.rssPeakOverWeightsKv.toFixed(2),
+    c.rssOverWeightsKv.toFixed(2),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
+  let out = [line(head), ...rows.map(line)].join('\n');
+  out += `\n\nload: ${loadColdMs === undefined ? '' : `first ${loadColdMs.toFixed(0)} ms (fresh process), `}this process ${r.loadMs.toFixed(0)} ms; process peak RSS ${mib(r.processPeakRssBytes)} MiB (load included)`;
+  for (const c of r.contexts) {
+    if (!c.perOp) continue;
+    const col = (ops: OpTime[]): string[] => ops.slice(0, 10).map((o) => `${o.op.padEnd(34)} ${o.ms.toFixed(1).padStart(9)} ms ${o.pct.toFixed(1).padStart(5)} %`);
+    out += `\n\ncontext ${c.context}: prefill time by op\n${col(c.perOp.prefill).join('\n')}\ncontext ${c.context}: decode time by op\n${col(c.perOp.decode).join('\n')}`;
+  }
   return out;
 }

@@ -3,4 +3,5 @@ export { ShardSession, type ShardSessionOptions, type ShardInfo } from './shard-
 export { KvStore } from './kv-store.ts';
 export { spawnThread } from './spawn-thread.ts';
 export { QUANTS, PROVIDERS, type Quant, type Provider, type StageSpec, type StageItem, type StageResult, type ShardEngine } from './types.ts';
-export { benchEngine, decodeOpTimes, formatBench, type BenchOptions, type BenchResult, type OpTime } from './bench.ts';
+export { benchEngine, profileOpTimes, formatBench, loadBenchEngines, type BenchOptions, type BenchResult, type ContextResult, type OpTime } from './bench.ts';
+export { benchPromptIds } from './bench-prompt.ts';
