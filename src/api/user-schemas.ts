@@ -1,13 +1,15 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import { linearRegExp } from '../chat/constraint/index.ts';
 
 // Compiles the JSON Schemas users send (tool parameters, response_format.json_schema.schema) so an
 // invalid one is a 400 up front and the constrained output can be checked before it is returned.
 // Agent loops resend the same tools every turn, so compiled validators are cached by the schema's
 // JSON text (LRU). Ajv also caches by schema *object*, which would grow with every request body:
 // removeSchema() drops that entry once compiled. No loadSchema is set, so a remote $ref is an
-// error, never a network fetch.
+// error, never a network fetch. Patterns run on hearth's own automaton (linear time), never on
+// JS RegExp, which backtracks (issue 8: one pattern froze the event loop for 50 s).
 
 const addFormats = addFormatsModule as unknown as (a: Ajv | Ajv2020) => void;
 const CACHE_MAX = 256;
@@ -19,13 +21,13 @@ function ajvFor(schema: Record<string, unknown>): Ajv | Ajv2020 {
   const dialect = typeof schema['$schema'] === 'string' ? schema['$schema'] : '';
   if (dialect.includes('2020-12') || dialect.includes('2019-09')) {
     if (draft2020 === undefined) {
-      draft2020 = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
+      draft2020 = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, code: { regExp: linearRegExp } });
       addFormats(draft2020);
     }
     return draft2020;
   }
   if (draft7 === undefined) {
-    draft7 = new Ajv({ strict: false, allErrors: false, validateFormats: true });
+    draft7 = new Ajv({ strict: false, allErrors: false, validateFormats: true, code: { regExp: linearRegExp } });
     addFormats(draft7);
   }
   return draft7;

@@ -7,33 +7,10 @@
 import { anyOptions, minLen } from './grammar-node.ts';
 import type { GNode, PropNode } from './grammar-node.ts';
 
-export abstract class Frame {
-  constructor(readonly parent: Frame | null) {}
-  /** The alternatives after consuming byte b (empty: b is not allowed here). */
-  abstract step(b: number): Frame[];
-  /** Whether the input may end here. */
-  abstract canEnd(): boolean;
-  /** Fewest bytes this frame still needs once its child (if any) is done. */
-  abstract rem(): number;
-  /** A child frame finished with a result (literal option id, property index). */
-  resume(_result: number): Frame {
-    throw new Error('frame has no children');
-  }
-  /** Is this a string body where any ordinary character may come next (fast mask path)? */
-  plainRoom(): number { return -1; }
-}
+import { DONE, Frame, complete } from './frame-base.ts';
+import { PatStrFrame } from './pattern-frame.ts';
 
-class DoneFrame extends Frame {
-  step(): Frame[] { return []; }
-  canEnd(): boolean { return true; }
-  rem(): number { return 0; }
-}
-/** The empty stack: the grammar is complete and nothing may follow. */
-export const DONE: Frame = new DoneFrame(null);
-
-function complete(parent: Frame | null, result: number): Frame {
-  return parent === null ? DONE : parent.resume(result);
-}
+export { DONE, Frame };
 
 /** Frames for the start of node (several when it is a union). */
 export function pushNode(node: GNode, parent: Frame | null): Frame[] {
@@ -44,6 +21,7 @@ export function pushNode(node: GNode, parent: Frame | null): Frame[] {
     case 'obj': return [new ObjFrame(parent, node, PH.OPEN, 0, -1)];
     case 'arr': return [new ArrFrame(parent, node, PH.OPEN, 0)];
     case 'str': return [new StrFrame(parent, node.min, node.max, false, 0, 0, 0x80, 0xbf, 0, 0)];
+    case 'pstr': return [PatStrFrame.start(parent, node.table)];
     case 'num': return [new NumFrame(parent, node.int, 0)];
     case 'lit': return [new LitFrame(parent, node.options, node.options.map((_, i) => i), null, 0)];
     case 'seq': return [new SeqFrame(parent, node.items, 0)];

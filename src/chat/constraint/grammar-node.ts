@@ -2,6 +2,9 @@
 // the few shapes tool-call syntaxes need around the JSON (literals, sequences, repeats, free text
 // until a trigger). Literal bytes are stored ready to match against token bytes.
 
+import { remAt } from './pattern-table.ts';
+import type { PatternTable } from './pattern-table.ts';
+
 export interface PropNode {
   readonly name: string;
   /** `"name"` as JSON bytes: what a key must spell exactly. */
@@ -15,6 +18,8 @@ export type GNode =
   | { readonly k: 'obj'; readonly props: readonly PropNode[]; readonly extra: GNode | null }
   | { readonly k: 'arr'; readonly items: GNode; readonly min: number; readonly max: number }
   | { readonly k: 'str'; readonly min: number; readonly max: number }
+  /** A string whose value matches a pattern (or format), with its length bounds. */
+  | { readonly k: 'pstr'; readonly table: PatternTable }
   | { readonly k: 'num'; readonly int: boolean }
   | { readonly k: 'lit'; readonly options: readonly Uint8Array[] }
   | { readonly k: 'alt'; readonly options: readonly GNode[] }
@@ -63,6 +68,7 @@ export function minLen(node: GNode, memo: WeakMap<GNode, number> = MEMO): number
     }
     case 'arr': v = node.min === 0 ? 2 : 2 + node.min * minLen(node.items, memo) + node.min - 1; break;
     case 'str': v = 2 + node.min; break;
+    case 'pstr': v = 2 + remAt(node.table, 0, 0); break;
     case 'num': v = 1; break;
     case 'lit': v = Math.min(...node.options.map((o) => o.length)); break;
     case 'alt': v = Math.min(...node.options.map((o) => minLen(o, memo))); break;

@@ -5,3 +5,4 @@ export { compileSchema } from './schema-compile.ts';
 export { vocabIndex } from './vocab-index.ts';
 export type { ByteVocab, VocabIndex } from './vocab-index.ts';
 export { byteVocabFromTokenizerJson } from './vocab-from-json.ts';
+export { linearRegExp } from './linear-regexp.ts';

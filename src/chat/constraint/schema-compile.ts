@@ -6,6 +6,9 @@
 
 import { HearthError } from '../../errors/index.ts';
 import { ANY, alt, lit } from './grammar-node.ts';
+import { INF, buildPatternTable, remAt } from './pattern-table.ts';
+import { dfaFor } from './regex-dfa.ts';
+import { RegexRefused } from './regex-parse.ts';
 import type { GNode, PropNode } from './grammar-node.ts';
 
 type Schema = Record<string, unknown>;
@@ -19,7 +22,7 @@ const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.
 
 export function compileSchema(root: unknown, where: string): GNode {
   const cache = new Map<unknown, GNode>();
-  const bad = (msg: string): never => {
+  const bad = (msg: string, _keyword?: string): never => {
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${where}: ${msg}`], { param: where });
   };
 
@@ -84,7 +87,9 @@ export function compileSchema(root: unknown, where: string): GNode {
         const min = num(s.minLength, 0);
         const max = num(s.maxLength, Infinity);
         if (min > max) return bad('minLength > maxLength');
-        return { k: 'str', min, max };
+        if (s.pattern === undefined) return { k: 'str', min, max };
+        if (typeof s.pattern !== 'string') return bad('pattern must be a string');
+        return patternString(s.pattern, min, max);
       }
       case 'number': return { k: 'num', int: false };
       case 'integer': return { k: 'num', int: true };
@@ -98,6 +103,18 @@ export function compileSchema(root: unknown, where: string): GNode {
       }
       case 'object': return objectNode(s);
       default: return bad(`unknown type ${JSON.stringify(t)}`);
+    }
+  };
+
+  /** A string matching `pattern` (JSON Schema: unanchored, ECMA-262 with `u`); 400 if it cannot be enforced. */
+  const patternString = (pattern: string, min: number, max: number): GNode => {
+    try {
+      const table = buildPatternTable(dfaFor(pattern), min, max, `minLength ${min}, maxLength ${max}`);
+      if (remAt(table, 0, 0) >= INF) return bad(`no string of ${min}…${max} characters matches pattern ${JSON.stringify(pattern)}`);
+      return { k: 'pstr', table };
+    } catch (e) {
+      if (e instanceof RegexRefused) return bad(`pattern: ${e.message}`, 'pattern');
+      throw e;
     }
   };
 

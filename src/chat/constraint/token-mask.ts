@@ -7,6 +7,8 @@
 
 import { TextFrame, canEnd, distance, stepState } from './frames.ts';
 import type { Frame, MState } from './frames.ts';
+import { PatStrFrame } from './pattern-frame.ts';
+import { patternPlainMask } from './pattern-mask.ts';
 import type { VocabIndex } from './vocab-index.ts';
 
 /** Whether bytes can follow state and still leave a completion of at most maxDist bytes. */
@@ -46,6 +48,15 @@ function fastPath(ix: VocabIndex, state: MState, mask: Uint8Array, maxDist: numb
     return true;
   }
   const only: Frame | undefined = state.length === 1 ? state[0] : undefined;
+  const at = only instanceof PatStrFrame ? only.patternAt() : null;
+  if (at !== null) {
+    let parentRem = 0;
+    for (let f = only!.parent; f !== null; f = f.parent) parentRem += f.rem();
+    // The string's closing quote is one more byte after its body.
+    patternPlainMask(at.t, ix, at.d, at.count, maxDist - parentRem - 1, mask);
+    checkEach(ix, state, ix.strSpecial, mask, maxDist);
+    return true;
+  }
   if (only instanceof TextFrame && only.matched === 0) {
     const split = ix.textSplit(only.triggerByte);
     mask.set(split.plain);

@@ -1,0 +1,126 @@
+// What a pattern-constrained JSON string still needs: for each DFA state and each count of
+// characters written so far, the fewest bytes of string body (JSON-escaped UTF-8) that complete
+// it with the pattern matched and minLength/maxLength met — or "impossible". The decoder never
+// enters an impossible state, so it cannot paint itself into a corner (a 28-character string
+// that must end in \u0001 gets its \u0001 as character 28), and the budget logic closes along
+// these exact distances. Built by dynamic programming over the count, with a bound on the work.
+
+import { RegexRefused } from './regex-parse.ts';
+import type { Dfa } from './regex-dfa.ts';
+
+export const INF = 0x3fffffff;
+/** Elementary steps one table may take (rows × columns × transitions). */
+export const TABLE_WORK = 20_000_000;
+
+export interface PatternTable {
+  readonly dfa: Dfa;
+  readonly min: number;
+  readonly max: number;
+  /** Columns 0 … cols-1 hold counts; a count past the last column reads the last (max = ∞ only). */
+  readonly cols: number;
+  /** rem[d * cols + c]: fewest body bytes to finish from state d after c characters (INF: none). */
+  readonly rem: Int32Array;
+  /** Per class: fewest bytes to spell one of its code points in a JSON string (0: none can be). */
+  readonly cost: Uint8Array;
+  /** Per state: the classes with a live successor, and that successor (sparse rows). */
+  readonly outCls: readonly Int32Array[];
+  readonly outTo: readonly Int32Array[];
+}
+
+/** JSON string spelling cost of code point cp (escapes where JSON requires them). */
+export function jsonCost(cp: number): number {
+  if (cp < 0x20) return cp === 8 || cp === 9 || cp === 10 || cp === 12 || cp === 13 ? 2 : 6;
+  if (cp === 0x22 || cp === 0x5c) return 2;
+  if (cp < 0x80) return 1;
+  if (cp < 0x800) return 2;
+  if (cp >= 0xd800 && cp <= 0xdfff) return 0; // lone surrogates: never written (see frames.ts)
+  if (cp < 0x10000) return 3;
+  return 4;
+}
+
+export function remAt(t: PatternTable, d: number, c: number): number {
+  if (c < t.cols) return t.rem[d * t.cols + c]!;
+  // Past the last column: any count is as good as min when max is unbounded; none is allowed past max.
+  return t.max === Infinity ? t.rem[d * t.cols + t.cols - 1]! : INF;
+}
+
+export function buildPatternTable(dfa: Dfa, min: number, max: number, what: string): PatternTable {
+  const N = dfa.nStates;
+  const K = dfa.nClasses;
+  const cost = new Uint8Array(K);
+  for (let k = 0; k < K; k++) cost[k] = jsonCost(dfa.bounds[k]!);
+  const outCls: Int32Array[] = [];
+  const outTo: Int32Array[] = [];
+  let edges = 0;
+  for (let d = 0; d < N; d++) {
+    const cs: number[] = [];
+    const ts: number[] = [];
+    for (let k = 0; k < K; k++) {
+      const t = dfa.next[d * K + k]!;
+      if (t >= 0 && cost[k]! > 0) { cs.push(k); ts.push(t); }
+    }
+    outCls.push(Int32Array.from(cs));
+    outTo.push(Int32Array.from(ts));
+    edges += cs.length;
+  }
+  const finite = max !== Infinity;
+  const cols = (finite ? max : min) + 1;
+  const lastIters = finite ? 0 : N;
+  if ((cols + lastIters) * (edges + N) > TABLE_WORK || cols * N > 4_000_000) {
+    throw new RegexRefused(`a pattern together with minLength/maxLength this large (${what})`, '');
+  }
+  const rem = new Int32Array(N * cols).fill(INF);
+  const last = cols - 1;
+  // Last column: no more characters (finite max) or any number more (infinite max, count ≥ min):
+  // shortest paths to an accepting state, Bellman-Ford (costs are positive, ≤ N rounds).
+  for (let d = 0; d < N; d++) if (dfa.accept[d] === 1) rem[d * cols + last] = 0;
+  if (!finite) {
+    for (let round = 0; round < N; round++) {
+      let changed = false;
+      for (let d = 0; d < N; d++) {
+        const cs = outCls[d]!;
+        const ts = outTo[d]!;
+        let best = rem[d * cols + last]!;
+        for (let j = 0; j < cs.length; j++) {
+          const v = cost[cs[j]!]! + rem[ts[j]! * cols + last]!;
+          if (v < best) best = v;
+        }
+        if (best < rem[d * cols + last]!) { rem[d * cols + last] = best; changed = true; }
+      }
+      if (!changed) break;
+    }
+  }
+  for (let c = last - 1; c >= 0; c--) {
+    for (let d = 0; d < N; d++) {
+      let best = dfa.accept[d] === 1 && c >= min ? 0 : INF;
+      const cs = outCls[d]!;
+      const ts = outTo[d]!;
+      for (let j = 0; j < cs.length; j++) {
+        const v = cost[cs[j]!]! + rem[ts[j]! * cols + c + 1]!;
+        if (v < best) best = v;
+      }
+      rem[d * cols + c] = best;
+    }
+  }
+  return { dfa, min, max, cols, rem, cost, outCls, outTo };
+}
+
+/**
+ * Fewest body bytes after a character from code points [lo, hi] is written in state d with c
+ * characters before it (INF: none of them leads anywhere). Counts the character itself as 0 bytes:
+ * the caller adds what its spelling still owes.
+ */
+export function remAfterChar(t: PatternTable, d: number, c: number, lo: number, hi: number): number {
+  const cs = t.outCls[d]!;
+  const ts = t.outTo[d]!;
+  const b = t.dfa.bounds;
+  let best = INF;
+  for (let j = 0; j < cs.length; j++) {
+    const k = cs[j]!;
+    if (b[k + 1]! - 1 < lo) continue;
+    if (b[k]! > hi) break;
+    const v = remAt(t, ts[j]!, c + 1);
+    if (v < best) best = v;
+  }
+  return best;
+}
