@@ -4,7 +4,7 @@ import { createApp, DEFAULT_LIMITS, registeredRoutes } from '../src/api/index.ts
 import { uiRoutes } from '../src/api/ui/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute } from '../src/observability/index.ts';
 import { weightsRoutes } from '../src/weights/index.ts';
-import { documentRoutes, loadOpenApiDocument, toFastifyPath } from '../src/api/openapi.ts';
+import { documentRoutes, EXAMPLE_MODEL, loadOpenApiDocument, servedDocument, toFastifyPath, validatorFor } from '../src/api/openapi.ts';
 import { startHearth, tinyCheckpoint } from './helpers/hearth.ts';
 
 // The OpenAPI document is the one source of the API: every route the app registers is in it with
@@ -87,11 +87,33 @@ t.test('every $ref in the document resolves', async (t) => {
 t.test('/openapi.json serves the document and /docs the UI, without a key', async (t) => {
   const r = await fetch(`${h.origin}/openapi.json`);
   t.equal(r.status, 200);
-  t.same(await r.json(), JSON.parse(JSON.stringify(doc)));
+  t.same(await r.json(), JSON.parse(JSON.stringify(servedDocument(h.modelId))), 'the document, its examples naming the served model');
   const ui = await fetch(`${h.origin}/docs`, { redirect: 'follow' });
   t.equal(ui.status, 200);
   t.match(await ui.text(), /swagger/i);
   const json = await fetch(`${h.origin}/docs/json`);
   t.equal(json.status, 200);
   t.same(Object.keys((await json.json()) as object).sort(), Object.keys(doc).sort(), 'Swagger UI shows the same document');
+});
+
+t.test("every request example is valid and Swagger UI's Try it out can send it as it is", async (t) => {
+  const served = servedDocument(h.modelId);
+  let n = 0;
+  for (const [path, item] of Object.entries(served.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const content = (op as { requestBody?: { content: Record<string, { schema: { $ref: string }; examples?: Record<string, { value: Record<string, unknown> }> }> } }).requestBody?.content['application/json'];
+      for (const [name, ex] of Object.entries(content?.examples ?? {})) {
+        n++;
+        const validate = validatorFor(content!.schema.$ref.replace('#/components/schemas/', ''));
+        t.ok(validate(ex.value), `${method} ${path} example ${name} validates ${JSON.stringify(validate.errors ?? [])}`);
+        t.equal(ex.value['model'], h.modelId, `${name} names the served model, not ${EXAMPLE_MODEL}`);
+        const r = await fetch(`${h.origin}${path}`, { method: method.toUpperCase(), headers: { 'content-type': 'application/json', authorization: `Bearer ${h.apiKey}` }, body: JSON.stringify(ex.value) });
+        const text = await r.text();
+        t.equal(r.status, 200, `${method} ${path} example ${name} answered 200: ${text.slice(0, 300)}`);
+      }
+    }
+  }
+  t.ok(n >= 8, `${n} examples sent`);
+  // The file itself keeps the placeholder (one document for every gateway).
+  t.match(JSON.stringify(doc), EXAMPLE_MODEL);
 });

@@ -3,13 +3,18 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { HearthError } from '../errors/index.ts';
+import { anthropicErrorBody } from './anthropic-request.ts';
 import { createAuthHook } from './auth.ts';
+import { drainBody } from './body-drain.ts';
 import { registerChatRoute } from './chat-route.ts';
 import { registerCompletionsRoute } from './completions-route.ts';
 import { longestToken } from './generation-fields.ts';
 import { toHttpError } from './http-errors.ts';
+import { isAnthropicRoute, registerMessagesRoutes } from './messages-route.ts';
 import { registerModelRoutes } from './models-route.ts';
-import { createSchemaAjv, loadOpenApiDocument, openApiJson } from './openapi.ts';
+import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
+import { jsonResponseStore, memoryKv } from './response-store.ts';
+import { registerResponsesRoutes } from './responses-route.ts';
 import { createApiContext } from './route-support.ts';
 import type { AppOptions } from './types.ts';
 
@@ -67,24 +72,27 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   const ctx = createApiContext(opts);
   // Scan the vocabulary once at boot (about a second for 150k tokens), not on the first request.
   longestToken(opts.model.tokenizer);
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
     const h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
+    // Answer a too-large body once the client has sent it all (see body-drain.ts).
+    if (h.status === 413 && !(await drainBody(req.raw))) void reply.header('connection', 'close');
     if (h.internal) req.log.error({ err }, 'request failed');
     else req.log.info({ code: h.code, status: h.status, param: h.body.error.param }, h.body.error.message);
     const route = req.routeOptions.url === '/v1/chat/completions' ? 'chat' : req.routeOptions.url === '/v1/completions' ? 'completions' : null;
     if (route !== null) opts.onRequestDone?.({ route, stream: false, status: h.status, error: h.code, promptTokens: 0, completionTokens: 0, ttftMs: null, durationMs: reply.elapsedTime });
-    void reply.code(h.status).headers(h.headers).send(h.body);
+    // Anthropic's routes answer in Anthropic's error shape (what its SDKs and Claude Code parse).
+    return reply.code(h.status).headers(h.headers).send(isAnthropicRoute(req.routeOptions.url) ? anthropicErrorBody(h.status, h.body.error.message) : h.body);
   });
   app.setNotFoundHandler((req) => {
     throw new HearthError('HEARTH_ERR_ROUTE_NOT_FOUND', [req.method, req.url.split('?', 1)[0]!.slice(0, 200)]);
   });
 
-  const doc = loadOpenApiDocument();
+  const doc = servedDocument(opts.model.id);
   // @fastify/swagger in static mode serves this document as is: the routes' schemas come from it,
   // never the other way round. (A structuredClone: the plugin may annotate what it is given.)
-  await app.register(swagger, { mode: 'static', specification: { document: structuredClone(doc) as never } });
+  await app.register(swagger, { mode: 'static', specification: { document: doc as never } });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const docJson = openApiJson();
+  const docJson = openApiJson(opts.model.id);
   app.get('/openapi.json', async (_req, reply) => reply.type('application/json; charset=utf-8').send(docJson));
 
   app.get('/health', async () => ({ status: 'ok', model: opts.model.id }));
@@ -96,6 +104,8 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   registerModelRoutes(app, opts.model);
   registerChatRoute(app, ctx);
   registerCompletionsRoute(app, ctx);
+  registerResponsesRoutes(app, ctx, opts.responseStore ?? jsonResponseStore(memoryKv()));
+  registerMessagesRoutes(app, ctx);
   if (opts.extraRoutes !== undefined) await opts.extraRoutes(app);
   await app.ready();
   return app;

@@ -14,7 +14,7 @@ import { describeSchemaErrors } from './user-schemas.ts';
 // POST /v1/chat/completions. The plan (chat-request.ts) validates and renders; this file runs the n
 // choices and shapes the answer: one JSON object, or OpenAI's chunk stream.
 
-interface ToolCallOut {
+export interface ToolCallOut {
   id: string;
   type: 'function';
   function: { name: string; arguments: string };
@@ -74,7 +74,7 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
  * tokens). Those rows are no token and can never be part of a grammar, so the constraint only
  * sees the logits of real tokens.
  */
-function withinVocab(c: TokenConstraint, vocabSize: number): TokenConstraint {
+export function withinVocab(c: TokenConstraint, vocabSize: number): TokenConstraint {
   return {
     pick: (logits, sampling, pos) => c.pick(logits.length > vocabSize ? logits.subarray(0, vocabSize) : logits, sampling, pos),
     accept: (token) => c.accept(token),
@@ -212,7 +212,7 @@ async function streamChat(req: FastifyRequest, reply: FastifyReply, ctx: ApiCont
  * and `required` never ends without a call. (A 'length' finish is truncated by the client's own
  * budget; OpenAI returns that as is.)
  */
-function checkOutput(plan: ChatPlan, content: string, calls: readonly ToolCallOut[], finish: ChoiceFinish): void {
+export function checkOutput(plan: ChatPlan, content: string, calls: readonly ToolCallOut[], finish: ChoiceFinish): void {
   if (finish === 'length') return;
   const constrained = plan.constraint?.kind === 'tool_call';
   if (constrained && plan.tools !== null) {

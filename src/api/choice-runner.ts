@@ -19,7 +19,7 @@ export type ChoiceEvent =
   | { readonly type: 'tool_call_start'; readonly index: number; readonly id: string; readonly name: string; readonly logprobs: readonly ChatTokenLogprob[] }
   | { readonly type: 'tool_call_args'; readonly index: number; readonly fragment: string; readonly logprobs: readonly ChatTokenLogprob[] }
   | { readonly type: 'tool_call_end'; readonly index: number }
-  | { readonly type: 'finish'; readonly reason: ChoiceFinish; readonly completionTokens: number; readonly logprobs: readonly ChatTokenLogprob[] };
+  | { readonly type: 'finish'; readonly reason: ChoiceFinish; readonly completionTokens: number; readonly logprobs: readonly ChatTokenLogprob[]; readonly stopString?: string };
 
 export interface ChoiceSpec {
   /** Unique per sequence (request id + choice index): the scheduler's sequence id prefix. */
@@ -110,6 +110,8 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
     ...(spec.constraint === undefined ? {} : { constraint: spec.constraint }),
   });
   let stoppedByString = false;
+  // Which stop string ended the text (Anthropic's stop_sequence names it).
+  let stopString: string | null = null;
   for await (const ev of stream) {
     if (ev.type === 'done') {
       reason = ev.reason;
@@ -125,12 +127,14 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
     if (r.stopped) {
       // Leaving the loop returns the generator: the scheduler frees the sequence's KV everywhere.
       stoppedByString = true;
+      stopString = r.stop;
       break;
     }
   }
   if (signal.aborted || reason === 'cancelled') throw new ChoiceCancelled();
   if (!stoppedByString) {
     const tail = stop.push(decoder.flush());
+    stopString = tail.stop;
     yield* emit(tail.emit);
     if (!tail.stopped) yield* emit(stop.flush());
   }
@@ -141,5 +145,5 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
   }
   if (parser !== null) yield* mapParser(parser.end());
   const finish: ChoiceFinish = stoppedByString || reason !== 'length' ? (calls > 0 ? 'tool_calls' : 'stop') : 'length';
-  yield { type: 'finish', reason: finish, completionTokens: tokens, logprobs: take() };
+  yield { type: 'finish', reason: finish, completionTokens: tokens, logprobs: take(), ...(stopString === null ? {} : { stopString }) };
 }

@@ -1,6 +1,7 @@
 import { HearthError } from '../errors/index.ts';
 import type { SamplingParams } from '../sampling/types.ts';
 import { checkModel } from './chat-request.ts';
+import { fimPrompt, fimTokens, noFim } from './fim.ts';
 import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
 import { wellFormed } from './messages.ts';
 import type { CompletionRequestBody } from './openai-types.ts';
@@ -33,8 +34,12 @@ export function planCompletion(body: CompletionRequestBody, model: ServedModel, 
   if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'best_of': hearth does not rank candidates; omit it or set it equal to 'n'."], { param: 'best_of' });
   }
-  if (typeof body.suffix === 'string' && body.suffix !== '') {
-    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'suffix': insertion (fill-in-the-middle) is not supported by this model."], { param: 'suffix' });
+  // Fill-in-the-middle (fim.ts): the prompt is the text before the cursor, suffix the text after.
+  const suffix = typeof body.suffix === 'string' && body.suffix !== '' ? wellFormed(body.suffix) : null;
+  const fim = suffix === null ? null : fimTokens(tok);
+  if (suffix !== null && fim === null) throw noFim(model.id);
+  if (suffix !== null && body.echo === true) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'echo': 'echo' cannot be used with 'suffix'."], { param: 'echo' });
   }
   const logprobs = body.logprobs ?? -1;
   if (body.echo === true && logprobs >= 0) {
@@ -44,9 +49,11 @@ export function planCompletion(body: CompletionRequestBody, model: ServedModel, 
     const param = typeof body.prompt === 'string' ? 'prompt' : `prompt[${k}]`;
     if (typeof p === 'string') {
       const text = wellFormed(p);
-      precheckLength(tok, model.contextLength, text.length, param);
+      precheckLength(tok, model.contextLength, text.length + (suffix?.length ?? 0), param);
+      if (fim !== null) return { ids: fimPrompt(fim, tok, text, suffix!), text };
       return { ids: Int32Array.from(tok.encode(text, { addSpecialTokens: true })), text };
     }
+    if (fim !== null) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'prompt': with 'suffix' the prompt must be text."], { param });
     for (const id of p) {
       if (id >= tok.vocabSize) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid token id ${id} in '${param}': this model's vocabulary has ${tok.vocabSize} tokens.`], { param });
     }
@@ -68,7 +75,7 @@ export function planCompletion(body: CompletionRequestBody, model: ServedModel, 
     maxTokens,
     sampling: samplingPerChoice(body, n, logprobs, tok.vocabSize),
     stops: stopStrings(body.stop),
-    stopTokens: tok.eosTokenIds,
+    stopTokens: fim === null ? tok.eosTokenIds : [...new Set([...tok.eosTokenIds, ...fim.stops])],
   };
 }
 

@@ -86,9 +86,27 @@ export function validatorFor(name: string): ValidateFunction {
   return v;
 }
 
+/** The placeholder request examples name the model with (openapi.yaml's `examples`). */
+export const EXAMPLE_MODEL = 'your-model-id';
+
+/**
+ * The document as this gateway serves it: openapi.yaml with its request examples naming the model
+ * served, so Swagger UI's "Try it out" sends them as they are.
+ */
+export function servedDocument(modelId: string, doc: OpenApiDocument = loadOpenApiDocument()): OpenApiDocument {
+  const fill = (n: unknown, inExample: boolean): unknown => {
+    if (Array.isArray(n)) return n.map((x) => fill(x, inExample));
+    if (n === null || typeof n !== 'object') return n;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(n)) out[k] = inExample && k === 'model' && v === EXAMPLE_MODEL ? modelId : fill(v, inExample || k === 'examples' || k === 'example');
+    return out;
+  };
+  return fill(doc, false) as OpenApiDocument;
+}
+
 /** The document as served at /openapi.json (a plain JSON copy). */
-export function openApiJson(): string {
-  return JSON.stringify(loadOpenApiDocument());
+export function openApiJson(modelId?: string): string {
+  return JSON.stringify(modelId === undefined ? loadOpenApiDocument() : servedDocument(modelId));
 }
 
 function rewriteRefs(node: unknown): unknown {

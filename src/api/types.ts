@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { LoggerOptions } from 'pino';
 import type { Generator } from '../scheduler/types.ts';
+import type { ResponseStore } from './response-store.ts';
 import type { ChatTemplate, Tokenizer } from '../tokenizer/types.ts';
 
 /** The one model a gateway serves. */
@@ -49,6 +50,8 @@ export interface AppOptions {
   readonly logPrompts?: boolean;
   /** More routes (metrics, status page, weights); registered after the API's own. */
   readonly extraRoutes?: (app: FastifyInstance) => Promise<void>;
+  /** Where `store: true` Responses live (default: in this process; the gateway passes NATS KV). */
+  readonly responseStore?: ResponseStore;
   /** Called for each finished request (metrics): route, HearthError code or null, tokens. */
   readonly onRequestDone?: (info: RequestDoneInfo) => void;
 }

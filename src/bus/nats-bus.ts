@@ -8,6 +8,7 @@ import { connect } from '@nats-io/transport-node';
 import { AuthorizationError, nkeyAuthenticator, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { HearthError } from '../errors/index.ts';
 import { FramedBus } from './framed-bus.ts';
+import { NatsKv, type KvBucketOptions } from './nats-kv.ts';
 import type { Log } from './types.ts';
 
 export interface NatsBusOptions {
@@ -85,6 +86,11 @@ export class NatsBus extends FramedBus {
     });
     this.subs.add(sub);
     return () => { this.subs.delete(sub); sub.unsubscribe(); };
+  }
+
+  /** A JetStream KV bucket on this connection (rejects when the server runs without JetStream). */
+  openKv(opts: KvBucketOptions): Promise<NatsKv> {
+    return NatsKv.open(this.nc, opts);
   }
 
   async flush(): Promise<void> {

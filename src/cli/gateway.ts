@@ -3,9 +3,9 @@
 
 import os from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { createApp, type RequestDoneInfo } from '../api/index.ts';
+import { createApp, jsonResponseStore, memoryKv, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
 import { uiRoutes } from '../api/ui/index.ts';
-import type { Bus } from '../bus/index.ts';
+import { NatsBus, type Bus } from '../bus/index.ts';
 import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
 import type { HearthConfig } from '../config/index.ts';
 import { openCheckpoint } from '../model/index.ts';
@@ -32,6 +32,25 @@ export interface Gateway {
   readonly app: FastifyInstance;
   /** Stops taking requests, lets running streams finish (up to drainMs), then closes. */
   close(): Promise<void>;
+}
+
+/**
+ * Stored Responses (previous_response_id) in NATS JetStream KV, so every gateway of the cluster can
+ * continue them; in this process when the bus is not NATS or the server runs without JetStream.
+ */
+async function openResponseStore(bus: Bus, cluster: string, log: Logger): Promise<ResponseStore> {
+  const d = RESPONSE_STORE_DEFAULTS;
+  if (bus instanceof NatsBus) {
+    const bucket = `hearth_responses_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    try {
+      const kv = await bus.openKv({ bucket, ttlMs: d.ttlMs, maxBytes: d.maxBytes, maxValueBytes: d.maxEntryBytes });
+      log.info({ bucket }, 'stored responses in NATS JetStream KV');
+      return jsonResponseStore(kv, d.maxEntryBytes);
+    } catch (e) {
+      log.warn({ err: String(e) }, 'NATS JetStream KV unavailable (enable jetstream in nats-server.conf); stored responses stay in this gateway\'s memory');
+    }
+  }
+  return jsonResponseStore(memoryKv(d), d.maxEntryBytes);
 }
 
 /** An address other devices can use to reach a server listening on `host`. */
@@ -68,8 +87,10 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     }
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
+  const responseStore = await openResponseStore(o.bus, cfg.cluster.name, log);
   const app = await createApp({
     model,
+    responseStore,
     generator,
     apiKeys: cfg.server.apiKeys,
     limits: {

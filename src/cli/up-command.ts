@@ -42,7 +42,8 @@ export async function run(argv: string[]): Promise<number> {
   if (natsUrl === null) {
     const binary = findNatsServerBinary();
     if (binary !== null) {
-      nats = await startNatsServer({ token, host: values['nats-host'], binary });
+      // JetStream on: stored Responses (previous_response_id) live in its KV.
+      nats = await startNatsServer({ token, host: values['nats-host'], binary, jetstream: true });
       natsUrl = nats.url;
     } else {
       process.stderr.write('hearth up: no nats-server binary found (apt install nats-server, or set HEARTH_NATS_SERVER);\n' +

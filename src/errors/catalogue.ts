@@ -40,6 +40,8 @@ export const ERRORS = {
   HEARTH_ERR_CONTEXT_LENGTH: { status: 400, type: 'invalid_request_error', openaiCode: 'context_length_exceeded', message: "This model's maximum context length is {0} tokens. However, your messages resulted in {1} tokens{2}. Please reduce the length of the messages or completion." },
   HEARTH_ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', openaiCode: null, message: 'Unsupported Content-Type {0}: send application/json' },
   HEARTH_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: 'model_not_found', message: 'The model `{0}` does not exist. Available: {1}' },
+  HEARTH_ERR_FIM_UNSUPPORTED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid value for 'suffix': fill-in-the-middle needs FIM tokens ({0}) and the tokenizer of model {1} has none." },
+  HEARTH_ERR_RESPONSE_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: null, message: "Response with id '{0}' not found." },
   HEARTH_ERR_RESPONSE_SCHEMA: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_json_schema', message: "Invalid schema for response_format '{0}': {1}" },
   HEARTH_ERR_ROUTE_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: null, message: 'Unknown request URL: {0} {1}' },
   HEARTH_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: 'invalid_api_key', message: 'Incorrect or missing API key. Send Authorization: Bearer <key>' },

@@ -1,0 +1,45 @@
+import type { IncomingMessage } from 'node:http';
+
+// A body over the limit is answered with 413, but only after the client has finished sending it:
+// a server that answers and closes while the client is still writing makes fetch-based clients
+// (undici, the openai SDK) fail with EPIPE / "Connection error" and retry, never reading the 413.
+// So the rest of the body is read and thrown away, up to a bound (and a time limit) past which the
+// connection is closed after the answer: a client cannot make the server read forever.
+
+/** Bytes read and discarded past the limit before giving up on the connection. */
+export const DRAIN_BOUND_BYTES = 64 * 1024 * 1024;
+/** Time allowed for the rest of the body to arrive. */
+export const DRAIN_TIMEOUT_MS = 15_000;
+
+/** Resolves true when the body was read to its end; false when the bound or the time ran out. */
+export function drainBody(req: IncomingMessage, bound = DRAIN_BOUND_BYTES, timeoutMs = DRAIN_TIMEOUT_MS): Promise<boolean> {
+  if (req.complete || req.destroyed) return Promise.resolve(req.complete);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > bound) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer);
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', onErr);
+      req.removeListener('close', onClose);
+      if (!ok) req.pause();
+      resolve(ok);
+    };
+    const onData = (b: Buffer): void => {
+      seen += b.length;
+      if (seen > bound) finish(false);
+    };
+    const onEnd = (): void => finish(true);
+    const onErr = (): void => finish(false);
+    const onClose = (): void => finish(req.complete);
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    timer.unref();
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onErr);
+    req.once('close', onClose);
+    req.resume();
+  });
+}

@@ -1,0 +1,32 @@
+import { createConstraint } from '../chat/constraint/index.ts';
+import type { ChatPlan } from './chat-request.ts';
+import { withinVocab } from './chat-route.ts';
+import { runChoice, type ChoiceEvent } from './choice-runner.ts';
+import type { ApiContext } from './route-support.ts';
+
+// One choice of a chat plan, wired exactly as /v1/chat/completions wires it (constraint, tool
+// syntax, reasoning split). The Responses and Messages routes translate their bodies into a chat
+// plan and run it through here, so all three APIs decode, constrain and parse calls the same way.
+
+export function runPlanChoice(ctx: ApiContext, plan: ChatPlan, id: string, signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
+  const tok = ctx.model.tokenizer;
+  return runChoice(
+    ctx.generator,
+    tok,
+    {
+      id,
+      prompt: plan.prompt,
+      maxTokens: plan.maxTokens,
+      sampling: plan.sampling[0]!,
+      stopTokens: plan.stopTokens,
+      stops: plan.stops,
+      ...(plan.constraint === null ? {} : { constraint: withinVocab(createConstraint(plan.constraint, tok), tok.vocabSize) }),
+      toolSyntax: plan.toolSyntax,
+      ...(plan.tools === null ? {} : { toolNames: [...plan.tools.validators.keys()] }),
+      wantLogprobs: plan.logprobs,
+      continuation: false,
+      ...(plan.reasoning === null ? {} : { reasoning: plan.reasoning }),
+    },
+    signal,
+  );
+}

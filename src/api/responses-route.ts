@@ -1,0 +1,216 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HearthError, isHearthError } from '../errors/index.ts';
+import { planChat, type ChatPlan } from './chat-request.ts';
+import { checkOutput, type ToolCallOut } from './chat-route.ts';
+import { ChoiceCancelled, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
+import { openNamedStream } from './event-stream.ts';
+import { schemaRef } from './openapi.ts';
+import { runPlanChoice } from './plan-choice.ts';
+import type { ResponseStore } from './response-store.ts';
+import { ResponseOutputBuilder, type OutputItem, type ResponseStreamEvent } from './responses-events.ts';
+import { responsesParam, translateResponsesRequest } from './responses-request.ts';
+import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
+import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
+
+// POST /v1/responses, GET and DELETE /v1/responses/{response_id}: OpenAI's Responses API over the
+// chat machinery. The request becomes a chat plan (responses-request.ts), one choice runs, and
+// responses-events.ts folds its events into output items (and typed stream events).
+
+export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, store: ResponseStore): void {
+  app.post('/v1/responses', { schema: { body: schemaRef('CreateResponseRequest') } }, async (req, reply) => {
+    const body = req.body as CreateResponseBody;
+    const prevId = body.previous_response_id ?? null;
+    let history: ResponseInputItem[] = [];
+    if (prevId !== null) {
+      const prev = await store.get(prevId);
+      if (prev === null) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [prevId.slice(0, 128)], { param: 'previous_response_id' });
+      history = [...(prev.items as ResponseInputItem[]), ...(prev.response['output'] as ResponseInputItem[])];
+    }
+    const { chat, items } = translateResponsesRequest(body, history);
+    let plan: ChatPlan;
+    try {
+      plan = planChat(chat, ctx.model, ctx.limits);
+    } catch (e) {
+      throw respell(e);
+    }
+    admit(ctx, 1);
+    const id = completionId('resp').replace('-', '_');
+    const ac = watchDisconnect(reply);
+    const started = performance.now();
+    const events = runPlanChoice(ctx, plan, id, ac.signal);
+    const run: Run = { ctx, plan, body, id, items, store, started, createdAt: Math.floor(Date.now() / 1000) };
+    try {
+      if (body.stream === true) return await streamResponse(req, reply, run, events);
+      return await answerResponse(req, run, events);
+    } catch (e) {
+      ac.abort();
+      if (e instanceof ChoiceCancelled) {
+        reply.hijack();
+        reply.raw.destroy();
+        return reply;
+      }
+      throw e;
+    }
+  });
+
+  app.get('/v1/responses/:response_id', async (req) => {
+    const { response_id: id } = req.params as { response_id: string };
+    const found = await store.get(id);
+    if (found === null) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [id.slice(0, 128)], { param: 'response_id' });
+    return found.response;
+  });
+
+  app.delete('/v1/responses/:response_id', async (req) => {
+    const { response_id: id } = req.params as { response_id: string };
+    if (!(await store.delete(id))) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [id.slice(0, 128)], { param: 'response_id' });
+    return { id, object: 'response', deleted: true };
+  });
+}
+
+interface Run {
+  readonly ctx: ApiContext;
+  readonly plan: ChatPlan;
+  readonly body: CreateResponseBody;
+  readonly id: string;
+  readonly items: readonly ResponseInputItem[];
+  readonly store: ResponseStore;
+  readonly started: number;
+  readonly createdAt: number;
+}
+
+/** Chat's error params, spelled as the Responses API names its fields. */
+function respell(e: unknown): unknown {
+  // HearthError's param is readonly for callers; this is the one place a translated request
+  // renames it (the message itself names the field as the client sent it, or neutrally).
+  if (isHearthError(e)) (e as { param: string | null }).param = responsesParam(e.param);
+  return e;
+}
+
+/** The response object; `output`, `status` and `usage` change as it runs. */
+function responseObject(run: Run, status: string, output: readonly OutputItem[], usage: object | null, finish: ChoiceFinish | null): Record<string, unknown> {
+  const b = run.body;
+  return {
+    id: run.id,
+    object: 'response',
+    created_at: run.createdAt,
+    status,
+    error: null,
+    incomplete_details: finish === 'length' ? { reason: 'max_output_tokens' } : null,
+    instructions: b.instructions ?? null,
+    max_output_tokens: b.max_output_tokens ?? null,
+    model: run.ctx.model.id,
+    output,
+    parallel_tool_calls: b.parallel_tool_calls ?? true,
+    previous_response_id: b.previous_response_id ?? null,
+    reasoning: { effort: b.reasoning?.effort ?? null, summary: null },
+    store: b.store !== false,
+    temperature: b.temperature ?? 1,
+    text: { format: b.text?.format ?? { type: 'text' } },
+    tool_choice: b.tool_choice ?? 'auto',
+    tools: b.tools ?? [],
+    top_p: b.top_p ?? 1,
+    truncation: 'disabled',
+    usage,
+    user: b.user ?? null,
+    metadata: b.metadata ?? {},
+  };
+}
+
+interface Outcome {
+  readonly response: Record<string, unknown>;
+  readonly completionTokens: number;
+}
+
+/** Checks constrained output, builds the final object and stores it (store: true, the default). */
+async function complete(req: FastifyRequest, run: Run, builder: ResponseOutputBuilder, finish: ChoiceFinish, completionTokens: number): Promise<Outcome> {
+  const output = builder.output;
+  const text = output.filter((o) => o.type === 'message').map((o) => o.content.map((c) => c.text).join('')).join('');
+  const calls: ToolCallOut[] = output.flatMap((o) => (o.type === 'function_call' ? [{ id: o.call_id, type: 'function' as const, function: { name: o.name, arguments: o.arguments } }] : []));
+  try {
+    checkOutput(run.plan, text, calls, finish);
+  } catch (e) {
+    throw respell(e);
+  }
+  const reasoning = output.filter((o) => o.type === 'reasoning').map((o) => o.content.map((c) => c.text).join('')).join('');
+  const reasoningTokens = reasoning === '' ? 0 : Math.min(completionTokens, run.ctx.model.tokenizer.encode(reasoning).length);
+  const inputTokens = run.plan.prompt.length;
+  const usage = {
+    input_tokens: inputTokens,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: completionTokens,
+    output_tokens_details: { reasoning_tokens: reasoningTokens },
+    total_tokens: inputTokens + completionTokens,
+  };
+  const response = responseObject(run, finish === 'length' ? 'incomplete' : 'completed', output, usage, finish);
+  if (run.body.store !== false) {
+    const stored = await run.store.put(run.id, { response, items: run.items }).catch((e: unknown) => {
+      req.log.warn({ err: String(e) }, 'storing the response failed');
+      return false;
+    });
+    if (!stored) req.log.warn({ id: run.id }, 'response not stored (over the store\'s entry size or the store failed); previous_response_id cannot continue it');
+  }
+  return { response, completionTokens };
+}
+
+async function answerResponse(req: FastifyRequest, run: Run, events: AsyncGenerator<ChoiceEvent>): Promise<unknown> {
+  const builder = new ResponseOutputBuilder();
+  let ttft: number | null = null;
+  let finish: ChoiceFinish = 'stop';
+  let tokens = 0;
+  for await (const ev of events) {
+    ttft ??= performance.now() - run.started;
+    builder.push(ev);
+    if (ev.type === 'finish') {
+      finish = ev.reason;
+      tokens = ev.completionTokens;
+    }
+  }
+  builder.finish(finish === 'length');
+  const out = await complete(req, run, builder, finish, tokens);
+  run.ctx.done(req, { route: 'chat', stream: false, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
+  return out.response;
+}
+
+async function streamResponse(req: FastifyRequest, reply: FastifyReply, run: Run, events: AsyncGenerator<ChoiceEvent>): Promise<FastifyReply> {
+  // Hold the headers until the first event, as chat does: an error before any token is still a
+  // plain HTTP error with its status.
+  const first = await events.next();
+  const sse = openNamedStream(reply, req);
+  let seq = 0;
+  const send = async (e: ResponseStreamEvent): Promise<void> => sse.send(e.type, { ...e, sequence_number: seq++ });
+  const builder = new ResponseOutputBuilder();
+  const ttft = performance.now() - run.started;
+  let tokens = 0;
+  try {
+    const initial = responseObject(run, 'in_progress', [], null, null);
+    await send({ type: 'response.created', response: initial });
+    await send({ type: 'response.in_progress', response: initial });
+    let finish: ChoiceFinish = 'stop';
+    let step = first;
+    while (step.done !== true) {
+      const ev = step.value;
+      for (const e of builder.push(ev)) await send(e);
+      if (ev.type === 'finish') {
+        finish = ev.reason;
+        tokens = ev.completionTokens;
+      }
+      if (!sse.open) throw new ChoiceCancelled();
+      step = await events.next();
+    }
+    for (const e of builder.finish(finish === 'length')) await send(e);
+    const out = await complete(req, run, builder, finish, tokens);
+    await send({ type: finish === 'length' ? 'response.incomplete' : 'response.completed', response: out.response });
+    sse.end();
+    run.ctx.done(req, { route: 'chat', stream: true, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
+  } catch (e) {
+    await events.return(undefined);
+    if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
+    const body = run.ctx.streamError(req, respell(e), 'chat', run.plan.prompt.length, tokens, run.started).error;
+    // The Responses API's stream error: an `error` event, then the response as failed.
+    await send({ type: 'error', code: body.code ?? body.type, message: body.message, param: body.param });
+    await send({ type: 'response.failed', response: { ...responseObject(run, 'failed', builder.output, null, null), error: { code: body.code ?? body.type, message: body.message } } });
+    sse.end();
+  }
+  return reply;
+}
+

@@ -1,0 +1,45 @@
+// A byte key-value bucket in NATS JetStream KV (the gateway's stored Responses live here, so every
+// gateway of a cluster sees them). Structurally the api's BytesKv; bus never imports api.
+// The bucket keeps one revision per key, expires values after ttlMs (the stream's max_age) and
+// holds at most maxBytes: KV buckets are created with discard "new" (a full bucket refuses
+// writes), so the stream is switched to discard "old" — a full bucket drops its oldest entries.
+
+import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+
+export interface KvBucketOptions {
+  readonly bucket: string;
+  readonly ttlMs: number;
+  readonly maxBytes: number;
+  readonly maxValueBytes: number;
+}
+
+export class NatsKv {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection, opts: KvBucketOptions): Promise<NatsKv> {
+    const kv = await new Kvm(nc).create(opts.bucket, { history: 1, ttl: opts.ttlMs, max_bytes: opts.maxBytes, maxValueSize: opts.maxValueBytes });
+    const jsm = await jetstreamManager(nc);
+    const stream = `KV_${opts.bucket}`;
+    const info = await jsm.streams.info(stream);
+    if (info.config.discard !== DiscardPolicy.Old) await jsm.streams.update(stream, { ...info.config, discard: DiscardPolicy.Old });
+    return new NatsKv(kv);
+  }
+
+  async get(key: string): Promise<Uint8Array | null> {
+    const e = await this.kv.get(key);
+    if (e === null || e.operation !== 'PUT') return null;
+    return e.value;
+  }
+
+  async put(key: string, value: Uint8Array): Promise<void> {
+    await this.kv.put(key, value);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const had = (await this.get(key)) !== null;
+    if (had) await this.kv.purge(key);
+    return had;
+  }
+}
