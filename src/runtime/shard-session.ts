@@ -4,15 +4,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import ort from 'onnxruntime-node';
 import { HearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { ATTN_INPUTS, buildShardGraph, IO, type AttentionKind } from '../model/onnx/index.ts';
+import { ATTN_INPUTS, IO, type AttentionKind } from '../model/onnx/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow } from './kv-store.ts';
+import { resolveShardCacheDir } from './shard-cache.ts';
+import { prepareShardFiles, type CacheState } from './shard-files.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
 
 export interface ShardSessionOptions {
@@ -28,8 +28,13 @@ export interface ShardSessionOptions {
   readonly prepack?: boolean;
   /** Rows per lm_head slice (tests use small slices to cover the sliced head). */
   readonly headSliceRows?: number;
-  /** Where the weight files are staged while onnxruntime loads them (default: os.tmpdir()). */
+  /** Where an uncached build is staged while onnxruntime loads it (default: os.tmpdir()). */
   readonly scratchDir?: string;
+  /**
+   * Folder of the built-shard cache (see shard-cache.ts); null = no cache. Default:
+   * resolveShardCacheDir() ($HEARTH_CACHE_DIR, else ~/.cache/hearth/shards).
+   */
+  readonly cacheDir?: string | null;
 }
 
 export interface ShardInfo {
@@ -39,21 +44,15 @@ export interface ShardInfo {
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
   readonly lookupBytes: number;
+  /** Time to obtain the graph and weights (build, or cache lookup). */
   readonly buildMs: number;
   readonly sessionMs: number;
+  /** hit: loaded from the shard cache; built: built and stored; off: no cache; error: cache unusable. */
+  readonly cache: CacheState;
+  readonly cacheError?: string;
 }
 
 type Feeds = Record<string, ort.Tensor>;
-
-let gcFn: (() => void) | null = null;
-/** A full GC, without needing node --expose-gc (V8 exposes `gc` to contexts made after the flag). */
-function collectGarbage(): void {
-  if (!gcFn) {
-    v8.setFlagsFromString('--expose-gc');
-    gcFn = vm.runInNewContext('gc') as () => void;
-  }
-  gcFn();
-}
 
 function providerError(provider: string, msg: string): HearthError {
   return new HearthError('HEARTH_ERR_PROVIDER', [
@@ -80,6 +79,28 @@ async function probeProvider(provider: string): Promise<void> {
   }
 }
 
+function sessionOptions(spec: StageSpec, opts: ShardSessionOptions, profileDir: string | null): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [spec.provider],
+    intraOpNumThreads: Math.max(1, spec.threads),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    extra: {
+      session: {
+        // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
+        intra_op: { allow_spinning: '0' },
+        inter_op: { allow_spinning: '0' },
+        // Prepacking copies each matrix into the layout MLAS's kernels stream (measured on one
+        // 4864x896 fp32 Gemm at M=1: 24 GB/s packed vs 14 GB/s in place), and onnxruntime then
+        // drops the mapped source. int4 needs it for MatMulNBits' int8 (VNNI) kernels.
+        disable_prepacking: opts.prepack === false ? '1' : '0',
+      },
+    },
+    ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
+  };
+}
+
 export class ShardSession {
   readonly first: boolean;
   readonly last: boolean;
@@ -103,79 +124,52 @@ export class ShardSession {
     if (spec.provider !== 'cpu') await probeProvider(spec.provider);
     const ckpt = openCheckpoint(dir, { range: [spec.start, spec.end] });
     const config = ckpt.config;
-    // Weights stream to files in a scratch folder as they are made (see GraphBuilder) and the
-    // session loads from there; the folder is removed once onnxruntime has loaded it.
-    const work = fs.mkdtempSync(path.join(opts.scratchDir ?? os.tmpdir(), 'hearth-shard-'));
+    const prep = {
+      cacheDir: opts.cacheDir === undefined ? resolveShardCacheDir() : opts.cacheDir,
+      // The shard's own cores quantize its weights (stages loading side by side keep to theirs).
+      buildThreads: spec.threads,
+      ...(opts.scratchDir !== undefined ? { scratchDir: opts.scratchDir } : {}),
+      ...(opts.attention !== undefined ? { attention: opts.attention } : {}),
+      ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
+      ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
+      ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
+    };
     try {
-      // fp32 checkpoint tensors are used in place: a hard link next to the model lets onnxruntime
-      // map them (it refuses external paths that resolve outside the model's folder, so a symlink
-      // won't do). Across filesystems the link fails and the builder copies instead.
-      const links = new Map<string, string | null>();
-      const mapFile = (file: string): string | null => {
-        let loc = links.get(file);
-        if (loc === undefined) {
-          loc = `ckpt${links.size}.safetensors`;
-          try {
-            fs.linkSync(file, path.join(work, loc));
-          } catch {
-            loc = null;
-          }
-          links.set(file, loc);
-        }
-        return loc;
-      };
-      let graph: ReturnType<typeof buildShardGraph>;
-      try {
-        graph = buildShardGraph(ckpt, spec, {
-          attention: opts.attention ?? 'auto',
-          externalDir: work,
-          mapFile,
-          ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
-          ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
-          ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
-        });
-      } finally {
-        ckpt.close();
-      }
-      const modelPath = path.join(work, 'model.onnx');
-      fs.writeFileSync(modelPath, graph.model);
-      // The builder's scratch buffers are garbage now; return them before onnxruntime allocates
-      // its packed weights, or they count on top of them in the peak RSS.
-      collectGarbage();
-      const t1 = performance.now();
       const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
-      const options: ort.InferenceSession.SessionOptions = {
-        executionProviders: [spec.provider],
-        intraOpNumThreads: Math.max(1, spec.threads),
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        extra: {
-          session: {
-            // Stages share cores with each other (and with NATS/HTTP): a spinning pool halves a split's speed.
-            intra_op: { allow_spinning: '0' },
-            inter_op: { allow_spinning: '0' },
-            // Prepacking copies each matrix into the layout MLAS's kernels stream (measured on one
-            // 4864x896 fp32 Gemm at M=1: 24 GB/s packed vs 14 GB/s in place), and onnxruntime then
-            // drops the mapped source. int4 needs it for MatMulNBits' int8 (VNNI) kernels.
-            disable_prepacking: opts.prepack === false ? '1' : '0',
-          },
-        },
-        ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'ort') } : {}),
-      };
-      let session: ort.InferenceSession;
-      try {
-        session = await ort.InferenceSession.create(modelPath, options);
-      } catch (e) {
-        const msg = (e as Error).message ?? String(e);
-        if (spec.provider !== 'cpu') throw providerError(spec.provider, msg);
-        throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
+      // A cache entry that fails to load or whose hashes do not match is removed by finish();
+      // the second pass then builds afresh.
+      for (let attempt = 0; ; attempt++) {
+        const files = await prepareShardFiles(ckpt, spec, prep);
+        const t1 = performance.now();
+        let session: ort.InferenceSession;
+        try {
+          session = await ort.InferenceSession.create(files.modelPath, sessionOptions(spec, opts, profileDir));
+        } catch (e) {
+          const retry = !(await files.finish(false)) && attempt === 0;
+          if (retry) continue;
+          const msg = (e as Error).message ?? String(e);
+          if (spec.provider !== 'cpu') throw providerError(spec.provider, msg);
+          throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
+        }
+        if (!(await files.finish(true)) && attempt === 0) {
+          await session.release();
+          continue;
+        }
+        const t2 = performance.now();
+        const info: ShardInfo = {
+          config,
+          attention: files.attention,
+          weightBytes: files.weightBytes,
+          lookupBytes: files.lookupBytes,
+          buildMs: t1 - t0,
+          sessionMs: t2 - t1,
+          cache: files.cache,
+          ...(files.cacheError !== undefined ? { cacheError: files.cacheError } : {}),
+        };
+        return new ShardSession(session, spec, info, profileDir);
       }
-      const t2 = performance.now();
-      const info = { config, attention: graph.attention, weightBytes: graph.weightBytes, lookupBytes: graph.lookupBytes, buildMs: t1 - t0, sessionMs: t2 - t1 };
-      return new ShardSession(session, spec, info, profileDir);
     } finally {
-      fs.rmSync(work, { recursive: true, force: true });
+      ckpt.close();
     }
   }
   /**
