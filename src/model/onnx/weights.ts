@@ -8,20 +8,25 @@
 import fs from 'node:fs';
 import type { Checkpoint, TensorInfo } from '../types.ts';
 import { INT4_BLOCK, int4Blocks, quantizeRowsInt4, type Int4Matrix } from '../quant-int4.ts';
+import { activeQuantPool, type RowChunk } from '../quant-pool.ts';
 
 const CHUNK_BYTES = 8 << 20;
+/** Smaller chunks when several threads share a matrix, so they finish together. */
+const POOL_CHUNK_BYTES = 1 << 20;
 
 type Pool = 'raw' | 'f32' | 'out' | 'packed' | 'scales';
 
 export class WeightReader {
-  private readonly pools = new Map<Pool, ArrayBuffer>();
+  private readonly pools = new Map<Pool, ArrayBuffer | SharedArrayBuffer>();
 
   constructor(readonly ckpt: Checkpoint) {}
 
-  private scratch(pool: Pool, bytes: number): ArrayBuffer {
+  /** A reusable buffer; `shared` ones (SharedArrayBuffer) are written by the quantization pool's threads. */
+  private scratch(pool: Pool, bytes: number, shared = false): ArrayBuffer | SharedArrayBuffer {
     let b = this.pools.get(pool);
-    if (!b || b.byteLength < bytes) {
-      b = new ArrayBuffer(Math.max(bytes, Math.ceil((b?.byteLength ?? 0) * 1.25)));
+    if (!b || b.byteLength < bytes || (shared && !(b instanceof SharedArrayBuffer))) {
+      const size = Math.max(bytes, Math.ceil((b?.byteLength ?? 0) * 1.25));
+      b = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
       this.pools.set(pool, b);
     }
     return b;
@@ -111,13 +116,33 @@ export class WeightReader {
     const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
     const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
     const blocks = int4Blocks(cols);
+    const pool = activeQuantPool();
+    const shared = pool !== null && pool.size > 1;
     const m: Int4Matrix = {
       rows,
       cols,
       blocks,
-      packed: new Uint8Array(this.scratch('packed', rows * blocks * (INT4_BLOCK / 2)), 0, rows * blocks * (INT4_BLOCK / 2)),
-      scales: new Float32Array(this.scratch('scales', rows * blocks * 4), 0, rows * blocks),
+      packed: new Uint8Array(this.scratch('packed', rows * blocks * (INT4_BLOCK / 2), shared), 0, rows * blocks * (INT4_BLOCK / 2)),
+      scales: new Float32Array(this.scratch('scales', rows * blocks * 4, shared), 0, rows * blocks),
     };
+    if (pool !== null && shared) {
+      const step = Math.max(1, Math.floor(POOL_CHUNK_BYTES / (cols * 4)));
+      const chunks: RowChunk[] = [];
+      let row = 0;
+      for (const info of infos) {
+        const end = lo + rowsOf(info);
+        for (let r = lo; r < end; r += step) {
+          chunks.push({ file: info.file, byteStart: info.byteStart, dtype: info.dtype, r0: r, rows: Math.min(end, r + step) - r, dstRow: row + r - lo });
+        }
+        row += end - lo;
+      }
+      const byFile = new Map(infos.map((i) => [`${i.file}:${i.byteStart}`, i]));
+      pool.run(chunks, m, (c) => {
+        const info = byFile.get(`${c.file}:${c.byteStart}`) as TensorInfo;
+        quantizeRowsInt4(this.rows(info, c.r0, c.r0 + c.rows), c.rows, m, c.dstRow);
+      });
+      return m;
+    }
     const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
     let row = 0;
     for (const info of infos) {
