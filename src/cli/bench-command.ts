@@ -1,9 +1,12 @@
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultConfig } from '../config/index.ts';
 import { QUANTS, type Quant } from '../runtime/types.ts';
+import { CACHE_DIR_ENV } from '../runtime/shard-cache.ts';
 import { HearthError } from '../errors/index.ts';
 
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
@@ -100,12 +103,17 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const contexts = (values.contexts ?? values['prompt-tokens']).split(',').map((s) => int('contexts', s.trim(), 1));
-  // The first load runs in its own process so this one's resident set holds one load only.
-  // TODO(shard cache): once shard sessions are cached on disk, this first load must bypass the
-  // cache (a fresh cache location) so that it stays the cold figure and the second the cached one.
+  // The first load runs in its own process so this one's resident set holds one load only. It
+  // builds into a fresh shard cache folder (the cold figure) and this process then loads from it
+  // (the cached figure); the user's own cache is neither read nor filled. The child and the engine
+  // threads inherit the variable.
   let loadColdMs: number | undefined;
+  let benchCache: string | null = null;
   if (!values['single-load']) {
-    progress('load 1 (fresh process)…');
+    benchCache = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bench-shards-'));
+    process.env[CACHE_DIR_ENV] = benchCache;
+    process.on('exit', () => fs.rmSync(benchCache as string, { recursive: true, force: true }));
+    progress('load 1 (fresh process, empty shard cache)…');
     loadColdMs = await childLoadMs(['--model', values.model, '--quant', quant, '--threads', String(threads), '--stages', String(stages)]);
   }
   progress(`load 2 (this process), then contexts ${contexts.join(', ')}…`);

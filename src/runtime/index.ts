@@ -5,3 +5,4 @@ export { spawnThread } from './spawn-thread.ts';
 export { QUANTS, PROVIDERS, type Quant, type Provider, type StageSpec, type StageItem, type StageResult, type ShardEngine } from './types.ts';
 export { benchEngine, profileOpTimes, formatBench, loadBenchEngines, type BenchOptions, type BenchResult, type ContextResult, type OpTime } from './bench.ts';
 export { benchPromptIds } from './bench-prompt.ts';
+export { ShardCache, resolveShardCacheDir, resolveShardCacheMaxBytes, CACHE_DIR_ENV, CACHE_MAX_ENV, DEFAULT_CACHE_MAX_BYTES } from './shard-cache.ts';
