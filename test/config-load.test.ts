@@ -149,6 +149,7 @@ t.test('cross-field errors name both fields', async (t) => {
   const m = errorOf(() => loadConfig({ env: { HEARTH_LIMITS_DEFAULT_MAX_TOKENS: '5000' }, flags: { 'limits.maxTokens': 1000 } }));
   t.match(m, /limits\.defaultMaxTokens \(5000, from HEARTH_LIMITS_DEFAULT_MAX_TOKENS\).*limits\.maxTokens \(1000, from flag --limits\.maxTokens\)/);
   t.match(errorOf(() => loadConfig({ env: { HEARTH_CLUSTER_HEARTBEAT_MS: '2000' } })), /cluster\.lostAfterMs \(3000.*cluster\.heartbeatMs \(2000/);
+  t.match(errorOf(() => loadConfig({ env: { HEARTH_LIMITS_MAX_SEQUENCES_PER_REQUEST: '20' } })), /limits\.maxSequencesPerRequest \(20, from HEARTH_LIMITS_MAX_SEQUENCES_PER_REQUEST\).*limits\.maxConcurrentSequences \(16, from defaults\)/);
   t.match(errorOf(() => loadConfig({ env: { HEARTH_CLUSTER_TLS_ENABLED: 'true', HEARTH_CLUSTER_TLS_CERT: '/c.pem' } })), /cluster\.tls\.cert and cluster\.tls\.key/);
   t.match(errorOf(() => loadConfig({ env: { HEARTH_NATS_URL: 'tls://h:4222' } })), /cluster\.natsUrl .*cluster\.tls\.enabled/);
   // Two problems at once are both reported.

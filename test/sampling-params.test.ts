@@ -32,6 +32,9 @@ t.test('range errors name the OpenAI parameter', async (t) => {
   ];
   for (const [input, param] of cases) t.equal(paramOf(() => makeSamplingParams(input)), param, JSON.stringify(input));
   t.equal(paramOf(() => makeSamplingParams({ logitBias: { 600: 1 } }, { vocabSize: 512 })), 'logit_bias', 'bias on a token outside the vocabulary');
+  const many = (n: number): Record<number, number> => Object.fromEntries(Array.from({ length: n }, (_, i) => [i, 1]));
+  t.equal(paramOf(() => makeSamplingParams({ logitBias: many(301) })), 'logit_bias', 'more than 300 entries (OpenAI\'s bound)');
+  t.equal(Object.keys(makeSamplingParams({ logitBias: many(300) }).logitBias ?? {}).length, 300, '300 entries are fine');
   const err = (() => { try { makeSamplingParams({ temperature: 3 }); return null; } catch (e) { return e as Error; } })();
   t.match(err?.message, /temperature/);
 });

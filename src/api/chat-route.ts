@@ -42,6 +42,7 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
         ctx.model.tokenizer,
         {
           id: `${id}-${i}`,
+          group: id,
           prompt: plan.prompt,
           maxTokens: plan.maxTokens,
           sampling,

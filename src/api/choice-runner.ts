@@ -24,6 +24,8 @@ export type ChoiceEvent =
 export interface ChoiceSpec {
   /** Unique per sequence (request id + choice index): the scheduler's sequence id prefix. */
   readonly id: string;
+  /** The API request's id, shared by its n choices: the scheduler's unit of fair slot shares. */
+  readonly group: string;
   readonly prompt: Int32Array;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
@@ -102,6 +104,7 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
 
   const stream = generator.generate({
     id: spec.id,
+    group: spec.group,
     prompt: spec.prompt,
     maxTokens: spec.maxTokens,
     sampling: spec.sampling,
@@ -112,24 +115,31 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
   let stoppedByString = false;
   // Which stop string ended the text (Anthropic's stop_sequence names it).
   let stopString: string | null = null;
-  for await (const ev of stream) {
-    if (ev.type === 'done') {
-      reason = ev.reason;
-      break;
+  try {
+    for await (const ev of stream) {
+      if (ev.type === 'done') {
+        reason = ev.reason;
+        break;
+      }
+      tokens++;
+      if (spec.wantLogprobs) {
+        const lp = chatLogprob(tok, ev.token);
+        if (lp !== null) pending.push(lp);
+      }
+      const r = stop.push(decoder.push(ev.token.token));
+      yield* emit(r.emit);
+      if (r.stopped) {
+        // Leaving the loop returns the generator: the scheduler frees the sequence's KV everywhere.
+        stoppedByString = true;
+        stopString = r.stop;
+        break;
+      }
     }
-    tokens++;
-    if (spec.wantLogprobs) {
-      const lp = chatLogprob(tok, ev.token);
-      if (lp !== null) pending.push(lp);
-    }
-    const r = stop.push(decoder.push(ev.token.token));
-    yield* emit(r.emit);
-    if (r.stopped) {
-      // Leaving the loop returns the generator: the scheduler frees the sequence's KV everywhere.
-      stoppedByString = true;
-      stopString = r.stop;
-      break;
-    }
+  } catch (e) {
+    // A request whose client left while it waited for a slot: the scheduler rejects with the
+    // abort's reason. Nobody is left to answer, and it is not a server error.
+    if (signal.aborted) throw new ChoiceCancelled();
+    throw e;
   }
   if (signal.aborted || reason === 'cancelled') throw new ChoiceCancelled();
   if (!stoppedByString) {

@@ -34,7 +34,7 @@ export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext):
           runChoice(
             ctx.generator,
             ctx.model.tokenizer,
-            { id: `${id}-${k * plan.n + i}`, prompt: p.ids, maxTokens: plan.maxTokens[k]!, sampling: plan.sampling[i]!, stopTokens: plan.stopTokens, stops: plan.stops, toolSyntax: null, wantLogprobs: plan.logprobs >= 0, continuation: true },
+            { id: `${id}-${k * plan.n + i}`, group: id, prompt: p.ids, maxTokens: plan.maxTokens[k]!, sampling: plan.sampling[i]!, stopTokens: plan.stopTokens, stops: plan.stops, toolSyntax: null, wantLogprobs: plan.logprobs >= 0, continuation: true },
             ac.signal,
           ),
         );

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { HearthError } from '../errors/index.ts';
-import { makeSamplingParams } from '../sampling/index.ts';
+import { MAX_LOGIT_BIAS, makeSamplingParams } from '../sampling/index.ts';
 import type { SamplingParams } from '../sampling/types.ts';
 import type { Tokenizer } from '../tokenizer/types.ts';
 import type { SamplingBody } from './openai-types.ts';
@@ -21,9 +21,16 @@ export function baseSeed(seed: number | null | undefined): number {
   return Number(BigInt.asUintN(32, BigInt(Math.trunc(seed))));
 }
 
-/** logit_bias keys are token ids as strings ("50256"); anything else is a 400 naming the key. */
+/**
+ * logit_bias keys are token ids as strings ("50256"); anything else is a 400 naming the key. At most
+ * 300 entries (OpenAI's bound), checked before looking at any of them.
+ */
 export function logitBias(bias: SamplingBody['logit_bias'], vocabSize: number): Record<number, number> | null {
   if (bias === undefined || bias === null) return null;
+  const count = Object.keys(bias).length;
+  if (count > MAX_LOGIT_BIAS) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid 'logit_bias': expected at most ${MAX_LOGIT_BIAS} entries, got ${count}.`], { param: 'logit_bias' });
+  }
   const out: Record<number, number> = {};
   let any = false;
   for (const [k, v] of Object.entries(bias)) {

@@ -15,6 +15,7 @@ export function runPlanChoice(ctx: ApiContext, plan: ChatPlan, id: string, signa
     tok,
     {
       id,
+      group: id, // one choice: a request of its own
       prompt: plan.prompt,
       maxTokens: plan.maxTokens,
       sampling: plan.sampling[0]!,

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError } from '../errors/index.ts';
+import { perRequestSlots } from '../scheduler/index.ts';
 import type { Generator } from '../scheduler/types.ts';
 import { toHttpError, type OpenAIErrorBody } from './http-errors.ts';
 import { SSE_HEADERS, SseWriter } from './sse.ts';
@@ -73,10 +74,12 @@ export function usageOf(promptTokens: number, completionTokens: number): object 
 /**
  * Refuses a request up front when the scheduler's queue cannot take its n sequences: a 429 with
  * Retry-After before any work, rather than a stream that fails half-way (n > 1 is all or nothing).
+ * Choices count one by one, and at most the request's share of slots starts at once: the rest wait.
  */
 export function admit(ctx: ApiContext, n: number): void {
   const { running, waiting } = ctx.generator.load();
-  const free = Math.max(0, ctx.limits.maxConcurrent - running);
+  const share = perRequestSlots(ctx.limits.maxConcurrent, ctx.limits.maxPerRequest ?? null);
+  const free = Math.min(share, Math.max(0, ctx.limits.maxConcurrent - running));
   const queued = waiting + Math.max(0, n - free);
   if (queued > ctx.limits.maxQueue) throw new HearthError('HEARTH_ERR_QUEUE_FULL', [running + waiting, 1]);
 }

@@ -30,6 +30,8 @@ export interface ApiLimits {
   readonly maxQueue: number;
   /** Sequences generating at once. */
   readonly maxConcurrent: number;
+  /** Slots the n choices of one request may hold at once (null/absent = half of maxConcurrent). */
+  readonly maxPerRequest?: number | null;
 }
 
 export const DEFAULT_LIMITS: ApiLimits = Object.freeze({ bodyBytes: 4 * 1024 * 1024, maxTokensDefault: 1024, maxQueue: 64, maxConcurrent: 16 });

@@ -47,7 +47,8 @@ export function validationError(errors: readonly ErrorObject[], body: unknown, r
   const first = pickError(errors);
   if (first === undefined) return new HearthError('HEARTH_ERR_INVALID_REQUEST', ['Invalid request body.']);
   const at = first.instancePath;
-  let param = pointerToParam(at);
+  // logit_bias maps token ids to biases: a bad entry is the parameter's fault, not an "index".
+  let param = at.startsWith('/logit_bias/') ? 'logit_bias' : pointerToParam(at);
   if (root !== '') param = param === '' ? root : `${root}.${param}`;
   const value = valueAt(body, at);
   const q = param === '' ? 'body' : `'${param}'`;
@@ -90,6 +91,9 @@ export function validationError(errors: readonly ErrorObject[], body: unknown, r
       break;
     case 'maxItems':
       message = `Invalid ${q}: expected an array with at most ${(first.params as { limit: number }).limit} items.`;
+      break;
+    case 'maxProperties':
+      message = `Invalid ${q}: expected an object with at most ${(first.params as { limit: number }).limit} entries, but got ${value !== null && typeof value === 'object' ? Object.keys(value).length : 0}.`;
       break;
     case 'maxLength':
     case 'minLength':

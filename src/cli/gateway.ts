@@ -53,6 +53,31 @@ async function openResponseStore(bus: Bus, cluster: string, log: Logger): Promis
   return jsonResponseStore(memoryKv(d), d.maxEntryBytes);
 }
 
+/**
+ * Keeps a gateway process serving when a rejection or exception escapes every handler: by
+ * default Node exits, taking every stream (and, under `hearth up`, nats-server and the local
+ * workers) with it — one malformed request did exactly that (issue 8, defect 1). Each such escape
+ * is a bug: it is logged with its stack and counted as HEARTH_ERR_INTERNAL on /metrics. What was
+ * in flight belongs to one request; the rest of the gateway's state is unaffected by it.
+ * Returns the function that removes the guard (close()).
+ */
+export function guardProcess(log: Logger, count: () => void = () => undefined): () => void {
+  const onRejection = (reason: unknown): void => {
+    count();
+    log.error({ err: reason }, 'unhandled promise rejection (a bug); the gateway keeps serving');
+  };
+  const onException = (err: Error, origin: string): void => {
+    count();
+    log.error({ err, origin }, 'uncaught exception (a bug); the gateway keeps serving');
+  };
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  return () => {
+    process.off('unhandledRejection', onRejection);
+    process.off('uncaughtException', onException);
+  };
+}
+
 /** An address other devices can use to reach a server listening on `host`. */
 export function reachableHost(host: string): string {
   if (host !== '0.0.0.0' && host !== '::') return host;
@@ -98,6 +123,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       maxTokensDefault: cfg.limits.defaultMaxTokens,
       maxQueue: cfg.limits.maxQueue,
       maxConcurrent: cfg.limits.maxConcurrentSequences,
+      maxPerRequest: cfg.limits.maxSequencesPerRequest,
       maxTokens: cfg.limits.maxTokens,
     },
     cluster: () => clusterView(),
@@ -138,6 +164,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,
     maxQueue: cfg.limits.maxQueue,
+    maxPerRequest: cfg.limits.maxSequencesPerRequest,
     prefillChunk: cfg.limits.prefillChunk,
     contextLength: model.contextLength,
     onReplay: (seq, epoch, tokens) => log.warn({ seq, epoch, tokens }, 'replaying a sequence on the new plan'),
@@ -174,6 +201,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   }, 1000);
   gauges.unref();
 
+  // Serving from here on: nothing that escapes a handler may end the process.
+  const unguard = guardProcess(log, () => metrics.errors.inc({ code: 'HEARTH_ERR_INTERNAL' }));
   const listenHost = cfg.server.host === '0.0.0.0' || cfg.server.host === '::' ? '127.0.0.1' : cfg.server.host;
   return {
     origin: `http://${hostForUrl(listenHost)}:${port}`,
@@ -188,6 +217,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       await Promise.race([drained, timer]);
       sched.clear();
       await pipe.close();
+      unguard();
     },
   };
 }

@@ -157,18 +157,30 @@ class BusPipeline implements ClusterPipeline {
     if (stage0 === undefined) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the plan has no stages']);
     const stepId = this.nextStep++;
     const key = `${req.seq}\u0000${stepId}`;
-    const out = new Promise<StepOutcome>((resolve, reject) => {
+    const sentAt = wallMs();
+    if (this.hopDelayMs > 0) {
+      await new Promise((r) => setTimeout(r, this.hopDelayMs));
+      // A re-plan during the delay: stage 0 of the old plan may be gone.
+      if (this.coordinator.epoch() !== epoch) throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]);
+    }
+    // Send first, then register: a send that throws (a message the codec cannot encode) fails this
+    // call alone and leaves no pending step behind, whose later rejection (plan change, timeout,
+    // close) would have no handler and end the process (issue 8, defect 1). The answer cannot
+    // arrive before we register: it comes through the event loop, after this synchronous code.
+    try {
+      this.bus.publish(subjects.step(this.cluster, stage0.node), {
+        t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
+        tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
+        wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
+        sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
+      });
+    } catch (e) {
+      if (fresh) this.seqEpoch.delete(req.seq);
+      throw new HearthError('HEARTH_ERR_ENGINE', [`sending the step of ${req.seq} failed: ${(e as Error).message}`], { cause: e });
+    }
+    return new Promise<StepOutcome>((resolve, reject) => {
       this.pending.set(key, { resolve, reject, epoch, at: Date.now(), seq: req.seq });
     });
-    const sentAt = wallMs();
-    if (this.hopDelayMs > 0) await new Promise((r) => setTimeout(r, this.hopDelayMs));
-    this.bus.publish(subjects.step(this.cluster, stage0.node), {
-      t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
-      tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
-      wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
-      sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
-    });
-    return out;
   }
 
   free(seq: string): void {

@@ -152,6 +152,9 @@ function crossCheck(cfg: HearthConfig, sources: Map<string, string>): string[] {
   if (limits.defaultMaxTokens > limits.maxTokens) {
     out.push(`limits.defaultMaxTokens (${limits.defaultMaxTokens}, from ${src('limits.defaultMaxTokens')}) must not exceed limits.maxTokens (${limits.maxTokens}, from ${src('limits.maxTokens')})`);
   }
+  if (limits.maxSequencesPerRequest !== null && limits.maxSequencesPerRequest > limits.maxConcurrentSequences) {
+    out.push(`limits.maxSequencesPerRequest (${limits.maxSequencesPerRequest}, from ${src('limits.maxSequencesPerRequest')}) must not exceed limits.maxConcurrentSequences (${limits.maxConcurrentSequences}, from ${src('limits.maxConcurrentSequences')})`);
+  }
   if (cluster.lostAfterMs < 2 * cluster.heartbeatMs) {
     out.push(`cluster.lostAfterMs (${cluster.lostAfterMs}, from ${src('cluster.lostAfterMs')}) must be at least 2 x cluster.heartbeatMs (${cluster.heartbeatMs}, from ${src('cluster.heartbeatMs')}), or one late heartbeat drops a healthy worker`);
   }

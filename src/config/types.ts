@@ -57,6 +57,8 @@ export interface WorkerSection {
 export interface LimitsConfig {
   bodyBytes: number;
   maxConcurrentSequences: number;
+  /** null = half of maxConcurrentSequences. */
+  maxSequencesPerRequest: number | null;
   maxQueue: number;
   maxTokens: number;
   defaultMaxTokens: number;

@@ -11,6 +11,9 @@ export const SAMPLING_DEFAULTS = Object.freeze({
 }) satisfies Omit<SamplingParams, 'seed'>;
 
 export const MAX_TOP_LOGPROBS = 20;
+/** OpenAI's own bound on logit_bias entries. Unbounded, one request could make a step message too
+ *  big to encode (msgpack maps stop at 65,535 keys) and every step carry megabytes. */
+export const MAX_LOGIT_BIAS = 300;
 
 export type SamplingInput = { readonly [K in keyof SamplingParams]?: SamplingParams[K] | undefined };
 
@@ -49,6 +52,8 @@ export function makeSamplingParams(partial: SamplingInput = {}, opts: { vocabSiz
   const lb = partial.logitBias;
   if (lb !== undefined && lb !== null) {
     if (typeof lb !== 'object' || Array.isArray(lb)) fail('logit_bias', 'expected an object mapping token ids to biases.');
+    const count = Object.keys(lb).length;
+    if (count > MAX_LOGIT_BIAS) fail('logit_bias', `expected at most ${MAX_LOGIT_BIAS} entries, got ${count}.`);
     const out: Record<number, number> = {};
     let n = 0;
     for (const [key, value] of Object.entries(lb)) {

@@ -1,5 +1,6 @@
 import { HearthError, isHearthError } from '../errors/index.ts';
 import type { SampledToken } from '../sampling/types.ts';
+import { Admission } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
 
@@ -8,6 +9,9 @@ export interface SchedulerOptions {
   readonly maxConcurrent: number;
   /** Sequences allowed to wait; beyond that a request gets 429 (HEARTH_ERR_QUEUE_FULL). */
   readonly maxQueue: number;
+  /** Slots the sequences of one request (its n choices) may hold at once; null = half of
+   *  maxConcurrent (at least 1), so one big request leaves room for others. */
+  readonly maxPerRequest: number | null;
   /** Prompt tokens per prefill step (bounds one step's activations and its latency for others). */
   readonly prefillChunk: number;
   /** Model context length: generation stops with 'length' there. */
@@ -26,6 +30,7 @@ export interface SchedulerOptions {
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = Object.freeze({
   maxConcurrent: 16,
   maxQueue: 64,
+  maxPerRequest: null,
   prefillChunk: 256,
   contextLength: 4096,
   readyTimeoutMs: 30_000,
@@ -48,9 +53,7 @@ export class Scheduler implements Generator {
   private readonly pipeline: Pipeline;
   private readonly opts: SchedulerOptions;
   private readonly prefix: PrefixCache;
-  private running = 0;
-  private waiters: Array<() => void> = [];
-  private waitHead = 0;
+  private readonly admission: Admission;
   private nextSeq = 0;
 
   constructor(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}) {
@@ -61,10 +64,15 @@ export class Scheduler implements Generator {
       minPrefix: this.opts.minPrefix,
       evict: (seq) => pipeline.free(seq),
     });
+    this.admission = new Admission({
+      maxConcurrent: this.opts.maxConcurrent,
+      maxQueue: this.opts.maxQueue,
+      maxPerRequest: perRequestSlots(this.opts.maxConcurrent, this.opts.maxPerRequest),
+    });
   }
 
   load(): { running: number; waiting: number } {
-    return { running: this.running, waiting: this.waiters.length - this.waitHead };
+    return this.admission.load();
   }
 
   /** Number of finished sequences held for prefix reuse. */
@@ -73,51 +81,17 @@ export class Scheduler implements Generator {
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent> {
-    await this.admit(req.signal);
+    const slot = await this.admission.acquire(req.group ?? req.id, req.signal);
     try {
       yield* this.run(req);
     } finally {
-      this.release();
+      slot.release();
     }
   }
 
   /** Frees every retained sequence (call before closing the pipeline). */
   clear(): void {
     this.prefix.clear();
-  }
-
-  private async admit(signal: AbortSignal | undefined): Promise<void> {
-    if (this.running < this.opts.maxConcurrent) {
-      this.running++;
-      return;
-    }
-    const waiting = this.waiters.length - this.waitHead;
-    if (waiting >= this.opts.maxQueue) {
-      throw new HearthError('HEARTH_ERR_QUEUE_FULL', [this.running + waiting, 1]);
-    }
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => reject(signal?.reason ?? new Error('aborted'));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
-  }
-
-  private release(): void {
-    // Hand the slot straight to the next waiter (running stays the same), else free it.
-    while (this.waitHead < this.waiters.length) {
-      const next = this.waiters[this.waitHead]!;
-      this.waitHead++;
-      if (this.waitHead > 1024 && this.waitHead * 2 > this.waiters.length) {
-        this.waiters = this.waiters.slice(this.waitHead);
-        this.waitHead = 0;
-      }
-      next();
-      return;
-    }
-    this.running--;
   }
 
   private async *run(req: GenerateRequest): AsyncGenerator<GenerateEvent> {
@@ -250,6 +224,12 @@ export class Scheduler implements Generator {
   private newSeqId(id: string, attempt: number): string {
     return `${id}.${(this.nextSeq++).toString(36)}.${attempt}`;
   }
+}
+
+/** The per-request slot cap: the configured one, or half of maxConcurrent (at least 1). */
+export function perRequestSlots(maxConcurrent: number, configured: number | null): number {
+  const cap = configured ?? Math.ceil(maxConcurrent / 2);
+  return Math.max(1, Math.min(maxConcurrent, cap));
 }
 
 function isAborted(signal: AbortSignal | undefined): boolean {

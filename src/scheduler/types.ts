@@ -49,6 +49,9 @@ export interface TokenConstraint {
 
 export interface GenerateRequest {
   readonly id: string;
+  /** The API request this sequence belongs to (its n choices share it): the unit of fair slot
+   *  shares. Default: id (a request of its own). */
+  readonly group?: string;
   readonly prompt: Int32Array;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
