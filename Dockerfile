@@ -28,11 +28,13 @@ ENV NODE_ENV=production \
     HEARTH_PORT=8080 \
     HEARTH_LOG_PRETTY=false \
     HEARTH_WORKER_CACHE_DIR=/data/cache \
+    HEARTH_CACHE_DIR=/data/cache/shards \
     HEARTH_HOME=/data/hearth \
     HEARTH_MODELS_DIR=/data/models \
     HOME=/home/node
 # Everything the process writes lives under /data: the demo checkpoint (HEARTH_HOME), pulled
-# models (HEARTH_MODELS_DIR, so `--model ORG/NAME` finds them), the workers' layer cache.
+# models (HEARTH_MODELS_DIR, so `--model ORG/NAME` finds them), the workers' layer cache and their
+# built-shard cache (HEARTH_CACHE_DIR: graphs + int4 weights, so a restart loads in seconds).
 # HEARTH_HOST=0.0.0.0 is needed to be reachable through the container's port mapping; hearth
 # then refuses to start without HEARTH_API_KEYS (or HEARTH_INSECURE=true): no open API by accident.
 

@@ -17,7 +17,7 @@ const read = (p: string): string => readFileSync(path.join(root, p), 'utf8');
 
 // Variables hearth reads outside the config schema (CLI/worker/paths) or that only the deploy
 // files themselves use to build a command line.
-const OTHER_VARS = new Set(['HEARTH_CONFIG', 'HEARTH_HOME', 'HEARTH_MODELS_DIR', 'HEARTH_NATS_SERVER', 'HEARTH_PUBLIC_HOST', 'HEARTH_NKEY_SEED', 'HEARTH_WORKER_MEMORY', 'HEARTH_WORKER_ARGS']);
+const OTHER_VARS = new Set(['HEARTH_CONFIG', 'HEARTH_HOME', 'HEARTH_MODELS_DIR', 'HEARTH_NATS_SERVER', 'HEARTH_PUBLIC_HOST', 'HEARTH_NKEY_SEED', 'HEARTH_WORKER_MEMORY', 'HEARTH_WORKER_ARGS', 'HEARTH_CACHE_DIR', 'HEARTH_CACHE_MAX_GB']);
 const CONFIG_VARS = new Set(CONFIG_LEAVES.flatMap((l) => l.env));
 
 const DEPLOY_FILES = ['Dockerfile', 'deploy/docker-compose.yml', 'deploy/systemd/hearth-gateway.service', 'deploy/systemd/hearth-worker.service', 'deploy/k8s/gateway.yaml', 'deploy/k8s/worker.yaml', 'deploy/k8s/nats.yaml', 'deploy/nats-server.conf'];

@@ -8,7 +8,7 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
-const buf = Buffer.allocUnsafe(16 << 20);
+const buf = Buffer.allocUnsafe(4 << 20); // small: this runs while a shard loads, and counts in its peak RSS
 const out = {};
 for (const file of workerData.files) {
   try {
