@@ -16,7 +16,7 @@ import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
 import { jsonResponseStore, memoryKv } from './response-store.ts';
 import { registerResponsesRoutes } from './responses-route.ts';
 import { createApiContext } from './route-support.ts';
-import type { AppOptions } from './types.ts';
+import type { AppOptions, RequestDoneInfo } from './types.ts';
 
 // The gateway's HTTP app: OpenAI's routes, hearth's own, the OpenAPI document and Swagger UI.
 // Every error, from a route, a hook, fastify's body parser or its schema validation, leaves through
@@ -30,6 +30,9 @@ export interface RegisteredRoute {
   /** The component schema name the body is validated with (null: no body schema). */
   readonly bodySchema: string | null;
 }
+
+/** Generating routes, by the name requests report under (metrics, logs). */
+const ROUTE_NAMES: Readonly<Record<string, RequestDoneInfo['route']>> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completions', '/v1/responses': 'responses', '/v1/messages': 'messages' };
 
 const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();
 
@@ -78,7 +81,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     if (h.status === 413 && !(await drainBody(req.raw))) void reply.header('connection', 'close');
     if (h.internal) req.log.error({ err }, 'request failed');
     else req.log.info({ code: h.code, status: h.status, param: h.body.error.param }, h.body.error.message);
-    const route = req.routeOptions.url === '/v1/chat/completions' ? 'chat' : req.routeOptions.url === '/v1/completions' ? 'completions' : null;
+    const route = ROUTE_NAMES[req.routeOptions.url ?? ''] ?? null;
     if (route !== null) opts.onRequestDone?.({ route, stream: false, status: h.status, error: h.code, promptTokens: 0, completionTokens: 0, ttftMs: null, durationMs: reply.elapsedTime });
     // Anthropic's routes answer in Anthropic's error shape (what its SDKs and Claude Code parse).
     return reply.code(h.status).headers(h.headers).send(isAnthropicRoute(req.routeOptions.url) ? anthropicErrorBody(h.status, h.body.error.message) : h.body);

@@ -143,7 +143,7 @@ async function answerMessage(req: FastifyRequest, ctx: ApiContext, p: ChatPlan, 
     }
   }
   check(p, blocks, finish);
-  ctx.done(req, { route: 'chat', stream: false, status: 200, error: null, promptTokens: p.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - started });
+  ctx.done(req, { route: 'messages', stream: false, status: 200, error: null, promptTokens: p.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - started });
   const reason = stopReason(finish, stopString);
   return {
     id,
@@ -231,11 +231,11 @@ async function streamMessage(req: FastifyRequest, reply: FastifyReply, ctx: ApiC
     await send('message_delta', { delta: { stop_reason: reason, stop_sequence: reason === 'stop_sequence' ? stopString! : null }, usage: { output_tokens: tokens } });
     await send('message_stop', {});
     sse.end();
-    ctx.done(req, { route: 'chat', stream: true, status: 200, error: null, promptTokens: p.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - started });
+    ctx.done(req, { route: 'messages', stream: true, status: 200, error: null, promptTokens: p.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - started });
   } catch (e) {
     await events.return(undefined);
     if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
-    ctx.streamError(req, e, 'chat', p.prompt.length, tokens, started);
+    ctx.streamError(req, e, 'messages', p.prompt.length, tokens, started);
     const h = toHttpError(e);
     await sse.send('error', anthropicErrorBody(h.status, h.body.error.message));
     sse.end();

@@ -167,7 +167,7 @@ async function answerResponse(req: FastifyRequest, run: Run, events: AsyncGenera
   }
   builder.finish(finish === 'length');
   const out = await complete(req, run, builder, finish, tokens);
-  run.ctx.done(req, { route: 'chat', stream: false, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
+  run.ctx.done(req, { route: 'responses', stream: false, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
   return out.response;
 }
 
@@ -201,11 +201,11 @@ async function streamResponse(req: FastifyRequest, reply: FastifyReply, run: Run
     const out = await complete(req, run, builder, finish, tokens);
     await send({ type: finish === 'length' ? 'response.incomplete' : 'response.completed', response: out.response });
     sse.end();
-    run.ctx.done(req, { route: 'chat', stream: true, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
+    run.ctx.done(req, { route: 'responses', stream: true, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
   } catch (e) {
     await events.return(undefined);
     if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
-    const body = run.ctx.streamError(req, respell(e), 'chat', run.plan.prompt.length, tokens, run.started).error;
+    const body = run.ctx.streamError(req, respell(e), 'responses', run.plan.prompt.length, tokens, run.started).error;
     // The Responses API's stream error: an `error` event, then the response as failed.
     await send({ type: 'error', code: body.code ?? body.type, message: body.message, param: body.param });
     await send({ type: 'response.failed', response: { ...responseObject(run, 'failed', builder.output, null, null), error: { code: body.code ?? body.type, message: body.message } } });

@@ -59,7 +59,7 @@ export interface AppOptions {
 }
 
 export interface RequestDoneInfo {
-  readonly route: 'chat' | 'completions';
+  readonly route: 'chat' | 'completions' | 'responses' | 'messages';
   readonly stream: boolean;
   readonly status: number;
   /** HearthError code when it failed. */
