@@ -47,3 +47,35 @@ t.test('the in-memory store: TTL, byte cap (oldest first), delete', async (t) =>
   await new Promise((r) => setTimeout(r, 80));
   t.equal(await kv.get('c'), null, 'expired after the TTL');
 });
+
+t.test('a response stored through one gateway is continued and read through another', { skip: natsMissing() }, async (t) => {
+  const { createApp, DEFAULT_LIMITS } = await import('../src/api/index.ts');
+  const { createScheduler } = await import('../src/scheduler/index.ts');
+  const { loadServedModel, tinyCheckpoint } = await import('./helpers/hearth.ts');
+  const token = `tok-${Math.random().toString(36).slice(2)}`;
+  const nats = await startNatsServer({ token, jetstream: true });
+  t.teardown(() => nats.stop());
+  const served = await loadServedModel(await tinyCheckpoint('qwen3'), 1);
+  const scheduler = createScheduler(served.pipeline, { contextLength: served.model.contextLength, maxConcurrent: 4, maxQueue: 4 });
+  t.teardown(async () => { scheduler.clear(); await served.close(); });
+  const kvOpts = { bucket: 'hearth_responses_two', ttlMs: 60_000, maxBytes: 1 << 20, maxValueBytes: 64 * 1024 };
+  const gateway = async (name: string): Promise<import('fastify').FastifyInstance> => {
+    const bus = await NatsBus.connect({ servers: nats.url, token, name });
+    const app = await createApp({ model: served.model, generator: scheduler, apiKeys: [], limits: DEFAULT_LIMITS, logger: false, responseStore: jsonResponseStore(await bus.openKv(kvOpts)) });
+    t.teardown(async () => { await app.close(); await bus.close(); });
+    return app;
+  };
+  const [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+  const first = await a.inject({ method: 'POST', url: '/v1/responses', payload: { model: served.model.id, input: 'Hello', max_output_tokens: 4, seed: 1 } });
+  t.equal(first.statusCode, 200);
+  const id = (first.json() as { id: string }).id;
+  const got = await b.inject({ method: 'GET', url: `/v1/responses/${id}` });
+  t.equal(got.statusCode, 200, 'gateway B finds what gateway A stored');
+  t.same(got.json(), first.json());
+  const next = await b.inject({ method: 'POST', url: '/v1/responses', payload: { model: served.model.id, previous_response_id: id, input: 'And then?', max_output_tokens: 4, seed: 1 } });
+  t.equal(next.statusCode, 200, 'and continues the conversation');
+  const usage = (next.json() as { usage: { input_tokens: number } }).usage;
+  t.ok(usage.input_tokens > (first.json() as { usage: { input_tokens: number } }).usage.input_tokens + 4, 'with the earlier turn in its prompt');
+  t.equal((await a.inject({ method: 'DELETE', url: `/v1/responses/${id}` })).statusCode, 200);
+  t.equal((await b.inject({ method: 'GET', url: `/v1/responses/${id}` })).statusCode, 404, 'deleted everywhere');
+});
