@@ -6,7 +6,10 @@ import type { ServedModel } from './types.ts';
 // names vLLM (max_model_len) and LM Studio/OpenRouter clients (context_length) read.
 
 export function modelObject(m: ServedModel): object {
-  return { id: m.id, object: 'model', created: m.created, owned_by: 'hearth', max_model_len: m.contextLength, context_length: m.contextLength };
+  return {
+    id: m.id, object: 'model', created: m.created, owned_by: 'hearth', max_model_len: m.contextLength, context_length: m.contextLength,
+    ...(m.notice !== undefined ? { description: m.notice } : {}),
+  };
 }
 
 export function registerModelRoutes(app: FastifyInstance, model: ServedModel): void {

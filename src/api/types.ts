@@ -17,6 +17,8 @@ export interface ServedModel {
   readonly templateSource: string;
   /** Unix seconds (the `created` of the model object). */
   readonly created: number;
+  /** Said wherever the model is listed (the offline demo: "its text is random"). */
+  readonly notice?: string;
 }
 
 export interface ApiLimits {

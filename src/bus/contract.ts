@@ -73,6 +73,10 @@ export interface AnnounceMsg extends Base {
   readonly speed: number;
   /** Whether the node has the model folder locally (else it fetches its layers from the gateway). */
   readonly hasModel: boolean;
+  /** onnxruntime execution provider it runs with ('cpu' | 'cuda'); absent from older nodes. */
+  readonly provider?: string;
+  /** Total memory of the device (os.totalmem()); absent from older nodes. */
+  readonly totalMemory?: number;
 }
 
 export interface HeartbeatMsg extends Base {
@@ -82,6 +86,8 @@ export interface HeartbeatMsg extends Base {
   readonly epoch: number;
   readonly state: NodeState;
   readonly kvBytes: number;
+  /** Bytes of weights its loaded stage holds (0 when none); absent from older nodes. */
+  readonly weightBytes?: number;
   readonly freeMemory: number;
   /** Positions processed per second over the last few seconds. */
   readonly tokS: number;

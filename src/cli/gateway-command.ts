@@ -2,7 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { NatsBus } from '../bus/index.ts';
-import { startGateway } from './gateway.ts';
+import { shellWord, startGateway } from './gateway.ts';
 import { SERVE_OPTIONS, parseArgs, prepareServe, untilSignal } from './serve-common.ts';
 
 export const usage = `hearth gateway --nats nats://HOST:PORT --token T [--model DIR|ORG/NAME] [--port P] [--host H]
@@ -15,15 +15,22 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(usage + '\n');
     return 0;
   }
-  const { cfg, log, modelDir } = await prepareServe(values, 'hearth-gateway');
+  const { cfg, log, modelDir, notice } = await prepareServe(values, 'hearth-gateway');
   if (cfg.cluster.natsUrl === null) {
     process.stderr.write(`hearth gateway: --nats nats://HOST:PORT (or HEARTH_NATS_URL) is required; \`hearth up\` starts one for you\n`);
     return 2;
   }
   const token = cfg.cluster.token ?? randomBytes(24).toString('hex');
   const bus = await NatsBus.connect({ servers: cfg.cluster.natsUrl, token, name: 'hearth-gateway', log });
-  const gateway = await startGateway({ cfg, modelDir, bus, token, log });
-  process.stdout.write(`hearth gateway: OpenAI API at ${gateway.origin}/v1; workers join with --join ${cfg.cluster.natsUrl} --token <token> --cluster ${cfg.cluster.name}\n`);
+  const command = `HEARTH_TOKEN=<token> ./hearth worker --join ${shellWord(cfg.cluster.natsUrl)} --cluster ${shellWord(cfg.cluster.name)}`;
+  let gateway;
+  try {
+    gateway = await startGateway({ cfg, modelDir, bus, token, log, ...(notice !== undefined ? { notice } : {}), join: { command, note: null } });
+  } catch (e) {
+    await bus.close();
+    throw e;
+  }
+  process.stdout.write(`hearth gateway: OpenAI API at ${gateway.origin}/v1; workers join with (in a hearth checkout):\n  ${command}\n`);
   const sig = await untilSignal();
   log.info({ sig }, 'shutting down');
   await gateway.close();

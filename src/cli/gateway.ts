@@ -12,6 +12,7 @@ import { openCheckpoint } from '../model/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
 import { createScheduler, type Scheduler } from '../scheduler/index.ts';
 import type { GenerateRequest, Generator } from '../scheduler/types.ts';
+import { HearthError } from '../errors/index.ts';
 import { weightsRoutes } from '../weights/index.ts';
 import { loadServedModel } from './served-model.ts';
 
@@ -22,6 +23,25 @@ export interface GatewayOptions {
   /** The cluster token: workers present it to fetch weights from this gateway. */
   readonly token: string;
   readonly log: Logger;
+  /** Shown with the model (the demo's "its text is random"). */
+  readonly notice?: string;
+  /** Local workers are starting (hearth up): requests wait for them. Default false: with no
+   *  worker ever joined, requests fail at once with the join line. */
+  readonly expectWorkers?: boolean;
+  /** How a device joins: the command without the token (page, /v1/cluster, no-worker errors). */
+  readonly join?: JoinInfo;
+}
+
+export interface JoinInfo {
+  /** e.g. HEARTH_TOKEN=<token> ./hearth worker --join nats://192.168.1.5:4222 --cluster default */
+  readonly command: string;
+  /** Why other devices cannot use it yet (NATS on loopback only), when that is so. */
+  readonly note: string | null;
+}
+
+/** Quotes a word for a POSIX shell only when it needs it, so the line stays copy-paste safe. */
+export function shellWord(s: string): string {
+  return /^[A-Za-z0-9_.,:/=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export interface Gateway {
@@ -78,6 +98,15 @@ export function guardProcess(log: Logger, count: () => void = () => undefined): 
   };
 }
 
+/** EADDRINUSE / EACCES from listen, as one line that says what to do. */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new HearthError('HEARTH_ERR_PORT_BUSY', [port, ` on ${host} (another program listens there)`, '--port N (or HEARTH_PORT; 0 picks a free one)']);
+  if (code === 'EACCES') return new HearthError('HEARTH_ERR_STARTUP', [`not allowed to listen on ${host}:${port} (ports below 1024 need root); use --port 8080 or another above 1023`]);
+  if (code === 'EADDRNOTAVAIL') return new HearthError('HEARTH_ERR_STARTUP', [`${host} is not an address of this machine; use --host 127.0.0.1 (or 0.0.0.0 for every interface)`]);
+  return e;
+}
+
 /** An address other devices can use to reach a server listening on `host`. */
 export function reachableHost(host: string): string {
   if (host !== '0.0.0.0' && host !== '::') return host;
@@ -89,7 +118,7 @@ export function reachableHost(host: string): string {
 
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const { cfg, log } = o;
-  const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext);
+  const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext, o.notice);
   const ckpt = openCheckpoint(o.modelDir);
   // Reserve KV for a couple of full-length sequences per stage; more sequences share what is left.
   const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: Math.min(model.contextLength * 2, 32_768) });
@@ -139,7 +168,12 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, token: o.token });
     },
   });
-  await app.listen({ host: cfg.server.host, port: cfg.server.port });
+  try {
+    await app.listen({ host: cfg.server.host, port: cfg.server.port });
+  } catch (e) {
+    await app.close().catch(() => undefined);
+    throw listenError(e, cfg.server.host, cfg.server.port);
+  }
   const addr = app.server.address();
   const port = addr !== null && typeof addr === 'object' ? addr.port : cfg.server.port;
   const publicHost = process.env['HEARTH_PUBLIC_HOST'] ?? reachableHost(cfg.server.host);
@@ -160,6 +194,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     quant: cfg.model.quant,
     log,
     nodeTimeoutMs: cfg.cluster.lostAfterMs,
+    expectWorkers: o.expectWorkers ?? false,
+    ...(o.join !== undefined ? { joinHint: o.join.command } : {}),
   });
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,
@@ -177,8 +213,12 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const snap = pipeline.clusterSnapshot();
     return {
       ...snap,
-      model: { id: model.id, family: config.family, numLayers: config.numLayers, quant: cfg.model.quant, contextLength: model.contextLength },
+      model: {
+        id: model.id, family: config.family, numLayers: config.numLayers, quant: cfg.model.quant, contextLength: model.contextLength,
+        ...(model.notice !== undefined ? { notice: model.notice } : {}),
+      },
       load: sched.load(),
+      join: o.join ?? null,
     };
   }
 

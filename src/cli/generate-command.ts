@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 import { randomUUID } from 'node:crypto';
 import { loadTokenizer } from '../tokenizer/index.ts';
 import { loadChatTemplate } from '../chat/template.ts';

@@ -1,5 +1,8 @@
 // The `hearth` command: dispatches `hearth <command> ...` to src/cli/<command>-command.ts.
 // Each command module exports `run(argv): Promise<number>` (the exit code) and `usage` (one line).
+// Every error is one line plus a hint (`hearth CMD --help`); a stack only with HEARTH_DEBUG=1.
+
+import { closest } from './flags.ts';
 
 const COMMANDS = {
   up: 'start NATS, the gateway and local workers on this machine',
@@ -30,7 +33,8 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (!(cmd in COMMANDS)) {
-    process.stderr.write(`hearth: unknown command "${cmd}"\n\n${help()}\n`);
+    const near = closest(cmd.replace(/^-+/, ''), Object.keys(COMMANDS));
+    process.stderr.write(`hearth: unknown command "${cmd}"${near === null ? '' : `; did you mean "${near}"?`} (hearth --help lists the commands)\n`);
     process.exitCode = 2;
     return;
   }
@@ -38,10 +42,17 @@ export async function main(argv: string[]): Promise<void> {
   try {
     process.exitCode = await mod.run(rest);
   } catch (e) {
-    // HearthErrors are written for people: print the message alone, no stack.
-    const err = e as Error & { code?: string };
-    const known = typeof err.code === 'string' && err.code.startsWith('HEARTH_ERR_');
-    process.stderr.write(`hearth ${cmd}: ${known ? err.message : (err.stack ?? String(e))}\n`);
-    process.exitCode = 1;
+    process.stderr.write(`hearth ${cmd}: ${oneLine(e, cmd)}\n`);
+    process.exitCode = (e as { code?: string }).code === 'HEARTH_ERR_USAGE' ? 2 : 1;
   }
+}
+
+/** HearthErrors are written for people: the message alone, with a hint where one helps. */
+function oneLine(e: unknown, cmd: string): string {
+  const err = e as Error & { code?: string };
+  if (process.env['HEARTH_DEBUG'] === '1') return err.stack ?? String(e);
+  const known = typeof err.code === 'string' && err.code.startsWith('HEARTH_ERR_');
+  const text = (err.message ?? String(e)).replace(/\s*\n\s*/g, ' ');
+  if (!known) return `${text} (HEARTH_DEBUG=1 shows where)`;
+  return err.code === 'HEARTH_ERR_USAGE' || err.code === 'HEARTH_ERR_CONFIG' ? `${text} (see hearth ${cmd} --help)` : text;
 }

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 import { generateCheckpoint, PRESETS } from '../model/index.ts';
 
 export const usage = `hearth make-model DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--dtype f32|f16|bf16] [--shards N]

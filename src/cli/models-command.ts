@@ -1,5 +1,5 @@
 // `hearth models`: list the checkpoints in the models dir (id, family, params, dtype, size).
-import { parseArgs } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 
 import { defaultModelsDir, formatBytes, formatParams, listLocalModels, MODELS_DIR_ENV } from '../hub/index.ts';
 

@@ -1,6 +1,6 @@
 // `hearth pull ORG/NAME`: download a checkpoint from the Hugging Face Hub (progress on stderr, the
 // folder path on stdout so scripts can do `hearth generate --model "$(hearth pull X)"`).
-import { parseArgs } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 
 import { createProgressBar, defaultModelsDir, DEFAULT_ENDPOINT, MODELS_DIR_ENV, pullModel } from '../hub/index.ts';
 

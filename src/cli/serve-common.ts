@@ -4,11 +4,12 @@
 import os from 'node:os';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 import { checkBindSafety, loadConfig, type HearthConfig } from '../config/index.ts';
 import { generateCheckpoint } from '../model/index.ts';
 import { createLogger, type Logger } from '../observability/index.ts';
-import { resolveModelDir } from './served-model.ts';
+import { resolveOrPullModel } from './served-model.ts';
 
 export const SERVE_OPTIONS = {
   config: { type: 'string' },
@@ -30,11 +31,21 @@ export interface Served {
   readonly log: Logger;
   readonly modelDir: string;
   readonly demo: boolean;
+  /** Shown with the model everywhere it is listed (status page, /v1/models). */
+  readonly notice?: string;
 }
+
+/** What the offline demo is, in the words the terminal, the status page and /v1/models use. */
+export const DEMO_NOTICE =
+  'Demo model: a tiny checkpoint with RANDOM weights, generated offline, so its text is random noise. ' +
+  'It is here to show the cluster working; serve a real model with --model ORG/NAME (e.g. Qwen/Qwen2.5-0.5B-Instruct).';
 
 /** Flags → loadConfig's flag object (only the ones given, so env and file still apply). */
 export function flagsFrom(values: Record<string, unknown>): Record<string, unknown> {
-  const map: Record<string, string> = { model: 'model', 'model-id': 'modelId', port: 'port', host: 'host', 'api-key': 'apiKeys', insecure: 'insecure', quant: 'quant', token: 'token', nats: 'natsUrl', 'log-level': 'logLevel', workers: 'workers', threads: 'threads' };
+  const map: Record<string, string> = {
+    model: 'model', 'model-id': 'modelId', port: 'port', host: 'host', 'api-key': 'apiKeys', insecure: 'insecure', quant: 'quant', token: 'token',
+    nats: 'natsUrl', 'nats-host': 'natsHost', 'nats-port': 'natsPort', provider: 'provider', 'log-level': 'logLevel', workers: 'workers', threads: 'threads',
+  };
   const flags: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(values)) {
     const key = map[k];
@@ -55,7 +66,15 @@ export async function prepareServe(values: Record<string, unknown>, name: string
   let modelDir: string;
   let demo = false;
   if (cfg.model.dir !== null) {
-    modelDir = resolveModelDir(cfg.model.dir);
+    // Ctrl-C during a first-model pull stops it cleanly (the next start resumes).
+    const ac = new AbortController();
+    const abort = (): void => ac.abort();
+    process.once('SIGINT', abort);
+    try {
+      modelDir = await resolveOrPullModel(cfg.model.dir, ac.signal);
+    } finally {
+      process.off('SIGINT', abort);
+    }
   } else {
     modelDir = demoModelDir();
     demo = true;
@@ -64,11 +83,11 @@ export async function prepareServe(values: Record<string, unknown>, name: string
     }
     process.stderr.write(
       `hearth: no --model given, so this serves a tiny RANDOM demo checkpoint generated offline at ${modelDir}.\n` +
-        `        It answers with nonsense; it is here to show the cluster working. For a real model:\n` +
-        `        hearth pull Qwen/Qwen2.5-0.5B-Instruct && npm start -- --model Qwen/Qwen2.5-0.5B-Instruct\n`,
+        `        It answers with nonsense; it is here to show the cluster working. For a real model (pulled on first use):\n` +
+        `        npm start -- --model Qwen/Qwen2.5-0.5B-Instruct\n`,
     );
   }
-  return { cfg, log, modelDir, demo };
+  return { cfg, log, modelDir, demo, ...(demo ? { notice: DEMO_NOTICE } : {}) };
 }
 
 /** Resolves on the first SIGINT/SIGTERM. */

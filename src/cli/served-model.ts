@@ -5,18 +5,48 @@ import { loadTokenizer } from '../tokenizer/index.ts';
 import { loadChatTemplate } from '../chat/template.ts';
 import { chatTemplateSource } from '../chat/template-source.ts';
 import type { ServedModel } from '../api/index.ts';
-import { resolveLocalModel } from '../hub/index.ts';
-import { HearthError } from '../errors/index.ts';
+import { existsSync } from 'node:fs';
+import { checkRepoId, createProgressBar, defaultModelsDir, pullModel, resolveLocalModel } from '../hub/index.ts';
+import { HearthError, isHearthError } from '../errors/index.ts';
+
+/** Hub ids look like ORG/NAME; anything else is a path (and never a reason to suggest a pull). */
+export function isHubId(arg: string): boolean {
+  try {
+    checkRepoId(arg);
+    return !existsSync(arg);
+  } catch {
+    return false;
+  }
+}
 
 /** `--model` may be a folder or an ORG/NAME pulled with `hearth pull`. */
 export function resolveModelDir(arg: string): string {
   const dir = resolveLocalModel(arg);
-  if (dir === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${arg} (not a folder with config.json, and not a model pulled with \`hearth pull ${arg}\`)`]);
-  return dir;
+  if (dir !== null) return dir;
+  if (isHubId(arg)) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${arg} (not pulled yet: hearth pull ${arg})`]);
+  throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${arg} (${existsSync(arg) ? 'that folder has no config.json' : 'no such folder'})`]);
+}
+
+/**
+ * Like `ollama run`: a local folder or pulled model as is; an ORG/NAME that is not here yet is
+ * pulled first (progress bar on stderr, resumable). Offline, the error says so and names the demo.
+ */
+export async function resolveOrPullModel(arg: string, signal?: AbortSignal): Promise<string> {
+  const dir = resolveLocalModel(arg);
+  if (dir !== null || !isHubId(arg)) return resolveModelDir(arg);
+  const modelsDir = defaultModelsDir();
+  process.stderr.write(`hearth: ${arg} is not here yet; pulling it from the Hugging Face Hub into ${modelsDir} (Ctrl-C stops; the next start resumes)\n`);
+  try {
+    const res = await pullModel({ id: arg, modelsDir, progress: createProgressBar(process.stderr), ...(signal !== undefined ? { signal } : {}) });
+    return res.dir;
+  } catch (e) {
+    const why = isHearthError(e) ? e.message : (e as Error).message;
+    throw new HearthError('HEARTH_ERR_PULL', [arg, `${why.replace(/^pull \S+: /, '')} (offline? without --model, hearth up serves a small offline demo model whose text is random)`]);
+  }
 }
 
 /** Everything the API needs to know about the model it serves. */
-export async function loadServedModel(dir: string, id: string | null, maxContext: number | null): Promise<{ model: ServedModel; config: ModelConfig }> {
+export async function loadServedModel(dir: string, id: string | null, maxContext: number | null, notice?: string): Promise<{ model: ServedModel; config: ModelConfig }> {
   const ckpt = openCheckpoint(dir);
   const config = ckpt.config;
   ckpt.close();
@@ -30,6 +60,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
     template,
     templateSource: chatTemplateSource(dir),
     created: Math.floor(Date.now() / 1000),
+    ...(notice !== undefined ? { notice } : {}),
   };
   return { model, config };
 }

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseFlags as parseArgs } from './flags.ts';
 
 export const usage = `hearth status [--url http://127.0.0.1:8080] [--api-key KEY] [--json]
 Shows the cluster of a running gateway: plan epoch, each node's layer range, memory, state, tokens/s.`;

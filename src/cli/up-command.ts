@@ -1,113 +1,218 @@
-// `hearth up`: everything on this machine in one command — a private nats-server on loopback
-// (auth on), the gateway, and N local worker processes — and the line another device runs to join.
+// `hearth up`: everything on this machine in one command — a private nats-server (auth on,
+// supervised), the gateway, and N local worker processes — and the line another device runs to join.
+// Whatever fails at start, what was started is stopped again and the error is one line.
 
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { MemoryHub, NatsBus, type Bus } from '../bus/index.ts';
 import { findNatsServerBinary, startNatsServer, type NatsServerHandle } from '../cluster/index.ts';
+import { isLoopbackHost } from '../config/index.ts';
+import { HearthError } from '../errors/index.ts';
+import { providerProblem } from '../runtime/provider-check.ts';
 import { WorkerNode, measureSpeed } from '../worker/index.ts';
-import { startGateway, reachableHost } from './gateway.ts';
+import { startGateway, reachableHost, shellWord, type JoinInfo } from './gateway.ts';
 import { SERVE_OPTIONS, parseArgs, prepareServe, untilSignal } from './serve-common.ts';
+import { natsRunDir, persistedToken, stateDir } from './state-dir.ts';
 
 export const usage = `hearth up [--model DIR|ORG/NAME] [--workers N] [--port P] [--host H] [--api-key KEY] [--quant int4]
-          [--nats-host 127.0.0.1|0.0.0.0] [--threads N] [--config FILE]
+          [--nats-host 127.0.0.1|0.0.0.0] [--nats-port P] [--provider cpu|cuda] [--threads N] [--config FILE]
 Starts a private nats-server (auth on), the gateway (OpenAI API on --port, default 8080) and N local
-workers, and prints the command other devices run to join. Without --model it serves a small random
-demo checkpoint generated offline. Without a nats-server binary it runs everything in this process.`;
+workers, and prints the command other devices run to join. --model ORG/NAME that is not here yet is
+pulled from the Hugging Face Hub first. Without --model it serves a small random demo checkpoint
+generated offline. Without a nats-server binary it runs everything in this process. The generated
+cluster token is kept in ${stateDir()}/cluster-token, so with a fixed --nats-port the join line
+stays valid across restarts.`;
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
+/** What a person runs from a hearth checkout (the npm name `hearth` is someone else's package). */
+const SELF = './hearth';
+
+/** Things started so far, stopped in reverse order: on shutdown, and when start-up fails. */
+class Started {
+  private readonly stops: { what: string; stop: () => Promise<void> }[] = [];
+  add(what: string, stop: () => Promise<void>): void {
+    this.stops.push({ what, stop });
+  }
+  async stopAll(log: { warn(o: object, m?: string): void }): Promise<void> {
+    for (const s of this.stops.reverse()) {
+      await s.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, `stopping ${s.what} failed`));
+    }
+    this.stops.length = 0;
+  }
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...SERVE_OPTIONS, workers: { type: 'string' }, threads: { type: 'string' }, 'nats-host': { type: 'string', default: '127.0.0.1' } },
+    options: { ...SERVE_OPTIONS, workers: { type: 'string' }, threads: { type: 'string' }, 'nats-host': { type: 'string' }, 'nats-port': { type: 'string' }, provider: { type: 'string' } },
   });
   if (values.help === true) {
     process.stdout.write(usage + '\n');
     return 0;
   }
-  const { cfg, log, modelDir } = await prepareServe(values, 'hearth-up');
-  const token = cfg.cluster.token ?? randomBytes(24).toString('hex');
+  const { cfg, log, modelDir, demo, notice } = await prepareServe(values, 'hearth-up');
   const nWorkers = cfg.cluster.workers;
-  // Local workers share this machine's cores.
-  const threads = cfg.worker.threads ?? Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, nWorkers)));
+  const provider = cfg.worker.provider;
+  // Checked once here: every local worker would fail the same way.
+  const problem = nWorkers > 0 ? await providerProblem(provider) : null;
+  if (problem !== null) throw new HearthError('HEARTH_ERR_PROVIDER', [provider, problem]);
+  const natsHost = cfg.cluster.natsHost;
+  const natsPort = cfg.cluster.natsPort;
 
-  let nats: NatsServerHandle | null = null;
   let natsUrl = cfg.cluster.natsUrl;
-  let bus: Bus;
-  let hub: MemoryHub | null = null;
+  let binary: string | null = null;
   if (natsUrl === null) {
-    const binary = findNatsServerBinary();
-    if (binary !== null) {
-      // JetStream on: stored Responses (previous_response_id) live in its KV.
-      nats = await startNatsServer({ token, host: values['nats-host'], binary, jetstream: true });
-      natsUrl = nats.url;
-    } else {
+    binary = findNatsServerBinary();
+    // Other devices can only ever join through a nats-server: never fall back silently then.
+    if (binary === null && (!isLoopbackHost(natsHost) || natsPort !== 0)) {
+      throw new HearthError('HEARTH_ERR_STARTUP', [
+        `--nats-host ${natsHost}${natsPort !== 0 ? ` --nats-port ${natsPort}` : ''} is there to let other devices join, but there is no nats-server to listen for them ` +
+          `(${noBinaryReason()}): install it (sudo apt-get install nats-server, or set HEARTH_NATS_SERVER=/path/to/nats-server), or leave out --nats-host/--nats-port to run everything in this one process`,
+      ]);
+    }
+  }
+  const token = cfg.cluster.token ?? (natsUrl === null && binary === null ? 'in-process' : persistedToken().token);
+
+  // Listening from here on: a Ctrl-C while things start lets them finish starting, then stops
+  // them all in order (Node's default would exit at once, leaving the nats-server behind).
+  const signalled = untilSignal();
+  const started = new Started();
+  let stopping = false;
+  try {
+    let nats: NatsServerHandle | null = null;
+    let bus: Bus;
+    let hub: MemoryHub | null = null;
+    if (natsUrl === null && binary !== null) {
+      try {
+        // JetStream on: stored Responses (previous_response_id) live in its KV.
+        nats = await startNatsServer({ token, host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
+      } catch (e) {
+        if (natsPort !== 0 && /address already in use/i.test((e as Error).message)) {
+          throw new HearthError('HEARTH_ERR_PORT_BUSY', [natsPort, ' (NATS)', '--nats-port N (or HEARTH_NATS_PORT; 0 picks a free one)']);
+        }
+        throw e;
+      }
+      const n = nats;
+      started.add('nats-server', () => n.stop());
+      natsUrl = n.url;
+    } else if (natsUrl === null) {
       process.stderr.write('hearth up: no nats-server binary found (apt install nats-server, or set HEARTH_NATS_SERVER);\n' +
         '           running the bus in this process instead: same contract, but no other device can join.\n');
     }
-  }
-  if (natsUrl !== null) {
-    bus = await NatsBus.connect({ servers: natsUrl, token, name: 'hearth-gateway', log });
-  } else {
-    hub = new MemoryHub();
-    bus = hub.bus(log);
-  }
-
-  const gateway = await startGateway({ cfg, modelDir, bus, token, log });
-
-  // Local workers share this machine: give them equal shares of memory and one speed figure
-  // (probes run side by side are noisy and would skew the plan between identical workers).
-  const speed = measureSpeed();
-  const memShare = cfg.worker.memoryBytes ?? Math.floor((os.freemem() * 0.75) / Math.max(1, nWorkers));
-  let stopping = false;
-  const children: ChildProcess[] = [];
-  const inProcess: WorkerNode[] = [];
-  const workerBuses: Bus[] = [];
-  for (let i = 0; i < nWorkers; i++) {
-    const name = `${os.hostname()}-${i + 1}`;
-    if (hub !== null) {
-      const wb = hub.bus(log);
-      workerBuses.push(wb);
-      const node = new WorkerNode({ bus: wb, cluster: cfg.cluster.name, name, memory: memShare, threads, speed, modelDir, cacheDir: cfg.worker.cacheDir ?? path.join(os.homedir(), '.cache', 'hearth', 'stages'), log });
-      node.start();
-      inProcess.push(node);
-      continue;
+    if (natsUrl !== null) {
+      const b = await NatsBus.connect({ servers: natsUrl, token, name: 'hearth-gateway', log });
+      started.add('bus', () => b.close());
+      bus = b;
+    } else {
+      hub = new MemoryHub();
+      bus = hub.bus(log);
     }
-    // `--token=T`: a token may start with '-' (user-chosen), which parseArgs would take for a flag.
-    const args = [BIN, 'worker', '--join', natsUrl!, `--token=${token}`, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, '--threads', String(threads)];
-    args.push('--memory', String(memShare), '--speed', String(speed));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, HEARTH_LOG_LEVEL: cfg.logging.level, HEARTH_PARENT_PID: String(process.pid) } });
-    child.on('exit', (code, sig) => { if (!stopping) log.warn({ worker: name, code, sig }, 'local worker exited'); });
-    children.push(child);
+
+    const join = nats !== null ? joinInfo(token, natsHost, nats.port, cfg.cluster.name) : null;
+    const gateway = await startGateway({
+      cfg, modelDir, bus, token, log, expectWorkers: nWorkers > 0,
+      ...(notice !== undefined ? { notice } : {}),
+      ...(join !== null ? { join: { command: join.command.replace(shellWord(token), '<token>'), note: join.note } } : {}),
+    });
+    const children: ChildProcess[] = [];
+    const inProcess: (() => Promise<void>)[] = [];
+    // The gateway drains first (running streams finish), and only then do the workers leave:
+    // one entry, so the order holds on shutdown and after a failed start alike.
+    started.add('gateway and local workers', async () => {
+      await gateway.close();
+      await stopChildren(children);
+      for (const stop of inProcess) await stop();
+    });
+
+    // Local workers share this machine: cores, equal shares of memory and one speed figure
+    // (probes run side by side are noisy and would skew the plan between identical workers).
+    const threads = cfg.worker.threads ?? Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, nWorkers)));
+    const speed = nWorkers > 0 ? measureSpeed() : 0;
+    const memShare = cfg.worker.memoryBytes ?? Math.floor((os.freemem() * 0.75) / Math.max(1, nWorkers));
+    const cacheDir = cfg.worker.cacheDir ?? path.join(os.homedir(), '.cache', 'hearth', 'stages');
+    const pretty = cfg.logging.pretty === 'auto' ? process.stdout.isTTY === true : cfg.logging.pretty;
+    for (let i = 0; i < nWorkers; i++) {
+      const name = `${os.hostname()}-${i + 1}`;
+      if (hub !== null) {
+        const wb = hub.bus(log);
+        const node = new WorkerNode({ bus: wb, cluster: cfg.cluster.name, name, memory: memShare, threads, speed, modelDir, cacheDir, provider, log });
+        node.start();
+        inProcess.push(async () => { await node.close(); await wb.close(); });
+        continue;
+      }
+      // The token travels in the environment, not argv: `ps` and /proc/PID/cmdline show a command
+      // line to every user of the machine; /proc/PID/environ only to this user.
+      const args = [BIN, 'worker', '--join', natsUrl!, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir,
+        '--threads', String(threads), '--memory', String(memShare), '--speed', String(speed), '--cache', cacheDir];
+      const child = spawn(process.execPath, args, {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        // Own process group: Ctrl-C in a terminal signals the whole foreground group, and the
+        // workers must outlive the gateway's drain. We stop them after it; they also leave by
+        // themselves when this process dies (HEARTH_PARENT_PID).
+        detached: true,
+        env: {
+          ...process.env,
+          HEARTH_TOKEN: token,
+          HEARTH_PROVIDER: provider,
+          HEARTH_LOG_LEVEL: cfg.logging.level,
+          HEARTH_LOG_PRETTY: String(pretty),
+          HEARTH_PARENT_PID: String(process.pid),
+        },
+      });
+      child.on('exit', (code, sig) => { if (!stopping) log.warn({ worker: name, code, sig }, 'local worker exited'); });
+      children.push(child);
+    }
+
+    process.stdout.write(banner(gateway.origin, path.basename(modelDir), nWorkers, hub !== null, demo, provider, join, cfg.cluster.token === null && nats !== null));
+
+    const sig = await signalled;
+    stopping = true;
+    log.info({ sig }, 'shutting down: draining streams, then the workers leave');
+    await started.stopAll(log);
+    return 0;
+  } catch (e) {
+    stopping = true;
+    await started.stopAll(log);
+    throw e;
   }
+}
 
-  const joinHost = values['nats-host'] === '127.0.0.1' ? '<this machine\'s LAN address>' : reachableHost(values['nats-host']);
-  const natsPort = nats?.port;
-  process.stdout.write(
-    `hearth is up: OpenAI API at ${gateway.origin}/v1  (status page ${gateway.origin}/ , docs ${gateway.origin}/docs)\n` +
-      `  model ${path.basename(modelDir)} on ${nWorkers} local worker(s)${hub !== null ? ' (in-process bus)' : ''}\n` +
-      (natsPort !== undefined
-        ? `  another device joins with:\n    npx hearth worker --join nats://${joinHost}:${natsPort} --token ${token} --cluster ${cfg.cluster.name}\n` +
-          (values['nats-host'] === '127.0.0.1' ? `  (NATS listens on loopback only; restart with --nats-host 0.0.0.0 to let other devices in — auth stays on)\n` : '')
-        : ''),
-  );
+function noBinaryReason(): string {
+  const env = process.env['HEARTH_NATS_SERVER'];
+  return env !== undefined && env !== '' ? `HEARTH_NATS_SERVER=${env} is not an executable file` : 'none on PATH, nor in /usr/sbin, /usr/local/bin or /usr/bin';
+}
 
-  const sig = await untilSignal();
-  stopping = true;
-  log.info({ sig }, 'shutting down: draining streams, workers leave the plan');
-  await gateway.close();
-  for (const c of children) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise<void>((r) => {
+/** The line another device runs (from its hearth checkout), with the real address and port. */
+function joinInfo(token: string, natsHost: string, port: number, cluster: string): JoinInfo {
+  const loopback = isLoopbackHost(natsHost);
+  const host = loopback ? '127.0.0.1' : reachableHost(natsHost);
+  const hostForUrl = host.includes(':') ? `[${host}]` : host;
+  return {
+    command: `HEARTH_TOKEN=${shellWord(token)} ${SELF} worker --join nats://${hostForUrl}:${port} --cluster ${shellWord(cluster)}`,
+    note: loopback ? 'NATS listens on this machine only (127.0.0.1): that line works here; to let other devices join, restart with --nats-host 0.0.0.0 (token auth stays on) and, to keep the line valid across restarts, --nats-port 4222' : null,
+  };
+}
+
+function banner(origin: string, model: string, nWorkers: number, inProcess: boolean, demo: boolean, provider: string, join: JoinInfo | null, tokenKept: boolean): string {
+  const lines = [
+    `hearth is up: OpenAI API at ${origin}/v1  (status page ${origin}/ , docs ${origin}/docs)`,
+    `  model ${model}${demo ? ' (DEMO: random weights, its text is noise)' : ''} on ${nWorkers} local worker(s), provider ${provider}${inProcess ? ' (in-process bus)' : ''}`,
+  ];
+  if (join !== null) {
+    lines.push(`  ${join.note === null ? 'another device joins with' : 'another worker joins with'} (run it in a hearth checkout):`, `    ${join.command}`);
+    if (join.note !== null) lines.push(`  (${join.note})`);
+    if (tokenKept) lines.push(`  (the token is kept in ${path.join(stateDir(), 'cluster-token')}; delete that file for a new one)`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function stopChildren(children: readonly ChildProcess[]): Promise<void> {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => {
     const t = setTimeout(() => { c.kill('SIGKILL'); r(); }, 5000);
     c.once('exit', () => { clearTimeout(t); r(); });
   }))));
-  for (const n of inProcess) await n.close();
-  for (const b of workerBuses) await b.close();
-  await bus.close();
-  await nats?.stop();
-  return 0;
 }
+

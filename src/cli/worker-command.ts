@@ -1,18 +1,24 @@
 // `hearth worker`: join a cluster over NATS and serve the layer range the gateway assigns.
 
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { parseFlags as parseArgs } from './flags.ts';
 import { NatsBus } from '../bus/index.ts';
-import { isHearthError } from '../errors/index.ts';
+import { loadConfig } from '../config/index.ts';
+import { HearthError, isHearthError } from '../errors/index.ts';
+import { createLogger } from '../observability/index.ts';
+import { providerProblem } from '../runtime/provider-check.ts';
 import { WorkerNode, measureSpeed } from '../worker/index.ts';
 
-export const usage = `hearth worker --join nats://HOST:PORT --token T [--name N] [--memory BYTES] [--threads N]
-              [--model DIR] [--cache DIR] [--cluster NAME] [--speed GFLOPS] [--hop-delay-ms MS]
-              [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
+export const usage = `HEARTH_TOKEN=T hearth worker --join nats://HOST:PORT [--cluster NAME] [--name N] [--memory BYTES]
+              [--threads N] [--provider cpu|cuda] [--model DIR] [--cache DIR] [--speed GFLOPS]
+              [--token-file FILE] [--hop-delay-ms MS] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
 Joins a cluster and runs the range of the model's layers the gateway assigns to this device.
-Without --model the worker fetches only its own layers from the gateway (cached in --cache).`;
+The cluster token comes from HEARTH_TOKEN or --token-file (--token T works too, but every user
+of this machine can read a command line with ps). Without --model the worker fetches only its
+own layers from the gateway (cached in --cache).`;
 
 function parseBytes(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
@@ -26,7 +32,9 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       join: { type: 'string', default: process.env['HEARTH_JOIN'] ?? '' },
-      token: { type: 'string', default: process.env['HEARTH_TOKEN'] ?? '' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      provider: { type: 'string' },
       name: { type: 'string', default: os.hostname() },
       memory: { type: 'string' },
       threads: { type: 'string' },
@@ -39,7 +47,7 @@ export async function run(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'nkey-seed': { type: 'string', default: process.env['HEARTH_NKEY_SEED'] ?? '' },
-      'log-level': { type: 'string', default: process.env['HEARTH_LOG_LEVEL'] ?? 'info' },
+      'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,7 +59,24 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`hearth worker: --join nats://HOST:PORT is required\n${usage}\n`);
     return 2;
   }
-  const log = pino({ name: 'hearth-worker', level: values['log-level'] }, pino.destination(2));
+  // The same logging settings (and so the same look in a terminal) as the gateway of `hearth up`.
+  const cfg = loadConfig({ env: process.env, flags: { logLevel: values['log-level'], provider: values.provider } });
+  const log = createLogger(cfg.logging, { name: 'hearth-worker', destination: pino.destination(2), isTTY: process.stderr.isTTY === true });
+  let token = process.env['HEARTH_TOKEN'] ?? '';
+  if (values['token-file'] !== undefined) {
+    try {
+      token = readFileSync(values['token-file'], 'utf8').trim();
+    } catch (e) {
+      throw new HearthError('HEARTH_ERR_USAGE', [`--token-file: cannot read ${values['token-file']} (${(e as Error).message})`]);
+    }
+  }
+  if (values.token !== undefined) {
+    token = values.token;
+    log.warn('--token on the command line is readable by every user of this machine (ps); prefer HEARTH_TOKEN=T in the environment or --token-file FILE');
+  }
+  const provider = cfg.worker.provider;
+  const problem = await providerProblem(provider);
+  if (problem !== null) throw new HearthError('HEARTH_ERR_PROVIDER', [provider, problem]);
   const threads = values.threads !== undefined ? Number(values.threads) : Math.max(1, os.availableParallelism());
   // Default budget: most of what is free now, leaving room for the OS and other programs.
   const memory = values.memory !== undefined ? parseBytes(values.memory) : Math.floor(os.freemem() * 0.75);
@@ -65,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     bus = await NatsBus.connect({
       servers: values.join, name: `hearth-worker ${values.name}`, log,
-      ...(values.token !== '' ? { token: values.token } : {}),
+      ...(token !== '' ? { token } : {}),
       ...(values['nkey-seed'] !== '' ? { nkeySeed: values['nkey-seed'] } : {}),
       ...(tls !== undefined ? { tls } : {}),
     });
@@ -75,10 +100,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const node = new WorkerNode({
     bus, cluster: values.cluster, name: values.name, memory, threads, speed,
-    modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, log,
+    modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, provider, log,
   });
   node.start();
-  log.info({ id: node.id, join: values.join, memory, threads, speed }, 'worker joined the bus; waiting for an assignment');
+  log.info({ id: node.id, join: values.join, cluster: values.cluster, memory, threads, speed, provider }, `worker joined the bus (provider ${provider}); waiting for an assignment`);
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => { log.info({ sig }, 'leaving the cluster'); resolve(); };

@@ -37,6 +37,10 @@ export interface ClusterPipelineOptions {
   readonly hopDelayMs?: number;
   readonly nodeTimeoutMs?: number;
   readonly settleMs?: number;
+  /** Workers are on their way (default true); false = with no worker ever joined, fail at once. */
+  readonly expectWorkers?: boolean;
+  /** How a worker joins, for the "no worker" message. */
+  readonly joinHint?: string;
 }
 
 export interface ClusterPipeline extends Pipeline {
@@ -107,6 +111,8 @@ class BusPipeline implements ClusterPipeline {
       ...(opts.log !== undefined ? { log: opts.log } : {}),
       ...(opts.nodeTimeoutMs !== undefined ? { nodeTimeoutMs: opts.nodeTimeoutMs } : {}),
       ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
+      expectWorkers: opts.expectWorkers ?? true,
+      ...(opts.joinHint !== undefined ? { joinHint: opts.joinHint } : {}),
     });
     this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
     this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));

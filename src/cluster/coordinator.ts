@@ -25,6 +25,12 @@ export interface CoordinatorOptions {
   readonly settleMs?: number;
   /** Lost nodes stay visible in the snapshot this long (default 60 s). */
   readonly forgetLostMs?: number;
+  /** Workers are on their way (`hearth up` started local ones): until one has joined, requests
+   *  wait for them. false (default) = nobody is coming by themselves: with no worker ever joined,
+   *  requests fail at once with the join hint. */
+  readonly expectWorkers?: boolean;
+  /** How a worker joins (the command line, token elided), for "no worker" messages. */
+  readonly joinHint?: string;
 }
 
 export interface LivePlan {
@@ -39,7 +45,14 @@ export interface NodeSnapshot {
   readonly state: MemberState;
   /** [start, end) layer range of its stage; null when the node holds none. */
   readonly range: readonly [number, number] | null;
-  readonly memory: { readonly total: number; readonly free: number; readonly kvBytes: number };
+  /** Bytes, all within what the node offered: free = offered − weights − KV. `total` = offered
+   *  (kept for older readers); host* are the device's own figures, for context. */
+  readonly memory: {
+    readonly offered: number; readonly weights: number; readonly kvBytes: number; readonly free: number;
+    readonly total: number; readonly hostFree: number; readonly hostTotal: number | null;
+  };
+  /** onnxruntime execution provider ('cpu' | 'cuda'; 'unknown' from older nodes). */
+  readonly provider: string;
   readonly threads: number;
   readonly speed: number;
   readonly lastSeenMs: number;
@@ -63,6 +76,7 @@ interface Member {
   /** When a message from it last arrived (lastSeen is also reset on our own reconnect). */
   heardAt: number;
   kvBytes: number;
+  weightBytes: number;
   freeMemory: number;
   tokS: number;
   /** Epoch the node last reported holding. */
@@ -81,7 +95,7 @@ export class Coordinator {
   private readonly members = new Map<string, Member>();
   private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string> } | null = null;
   private epochNo = 0;
-  private noPlan: string | null = 'no worker has joined yet';
+  private noPlan: string | null;
   /** Since when nothing can serve (Date.now()); null while a plan exists. */
   private noPlanAt: number | null = Date.now();
   private readonly listeners = new Set<PlanListener>();
@@ -93,11 +107,13 @@ export class Coordinator {
   private connected = true;
   private reconnectedAt = 0;
   private readonly droppedFrom = new Set<string>();
+  private everJoined = false;
 
   constructor(opts: CoordinatorOptions) {
     this.opts = opts;
     this.bus = opts.bus;
     this.log = opts.log ?? SILENT_LOG;
+    this.noPlan = this.noWorkerText();
   }
 
   start(): void {
@@ -157,8 +173,9 @@ export class Coordinator {
   /** How long nothing has been able to serve (ms), with no join pending; null otherwise. */
   noPlanForMs(): number | null {
     if (this.noPlan === null || this.noPlanAt === null || this.settle !== null) return null;
-    // A gateway that has never had a worker is starting up, not failing: let requests wait.
-    if (this.epochNo === 0 && this.candidates().length === 0) return null;
+    // A gateway whose local workers are still starting is not failing: let requests wait. With
+    // nobody on the way, waiting helps no one: say at once how a worker joins.
+    if (this.epochNo === 0 && this.candidates().length === 0 && this.opts.expectWorkers === true && !this.everJoined) return null;
     return Date.now() - this.noPlanAt;
   }
 
@@ -184,7 +201,16 @@ export class Coordinator {
         name: m.info.name,
         state: m.state,
         range: rangeOf.get(m.info.id) ?? null,
-        memory: { total: m.info.memory, free: m.freeMemory, kvBytes: m.kvBytes },
+        memory: {
+          offered: m.info.memory,
+          weights: m.weightBytes,
+          kvBytes: m.kvBytes,
+          free: Math.max(0, m.info.memory - m.weightBytes - m.kvBytes),
+          total: m.info.memory,
+          hostFree: m.freeMemory,
+          hostTotal: m.info.totalMemory ?? null,
+        },
+        provider: m.info.provider ?? 'unknown',
         threads: m.info.threads,
         speed: m.info.speed,
         lastSeenMs: now - m.lastSeen,
@@ -220,8 +246,9 @@ export class Coordinator {
       known.heardAt = now;
       return;
     }
-    this.log.info({ node: m.id, name: m.name, memory: m.memory, threads: m.threads, speed: m.speed, rejoin: known !== undefined }, 'worker joined');
-    this.members.set(m.id, { info: m, state: 'joining', lastSeen: now, heardAt: now, kvBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0 });
+    this.log.info({ node: m.id, name: m.name, memory: m.memory, threads: m.threads, speed: m.speed, provider: m.provider, rejoin: known !== undefined }, 'worker joined');
+    this.everJoined = true;
+    this.members.set(m.id, { info: m, state: 'joining', lastSeen: now, heardAt: now, kvBytes: 0, weightBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0 });
     this.scheduleReplan(`join ${m.name}`);
   }
 
@@ -234,6 +261,7 @@ export class Coordinator {
     mem.lastSeen = Date.now();
     mem.heardAt = mem.lastSeen;
     mem.kvBytes = m.kvBytes;
+    mem.weightBytes = m.weightBytes ?? 0;
     mem.freeMemory = m.freeMemory;
     mem.tokS = m.tokS;
     mem.heldEpoch = m.epoch;
@@ -342,7 +370,7 @@ export class Coordinator {
       return;
     }
     if (stages === null) {
-      this.noPlan = explainNoPlan(this.opts.cost, nodes);
+      this.noPlan = nodes.length === 0 ? this.noWorkerText() : explainNoPlan(this.opts.cost, nodes);
       if (cur === null) { this.emit(reason); return; } // still no plan: nothing in flight to invalidate
       this.noPlanAt = Date.now();
       this.epochNo++;
@@ -362,6 +390,12 @@ export class Coordinator {
     }
     this.publishPlan();
     this.emit(reason);
+  }
+
+  /** No candidate at all: whether one ever joined, and how one joins (names no departed node). */
+  private noWorkerText(): string {
+    const how = this.opts.joinHint !== undefined ? `start one: ${this.opts.joinHint}` : 'start one with `hearth worker --join nats://HOST:PORT`';
+    return `${this.everJoined ? 'no worker is connected now (every worker has left or was lost)' : 'no worker has joined yet'}; ${how}`;
   }
 
   private assign(mem: Member, epoch: number, stages: readonly PlanStage[]): void {

@@ -1,12 +1,16 @@
 // Starts a private nats-server for `hearth up` and for tests: loopback only, auth on, on a free
 // port chosen by the server itself (`port: -1`) and read back from its ports file — no
 // find-a-free-port race. Follows nats.js's own test launcher (nst/src/launcher.ts).
+// With `supervise`, a server that dies is started again on the same port with the same config
+// (clients reconnect by themselves: nats.js retries forever, see src/bus/nats-bus.ts), and each
+// restart is logged. Its folder (0600 config with the token) is removed on stop and at exit.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SILENT_LOG, type Log } from '../bus/types.ts';
 import { HearthError } from '../errors/index.ts';
 
 export interface NatsServerOptions {
@@ -21,22 +25,39 @@ export interface NatsServerOptions {
   readonly binary?: string;
   /** Largest message the server accepts (bytes; nats default 1 MB). */
   readonly maxPayload?: number;
+  /** Folder for the config and ports file (created 0700, removed on stop). Default: a new folder
+   *  under the OS temp dir. `hearth up` keeps it in the user's state dir instead. */
+  readonly dir?: string;
+  /** Restart the server (same port, same config) whenever it exits unexpectedly. */
+  readonly supervise?: boolean;
+  /** Run it in its own process group (and session), so a terminal's Ctrl-C reaches only us and
+   *  the bus stays up while we drain. Its pid is kept in DIR/nats.pid: if we are SIGKILLed, the
+   *  next start finds it there (see src/cli/state-dir.ts). */
+  readonly detached?: boolean;
+  /** Where restarts are reported. */
+  readonly log?: Log;
 }
 
 export interface NatsServerHandle {
   readonly url: string;
   readonly port: number;
+  /** Pid of the running server (changes when a supervised server is restarted). */
   readonly pid: number;
+  /** How many times a supervised server was restarted. */
+  readonly restarts: number;
   stop(): Promise<void>;
 }
 
 const CANDIDATES = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'];
 
-/** HEARTH_NATS_SERVER, then PATH, then the usual install places; null when there is none. */
+/**
+ * HEARTH_NATS_SERVER when set (only it: an explicit choice is never second-guessed), else PATH,
+ * then the usual install places; null when there is none.
+ */
 export function findNatsServerBinary(): string | null {
   const env = process.env['HEARTH_NATS_SERVER'];
   const dirs = (process.env['PATH'] ?? '').split(path.delimiter).filter((d) => d !== '');
-  const all = [...(env !== undefined && env !== '' ? [env] : []), ...dirs.map((d) => path.join(d, 'nats-server')), ...CANDIDATES];
+  const all = env !== undefined && env !== '' ? [env] : [...dirs.map((d) => path.join(d, 'nats-server')), ...CANDIDATES];
   for (const p of all) {
     try {
       accessSync(p, constants.X_OK);
@@ -46,54 +67,125 @@ export function findNatsServerBinary(): string | null {
   return null;
 }
 
-// Servers we started: killed if this process exits without stopping them (a failed test run
-// must not leave nats-servers behind).
+// Servers we started and their folders: killed and removed if this process exits without
+// stopping them (a failed test run or a crashed `hearth up` must not leave them behind).
 const live = new Set<ChildProcess>();
-process.once('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+const dirs = new Set<string>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function configText(o: NatsServerOptions, host: string, port: number, dir: string): string {
+  return [
+    `listen: "${host}:${port > 0 ? port : -1}"`,
+    `ports_file_dir: ${JSON.stringify(dir)}`,
+    `authorization { token: ${JSON.stringify(o.token)} }`,
+    ...(o.maxPayload !== undefined ? [`max_payload: ${o.maxPayload}`] : []),
+    ...(o.jetstream === true ? [`jetstream { store_dir: ${JSON.stringify(o.storeDir ?? path.join(dir, 'js'))} }`] : []),
+  ].join('\n') + '\n';
+}
+
+interface Proc {
+  readonly child: ChildProcess;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: boolean;
+  stderr: string;
+}
+
+function spawnServer(binary: string, confFile: string, detached: boolean): Proc {
+  const child = spawn(binary, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'], detached });
+  live.add(child);
+  if (detached && child.pid !== undefined) writeFileSync(path.join(path.dirname(confFile), 'nats.pid'), `${child.pid}\n`, { mode: 0o600 });
+  const p: Proc = {
+    child,
+    exited: false,
+    stderr: '',
+    exit: new Promise((resolve) => child.once('exit', (code, signal) => { p.exited = true; live.delete(child); resolve({ code, signal }); })),
+  };
+  child.once('error', () => undefined); // reported through 'exit'
+  child.stderr?.on('data', (d: Buffer) => { if (p.stderr.length < 8000) p.stderr += d.toString(); });
+  return p;
+}
 
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {
   const binary = opts.binary ?? findNatsServerBinary();
   if (binary === null) throw new HearthError('HEARTH_ERR_NATS_SERVER', ['no nats-server binary found (install it, e.g. apt-get install nats-server, or set HEARTH_NATS_SERVER)']);
-  const dir = mkdtempSync(path.join(tmpdir(), 'hearth-nats-'));
+  let dir: string;
+  if (opts.dir !== undefined) {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    dir = opts.dir;
+  } else {
+    dir = mkdtempSync(path.join(tmpdir(), 'hearth-nats-'));
+  }
+  dirs.add(dir);
+  const log = opts.log ?? SILENT_LOG;
   const host = opts.host ?? '127.0.0.1';
+  const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host;
   // The token goes in a 0600 config file, not argv, where `ps` would show it to every user.
-  const conf = [
-    `listen: "${host}:${opts.port !== undefined && opts.port > 0 ? opts.port : -1}"`,
-    `ports_file_dir: ${JSON.stringify(dir)}`,
-    `authorization { token: ${JSON.stringify(opts.token)} }`,
-    ...(opts.maxPayload !== undefined ? [`max_payload: ${opts.maxPayload}`] : []),
-    ...(opts.jetstream === true ? [`jetstream { store_dir: ${JSON.stringify(opts.storeDir ?? path.join(dir, 'js'))} }`] : []),
-  ].join('\n');
   const confFile = path.join(dir, 'nats.conf');
-  writeFileSync(confFile, conf + '\n', { mode: 0o600 });
+  writeFileSync(confFile, configText(opts, host, opts.port ?? 0, dir), { mode: 0o600 });
 
-  const child = spawn(binary, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  live.add(child);
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => { if (stderr.length < 8000) stderr += d.toString(); });
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; live.delete(child); resolve(); }));
-
-  const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  let proc = spawnServer(binary, confFile, opts.detached === true);
+  let stopping = false;
+  let restarts = 0;
+  let port = 0;
+  const cleanup = (): void => { rmSync(dir, { recursive: true, force: true }); dirs.delete(dir); };
   const stop = async (): Promise<void> => {
-    if (!exited) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exit;
+    stopping = true;
+    if (!proc.exited) {
+      proc.child.kill('SIGTERM');
+      const t = setTimeout(() => proc.child.kill('SIGKILL'), 3000);
+      await proc.exit;
       clearTimeout(t);
     }
     cleanup();
   };
 
+  /** Restarts until one comes up (the port may be held for a moment by the dying process). */
+  const supervise = (p: Proc): void => {
+    void p.exit.then(async ({ code, signal }) => {
+      if (stopping) return;
+      log.warn({ code, signal, port, stderr: p.stderr.trim().split('\n').slice(-2).join(' | ') }, 'nats-server exited unexpectedly; restarting it on the same port with the same config');
+      for (let attempt = 1; !stopping; attempt++) {
+        for (const f of readdirSync(dir)) if (f.endsWith('.ports')) unlinkSync(path.join(dir, f));
+        const next = spawnServer(binary, confFile, opts.detached === true);
+        proc = next;
+        try {
+          await waitForPort(dir, () => next.exited, () => next.stderr);
+          await probe(urlHost, port);
+          restarts++;
+          log.warn({ port, pid: next.child.pid, restarts }, 'nats-server restarted; clients reconnect by themselves');
+          supervise(next);
+          return;
+        } catch (e) {
+          if (!next.exited) next.child.kill('SIGKILL');
+          await next.exit;
+          if (stopping) return;
+          log.error({ attempt, err: (e as Error).message }, 'nats-server did not come back; trying again');
+          await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)));
+        }
+      }
+    });
+  };
+
   try {
-    const port = await waitForPort(dir, () => exited, () => stderr);
-    await probe(host === '0.0.0.0' ? '127.0.0.1' : host, port);
-    const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host;
-    return { url: `nats://${urlHost}:${port}`, port, pid: child.pid ?? -1, stop };
+    port = await waitForPort(dir, () => proc.exited, () => proc.stderr);
+    await probe(urlHost, port);
   } catch (e) {
     await stop();
     throw e;
   }
+  // From now on the port is fixed: a restart must come back where the clients look for it.
+  writeFileSync(confFile, configText(opts, host, port, dir), { mode: 0o600 });
+  if (opts.supervise === true) supervise(proc);
+  return {
+    url: `nats://${urlHost}:${port}`,
+    port,
+    get pid() { return proc.child.pid ?? -1; },
+    get restarts() { return restarts; },
+    stop,
+  };
 }
 
 async function waitForPort(dir: string, exited: () => boolean, stderr: () => string): Promise<number> {

@@ -4,6 +4,9 @@
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const PROVIDERS = ['cpu', 'cuda'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
 export const QUANT_MODES = ['none', 'int4'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 
@@ -37,6 +40,10 @@ export interface ClusterSection {
   name: string;
   /** null = `hearth up` starts a private nats-server. */
   natsUrl: string | null;
+  /** Listen address of `hearth up`'s private nats-server. */
+  natsHost: string;
+  /** Its port; 0 = a free one. */
+  natsPort: number;
   /** null = `hearth up` generates one. */
   token: string | null;
   workers: number;
@@ -52,6 +59,7 @@ export interface WorkerSection {
   memoryBytes: number | null;
   /** null = ~/.cache/hearth/stages. */
   cacheDir: string | null;
+  provider: Provider;
 }
 
 export interface LimitsConfig {

@@ -51,7 +51,10 @@ export const ERRORS = {
   HEARTH_ERR_INTERNAL: { status: 500, type: 'server_error', openaiCode: null, message: 'internal error: {0}' },
   // --- config / operator -------------------------------------------------------------------
   HEARTH_ERR_CONFIG: { status: 500, type: 'server_error', openaiCode: null, message: 'config: {0}' },
+  HEARTH_ERR_PORT_BUSY: { status: 500, type: 'server_error', openaiCode: null, message: 'port {0} is busy{1}; use {2}' },
   HEARTH_ERR_PULL: { status: 502, type: 'server_error', openaiCode: null, message: 'pull {0}: {1}' },
+  HEARTH_ERR_STARTUP: { status: 500, type: 'server_error', openaiCode: null, message: '{0}' },
+  HEARTH_ERR_USAGE: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -6,3 +6,4 @@ export { QUANTS, PROVIDERS, type Quant, type Provider, type StageSpec, type Stag
 export { benchEngine, profileOpTimes, formatBench, loadBenchEngines, type BenchOptions, type BenchResult, type ContextResult, type OpTime } from './bench.ts';
 export { benchPromptIds } from './bench-prompt.ts';
 export { ShardCache, resolveShardCacheDir, resolveShardCacheMaxBytes, CACHE_DIR_ENV, CACHE_MAX_ENV, DEFAULT_CACHE_MAX_BYTES } from './shard-cache.ts';
+export { CUDA_INSTALL_COMMAND, providerProblem } from './provider-check.ts';

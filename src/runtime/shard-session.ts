@@ -64,7 +64,7 @@ function providerError(provider: string, msg: string): HearthError {
 }
 
 /** Fails fast, before any weights are read, when onnxruntime cannot create the provider. */
-async function probeProvider(provider: string): Promise<void> {
+export async function probeProvider(provider: string): Promise<void> {
   // The smallest valid model: y = Identity(x).
   const g = new GraphBuilder();
   g.input('x', DT.float, [1]);

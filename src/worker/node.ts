@@ -36,6 +36,8 @@ export interface WorkerNodeOptions {
   /** Added before every publish to the next stage / the gateway (LAN-latency benchmark). */
   readonly hopDelayMs?: number;
   readonly provider?: Provider;
+  /** Warn when no gateway of our cluster has spoken (hello or assignment) within this (default 5 s). */
+  readonly gatewayNoticeMs?: number;
   readonly maxBatch?: number;
   readonly log?: Log;
   /** Engine factory (default: runtime's createShardEngine). */
@@ -73,6 +75,9 @@ export class WorkerNode {
   private lastHb = { at: Date.now(), positions: 0 };
   private tokS = 0;
   private closed = false;
+  /** A gateway of our cluster has spoken to us (hello or assignment). */
+  private heardGateway = false;
+  private notice: NodeJS.Timeout | null = null;
 
   constructor(opts: WorkerNodeOptions) {
     this.opts = opts;
@@ -86,11 +91,21 @@ export class WorkerNode {
     this.unsubs.push(this.bus.subscribe(subjects.assign(c, this.id), (m) => { if (m.t === 'assign') this.onAssign(m); }));
     this.unsubs.push(this.bus.subscribe(subjects.step(c, this.id), (m) => { if (m.t === 'step') this.onStep(m); }));
     this.unsubs.push(this.bus.subscribe(subjects.free(c), (m) => { if (m.t === 'free') for (const s of m.seqs) this.free(s); }));
-    this.unsubs.push(this.bus.subscribe(subjects.hello(c), () => this.announce()));
+    this.unsubs.push(this.bus.subscribe(subjects.hello(c), () => { this.heardGateway = true; this.announce(); }));
     // After a NATS server restart the gateway may have lost us: say who we are again.
     this.unsubs.push(this.bus.onStatus((s) => { if (s === 'reconnected') this.announce(); }));
     this.announce();
     this.hb = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+    // A valid token with another --cluster joins the bus but no gateway ever answers: say so
+    // rather than wait in silence (subjects are per cluster, so that gateway never hears us).
+    const wait = this.opts.gatewayNoticeMs ?? 5000;
+    this.notice = setTimeout(() => {
+      if (this.heardGateway || this.closed) return;
+      this.log.warn({ cluster: c, waitedMs: wait },
+        `no gateway of cluster "${c}" has been heard from in ${Math.round(wait / 1000)} s; still waiting. ` +
+          `Is a gateway running with this cluster name? Its join line shows the name (--cluster NAME); a different name means this worker waits forever`);
+    }, wait);
+    this.notice.unref();
   }
 
   /** Leaves the cluster cleanly: the gateway re-plans without waiting for the heartbeat timeout. */
@@ -98,6 +113,7 @@ export class WorkerNode {
     if (this.closed) return;
     this.closed = true;
     if (this.hb !== null) clearInterval(this.hb);
+    if (this.notice !== null) clearTimeout(this.notice);
     this.bus.publish(subjects.leave(this.opts.cluster), { t: 'leave', id: this.id });
     for (const u of this.unsubs) u();
     await this.bus.flush().catch(() => undefined);
@@ -111,6 +127,7 @@ export class WorkerNode {
     this.bus.publish(subjects.announce(this.opts.cluster), {
       t: 'announce', id: this.id, name: this.opts.name, memory: this.opts.memory, freeMemory: os.freemem(),
       threads: this.opts.threads, speed: this.opts.speed, hasModel: this.opts.modelDir !== null,
+      provider: this.opts.provider ?? 'cpu', totalMemory: os.totalmem(),
     });
   }
 
@@ -122,13 +139,14 @@ export class WorkerNode {
     this.lastHb = { at: now, positions: this.positions };
     this.bus.publish(subjects.heartbeat(this.opts.cluster), {
       t: 'heartbeat', id: this.id, epoch: this.active?.epoch ?? -1, state: this.state,
-      kvBytes: this.loaded?.engine.kvBytes() ?? 0, freeMemory: os.freemem(), tokS: Math.round(this.tokS * 10) / 10,
+      kvBytes: this.loaded?.engine.kvBytes() ?? 0, weightBytes: this.loaded?.engine.weightBytes() ?? 0, freeMemory: os.freemem(), tokS: Math.round(this.tokS * 10) / 10,
     });
   }
 
   // --- assignments -------------------------------------------------------------------------
 
   private onAssign(m: AssignMsg): void {
+    this.heardGateway = true;
     const a = this.active;
     // A re-sent assignment we already hold: say `loaded` again (the first answer may be lost).
     if (a !== null && a.gateway === m.gateway && a.epoch === m.epoch) {
