@@ -16,8 +16,24 @@ const API_KEY = 'ui-test-key-0123456789';
 
 interface ClusterBody {
   epoch: number;
-  model: { id: string; numLayers: number };
-  nodes: { id: string; name: string; state: string; range: [number, number] | null }[];
+  live: boolean;
+  model: { id: string; numLayers: number; notice?: string };
+  nodes: {
+    id: string; name: string; state: string; range: [number, number] | null; provider: string;
+    memory: { offered: number; weights: number; kvBytes: number; free: number };
+  }[];
+}
+
+/** The page's own byte format (src/api/ui/app.js fmtBytes). */
+function fmtBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
 async function run(): Promise<void> {
@@ -47,13 +63,20 @@ async function run(): Promise<void> {
     await page.click('#key-form button[type=submit]');
     t.equal(await page.evaluate("localStorage.getItem('hearth.apiKey')"), API_KEY, 'key kept in localStorage');
 
-    const body = await target.cluster();
+    // Wait until every stage's weights are reported (heartbeats after loading), so the figures hold still.
+    let body = await target.cluster();
+    for (let i = 0; i < 50 && !body.nodes.every((n) => n.range === null || n.memory.weights > 0); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      body = await target.cluster();
+    }
     t.ok(body.nodes.length >= 1, 'the cluster has nodes');
+    await new Promise((r) => setTimeout(r, 1500)); // one page poll after that
     // Locators, not waitForFunction: its string predicate is eval'd in the page, which the page's
     // CSP (no unsafe-eval) rightly refuses.
     await page.locator('#nodes .node').nth(body.nodes.length - 1).waitFor({ timeout: 15_000 });
     t.equal(await page.locator('#nodes .node').count(), body.nodes.length, 'one row per node');
     await page.locator('#conn[data-state="ok"]').waitFor({ timeout: 10_000 });
+    t.equal(await page.textContent('#conn'), 'serving', 'badge says the cluster serves');
     t.equal(await page.textContent('#model-id'), body.model.id);
     t.equal(await page.textContent('#model-layers'), String(body.model.numLayers));
     t.ok(await page.locator('#plan-state').isHidden(), 'no "no plan" banner while the cluster is ready');
@@ -63,7 +86,15 @@ async function run(): Promise<void> {
       t.equal(await row.count(), 1, `row for ${node.id}`);
       t.equal(await row.locator('.node-name').textContent(), node.name);
       t.equal(await row.locator('.badge').textContent(), node.state);
-      t.match(await row.locator('.mem-text').textContent(), /used \(KV .*\) · .* free of /, 'memory used/free shown');
+      // True memory figures (issue 13.5): within what the node offered, weights + KV + free add up,
+      // and the page shows exactly the gateway's numbers (idle: KV 0, so they hold still).
+      const m = node.memory;
+      t.ok(m.offered > 0 && m.free <= m.offered, `${node.id}: free ${m.free} <= offered ${m.offered}`);
+      t.equal(m.weights + m.kvBytes + m.free, m.offered, `${node.id}: weights + KV + free = offered`);
+      if (node.range !== null) t.ok(m.weights > 0, `${node.id}: holds ${m.weights} bytes of weights`);
+      t.equal(node.provider, 'cpu', 'provider reported per node');
+      t.equal(await row.locator('.mem-text').textContent(), `${fmtBytes(m.weights)} weights + ${fmtBytes(m.kvBytes)} KV · ${fmtBytes(m.free)} free of ${fmtBytes(m.offered)} offered`, `${node.id}: memory as the gateway reports it`);
+      t.match(await row.locator('.node-facts').textContent(), /^cpu · /, 'provider on the row');
       if (node.range === null) continue;
       const [a, b] = node.range;
       t.equal(await row.locator('.range-text').textContent(), `layers ${a}–${b - 1} (${b - a})`);
@@ -76,6 +107,16 @@ async function run(): Promise<void> {
       t.ok(Math.abs((bar.x - track.x - 1) / inner - a / body.model.numLayers) < 0.02, `${node.id}: bar starts at layer ${a}`);
       t.ok(Math.abs(bar.width / inner - (b - a) / body.model.numLayers) < 0.02, `${node.id}: bar spans ${b - a} layers`);
     }
+  });
+
+  await t.test('the demo model says its text is random, on the page and in /v1/models', async (t) => {
+    const notice = page.locator('#model-notice');
+    await notice.waitFor({ state: 'visible', timeout: 10_000 });
+    const text = (await notice.textContent()) ?? '';
+    t.match(text, /random/i, 'the page warns that the demo text is random');
+    t.match(text, /--model/, 'and says how to serve a real model');
+    const models = (await (await fetch(`${target.url}/v1/models`, { headers: { authorization: `Bearer ${API_KEY}` } })).json()) as { data: { id: string; description?: string }[] };
+    t.equal(models.data[0]?.description, text, '/v1/models carries the same notice');
   });
 
   await t.test('chat streams a reply equal to the same request made directly', async (t) => {

@@ -8,12 +8,14 @@ interface NodeView {
   name?: string;
   state?: string;
   range?: [number, number] | null;
-  memory?: { total?: number; free?: number; kvBytes?: number };
+  memory?: { offered?: number; weights?: number; total?: number; free?: number; kvBytes?: number };
+  provider?: string;
   threads?: number;
   tokS?: number;
 }
 
 const gb = (n: number | undefined): string => (n === undefined ? '-' : `${(n / 2 ** 30).toFixed(1)}G`);
+const mb = (n: number | undefined): string => (n === undefined ? '-' : `${(n / 2 ** 20).toFixed(1)}M`);
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -48,14 +50,18 @@ export async function run(argv: string[]): Promise<number> {
   }
   const nodes = body.nodes ?? [];
   process.stdout.write(`model ${body.model?.id ?? '?'} (${body.model?.numLayers ?? '?'} layers), plan epoch ${body.epoch ?? '?'}, ${nodes.length} node(s)\n`);
-  const rows = [['NODE', 'STATE', 'LAYERS', 'MEM FREE/TOTAL', 'KV', 'THREADS', 'TOK/S']];
+  // Memory columns are all within what the node offered: weights + KV + free = offered.
+  const rows = [['NODE', 'STATE', 'LAYERS', 'OFFERED', 'WEIGHTS', 'KV', 'FREE', 'PROVIDER', 'THREADS', 'TOK/S']];
   for (const n of nodes) {
     rows.push([
       n.name ?? n.id,
       n.state ?? '-',
       n.range ? `${n.range[0]}-${n.range[1] - 1}` : '-',
-      `${gb(n.memory?.free)}/${gb(n.memory?.total)}`,
-      n.memory?.kvBytes === undefined ? '-' : `${(n.memory.kvBytes / 2 ** 20).toFixed(1)}M`,
+      gb(n.memory?.offered ?? n.memory?.total),
+      mb(n.memory?.weights),
+      mb(n.memory?.kvBytes),
+      gb(n.memory?.free),
+      n.provider ?? '-',
       String(n.threads ?? '-'),
       n.tokS === undefined ? '-' : n.tokS.toFixed(1),
     ]);

@@ -206,23 +206,29 @@ export function loadConfig(opts: LoadConfigOptions = {}): Readonly<HearthConfig>
     if (name !== undefined) put(leaf, env[name], name);
   }
 
-  const flagEntries: [string[], unknown][] = [];
+  // [option path, value, the flag as typed] — messages name the flag the user gave (--workers),
+  // not the option path it maps to.
+  const flagEntries: [string[], unknown, string][] = [];
+  const kebab = (s: string): string => s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
   for (const [k, v] of Object.entries(opts.flags ?? {})) {
     if (v === undefined) continue;
     const alias = FLAG_ALIASES[camel(k)];
-    if (alias !== undefined) flagEntries.push([alias.split('.'), v]);
-    else if (isPlain(v)) flatten(v, k.split('.').map(camel), flagEntries);
-    else flagEntries.push([k.split('.').map(camel), v]);
+    if (alias !== undefined) flagEntries.push([alias.split('.'), v, `--${kebab(k)}`]);
+    else if (isPlain(v)) {
+      const nested: [string[], unknown][] = [];
+      flatten(v, k.split('.').map(camel), nested);
+      for (const [p, nv] of nested) flagEntries.push([p, nv, `--${p.join('.')}`]);
+    } else flagEntries.push([k.split('.').map(camel), v, `--${k.split('.').map(camel).join('.')}`]);
   }
-  for (const [path, v] of flagEntries) {
+  for (const [path, v, flag] of flagEntries) {
     const key = path.join('.');
     const leaf = leafFor(key);
     const value = leaf?.key === 'server.apiKeys' && typeof v === 'string' ? [v].flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : v;
     if (leaf === undefined) {
       setPath(raw, path, value);
-      sources.set(key, `flag --${key}`);
+      sources.set(key, `flag ${flag}`);
     } else {
-      put(leaf, value, `flag --${key}`);
+      put(leaf, value, `flag ${flag}`);
     }
   }
 

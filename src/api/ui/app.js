@@ -75,7 +75,20 @@ function renderCluster(body) {
   const total = nodes.reduce((s, n) => s + (typeof n.tokS === 'number' ? n.tokS : 0), 0);
   $('total-toks').textContent = fmtNum(typeof body.tokS === 'number' ? body.tokS : total);
   $('axis-end').textContent = numLayers === null ? '' : `layer ${numLayers - 1}`;
-  $('no-nodes').hidden = nodes.length > 0;
+  // The model's own notice (the demo says its text is random) stays in view above everything.
+  const notice = $('model-notice');
+  notice.hidden = typeof model.notice !== 'string' || model.notice === '';
+  if (!notice.hidden && notice.textContent !== model.notice) notice.textContent = model.notice;
+  const serving = nodes.filter((n) => n.state !== 'lost');
+  $('no-nodes').hidden = serving.length > 0;
+  $('no-nodes-text').textContent = nodes.length > 0
+    ? 'No worker is connected now (every worker has left or was lost), so nothing can answer.'
+    : 'No worker has joined yet, so nothing can answer.';
+  const join = body.join ?? null;
+  $('join-help').hidden = join === null || typeof join.command !== 'string';
+  if (join !== null && typeof join.command === 'string') $('join-cmd').textContent = join.command;
+  $('join-note').hidden = join === null || typeof join.note !== 'string';
+  if (join !== null && typeof join.note === 'string') $('join-note').textContent = join.note;
   // Why the cluster cannot serve (e.g. not enough memory for the model yet), in the coordinator's words.
   const planState = $('plan-state');
   const down = body.live === false;
@@ -133,6 +146,7 @@ function updateRow(li, n, numLayers) {
   setText(li, '.node-name', String(n.name ?? n.id ?? '?'));
   setText(li, '.badge', st).className = `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`;
   const parts = [];
+  if (typeof n.provider === 'string') parts.push(n.provider);
   if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} threads`);
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
   setText(li, '.node-facts', parts.join(' · '));
@@ -152,18 +166,19 @@ function updateRow(li, n, numLayers) {
   }
   setText(li, '.range-text', range === null ? 'no layers assigned' : `layers ${range[0]}–${range[1] - 1} (${range[1] - range[0]})`);
 
-  // Memory: used (weights and the rest) + KV cache + free, as one bar of the device's total.
+  // Memory, all within what the node offered to the cluster: weights held + KV in use + free.
   const mem = n.memory ?? {};
   const usedSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-used'));
   const kvSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-kv'));
+  const offered = typeof mem.offered === 'number' ? mem.offered : mem.total;
   let memText = 'memory unknown';
-  if (typeof mem.total === 'number' && mem.total > 0) {
-    const free = Math.min(Math.max(0, mem.free ?? 0), mem.total);
-    const kv = Math.min(Math.max(0, mem.kvBytes ?? 0), mem.total - free);
-    const used = mem.total - free;
-    usedSeg.style.width = `${(100 * (used - kv)) / mem.total}%`;
-    kvSeg.style.width = `${(100 * kv) / mem.total}%`;
-    memText = `${fmtBytes(used)} used (KV ${fmtBytes(kv)}) · ${fmtBytes(free)} free of ${fmtBytes(mem.total)}`;
+  if (typeof offered === 'number' && offered > 0) {
+    const weights = Math.max(0, mem.weights ?? 0);
+    const kv = Math.max(0, mem.kvBytes ?? 0);
+    const free = typeof mem.free === 'number' ? Math.max(0, mem.free) : Math.max(0, offered - weights - kv);
+    usedSeg.style.width = `${Math.min(100, (100 * weights) / offered)}%`;
+    kvSeg.style.width = `${Math.min(100, (100 * kv) / offered)}%`;
+    memText = `${fmtBytes(weights)} weights + ${fmtBytes(kv)} KV · ${fmtBytes(free)} free of ${fmtBytes(offered)} offered`;
   } else {
     usedSeg.style.width = '0';
     kvSeg.style.width = '0';
@@ -179,8 +194,13 @@ async function poll() {
     } else if (!res.ok) {
       setConn('error', `cluster: HTTP ${res.status}`);
     } else {
-      renderCluster(await res.json());
-      setConn('ok', 'live');
+      const body = await res.json();
+      renderCluster(body);
+      // The badge tells whether a request would be answered now, not merely that the page loads.
+      const workers = (Array.isArray(body.nodes) ? body.nodes : []).filter((n) => n.state !== 'lost').length;
+      if (body.live === true) setConn('ok', 'serving');
+      else if (workers === 0) setConn('warn', 'no workers');
+      else setConn('warn', 'not ready');
     }
   } catch {
     setConn('error', 'gateway unreachable');
