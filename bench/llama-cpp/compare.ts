@@ -54,7 +54,18 @@ interface Row {
   greedyIds: number[];
 }
 
-function child(args: readonly string[], cwd: string): Promise<Row> {
+/** A child run, tried twice: on a shared host a run can die of something passing (a node_modules being reinstalled). */
+async function child(args: readonly string[], cwd: string): Promise<Row> {
+  try {
+    return await childOnce(args, cwd);
+  } catch (e) {
+    log(`  retrying once: ${(e as Error).message.split('\n')[0]}`);
+    await new Promise((r) => setTimeout(r, 5000));
+    return childOnce(args, cwd);
+  }
+}
+
+function childOnce(args: readonly string[], cwd: string): Promise<Row> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, args, { cwd, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`${path.basename(args.find((a) => a.endsWith('.ts') || a.endsWith('.js')) ?? '')} failed: ${stderr.trim().slice(-2000) || err.message}`));
@@ -103,6 +114,8 @@ interface Pair {
   hearth: Row;
   /** Leading greedy tokens both picked alike, of those compared. */
   greedyAgree: { leading: number; same: number; of: number };
+  /** The host's 1-minute load average before and after the pair (2 cores here: above ~2, the two sides wait for cores). */
+  loadAvg: [number, number];
 }
 
 const pairs: Pair[] = [];
@@ -110,6 +123,7 @@ for (const [i, context] of contexts.entries()) {
   // Alternate who goes first, so a slow spell on the host does not always land on one side.
   let llama: Row;
   let hearth: Row;
+  const load0 = os.loadavg()[0] ?? 0;
   if (i % 2 === 0) {
     log(`context ${context}: llama.cpp…`);
     llama = await runLlama(context);
@@ -126,8 +140,10 @@ for (const [i, context] of contexts.entries()) {
   while (leading < of && llama.greedyIds[leading] === hearth.greedyIds[leading]) leading++;
   let same = 0;
   for (let j = 0; j < of; j++) if (llama.greedyIds[j] === hearth.greedyIds[j]) same++;
-  pairs.push({ context, llama, hearth, greedyAgree: { leading, same, of } });
+  pairs.push({ context, llama, hearth, greedyAgree: { leading, same, of }, loadAvg: [load0, os.loadavg()[0] ?? 0] });
   log(`  decode ${llama.decodeTokS.toFixed(1)} vs ${hearth.decodeTokS.toFixed(1)} tok/s, prefill ${llama.prefillTokS.toFixed(1)} vs ${hearth.prefillTokS.toFixed(1)} tok/s`);
+  // The raw pair on stderr too, so a long run that fails later still leaves its finished rows.
+  log(JSON.stringify(pairs[pairs.length - 1]));
 }
 
 const ratio = (h: number, l: number): number => h / l;
@@ -139,6 +155,7 @@ const summary = pairs.map((p) => ({
   loadMs: { llama: p.llama.loadMs, hearth: p.hearth.loadMs, ratio: ratio(p.hearth.loadMs, p.llama.loadMs), ...(p.hearth.loadColdMs !== undefined ? { hearthCold: p.hearth.loadColdMs } : {}) },
   rssPeakBytes: { llama: p.llama.rssPeakBytes, hearth: p.hearth.rssPeakBytes, ratio: ratio(p.hearth.rssPeakBytes, p.llama.rssPeakBytes) },
   greedyAgree: p.greedyAgree,
+  loadAvg: p.loadAvg,
   llama: p.llama,
   hearth: p.hearth,
 }));
@@ -156,6 +173,7 @@ if (values.json) {
     rows.push([c, 'load ms', s.loadMs.llama.toFixed(0), s.loadMs.hearth.toFixed(0) + (s.loadMs.hearthCold !== undefined ? ` (cold ${s.loadMs.hearthCold.toFixed(0)})` : ''), s.loadMs.ratio.toFixed(2)]);
     rows.push([c, 'RSS peak MiB', mib(s.rssPeakBytes.llama), mib(s.rssPeakBytes.hearth), s.rssPeakBytes.ratio.toFixed(2)]);
     rows.push([c, 'greedy agree', '', `${s.greedyAgree.leading} leading, ${s.greedyAgree.same}/${s.greedyAgree.of}`, '']);
+    rows.push([c, 'host load avg', '', `${s.loadAvg[0].toFixed(1)} → ${s.loadAvg[1].toFixed(1)}`, '']);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]): string => r.map((x, i) => (i < 2 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
