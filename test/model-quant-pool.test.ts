@@ -1,14 +1,70 @@
-// int4 quantization on several threads (QuantPool) gives exactly the bytes of the single-threaded
-// path, for fused matrices (q|k|v), row ranges (lm_head slices) and 16-bit checkpoints.
+// int4 quantization: the fast quantizeRowsInt4 gives exactly the bytes of the plain definition
+// (Math.round, round half up) including exact ties and padded last blocks; on several threads
+// (QuantPool) it gives exactly the bytes of the single-threaded path, for fused matrices (q|k|v),
+// row ranges (lm_head slices) and 16-bit checkpoints.
 import t from 'tap';
 import { openCheckpoint } from '../src/model/index.ts';
 import { WeightReader } from '../src/model/onnx/weights.ts';
 import { QuantPool, withQuantPool } from '../src/model/quant-pool.ts';
+import { allocInt4, quantizeRowsInt4, type Int4Matrix } from '../src/model/quant-int4.ts';
 import { layerTensorNames, lmHeadName } from '../src/model/tensor-names.ts';
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+/** The definition: largest-magnitude value → −8, q = clamp(Math.round(v / scale) + 8, 0, 15). */
+function plainInt4(src: Float32Array, n: number, dst: Int4Matrix): void {
+  const { cols, blocks, packed, scales } = dst;
+  const q = new Uint8Array(32);
+  for (let r = 0; r < n; r++) {
+    for (let b = 0; b < blocks; b++) {
+      const k0 = b * 32;
+      const k1 = Math.min(cols, k0 + 32);
+      let amax = 0;
+      let vmax = 0;
+      for (let k = k0; k < k1; k++) {
+        const v = src[r * cols + k] as number;
+        if (Math.abs(v) > amax) {
+          amax = Math.abs(v);
+          vmax = v;
+        }
+      }
+      const scale = vmax / -8;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      q.fill(8);
+      for (let k = k0; k < k1; k++) q[k - k0] = Math.min(15, Math.max(0, Math.round((src[r * cols + k] as number) * inv) + 8));
+      scales[r * blocks + b] = scale;
+      for (let j = 0; j < 16; j++) packed[(r * blocks + b) * 16 + j] = (q[2 * j] as number) | ((q[2 * j + 1] as number) << 4);
+    }
+  }
+}
+
+t.test('quantizeRowsInt4 equals the plain Math.round definition bit for bit', async (t) => {
+  let seed = 12345;
+  const rnd = (): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  for (const cols of [64, 70, 896, 33]) {
+    const rows = 97;
+    const src = new Float32Array(rows * cols);
+    for (let i = 0; i < src.length; i++) {
+      const kind = i % 5;
+      // Gaussian-ish weights, exact half-step ties (scale 1 when the block's extreme is -8),
+      // zeros (an all-zero block has scale 0) and wide values.
+      src[i] = kind === 0 ? (Math.floor(rnd() * 33) - 16) / 2 : kind === 1 ? 0 : (rnd() + rnd() + rnd() - 1.5) * (kind === 4 ? 100 : 0.02);
+    }
+    for (let r = 0; r < rows; r += 3) src[r * cols] = -8; // pins scale to exactly 1 on those blocks
+    for (let k = 0; k < cols; k++) src[5 * cols + k] = 0;
+    const a = allocInt4(rows, cols);
+    const b = allocInt4(rows, cols);
+    quantizeRowsInt4(src, rows, a, 0);
+    plainInt4(src, rows, b);
+    t.ok(Buffer.from(a.packed).equals(Buffer.from(b.packed)), `cols ${cols}: nibbles equal`);
+    t.ok(Buffer.from(a.scales.buffer).equals(Buffer.from(b.scales.buffer)), `cols ${cols}: scales equal`);
+  }
+});
 
 for (const dtype of ['f32', 'bf16'] as const) {
   t.test(`${dtype}: pooled int4 equals single-threaded int4 byte for byte`, async (t) => {
