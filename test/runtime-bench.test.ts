@@ -32,7 +32,7 @@ t.test('bench: contexts in chunks, greedy ids, KV, per-context profile', async (
   t.ok(b.weightBytes > 0 && b.weightBytes === r.weightBytes);
   t.ok(b.rssPeakBytes >= b.rssBytes && b.rssBytes > 0);
   t.equal(b.rssPeakOverWeightsKv, b.rssPeakBytes / (b.weightBytes + b.kvBytes));
-  t.ok(b.prefillTokS > 0 && b.decodeTokS > 0 && b.ttftMs > 0);
+  t.ok(b.prefillTokS > 0 && b.decodeTokS > 0 && b.ttftMs > 0 && b.prefillCpuMsPerToken > 0 && b.decodeCpuMsPerToken > 0);
   t.ok(r.processPeakRssBytes >= b.rssBytes);
 
   for (const c of r.contexts) {

@@ -45,6 +45,8 @@ interface Row {
   prefillTokS: number;
   decodeTokS: number;
   ttftMs: number;
+  prefillCpuMsPerToken: number;
+  decodeCpuMsPerToken: number;
   loadMs: number;
   loadColdMs?: number;
   rssPeakBytes: number;
@@ -67,7 +69,7 @@ async function child(args: readonly string[], cwd: string): Promise<Row> {
 
 function childOnce(args: readonly string[], cwd: string): Promise<Row> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { cwd, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, args, { cwd, maxBuffer: 64 << 20, env: { ...process.env, HEARTH_CACHE_DIR: hearthCache } }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`${path.basename(args.find((a) => a.endsWith('.ts') || a.endsWith('.js')) ?? '')} failed: ${stderr.trim().slice(-2000) || err.message}`));
       const last = stdout.trim().split('\n').pop() ?? '';
       try {
@@ -99,6 +101,11 @@ if (!fs.existsSync(gguf)) {
   fs.renameSync(tmp, gguf);
   log(`  ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
+
+// hearth runs after the first load with --single-load from a shard cache of this run's own (the
+// first one measures cold and cached loads in a cache folder of its own), not the user's.
+const hearthCache = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-compare-shards-'));
+process.on('exit', () => fs.rmSync(hearthCache, { recursive: true, force: true }));
 
 const runLlama = (context: number): Promise<Row> =>
   child(['--import', 'tsx', path.join(here, 'llama-run.ts'), '--gguf', gguf, '--context', String(context), '--decode-tokens', decode, '--threads', threads], here);
@@ -152,7 +159,8 @@ const summary = pairs.map((p) => ({
   decodeTokS: { llama: p.llama.decodeTokS, hearth: p.hearth.decodeTokS, ratio: ratio(p.hearth.decodeTokS, p.llama.decodeTokS) },
   prefillTokS: { llama: p.llama.prefillTokS, hearth: p.hearth.prefillTokS, ratio: ratio(p.hearth.prefillTokS, p.llama.prefillTokS) },
   ttftMs: { llama: p.llama.ttftMs, hearth: p.hearth.ttftMs, ratio: ratio(p.hearth.ttftMs, p.llama.ttftMs) },
-  loadMs: { llama: p.llama.loadMs, hearth: p.hearth.loadMs, ratio: ratio(p.hearth.loadMs, p.llama.loadMs), ...(p.hearth.loadColdMs !== undefined ? { hearthCold: p.hearth.loadColdMs } : {}) },
+  prefillCpuMsPerToken: { llama: p.llama.prefillCpuMsPerToken, hearth: p.hearth.prefillCpuMsPerToken, ratio: ratio(p.hearth.prefillCpuMsPerToken, p.llama.prefillCpuMsPerToken) },
+  decodeCpuMsPerToken: { llama: p.llama.decodeCpuMsPerToken, hearth: p.hearth.decodeCpuMsPerToken, ratio: ratio(p.hearth.decodeCpuMsPerToken, p.llama.decodeCpuMsPerToken) },
   rssPeakBytes: { llama: p.llama.rssPeakBytes, hearth: p.hearth.rssPeakBytes, ratio: ratio(p.hearth.rssPeakBytes, p.llama.rssPeakBytes) },
   greedyAgree: p.greedyAgree,
   loadAvg: p.loadAvg,
@@ -160,8 +168,19 @@ const summary = pairs.map((p) => ({
   hearth: p.hearth,
 }));
 
+// Load: the first pair's (llama.cpp's first load; hearth's cold load in an empty shard cache, then
+// a load from that cache). Later hearth runs load from the run's own cache and are not reported.
+const first = pairs[0];
+const load = first && {
+  llama: first.llama.loadMs,
+  hearthCold: first.hearth.loadColdMs ?? NaN,
+  hearthCached: first.hearth.loadMs,
+  ratioCold: (first.hearth.loadColdMs ?? NaN) / first.llama.loadMs,
+  ratioCached: first.hearth.loadMs / first.llama.loadMs,
+};
+
 if (values.json) {
-  process.stdout.write(JSON.stringify({ model, gguf, threads: Number(threads), decodeTokens: Number(decode), contexts: summary }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ model, gguf, threads: Number(threads), decodeTokens: Number(decode), load, contexts: summary }, null, 2) + '\n');
 } else {
   const rows: string[][] = [['context', 'metric', 'llama.cpp', 'hearth', 'hearth ÷ llama.cpp']];
   const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
@@ -170,10 +189,15 @@ if (values.json) {
     rows.push([c, 'decode tok/s', s.decodeTokS.llama.toFixed(1), s.decodeTokS.hearth.toFixed(1), s.decodeTokS.ratio.toFixed(2)]);
     rows.push([c, 'prefill tok/s', s.prefillTokS.llama.toFixed(1), s.prefillTokS.hearth.toFixed(1), s.prefillTokS.ratio.toFixed(2)]);
     rows.push([c, 'TTFT ms', s.ttftMs.llama.toFixed(0), s.ttftMs.hearth.toFixed(0), s.ttftMs.ratio.toFixed(2)]);
-    rows.push([c, 'load ms', s.loadMs.llama.toFixed(0), s.loadMs.hearth.toFixed(0) + (s.loadMs.hearthCold !== undefined ? ` (cold ${s.loadMs.hearthCold.toFixed(0)})` : ''), s.loadMs.ratio.toFixed(2)]);
+    rows.push([c, 'prefill CPU ms/tok', s.prefillCpuMsPerToken.llama.toFixed(2), s.prefillCpuMsPerToken.hearth.toFixed(2), s.prefillCpuMsPerToken.ratio.toFixed(2)]);
+    rows.push([c, 'decode CPU ms/tok', s.decodeCpuMsPerToken.llama.toFixed(1), s.decodeCpuMsPerToken.hearth.toFixed(1), s.decodeCpuMsPerToken.ratio.toFixed(2)]);
     rows.push([c, 'RSS peak MiB', mib(s.rssPeakBytes.llama), mib(s.rssPeakBytes.hearth), s.rssPeakBytes.ratio.toFixed(2)]);
     rows.push([c, 'greedy agree', '', `${s.greedyAgree.leading} leading, ${s.greedyAgree.same}/${s.greedyAgree.of}`, '']);
     rows.push([c, 'host load avg', '', `${s.loadAvg[0].toFixed(1)} → ${s.loadAvg[1].toFixed(1)}`, '']);
+  }
+  if (load) {
+    rows.push(['', 'load ms, cold', load.llama.toFixed(0), load.hearthCold.toFixed(0), load.ratioCold.toFixed(2)]);
+    rows.push(['', 'load ms, cached', '', load.hearthCached.toFixed(0), load.ratioCached.toFixed(2)]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]): string => r.map((x, i) => (i < 2 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');

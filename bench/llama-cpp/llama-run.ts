@@ -45,18 +45,22 @@ const loadMs = performance.now() - t0;
 const sequence = context.getSequence();
 
 const rss0 = peak;
+const pc0 = process.cpuUsage();
 const p0 = performance.now();
 const gen = sequence.evaluate(prompt as Token[], { temperature: 0 });
 const greedyIds: number[] = [];
 let step = await gen.next();
 const ttftMs = performance.now() - p0;
+const prefillCpu = process.cpuUsage(pc0);
 if (!step.done) greedyIds.push(step.value as number);
+const dc0 = process.cpuUsage();
 const d0 = performance.now();
 for (let i = 0; i < decodeTokens && !step.done; i++) {
   step = await gen.next();
   if (!step.done) greedyIds.push(step.value as number);
 }
 const decodeMs = performance.now() - d0;
+const decodeCpu = process.cpuUsage(dc0);
 await gen.return();
 const decoded = greedyIds.length - 1;
 const rssBytes = process.memoryUsage.rss();
@@ -69,6 +73,10 @@ const result = {
   prefillTokS: prompt.length / (ttftMs / 1000),
   decodeTokS: decoded / (decodeMs / 1000),
   ttftMs,
+  // Process CPU time per token (all threads): the work itself, less sensitive to a busy host than
+  // wall time. llama.cpp's threads spin while they wait for each other, which counts here too.
+  prefillCpuMsPerToken: (prefillCpu.user + prefillCpu.system) / 1000 / prompt.length,
+  decodeCpuMsPerToken: (decodeCpu.user + decodeCpu.system) / 1000 / Math.max(1, decoded),
   loadMs,
   rssPeakBytes: Math.max(peak, rssBytes),
   rssBytes,

@@ -53,6 +53,8 @@ export interface ContextResult {
    * waiting for a core; this is the work itself, so runs on a busy host stay comparable.
    */
   readonly decodeCpuMsPerToken: number;
+  /** Process CPU time (all threads) per prompt token while prefilling (same reason). */
+  readonly prefillCpuMsPerToken: number;
   /** Highest resident set sampled while this context ran (every 20 ms, and at its end). */
   readonly rssPeakBytes: number;
   /** Resident set after the last decode step, KV still held. */
@@ -157,6 +159,7 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
       const seq = `bench-${context}`;
       const prompt = benchPromptIds(context, cfg.vocabSize);
       const rss = rssSampler();
+      const pc0 = process.cpuUsage();
       const p0 = performance.now();
       let r: StageResult | undefined;
       for (let pos = 0; pos < context; pos += chunk) {
@@ -165,6 +168,7 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
       }
       let next = argmax(r?.logits as Float32Array);
       const ttftMs = performance.now() - p0;
+      const pcpu = process.cpuUsage(pc0);
       const greedyIds = [next];
       const c0 = process.cpuUsage();
       const d0 = performance.now();
@@ -190,6 +194,7 @@ export async function benchEngine(opts: BenchOptions): Promise<BenchResult> {
         decodeTokS: opts.decodeTokens / (decodeMs / 1000),
         ttftMs,
         decodeCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, opts.decodeTokens),
+        prefillCpuMsPerToken: (pcpu.user + pcpu.system) / 1000 / context,
         rssPeakBytes,
         rssBytes,
         weightBytes,
