@@ -2,6 +2,7 @@
 // folder path on stdout so scripts can do `hearth generate --model "$(hearth pull X)"`).
 import { parseFlags as parseArgs } from './flags.ts';
 
+import { HearthError } from '../errors/index.ts';
 import { createProgressBar, defaultModelsDir, DEFAULT_ENDPOINT, MODELS_DIR_ENV, pullModel } from '../hub/index.ts';
 
 export const usage = `hearth pull ORG/NAME [--revision R] [--dir MODELS_DIR] [--endpoint URL]
@@ -26,9 +27,12 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   const id = positionals[0];
-  if (values.help === true || id === undefined || positionals.length > 1) {
-    (values.help === true ? process.stdout : process.stderr).write(usage + '\n');
-    return values.help === true ? 0 : 2;
+  if (values.help === true) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
+  if (id === undefined || positionals.length > 1) {
+    throw new HearthError('HEARTH_ERR_USAGE', [id === undefined ? 'which model? e.g. hearth pull Qwen/Qwen2.5-0.5B-Instruct' : `one model at a time (got ${positionals.length}: ${positionals.join(' ')})`]);
   }
   const retries = values.retries === undefined ? undefined : Number(values.retries);
   if (retries !== undefined && !(Number.isInteger(retries) && retries >= 0)) {

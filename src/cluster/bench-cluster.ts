@@ -109,9 +109,10 @@ async function decodeRate(g: Generator, prompt: Int32Array, decode: number, stre
 
 function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number }): { proc: ChildProcess; log: () => string } {
   // Equal --speed: both workers share this machine, so a probe could only measure its noise.
-  const proc = spawn(process.execPath, [BIN, 'worker', '--join', url, '--token', token, '--cluster', cluster, '--name', name,
+  // The token by environment: a command line is readable by every user (ps).
+  const proc = spawn(process.execPath, [BIN, 'worker', '--join', url, '--cluster', cluster, '--name', name,
     '--model', opts.modelDir, '--threads', String(opts.threads), '--speed', '10'], {
-    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HEARTH_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HEARTH_LOG_LEVEL: 'warn', HEARTH_TOKEN: token },
   });
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });
