@@ -174,7 +174,8 @@ t.test('legacy completions: raw prompts, token prompts, n per prompt', async (t)
   t.same(Array.from(tokens.prompts[0]!.ids), [1, 2, 3]);
   fails(t, () => c({ prompt: [tokenizer.vocabSize + 5] }), 'HEARTH_ERR_INVALID_REQUEST', 'prompt[0]');
   fails(t, () => c({ best_of: 3 }), 'HEARTH_ERR_INVALID_REQUEST', 'best_of');
-  fails(t, () => c({ suffix: 'x' }), 'HEARTH_ERR_INVALID_REQUEST', 'suffix');
+  fails(t, () => c({ suffix: 'x', echo: true }), 'HEARTH_ERR_INVALID_REQUEST', 'echo');
+  fails(t, () => c({ suffix: 'x', prompt: [1, 2] }), 'HEARTH_ERR_INVALID_REQUEST', 'prompt[0]');
   fails(t, () => c({ echo: true, logprobs: 2 }), 'HEARTH_ERR_INVALID_REQUEST', 'logprobs');
   fails(t, () => c({ model: 'other' }), 'HEARTH_ERR_MODEL_NOT_FOUND', 'model', 404);
 });

@@ -182,7 +182,7 @@ const completionFields: Record<string, unknown[]> = {
   logprobs: [6, -1, true],
   echo: ['yes'],
   best_of: [0, 3, 17],
-  suffix: [1, 'tail'],
+  suffix: [1, {}], // a string suffix is fill-in-the-middle (the Qwen tokenizer has FIM tokens)
   n: [0, 20],
   model: ['nope', 3],
 };
