@@ -16,6 +16,7 @@ import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
 import { ropeTables } from './rope.ts';
 import { WeightReader } from './weights.ts';
+import { INT4_BLOCK } from '../quant-int4.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks gqa when headDim % 16 == 0 (GQA's rotary kernel needs it), plain otherwise. */
@@ -140,19 +141,35 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let x3: string;
   let lookupBytes = 0;
   let embedF32: string | null = null;
+  /** int4 table [V, K/2] + scales [V, K/32] of the embedding, when this graph has one (see below). */
+  let embedInt4: { q: string; s: string; blocks: number } | null = null;
   if (first) {
     const ids = g.input(IO.inputIds, DT.int32, ['batch', 'seq']);
-    // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
-    // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
     const info = ckpt.info(EMBED_TOKENS);
-    const inPlace = mapFile(info.file) !== null;
-    const table = inPlace
-      ? (mapped(EMBED_TOKENS, ['F32', 'F16', 'BF16'], false) as string)
-      : g.init(EMBED_TOKENS, DT.float, info.shape, w.tensor(EMBED_TOKENS), false);
-    if (!inPlace || info.dtype === 'F32') embedF32 = table;
-    lookupBytes += info.shape.reduce((a, b) => a * b, 1) * (inPlace && info.dtype !== 'F32' ? 2 : 4);
-    const rows = g.op('Gather', [table, ids], { axis: 0 });
-    x3 = inPlace && info.dtype !== 'F32' ? g.op('Cast', [rows], { to: DT.float }) : rows;
+    if (quant === 'int4' && h % INT4_BLOCK === 0) {
+      // int4 models look tokens up in an int4 table (GatherBlockQuantized, MatMulNBits' layout):
+      // a fp32 table mapped in place costs no load time, but every lookup faults in the kernel's
+      // fault-around window (64 KB, ~18 rows of a 0.5B), so a long prompt made up to the whole
+      // 545 MB of a 0.5B's table resident. int4 is 1/8 of that at most, and a tied head reads the
+      // same bytes (below), so it costs nothing extra to build.
+      const m = w.fusedInt4([EMBED_TOKENS]);
+      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * (INT4_BLOCK / 2)], m.packed, false);
+      const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
+      embedInt4 = { q: qw, s: sc, blocks: m.blocks };
+      lookupBytes += m.packed.byteLength + m.scales.byteLength;
+      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: INT4_BLOCK, bits: 4 }, MS_DOMAIN);
+    } else {
+      // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
+      // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
+      const inPlace = mapFile(info.file) !== null;
+      const table = inPlace
+        ? (mapped(EMBED_TOKENS, ['F32', 'F16', 'BF16'], false) as string)
+        : g.init(EMBED_TOKENS, DT.float, info.shape, w.tensor(EMBED_TOKENS), false);
+      if (!inPlace || info.dtype === 'F32') embedF32 = table;
+      lookupBytes += info.shape.reduce((a, b) => a * b, 1) * (inPlace && info.dtype !== 'F32' ? 2 : 4);
+      const rows = g.op('Gather', [table, ids], { axis: 0 });
+      x3 = inPlace && info.dtype !== 'F32' ? g.op('Cast', [rows], { to: DT.float }) : rows;
+    }
   } else {
     x3 = g.input(IO.hiddenIn, DT.float, ['batch', 'seq', h]);
   }
@@ -250,6 +267,16 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     for (let r0 = 0, i = 0; r0 < cfg.vocabSize; r0 += sliceRows, i++) {
       const r1 = Math.min(cfg.vocabSize, r0 + sliceRows);
       const name = `lm_head.${i}`;
+      if (quant === 'int4' && embedInt4 !== null && cfg.tieEmbeddings) {
+        // Tied: the slice is rows [r0, r1) of the lookup table's bytes (quantized once, read twice).
+        const { q, s, blocks } = embedInt4;
+        const rowBytes = blocks * (INT4_BLOCK / 2);
+        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, INT4_BLOCK / 2], r0 * rowBytes, (r1 - r0) * rowBytes);
+        const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
+        lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
+        parts.push(g.op('MatMulNBits', [normedLast, b, sc], { K: h, N: r1 - r0, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        continue;
+      }
       if (quant === 'int4') {
         const m = w.fusedInt4([head], [r0, r1]);
         const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);

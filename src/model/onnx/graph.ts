@@ -150,6 +150,19 @@ export class GraphBuilder {
     return this.external(name, src.dataType ?? DT.float, [r1 - r0, ...dims.slice(1)], get('location'), Number(get('offset')) + r0 * rowBytes, (r1 - r0) * rowBytes, countBytes);
   }
 
+  /**
+   * Another initializer over bytes [offset, offset + length) of the external initializer `of`,
+   * with its own dims (one set of bytes read as a [V, K/2] lookup table and as [n, K/32, 16]
+   * MatMulNBits slices).
+   */
+  view(name: string, of: string, elemType: number, dims: readonly number[], offset: number, length: number, countBytes = true): string {
+    const ext = this.inits.find((i) => i.name === of)?.externalData;
+    if (!ext) throw new Error(`view: ${of} is not an external initializer`);
+    const get = (k: string): string => ext.find((e) => e.key === k)?.value ?? '';
+    if (offset < 0 || offset + length > Number(get('length'))) throw new RangeError(`view: [${offset}, ${offset + length}) is outside ${of}`);
+    return this.external(name, elemType, dims, get('location'), Number(get('offset')) + offset, length, countBytes);
+  }
+
   /** int64 constant (shapes, axes, slice bounds). */
   i64(values: readonly number[], prefix = 'c'): string {
     const name = this.name(prefix);
