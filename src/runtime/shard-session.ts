@@ -26,6 +26,8 @@ export interface ShardSessionOptions {
   readonly profile?: boolean;
   /** Let onnxruntime repack constant weights for its kernels (default true; false = use mapped weights in place: instant load, slower fp32 matmuls). */
   readonly prepack?: boolean;
+  /** Use onnxruntime's CPU memory arena (default false: see sessionOptions). */
+  readonly memArena?: boolean;
   /** Rows per lm_head slice (tests use small slices to cover the sliced head). */
   readonly headSliceRows?: number;
   /** Where an uncached build is staged while onnxruntime loads it (default: os.tmpdir()). */
@@ -85,6 +87,11 @@ function sessionOptions(spec: StageSpec, opts: ShardSessionOptions, profileDir: 
     intraOpNumThreads: Math.max(1, spec.threads),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // No arena: onnxruntime's CPU arena keeps the largest activations it ever held (a 256-token
+    // prefill chunk's attention and MLP buffers) for the life of the session, and grows in
+    // power-of-two steps. Measured on the 0.5B int4 after a 512-token prompt: peak RSS 790 → 724
+    // MB (952 → 885 MB at 2k), decode CPU time per token unchanged (42–44 vs 40–45 ms).
+    enableCpuMemArena: opts.memArena === true,
     graphOptimizationLevel: 'all',
     extra: {
       session: {
