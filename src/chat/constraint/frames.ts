@@ -8,6 +8,7 @@ import { anyOptions, minLen } from './grammar-node.ts';
 import type { GNode, PropNode } from './grammar-node.ts';
 
 import { DONE, Frame, complete } from './frame-base.ts';
+import { BoundedNumFrame } from './num-frame.ts';
 import { PatStrFrame } from './pattern-frame.ts';
 
 export { DONE, Frame };
@@ -22,6 +23,7 @@ export function pushNode(node: GNode, parent: Frame | null): Frame[] {
     case 'arr': return [new ArrFrame(parent, node, PH.OPEN, 0)];
     case 'str': return [new StrFrame(parent, node.min, node.max, false, 0, 0, 0x80, 0xbf, 0, 0)];
     case 'pstr': return [PatStrFrame.start(parent, node.table)];
+    case 'bnum': return [BoundedNumFrame.start(parent, node)];
     case 'num': return [new NumFrame(parent, node.int, 0)];
     case 'lit': return [new LitFrame(parent, node.options, node.options.map((_, i) => i), null, 0)];
     case 'seq': return [new SeqFrame(parent, node.items, 0)];

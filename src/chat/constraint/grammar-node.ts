@@ -2,6 +2,8 @@
 // the few shapes tool-call syntaxes need around the JSON (literals, sequences, repeats, free text
 // until a trigger). Literal bytes are stored ready to match against token bytes.
 
+import { BoundedNumFrame } from './num-frame.ts';
+import type { BoundedNum } from './num-frame.ts';
 import { remAt } from './pattern-table.ts';
 import type { PatternTable } from './pattern-table.ts';
 
@@ -21,6 +23,8 @@ export type GNode =
   /** A string whose value matches a pattern (or format), with its length bounds. */
   | { readonly k: 'pstr'; readonly table: PatternTable }
   | { readonly k: 'num'; readonly int: boolean }
+  /** A number with bounds and/or multipleOf (num-frame.ts). */
+  | BoundedNum
   | { readonly k: 'lit'; readonly options: readonly Uint8Array[] }
   | { readonly k: 'alt'; readonly options: readonly GNode[] }
   | { readonly k: 'seq'; readonly items: readonly GNode[] }
@@ -70,6 +74,7 @@ export function minLen(node: GNode, memo: WeakMap<GNode, number> = MEMO): number
     case 'str': v = 2 + node.min; break;
     case 'pstr': v = 2 + remAt(node.table, 0, 0); break;
     case 'num': v = 1; break;
+    case 'bnum': v = BoundedNumFrame.start(null, node).need(); break;
     case 'lit': v = Math.min(...node.options.map((o) => o.length)); break;
     case 'alt': v = Math.min(...node.options.map((o) => minLen(o, memo))); break;
     case 'seq': v = node.items.reduce((s, n) => s + minLen(n, memo), 0); break;

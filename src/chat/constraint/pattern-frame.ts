@@ -5,7 +5,7 @@
 // they could still become.
 
 import { Frame, complete } from './frame-base.ts';
-import { INF, remAfterChar, remAt } from './pattern-table.ts';
+import { INF, plainAscii, remAfterChar, remAt } from './pattern-table.ts';
 import type { PatternTable } from './pattern-table.ts';
 
 // Pending-character kinds.
@@ -76,14 +76,14 @@ export class PatStrFrame extends Frame {
       case BACKSLASH: {
         if (b === 0x75) return this.with(HEX, 0, 0xffff, 4);
         const cp = SIMPLE_ESCAPES.get(b);
-        return cp === undefined ? [] : this.char(cp);
+        return cp === undefined || plainAscii(cp) ? [] : this.char(cp);
       }
       case HEX: {
         const h = hexVal(b);
         if (h < 0) return [];
         const owed = this.owed - 1;
         const lo = this.lo + h * 16 ** owed;
-        if (owed === 0) return lo >= 0xd800 && lo <= 0xdfff ? [] : this.char(lo);
+        if (owed === 0) return (lo >= 0xd800 && lo <= 0xdfff) || plainAscii(lo) ? [] : this.char(lo);
         return this.with(HEX, lo, lo + 16 ** owed - 1, owed);
       }
       case UTF8: {
@@ -133,11 +133,11 @@ export class PatStrFrame extends Frame {
     switch (this.pend) {
       case NONE: r = remAt(t, this.d, this.count); break;
       case UTF8: r = this.owed + remAfterChar(t, this.d, this.count, this.blo === 0xa0 || this.blo === 0x90 ? this.minLead() : this.lo, this.hi); break;
-      case HEX: r = this.owed + remAfterChar(t, this.d, this.count, this.lo, this.hi); break;
+      case HEX: r = this.owed + remAfterChar(t, this.d, this.count, this.lo, this.hi, true); break;
       default: {
         // After `\`: one more byte for a short escape, five for \uXXXX.
-        r = 5 + remAfterChar(t, this.d, this.count, 0, 0xffff);
-        for (const cp of SIMPLE_ESCAPES.values()) r = Math.min(r, 1 + remAfterChar(t, this.d, this.count, cp, cp));
+        r = 5 + remAfterChar(t, this.d, this.count, 0, 0xffff, true);
+        for (const cp of SIMPLE_ESCAPES.values()) if (!plainAscii(cp)) r = Math.min(r, 1 + remAfterChar(t, this.d, this.count, cp, cp));
       }
     }
     return r >= INF ? INF : r + 1;

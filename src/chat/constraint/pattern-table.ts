@@ -38,10 +38,34 @@ export function jsonCost(cp: number): number {
   return 4;
 }
 
+/**
+ * Printable ASCII other than `"` and `\`: written as itself, never escaped (`\u0041`, `\/`), so
+ * a pattern string comes out in its plain spelling and a character costs one token path, not six.
+ */
+export function plainAscii(cp: number): boolean {
+  return cp >= 0x20 && cp < 0x7f && cp !== 0x22 && cp !== 0x5c;
+}
+
 export function remAt(t: PatternTable, d: number, c: number): number {
   if (c < t.cols) return t.rem[d * t.cols + c]!;
   // Past the last column: any count is as good as min when max is unbounded; none is allowed past max.
   return t.max === Infinity ? t.rem[d * t.cols + t.cols - 1]! : INF;
+}
+
+const TABLES_KEPT = 64;
+const tables = new Map<string, PatternTable>();
+
+/** buildPatternTable through an LRU keyed by pattern and bounds (requests resend their schemas). */
+export function patternTable(pattern: string, dfa: Dfa, min: number, max: number, what: string): PatternTable {
+  const key = `${min}:${max}:${pattern}`;
+  let t = tables.get(key);
+  if (t) tables.delete(key);
+  else {
+    t = buildPatternTable(dfa, min, max, what);
+    if (tables.size >= TABLES_KEPT) tables.delete(tables.keys().next().value as string);
+  }
+  tables.set(key, t);
+  return t;
 }
 
 export function buildPatternTable(dfa: Dfa, min: number, max: number, what: string): PatternTable {
@@ -110,7 +134,7 @@ export function buildPatternTable(dfa: Dfa, min: number, max: number, what: stri
  * characters before it (INF: none of them leads anywhere). Counts the character itself as 0 bytes:
  * the caller adds what its spelling still owes.
  */
-export function remAfterChar(t: PatternTable, d: number, c: number, lo: number, hi: number): number {
+export function remAfterChar(t: PatternTable, d: number, c: number, lo: number, hi: number, escaped = false): number {
   const cs = t.outCls[d]!;
   const ts = t.outTo[d]!;
   const b = t.dfa.bounds;
@@ -119,6 +143,7 @@ export function remAfterChar(t: PatternTable, d: number, c: number, lo: number, 
     const k = cs[j]!;
     if (b[k + 1]! - 1 < lo) continue;
     if (b[k]! > hi) break;
+    if (escaped && plainAscii(b[k]!)) continue;
     const v = remAt(t, ts[j]!, c + 1);
     if (v < best) best = v;
   }

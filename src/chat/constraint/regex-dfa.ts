@@ -32,7 +32,7 @@ export interface Dfa {
 }
 
 /** Boundaries every class set is also cut at, so each class has one JSON spelling cost (pattern-table.ts). */
-const EXTRA_CUTS = [...Array.from({ length: 0x21 }, (_, k) => k), 0x22, 0x23, 0x5c, 0x5d, 0x80, 0x800, 0xd800, 0xe000, 0x10000, 0x110000];
+const EXTRA_CUTS = [...Array.from({ length: 0x21 }, (_, k) => k), 0x22, 0x23, 0x5c, 0x5d, 0x7f, 0x80, 0x800, 0xd800, 0xe000, 0x10000, 0x110000];
 
 export function classOf(dfa: Dfa, cp: number): number {
   const b = dfa.bounds;
@@ -235,7 +235,24 @@ export function compileDfa(src: string): Dfa {
   }
   const next = new Int32Array(sets.length * nClasses);
   rows.forEach((r, d) => next.set(r, d * nClasses));
+  pruneDead(next, Uint8Array.from(accept), nClasses);
   return { bounds, nClasses, nStates: sets.length, next, accept: Uint8Array.from(accept) };
+}
+
+/**
+ * Sends every transition into a state that can never reach acceptance to -1. An anchored pattern
+ * keeps the unanchored prefix loop in its sets, so without this every state would have a live
+ * edge on every character: the decoder would consider (and the mask walk visit) all of them.
+ */
+function pruneDead(next: Int32Array, accept: Uint8Array, K: number): void {
+  const N = accept.length;
+  const rev: number[][] = Array.from({ length: N }, () => []);
+  for (let d = 0; d < N; d++) for (let k = 0; k < K; k++) { const t = next[d * K + k]!; if (t >= 0) rev[t]!.push(d); }
+  const live = new Uint8Array(N);
+  const stack: number[] = [];
+  for (let d = 0; d < N; d++) if (accept[d] === 1) { live[d] = 1; stack.push(d); }
+  while (stack.length > 0) for (const p of rev[stack.pop()!]!) if (live[p] === 0) { live[p] = 1; stack.push(p); }
+  for (let i = 0; i < next.length; i++) if (next[i]! >= 0 && live[next[i]!] === 0) next[i] = -1;
 }
 
 const CACHE_MAX = 128;

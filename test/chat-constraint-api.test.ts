@@ -1,3 +1,4 @@
+// Structured output through the API of a real `hearth up` (nats-server, gateway, worker processes).
 // Issue 8 item 3: a `pattern` in response_format must never hold the gateway's event loop. Against
 // a real `hearth up` (nats-server, gateway, worker processes), the request that froze it for 50 s
 // (`^([\s\S]*)*\u0001$`, 28 characters) now gets a valid answer while ordinary requests sent
@@ -90,4 +91,42 @@ t.test('patterns the automaton cannot run are refused with a 400 that names the 
   const none = await post({ seed: 1, max_tokens: 20, response_format: patternFormat('^[0-9]{5}$', { maxLength: 4 }) });
   t.equal(none.status, 400, JSON.stringify(none.body));
   t.ok((await ordinary(4)).length > 0, 'the server still answers');
+});
+
+t.test('issue 12: keywords are enforced through the API, and a keyword hearth cannot enforce is a 400', async (t) => {
+  const schema = {
+    type: 'object',
+    properties: {
+      age: { type: 'integer', minimum: 0, maximum: 150 },
+      born: { type: 'string', format: 'date' },
+      code: { type: 'string', pattern: '^[A-Z]{3}$' },
+      score: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    },
+    required: ['age', 'born', 'code', 'score'],
+    additionalProperties: false,
+  };
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({ model: h.modelId, messages, seed, max_tokens: 80, response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } });
+    const v = JSON.parse(r.choices[0]!.message.content ?? '') as { age: number; born: string; code: string; score: number };
+    t.ok(Number.isInteger(v.age) && v.age >= 0 && v.age <= 150, `age ${v.age}`);
+    t.ok(!Number.isNaN(Date.parse(`${v.born}T00:00:00Z`)) && v.born.length === 10, `born ${v.born}`);
+    t.ok(v.code.length === 3 && [...v.code].every((c) => c >= 'A' && c <= 'Z'), `code ${v.code}`);
+    t.ok(v.score > 0 && v.score <= 1, `score ${v.score}`);
+  }
+  // Streamed too: the same constraint.
+  const s = await client.chat.completions.create({ model: h.modelId, messages, seed: 9, max_tokens: 80, stream: true, response_format: { type: 'json_schema', json_schema: { name: 'person', schema } } });
+  let text = '';
+  for await (const c of s) text += c.choices[0]?.delta.content ?? '';
+  t.ok(Number.isInteger((JSON.parse(text) as { age: number }).age), `streamed ${text}`);
+
+  const refused = await post({ seed: 1, max_tokens: 20, response_format: { type: 'json_schema', json_schema: { name: 'u', schema: { type: 'array', items: { type: 'integer' }, uniqueItems: true } } } });
+  t.equal(refused.status, 400);
+  t.match(refused.body.error?.message ?? '', /uniqueItems/, 'the 400 names the keyword');
+  // The same for a tool's parameters when the call is forced.
+  const tool = await post({
+    seed: 1, max_tokens: 40, tool_choice: 'required',
+    tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'object', minProperties: 2 } }, required: ['a'] } } }],
+  });
+  t.equal(tool.status, 400);
+  t.match(tool.body.error?.message ?? '', /minProperties/, 'tool parameters too');
 });
