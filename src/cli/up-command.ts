@@ -13,7 +13,7 @@ import { HearthError } from '../errors/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
 import { WorkerNode, measureSpeed } from '../worker/index.ts';
 import { startGateway, reachableHost, shellWord, type JoinInfo } from './gateway.ts';
-import { SERVE_OPTIONS, parseArgs, prepareServe, untilSignal } from './serve-common.ts';
+import { SERVE_OPTIONS, parseArgs, prepareServe } from './serve-common.ts';
 import { natsRunDir, persistedToken, stateDir } from './state-dir.ts';
 
 export const usage = `hearth up [--model DIR|ORG/NAME] [--workers N] [--port P] [--host H] [--api-key KEY] [--quant int4]
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // Listening from here on: a Ctrl-C while things start lets them finish starting, then stops
   // them all in order (Node's default would exit at once, leaving the nats-server behind).
-  const signalled = untilSignal();
+  const signalled = firstSignal(log);
   const started = new Started();
   let stopping = false;
   try {
@@ -169,7 +169,7 @@ export async function run(argv: string[]): Promise<number> {
 
     const sig = await signalled;
     stopping = true;
-    log.info({ sig }, 'shutting down: draining streams, then the workers leave');
+    log.info({ sig }, 'shutting down: running streams finish, then the workers leave (Ctrl-C again stops at once)');
     await started.stopAll(log);
     return 0;
   } catch (e) {
@@ -177,6 +177,30 @@ export async function run(argv: string[]): Promise<number> {
     await started.stopAll(log);
     throw e;
   }
+}
+
+/**
+ * Resolves on the first SIGINT/SIGTERM. A second one means "now": process.exit runs the exit
+ * hooks (the nats-server is killed and its folder removed, src/cluster/nats-server.ts) and the
+ * workers see us gone within a second. Under `npm start` one Ctrl-C arrives twice (the terminal
+ * signals the whole group and npm forwards it again), so only a signal a second or more after the
+ * first counts as the second. The listeners stay: a signal with none would kill us mid-drain.
+ */
+function firstSignal(log: { warn(o: object, m?: string): void }): Promise<string> {
+  let at = 0;
+  return new Promise((resolve) => {
+    const on = (sig: string) => (): void => {
+      if (at === 0) {
+        at = Date.now();
+        resolve(sig);
+      } else if (Date.now() - at >= 1000) {
+        log.warn({ sig }, 'stopping at once');
+        process.exit(130);
+      }
+    };
+    process.on('SIGINT', on('SIGINT'));
+    process.on('SIGTERM', on('SIGTERM'));
+  });
 }
 
 function noBinaryReason(): string {

@@ -65,6 +65,8 @@ export interface UpProcess {
   /** Everything printed so far (stdout + stderr). */
   output(): string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Pid of the `hearth up` node process itself (under `npm start`, npm's grandchild). */
+  upPid(): number;
   /** Waits until output() matches re (or throws after timeoutMs). */
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
 }
@@ -73,9 +75,11 @@ export interface UpProcess {
  * `hearth up ARGS` in its own process group (like a shell job), in a fresh HEARTH_HOME; resolves
  * once it printed its URL. `ready` also waits for GET /ready. Killed (whole group) at teardown.
  */
-export async function startUp(t: Tap, args: readonly string[], opts: { env?: Record<string, string>; ready?: boolean } = {}): Promise<UpProcess> {
+export async function startUp(t: Tap, args: readonly string[], opts: { env?: Record<string, string>; ready?: boolean; npmStart?: boolean } = {}): Promise<UpProcess> {
   const home = tempHome(t, 'hearth-up-');
-  const child = spawn(process.execPath, [BIN, 'up', '--port', '0', ...args], {
+  // `npm start -- ARGS` is what the README tells people to run (npm forwards signals again).
+  const [cmd, argv] = opts.npmStart === true ? ['npm', ['start', '--', '--port', '0', ...args]] : [process.execPath, [BIN, 'up', '--port', '0', ...args]];
+  const child = spawn(cmd, argv, {
     cwd: repoRoot,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,7 +114,13 @@ export async function startUp(t: Tap, args: readonly string[], opts: { env?: Rec
   const m = await waitFor(/OpenAI API at (http:\/\/\S+?)\/v1\b/);
   const origin = m[1] as string;
   if (opts.ready === true) await waitReady(origin, 120_000, () => out);
-  return { child, origin, home, output: () => out, exited, waitFor };
+  const upPid = (): number => {
+    if (opts.npmStart !== true) return child.pid as number;
+    const p = processesUnder(home).find((x) => x.comm === 'node' && x.cmdline.includes('bin/hearth.js up'));
+    if (p === undefined) throw new Error('no hearth up process under npm start');
+    return p.pid;
+  };
+  return { child, origin, home, output: () => out, exited, upPid, waitFor };
 }
 
 export async function waitReady(origin: string, timeoutMs: number, log: () => string = () => ''): Promise<void> {
