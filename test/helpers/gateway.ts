@@ -3,6 +3,7 @@
 // scheduler, coordinator and /metrics that `hearth up` and `hearth gateway` run) in this process,
 // with config from the real loader. Tests reach it with the openai SDK and plain fetch, and may
 // kill a worker.
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { NatsBus } from '../../src/bus/index.ts';
 import { startGateway, type Gateway } from '../../src/cli/gateway.ts';
@@ -31,7 +32,8 @@ export interface TestCluster {
 }
 
 export async function startCluster(t: Tap, modelDir: string, opts: { workers: number; limits?: Record<string, number | null>; logLevel?: string } = { workers: 2 }): Promise<TestCluster> {
-  const nats = await withNats(t);
+  // A token as `hearth up` makes one (the config wants at least 16 characters).
+  const nats = await withNats(t, { token: randomBytes(16).toString('hex') });
   const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
   const flags: Record<string, unknown> = { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000 };
   for (const [k, v] of Object.entries(opts.limits ?? {})) flags[`limits.${k}`] = v;
