@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { MemoryHub, NatsBus, type Bus } from '../bus/index.ts';
 import { findNatsServerBinary, startNatsServer, type NatsServerHandle } from '../cluster/index.ts';
@@ -73,7 +74,8 @@ export async function run(argv: string[]): Promise<number> {
       ]);
     }
   }
-  const token = cfg.cluster.token ?? (natsUrl === null && binary === null ? 'in-process' : persistedToken().token);
+  // In-process, nothing joins: a throwaway token (it still guards the weights route over HTTP).
+  const token = cfg.cluster.token ?? (natsUrl === null && binary === null ? randomBytes(24).toString('hex') : persistedToken().token);
 
   // Listening from here on: a Ctrl-C while things start lets them finish starting, then stops
   // them all in order (Node's default would exit at once, leaving the nats-server behind).
