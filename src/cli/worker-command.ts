@@ -60,7 +60,10 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   // The same logging settings (and so the same look in a terminal) as the gateway of `hearth up`.
-  const cfg = loadConfig({ env: process.env, flags: { logLevel: values['log-level'], provider: values.provider } });
+  // Only the options a worker uses: a gateway's settings in the same environment (HEARTH_PORT, a
+  // token of its own making…) are not the worker's to validate.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^HEARTH_(LOG_|LOGGING_|PROVIDER$|WORKER_PROVIDER$)/.test(k)));
+  const cfg = loadConfig({ env, flags: { logLevel: values['log-level'], provider: values.provider } });
   const log = createLogger(cfg.logging, { name: 'hearth-worker', destination: pino.destination(2), isTTY: process.stderr.isTTY === true });
   let token = process.env['HEARTH_TOKEN'] ?? '';
   if (values['token-file'] !== undefined) {

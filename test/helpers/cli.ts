@@ -116,7 +116,8 @@ export async function startUp(t: Tap, args: readonly string[], opts: { env?: Rec
   if (opts.ready === true) await waitReady(origin, 120_000, () => out);
   const upPid = (): number => {
     if (opts.npmStart !== true) return child.pid as number;
-    const p = processesUnder(home).find((x) => x.comm === 'node' && x.cmdline.includes('bin/hearth.js up'));
+    // argv[0] is node (npm runs `sh -c 'node bin/hearth.js up …'`); comm is no help: Node 24 names it MainThread.
+    const p = processesUnder(home).find((x) => /^(\S*\/)?node\s/.test(x.cmdline) && x.cmdline.includes('bin/hearth.js up'));
     if (p === undefined) throw new Error('no hearth up process under npm start');
     return p.pid;
   };
