@@ -32,6 +32,10 @@ t.test('Responses items → chat messages: calls join the assistant turn, reason
   t.equal(chat.max_completion_tokens, 5);
   t.same(chat.chat_template_kwargs, { enable_thinking: false });
   t.throws(() => translateResponsesRequest({ model: 'm', input: 'x', tools: [{ type: 'web_search' }] }, []), /hosted tool/);
+  // Codex CLI: instructions plus developer items up front → one leading system message.
+  const codex = translateResponsesRequest({ model: 'm', instructions: 'A', input: [{ role: 'developer', content: 'B' }, { role: 'developer', content: [{ type: 'input_text', text: 'C' }] }, { role: 'user', content: 'hi' }] }, []);
+  t.same(codex.chat.messages, [{ role: 'system', content: 'A\n\nB\n\nC' }, { role: 'user', content: 'hi' }]);
+  t.same(translateResponsesRequest({ model: 'm', input: [{ role: 'developer', content: 'B' }, { role: 'user', content: 'hi' }] }, []).chat.messages[0], { role: 'system', content: 'B' });
   t.throws(() => itemsToMessages([{ type: 'item_reference' }]), /Invalid input item type 'item_reference'/);
 });
 

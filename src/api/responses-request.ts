@@ -25,7 +25,14 @@ export function translateResponsesRequest(body: CreateResponseBody, history: rea
   const items = [...history, ...inputItems(body.input)];
   const messages: ChatMessageBody[] = [];
   if (typeof body.instructions === 'string' && body.instructions !== '') messages.push({ role: 'system', content: body.instructions });
-  messages.push(...itemsToMessages(items, history.length));
+  for (const m of itemsToMessages(items, history.length)) {
+    // Instructions and leading system/developer items become one system message: Codex CLI sends
+    // both, and many chat templates accept a system message only as the first message.
+    const only = messages.length === 1 ? messages[0]! : undefined;
+    if ((m.role === 'system' || m.role === 'developer') && only?.role === 'system') {
+      messages[0] = { role: 'system', content: `${String(only.content)}\n\n${String(m.content)}` };
+    } else messages.push(m.role === 'developer' && messages.length === 0 ? { ...m, role: 'system' } : m);
+  }
   if (messages.length === 0) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Missing required parameter: 'input'."], { param: 'input' });
   const tools = (body.tools ?? []).map(toChatTool);
   const format = body.text?.format;
