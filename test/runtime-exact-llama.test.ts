@@ -13,7 +13,7 @@ t.test('tiny-llama: logits equal the reference through prefill and batched decod
   const refB = reference(dir, b);
   for (const split of SPLITS) {
     const chain = await Chain.open(t, dir, split);
-    t.equal(chain.engines[0]?.info.attention, 'gqa', 'head_dim 16 takes the GroupQueryAttention path');
+    t.equal(chain.engines[0]?.info.attention, 'fused', 'the fused attention path is the default');
     const r = await exactRun(chain, { a, aPrompt: 16, b, bPrompt: 9, chunk: split.length === 2 ? 6 : 16 }, refA, refB);
     t.ok(r.maxDiff <= 1e-4, `split ${JSON.stringify(split)}: max |diff| ${r.maxDiff.toExponential(2)} over ${r.compared} logit vectors`);
     await chain.close();

@@ -129,14 +129,14 @@ t.test('int4 vs fp32 on a random tiny-qwen2: logits stay close', async (t) => {
   t.ok(r.relRms < 0.5, 'RMS logit error is a fraction of the logits');
 });
 
-t.test('int4 graphs: GroupQueryAttention (packed QKV / q-k norm) equals the plain-op path on the same quantized weights', async (t) => {
-  // With fp32 activations (accuracy_level 0) both attention paths see identical MatMulNBits
+t.test('int4 graphs: fused and GroupQueryAttention paths (packed QKV / q-k norm) equal the plain-op path on the same quantized weights', async (t) => {
+  // With fp32 activations (accuracy_level 0) every attention path sees identical MatMulNBits
   // results, so any difference is a graph-structure bug rather than quantization noise.
-  for (const preset of ['tiny-qwen2', 'tiny-qwen3'] as const) {
+  for (const [preset, kind] of [['tiny-qwen2', 'fused'], ['tiny-qwen3', 'fused'], ['tiny-qwen2', 'gqa']] as const) {
     const dir = await tinyCheckpoint(t, preset);
-    const fast = await Chain.open(t, dir, [[0, 2], [2, 4]], 'int4', { accuracyLevel: 0 });
+    const fast = await Chain.open(t, dir, [[0, 2], [2, 4]], 'int4', { accuracyLevel: 0, attention: kind });
     const plain = await Chain.open(t, dir, [[0, 4]], 'int4', { accuracyLevel: 0, attention: 'plain' });
-    t.equal(fast.engines[0]?.info.attention, 'gqa');
+    t.equal(fast.engines[0]?.info.attention, kind);
     const a = tokenStream(20, 151936, 61);
     const b = tokenStream(12, 151936, 62);
     let worst = 0;
@@ -152,6 +152,6 @@ t.test('int4 graphs: GroupQueryAttention (packed QKV / q-k norm) equals the plai
         { seq: 'B', pos: 4 + i, n: 1, tokens: Int32Array.of(b[4 + i] as number) },
       ]);
     }
-    t.ok(worst <= 1e-4, `${preset}: max |gqa - plain| ${worst.toExponential(2)}`);
+    t.ok(worst <= 1e-4, `${preset}: max |${kind} - plain| ${worst.toExponential(2)}`);
   }
 });

@@ -1,21 +1,32 @@
-// Per-sequence KV cache of one stage: for each layer a K and a V array [Hkv, stride, D] (batch dim
-// 1) whose first `len` positions per head are valid. With GroupQueryAttention a single-sequence step
+// Per-sequence KV cache of one stage, for each layer a K and a V array in one of two layouts:
+// - 'position' (fused attention): [stride, Hkv, D], position-major, fp32 or fp16. The first `len`
+//   rows are valid, so the past of a single sequence is a zero-copy prefix view, and a step appends
+//   its new rows after them; capacity grows geometrically.
+// - 'head' (GroupQueryAttention / plain): [Hkv, stride, D] (batch dim 1) whose first `len`
+//   positions per head are valid. With GroupQueryAttention a single-sequence step
 // passes the same array as past input and as pre-allocated present output, so the kernel appends in
 // place (its shared-buffer mode) and nothing is copied; capacity grows geometrically. A batched step
 // pads into one [B, Hkv, P, D] buffer and compacts each row back out afterwards.
 
+/** fp32, or fp16 bits (onnxruntime's float16 tensors are Uint16Array). */
+export type KvArray = Float32Array | Uint16Array;
+
 export interface SeqKv {
   len: number;
-  /** Positions each head's slab can hold (>= len). */
+  /** Positions the slab can hold (>= len). */
   stride: number;
-  k: Float32Array[];
-  v: Float32Array[];
+  k: KvArray[];
+  v: KvArray[];
 }
 
 export interface KvShape {
   readonly layers: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /** Default 'head'. */
+  readonly layout?: 'head' | 'position';
+  /** fp16 elements (position layout only). */
+  readonly half?: boolean;
 }
 
 export class KvStore {
@@ -24,13 +35,17 @@ export class KvStore {
 
   /** Bytes per cached position across this stage's layers (K and V, fp32). */
   get bytesPerPosition(): number {
-    return this.shape.layers * 2 * this.shape.kvHeads * this.shape.headDim * 4;
+    return this.shape.layers * 2 * this.shape.kvHeads * this.shape.headDim * (this.shape.half === true ? 2 : 4);
+  }
+
+  private alloc(n: number): KvArray {
+    return this.shape.half === true ? new Uint16Array(n) : new Float32Array(n);
   }
 
   get(seq: string): SeqKv {
     let s = this.seqs.get(seq);
     if (!s) {
-      const empty = (): Float32Array[] => Array.from({ length: this.shape.layers }, () => new Float32Array(0));
+      const empty = (): KvArray[] => Array.from({ length: this.shape.layers }, () => this.alloc(0));
       s = { len: 0, stride: 0, k: empty(), v: empty() };
       this.seqs.set(seq, s);
     }
@@ -50,10 +65,14 @@ export class KvStore {
     const s = this.get(seq);
     if (s.stride >= need) return s;
     const stride = Math.max(need, Math.ceil(s.stride * 1.5), 64);
-    const grow = (a: Float32Array): Float32Array => {
-      const { kvHeads, headDim } = this.shape;
-      const out = new Float32Array(kvHeads * stride * headDim);
-      for (let h = 0; h < kvHeads; h++) out.set(a.subarray(h * s.stride * headDim, (h * s.stride + s.len) * headDim), h * stride * headDim);
+    const { kvHeads, headDim } = this.shape;
+    const grow = (a: KvArray): KvArray => {
+      const out = this.alloc(kvHeads * stride * headDim);
+      if (this.shape.layout === 'position') {
+        out.set(a.subarray(0, s.len * kvHeads * headDim) as never);
+        return out;
+      }
+      for (let h = 0; h < kvHeads; h++) out.set(a.subarray(h * s.stride * headDim, (h * s.stride + s.len) * headDim) as never, h * stride * headDim);
       return out;
     };
     s.k = s.k.map(grow);
@@ -73,7 +92,8 @@ export class KvStore {
     const src = this.seqs.get(from);
     const have = src?.len ?? 0;
     if (!src || len > have) throw new RangeError(`fork: ${from} holds ${have} positions, ${len} requested`);
-    const cut = (a: Float32Array): Float32Array => sliceRow(a, this.shape, src.stride, [[0, len]]);
+    const rowSize = this.shape.kvHeads * this.shape.headDim;
+    const cut = (a: KvArray): KvArray => (this.shape.layout === 'position' ? a.slice(0, len * rowSize) : sliceRow(a as Float32Array, this.shape, src.stride, [[0, len]]));
     this.seqs.set(seq, { len, stride: len, k: src.k.map(cut), v: src.v.map(cut) });
   }
 }
@@ -108,6 +128,21 @@ export function padRows(rows: readonly Float32Array[], lens: readonly number[], 
     for (let h = 0; h < kvHeads; h++) {
       out.set(row.subarray(h * stride * headDim, (h * stride + len) * headDim), (b * kvHeads + h) * p * headDim);
     }
+  });
+  return out;
+}
+
+/**
+ * Position layout, several sequences: [p, B, Hkv, D] with row b holding its first len_b positions
+ * (the rest zero; the step's past mask hides them).
+ */
+export function padPositions(rows: readonly KvArray[], lens: readonly number[], shape: KvShape, p: number): KvArray {
+  const row = shape.kvHeads * shape.headDim;
+  const b = rows.length;
+  const out = shape.half === true ? new Uint16Array(p * b * row) : new Float32Array(p * b * row);
+  rows.forEach((src, i) => {
+    const len = lens[i] ?? 0;
+    for (let t = 0; t < len; t++) out.set(src.subarray(t * row, (t + 1) * row) as never, (t * b + i) * row);
   });
   return out;
 }

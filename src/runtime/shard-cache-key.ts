@@ -128,6 +128,7 @@ export interface ShardKeyParts {
     readonly accuracyLevel: number | null;
     readonly maxPositions: number | null;
     readonly headSliceRows: number | null;
+    readonly kvDtype: string;
     /** fp32 tensors referenced in place from the checkpoint (true) or copied into the entry. */
     readonly mapped: boolean;
   };

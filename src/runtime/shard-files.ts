@@ -34,7 +34,7 @@ export interface ShardFiles {
   finish(loaded: boolean): Promise<boolean>;
 }
 
-export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'maxPositions' | 'headSliceRows'> {
+export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'maxPositions' | 'headSliceRows' | 'kvDtype'> {
   /** Cache folder, or null for none. */
   readonly cacheDir: string | null;
   /** Where an uncached build is staged (default os.tmpdir()). */
@@ -91,6 +91,7 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
       ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
       ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
+      ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
     });
   const threads = spec.quant === 'int4' ? (opts.buildThreads ?? 1) : 1;
   let graph: ReturnType<typeof buildShardGraph>;
@@ -179,6 +180,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
       accuracyLevel: opts.accuracyLevel ?? null,
       maxPositions: opts.maxPositions ?? null,
       headSliceRows: opts.headSliceRows ?? null,
+      kvDtype: opts.kvDtype ?? 'float32',
       mapped,
     },
   });

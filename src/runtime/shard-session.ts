@@ -8,9 +8,9 @@ import ort from 'onnxruntime-node';
 import { HearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { ATTN_INPUTS, IO, type AttentionKind } from '../model/onnx/index.ts';
+import { ATTN_INPUTS, IO, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
-import { KvStore, padRows, sliceRow } from './kv-store.ts';
+import { KvStore, padPositions, padRows, sliceRow, type KvArray } from './kv-store.ts';
 import { resolveShardCacheDir } from './shard-cache.ts';
 import { prepareShardFiles, type CacheState } from './shard-files.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
@@ -37,11 +37,14 @@ export interface ShardSessionOptions {
    * resolveShardCacheDir() ($HEARTH_CACHE_DIR, else ~/.cache/hearth/shards).
    */
   readonly cacheDir?: string | null;
+  /** KV cache element type of the fused attention path (default float32). */
+  readonly kvDtype?: KvDtype;
 }
 
 export interface ShardInfo {
   readonly config: ModelConfig;
   readonly attention: AttentionKind;
+  readonly kvDtype: KvDtype;
   /** Weights every step reads (resident while serving). */
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
@@ -122,7 +125,13 @@ export class ShardSession {
   ) {
     this.first = spec.start === 0;
     this.last = spec.end === info.config.numLayers;
-    this.kv = new KvStore({ layers: spec.end - spec.start, kvHeads: info.config.numKvHeads, headDim: info.config.headDim });
+    this.kv = new KvStore({
+      layers: spec.end - spec.start,
+      kvHeads: info.config.numKvHeads,
+      headDim: info.config.headDim,
+      layout: info.attention === 'fused' ? 'position' : 'head',
+      half: info.kvDtype === 'float16',
+    });
     this.profileDir = profileDir;
   }
 
@@ -140,6 +149,7 @@ export class ShardSession {
       ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
       ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
+      ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
     };
     try {
       const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
@@ -166,6 +176,7 @@ export class ShardSession {
         const info: ShardInfo = {
           config,
           attention: files.attention,
+          kvDtype: files.attention === 'fused' ? (opts.kvDtype ?? 'float32') : 'float32',
           weightBytes: files.weightBytes,
           lookupBytes: files.lookupBytes,
           buildMs: t1 - t0,
@@ -242,6 +253,7 @@ export class ShardSession {
       if (hid.length !== b * s * h) throw new HearthError('HEARTH_ERR_ENGINE', [`hidden input has ${hid.length} values, expected ${b * s * h}`]);
       feeds[IO.hiddenIn] = new ort.Tensor('float32', hid, [b, s, h]);
     }
+    if (this.info.attention === 'fused') return this.stepFused(items, lens, feeds);
     if (this.info.attention === 'gqa') {
       feeds[ATTN_INPUTS.gqa.seqlensK] = new ort.Tensor('int32', Int32Array.from(lens, (l) => l + s - 1), [b]);
       feeds[ATTN_INPUTS.gqa.totalLen] = new ort.Tensor('int32', Int32Array.of(t), []);
@@ -312,11 +324,87 @@ export class ShardSession {
       });
     }
     seqs.forEach((kv) => (kv.len += s));
+    return this.results(items, out, s);
+  }
+
+  /**
+   * The fused path: past K/V go in as position-major [P, B, Hkv, D] (one sequence: a prefix view of
+   * its slab, nothing copied; several: padded, with the past mask hiding each row's padding), and
+   * the step's own K/V come back as [B, S, Hkv, D] to append.
+   */
+  private async stepFused(items: readonly StageItem[], lens: readonly number[], feeds: Feeds): Promise<StageResult[]> {
+    const cfg = this.info.config;
+    const b = items.length;
+    const s = (items[0] as StageItem).n;
+    const { numKvHeads: hkv, headDim: d } = cfg;
+    const row = hkv * d;
+    const half = this.info.kvDtype === 'float16';
+    const kvType = half ? 'float16' : 'float32';
+    const pos = new BigInt64Array(b * s);
+    lens.forEach((len, i) => {
+      for (let q = 0; q < s; q++) pos[i * s + q] = BigInt(len + q);
+    });
+    // An empty past is never fed (a zero-size matrix product faults in onnxruntime): one masked
+    // zero position stands in for it.
+    const p = Math.max(1, ...lens);
+    const mask = new Float32Array(b * p);
+    lens.forEach((len, i) => mask.fill(-Infinity, i * p + len, (i + 1) * p));
+    feeds[ATTN_INPUTS.fused.positionIds] = new ort.Tensor('int64', pos, [b, s]);
+    feeds[ATTN_INPUTS.fused.pastMask] = new ort.Tensor('float32', mask, [b, 1, 1, p]);
+    const groups = cfg.numHeads / hkv;
+    feeds[ATTN_INPUTS.fused.causal] = new ort.Tensor('float32', this.causal(s, groups), [groups * s, s]);
+    const seqs = items.map((it) => this.kv.get(it.seq));
+    const layers = this.kv.shape.layers;
+    const empty = half ? new Uint16Array(row) : new Float32Array(row);
+    for (let l = 0; l < layers; l++) {
+      const past = (which: 'k' | 'v'): KvArray => {
+        if (b > 1) return padPositions(seqs.map((x) => x[which][l] as KvArray), lens, this.kv.shape, p);
+        const len = lens[0] as number;
+        return len === 0 ? empty : (seqs[0]?.[which][l] as KvArray).subarray(0, len * row);
+      };
+      feeds[IO.pastKey(l)] = new ort.Tensor(kvType, past('k'), [p, b, hkv, d]);
+      feeds[IO.pastValue(l)] = new ort.Tensor(kvType, past('v'), [p, b, hkv, d]);
+    }
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(feeds);
+    } catch (e) {
+      throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
+    }
+    items.forEach((it, i) => {
+      const len = lens[i] as number;
+      const kv = this.kv.reserve(it.seq, len + s);
+      for (let l = 0; l < layers; l++) {
+        const nk = out[IO.newKey(l)]?.data as KvArray;
+        const nv = out[IO.newValue(l)]?.data as KvArray;
+        (kv.k[l] as KvArray).set(nk.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
+        (kv.v[l] as KvArray).set(nv.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
+      }
+      kv.len = len + s;
+    });
+    return this.results(items, out, s);
+  }
+
+  private causalCache = new Map<number, Float32Array>();
+  /** [groups * s, s]: row g*s+i is 0 up to column i, -inf after (kept per chunk size). */
+  private causal(s: number, groups: number): Float32Array {
+    let m = this.causalCache.get(s);
+    if (!m) {
+      m = new Float32Array(groups * s * s);
+      for (let r = 0; r < groups * s; r++) m.fill(-Infinity, r * s + (r % s) + 1, (r + 1) * s);
+      if (this.causalCache.size > 8) this.causalCache.clear();
+      this.causalCache.set(s, m);
+    }
+    return m;
+  }
+
+  private results(items: readonly StageItem[], out: ort.InferenceSession.ReturnType, s: number): StageResult[] {
     if (this.last) {
       const logits = out[IO.logits]?.data as Float32Array;
-      const v = cfg.vocabSize;
+      const v = this.info.config.vocabSize;
       return items.map((it, i) => ({ seq: it.seq, logits: logits.subarray(i * v, (i + 1) * v) }));
     }
+    const h = this.info.config.hiddenSize;
     const hidden = out[IO.hiddenOut]?.data as Float32Array;
     return items.map((it, i) => ({ seq: it.seq, hidden: hidden.subarray(i * s * h, (i + 1) * s * h) }));
   }

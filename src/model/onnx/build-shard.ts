@@ -19,7 +19,7 @@ import { WeightReader } from './weights.ts';
 import { INT4_BLOCK } from '../quant-int4.ts';
 
 export interface BuildShardOptions {
-  /** 'auto' picks gqa when headDim % 16 == 0 (GQA's rotary kernel needs it), plain otherwise. */
+  /** 'auto' picks fused (any even head size); gqa (head size a multiple of 16) and plain stay selectable. */
   readonly attention?: AttentionKind | 'auto';
   /** MatMulNBits accuracy_level: 4 = int8 activations (fastest on AVX-512 VNNI), 0 = fp32. */
   readonly accuracyLevel?: number;
@@ -38,7 +38,12 @@ export interface BuildShardOptions {
    * externalDir), or null. When given, fp32 tensors are referenced in place instead of copied.
    */
   readonly mapFile?: (file: string) => string | null;
+  /** Element type of the fused path's KV cache (default float32; float16 halves its memory). */
+  readonly kvDtype?: KvDtype;
 }
+
+export const KV_DTYPES = ['float32', 'float16'] as const;
+export type KvDtype = (typeof KV_DTYPES)[number];
 
 export interface ShardGraph {
   readonly model: Uint8Array;
@@ -64,11 +69,14 @@ export const IO = {
   pastValue: (l: number) => `past_value.${l}`,
   presentKey: (l: number) => `present_key.${l}`,
   presentValue: (l: number) => `present_value.${l}`,
+  /** fused attention: the step's own K/V [B, S, Hkv, D] (the caller appends them to its cache). */
+  newKey: (l: number) => `new_key.${l}`,
+  newValue: (l: number) => `new_value.${l}`,
 } as const;
 
 export function chooseAttention(headDim: number, pref: AttentionKind | 'auto' = 'auto'): AttentionKind {
   if (pref !== 'auto') return pref;
-  return headDim % 16 === 0 ? 'gqa' : 'plain';
+  return headDim % 2 === 0 ? 'fused' : 'plain';
 }
 
 const ONNX_DTYPE = { F32: DT.float, F16: DT.float16, BF16: DT.bfloat16 } as const;
@@ -193,21 +201,25 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   // --- layers ----------------------------------------------------------------------------------------
   const positions = opts.maxPositions ?? cfg.maxPositions;
   const { cos, sin } = ropeTables(cfg, positions);
-  const actx = attentionContext(g, cfg, kind, cos, sin, positions);
+  const kvType = kind === 'fused' && opts.kvDtype === 'float16' ? DT.float16 : DT.float;
+  const actx = attentionContext(g, cfg, kind, cos, sin, positions, kvType);
   let residual = x2;
   let normed = g.op('SimplifiedLayerNormalization', [x2, f32(layerTensorNames(start).inputNorm)], { axis: -1, epsilon: eps32 });
   let pendingOut: string | null = null;
   for (let l = start; l < end; l++) {
     const n = layerTensorNames(l);
     const li = l - start;
+    const fusedKv = kind === 'fused';
+    const pastDims = fusedKv ? ['past', 'batch', hkv, d] : ['batch', hkv, 'past', d];
     const io = {
-      pastKey: g.input(IO.pastKey(li), DT.float, ['batch', hkv, 'past', d]),
-      pastValue: g.input(IO.pastValue(li), DT.float, ['batch', hkv, 'past', d]),
-      presentKey: IO.presentKey(li),
-      presentValue: IO.presentValue(li),
+      pastKey: g.input(IO.pastKey(li), kvType, pastDims),
+      pastValue: g.input(IO.pastValue(li), kvType, pastDims),
+      presentKey: fusedKv ? IO.newKey(li) : IO.presentKey(li),
+      presentValue: fusedKv ? IO.newValue(li) : IO.presentValue(li),
     };
-    g.output(io.presentKey, DT.float, ['batch', hkv, 'present', d]);
-    g.output(io.presentValue, DT.float, ['batch', hkv, 'present', d]);
+    const outDims = fusedKv ? ['batch', 'seq', hkv, d] : ['batch', hkv, 'present', d];
+    g.output(io.presentKey, kvType, outDims);
+    g.output(io.presentValue, kvType, outDims);
     if (pendingOut !== null) {
       // Previous layer's MLP output + residual, then this layer's input norm, in one kernel.
       const outs = g.node('SkipSimplifiedLayerNormalization', [pendingOut, residual, f32(n.inputNorm)], [g.name('ln1'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
@@ -217,8 +229,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     const qkvNames = [n.q, n.k, n.v];
     const qkvBias = cfg.attentionBias ? [n.qBias, n.kBias, n.vBias] : null;
     let ctx3: string;
-    if (!flat && kind === 'gqa' && !cfg.qkNorm) {
-      // GroupQueryAttention takes the fused int4 projection as its packed QKV input: no Split.
+    if (!flat && kind !== 'plain' && !cfg.qkNorm) {
+      // The fused int4 projection goes in packed (GroupQueryAttention takes it as is: no Split).
       ctx3 = attention(g, cfg, actx, io, { qkv: fusedInt4(normed, qkvNames, qkvBias, `l${l}.qkv`) });
     } else {
       let [q, k, v] = project(normed, qkvNames, qkvBias, `l${l}.qkv`) as [string, string, string];
@@ -300,7 +312,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const outputNames: string[] = [last ? IO.logits : IO.hiddenOut];
   for (let li = 0; li < end - start; li++) {
     inputNames.push(IO.pastKey(li), IO.pastValue(li));
-    outputNames.push(IO.presentKey(li), IO.presentValue(li));
+    outputNames.push(...(kind === 'fused' ? [IO.newKey(li), IO.newValue(li)] : [IO.presentKey(li), IO.presentValue(li)]));
   }
   return { ...built, attention: kind, weightBytes: g.weightBytes, lookupBytes, inputNames, outputNames };
 }

@@ -1,4 +1,4 @@
-export { buildShardGraph, chooseAttention, IO, type BuildShardOptions, type ShardGraph } from './build-shard.ts';
+export { buildShardGraph, chooseAttention, IO, KV_DTYPES, type BuildShardOptions, type KvDtype, type ShardGraph } from './build-shard.ts';
 export { ATTENTION_KINDS, ATTN_INPUTS, type AttentionKind } from './attention.ts';
 export { ropeInvFreq, ropeTables } from './rope.ts';
 export type { ExternalFile } from './graph.ts';
