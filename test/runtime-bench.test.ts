@@ -39,7 +39,7 @@ t.test('bench: contexts in chunks, greedy ids, KV, per-context profile', async (
     const ops = c.perOp;
     if (!ops) throw new Error('profile expected');
     for (const [phase, list] of [['prefill', ops.prefill], ['decode', ops.decode]] as const) {
-      t.ok(list.some((o) => o.op === 'GroupQueryAttention'), `context ${c.context} ${phase}: attention is in the profile`);
+      t.ok(list.some((o) => o.op === 'FusedMatMul'), `context ${c.context} ${phase}: attention (FusedMatMul) is in the profile`);
       t.ok(Math.abs(list.reduce((s, o) => s + o.pct, 0) - 100) < 1e-6, `context ${c.context} ${phase}: shares sum to 100 %`);
     }
   }

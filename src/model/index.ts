@@ -6,3 +6,4 @@ export { FAMILIES, DTYPES, type Family, type DType, type RopeScaling, type Model
 export { generateCheckpoint, resolveShape, shapeToConfig, configJson, qwen3TokenizerFiles, PRESETS, type GenerateOptions, type GenDType, type ModelShape, type PresetName } from './generate-checkpoint.ts';
 export { referenceLogits, referenceGreedy, ReferenceModel, ropeInvFreq, argmax, type ReferenceCache } from './reference.ts';
 export { QUANTS, type Quant, type ShardBuildSpec } from './shard-build-spec.ts';
+export { INT4_BLOCK_SIZES } from './quant-int4.ts';

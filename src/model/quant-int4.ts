@@ -1,30 +1,34 @@
 // Symmetric int4 block quantization in the layout of onnxruntime's MatMulNBits (com.microsoft):
-// for a weight W [N, K] (HF Linear layout: one row per output), each row is cut into blocks of 32
-// along K (the last block zero-padded), B is uint8 [N, ceil(K/32), 16] with the low nibble holding
-// the even k, scales are fp32 [N * ceil(K/32)], and the zero point is the default 8.
+// for a weight W [N, K] (HF Linear layout: one row per output), each row is cut into blocks of
+// `block` values along K (32 by default; 16..256, a power of two; the last block zero-padded), B is
+// uint8 [N, ceil(K/block), block/2] with the low nibble holding the even k, scales are fp32
+// [N * ceil(K/block)], and the zero point is the default 8.
 // Scale choice follows onnxruntime's own quantizer (MlasQuantizeBlockwise, symmetric): the value of
 // largest magnitude maps to -8 exactly, so the full [-8, 7] range is used.
 
 export const INT4_BLOCK = 32;
+export const INT4_BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
 
 export interface Int4Matrix {
   readonly rows: number;
   readonly cols: number;
-  /** Blocks per row: ceil(cols / 32). */
+  /** Blocks per row: ceil(cols / block). */
   readonly blocks: number;
-  /** [rows, blocks, 16] */
+  /** Values per block (default 32). */
+  readonly block?: number;
+  /** [rows, blocks, block / 2] */
   readonly packed: Uint8Array;
   /** [rows * blocks] */
   readonly scales: Float32Array;
 }
 
-export function int4Blocks(cols: number): number {
-  return Math.ceil(cols / INT4_BLOCK);
+export function int4Blocks(cols: number, block: number = INT4_BLOCK): number {
+  return Math.ceil(cols / block);
 }
 
-export function allocInt4(rows: number, cols: number): Int4Matrix {
-  const blocks = int4Blocks(cols);
-  return { rows, cols, blocks, packed: new Uint8Array(rows * blocks * 16), scales: new Float32Array(rows * blocks) };
+export function allocInt4(rows: number, cols: number, block: number = INT4_BLOCK): Int4Matrix {
+  const blocks = int4Blocks(cols, block);
+  return { rows, cols, blocks, block, packed: new Uint8Array(rows * blocks * (block / 2)), scales: new Float32Array(rows * blocks) };
 }
 
 /**
@@ -39,13 +43,15 @@ export function allocInt4(rows: number, cols: number): Int4Matrix {
  */
 export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, rowOffset: number): void {
   const { cols, blocks, packed, scales } = dst;
+  const block = dst.block ?? INT4_BLOCK;
+  const half = block / 2;
   if (src.length < n * cols) throw new RangeError(`quantizeRowsInt4: need ${n * cols} values, got ${src.length}`);
   for (let r = 0; r < n; r++) {
     const row = r * cols;
     const outRow = rowOffset + r;
     for (let b = 0; b < blocks; b++) {
-      const k0 = row + b * INT4_BLOCK;
-      const k1 = Math.min(row + cols, k0 + INT4_BLOCK);
+      const k0 = row + b * block;
+      const k1 = Math.min(row + cols, k0 + block);
       let amax = 0;
       let vmax = 0;
       for (let k = k0; k < k1; k++) {
@@ -59,8 +65,8 @@ export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, 
       const scale = vmax / -8;
       const inv = scale === 0 ? 0 : 1 / scale;
       scales[outRow * blocks + b] = scale;
-      const base = (outRow * blocks + b) * (INT4_BLOCK / 2);
-      for (let j = 0; j < INT4_BLOCK / 2; j++) {
+      const base = (outRow * blocks + b) * half;
+      for (let j = 0; j < half; j++) {
         const k = k0 + 2 * j;
         // Past the end of the row (padded last block): the zero point, 8.
         let lo = 8;
@@ -86,8 +92,8 @@ export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, 
 }
 
 /** Quantizes a whole [rows, cols] matrix. */
-export function quantizeInt4(src: Float32Array, rows: number, cols: number): Int4Matrix {
-  const m = allocInt4(rows, cols);
+export function quantizeInt4(src: Float32Array, rows: number, cols: number, block: number = INT4_BLOCK): Int4Matrix {
+  const m = allocInt4(rows, cols, block);
   quantizeRowsInt4(src, rows, m, 0);
   return m;
 }
@@ -95,11 +101,12 @@ export function quantizeInt4(src: Float32Array, rows: number, cols: number): Int
 /** Back to fp32 [rows, cols] (tests, and measuring the quantization error). */
 export function dequantizeInt4(m: Int4Matrix): Float32Array {
   const out = new Float32Array(m.rows * m.cols);
+  const block = m.block ?? INT4_BLOCK;
   for (let r = 0; r < m.rows; r++) {
     for (let k = 0; k < m.cols; k++) {
-      const b = k >> 5;
-      const j = k & 31;
-      const byte = m.packed[(r * m.blocks + b) * 16 + (j >> 1)] as number;
+      const b = Math.floor(k / block);
+      const j = k % block;
+      const byte = m.packed[(r * m.blocks + b) * (block / 2) + (j >> 1)] as number;
       const nib = j & 1 ? byte >> 4 : byte & 15;
       out[r * m.cols + k] = (nib - 8) * (m.scales[r * m.blocks + b] as number);
     }

@@ -23,6 +23,7 @@ export interface RowChunk {
 export interface PoolJob {
   readonly cols: number;
   readonly blocks: number;
+  readonly block: number;
   readonly packed: SharedArrayBuffer;
   readonly scales: SharedArrayBuffer;
   readonly chunks: readonly RowChunk[];
@@ -84,7 +85,7 @@ export class QuantPool {
     }
     const ctl = new SharedArrayBuffer(12);
     const state = new Int32Array(ctl);
-    const job: PoolJob = { cols: dst.cols, blocks: dst.blocks, packed, scales, chunks, ctl };
+    const job: PoolJob = { cols: dst.cols, blocks: dst.blocks, block: dst.block ?? 32, packed, scales, chunks, ctl };
     for (const w of this.workers) w.postMessage(job);
     for (;;) {
       const i = Atomics.add(state, CTL_NEXT, 1);

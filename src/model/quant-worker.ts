@@ -13,9 +13,10 @@ let raw = new Uint16Array(0);
 function work(job: PoolJob): void {
   const state = new Int32Array(job.ctl);
   const dst: Int4Matrix = {
-    rows: job.packed.byteLength / (job.blocks * 16),
+    rows: job.packed.byteLength / (job.blocks * (job.block / 2)),
     cols: job.cols,
     blocks: job.blocks,
+    block: job.block,
     packed: new Uint8Array(job.packed),
     scales: new Float32Array(job.scales),
   };

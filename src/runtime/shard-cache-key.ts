@@ -129,6 +129,7 @@ export interface ShardKeyParts {
     readonly maxPositions: number | null;
     readonly headSliceRows: number | null;
     readonly kvDtype: string;
+    readonly int4Block: number;
     /** fp32 tensors referenced in place from the checkpoint (true) or copied into the entry. */
     readonly mapped: boolean;
   };

@@ -34,7 +34,7 @@ export interface ShardFiles {
   finish(loaded: boolean): Promise<boolean>;
 }
 
-export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'maxPositions' | 'headSliceRows' | 'kvDtype'> {
+export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'maxPositions' | 'headSliceRows' | 'kvDtype' | 'int4Block'> {
   /** Cache folder, or null for none. */
   readonly cacheDir: string | null;
   /** Where an uncached build is staged (default os.tmpdir()). */
@@ -92,6 +92,7 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
       ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
       ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
+      ...(opts.int4Block !== undefined ? { int4Block: opts.int4Block } : {}),
     });
   const threads = spec.quant === 'int4' ? (opts.buildThreads ?? 1) : 1;
   let graph: ReturnType<typeof buildShardGraph>;
@@ -181,6 +182,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
       maxPositions: opts.maxPositions ?? null,
       headSliceRows: opts.headSliceRows ?? null,
       kvDtype: opts.kvDtype ?? 'float32',
+      int4Block: opts.int4Block ?? 32,
       mapped,
     },
   });

@@ -11,6 +11,7 @@
 
 import type { Checkpoint } from '../types.ts';
 import type { ShardBuildSpec } from '../shard-build-spec.ts';
+import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
 import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
@@ -38,6 +39,8 @@ export interface BuildShardOptions {
    * externalDir), or null. When given, fp32 tensors are referenced in place instead of copied.
    */
   readonly mapFile?: (file: string) => string | null;
+  /** int4 block size along K (default 32: onnxruntime-genai's CPU default; 64/128 trade accuracy for speed). */
+  readonly int4Block?: number;
   /** Element type of the fused path's KV cache (default float32; float16 halves its memory). */
   readonly kvDtype?: KvDtype;
 }
@@ -91,6 +94,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const last = end === cfg.numLayers;
   const kind = chooseAttention(cfg.headDim, opts.attention);
   const accuracyLevel = opts.accuracyLevel ?? 4;
+  const block = opts.int4Block ?? 32;
+  if (!(INT4_BLOCK_SIZES as readonly number[]).includes(block)) throw new RangeError(`int4 block size must be one of ${INT4_BLOCK_SIZES.join(', ')}; got ${block}`);
   const { hiddenSize: h, numHeads: hq, numKvHeads: hkv, headDim: d, rmsNormEps: eps } = cfg;
   const g = new GraphBuilder(opts.externalDir ?? null);
   const w = new WeightReader(ckpt);
@@ -119,12 +124,12 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
    */
   /** int4: one MatMulNBits over the stacked weights (output [..., sum n_i]). */
   const fusedInt4 = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string => {
-    const m = w.fusedInt4(names);
-    const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
+    const m = w.fusedInt4(names, undefined, block);
+    const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
     const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
     const ins = [x, b, s];
     if (biases) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
-    return g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN);
+    return g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN);
   };
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
@@ -290,10 +295,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
         continue;
       }
       if (quant === 'int4') {
-        const m = w.fusedInt4([head], [r0, r1]);
-        const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, 16], m.packed);
+        const m = w.fusedInt4([head], [r0, r1], block);
+        const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
         const s = g.init(`${name}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-        parts.push(g.op('MatMulNBits', [normedLast, b, s], { K: h, N: r1 - r0, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        parts.push(g.op('MatMulNBits', [normedLast, b, s], { K: h, N: r1 - r0, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN));
         continue;
       }
       const wPart = inPlace

@@ -109,20 +109,21 @@ export class WeightReader {
    * int4 (MatMulNBits layout) of several [n_i, K] tensors stacked along rows (scratch); with
    * `range`, only rows [r0, r1) of a single tensor.
    */
-  fusedInt4(names: readonly string[], range?: readonly [number, number]): Int4Matrix {
+  fusedInt4(names: readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK): Int4Matrix {
     const infos = names.map((n) => this.ckpt.info(n));
     const cols = infos[0]?.shape[1] ?? 1;
     const [lo, hi] = range ?? [0, Infinity];
     const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
     const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
-    const blocks = int4Blocks(cols);
+    const blocks = int4Blocks(cols, block);
     const pool = activeQuantPool();
     const shared = pool !== null && pool.size > 1;
     const m: Int4Matrix = {
       rows,
       cols,
       blocks,
-      packed: new Uint8Array(this.scratch('packed', rows * blocks * (INT4_BLOCK / 2), shared), 0, rows * blocks * (INT4_BLOCK / 2)),
+      block,
+      packed: new Uint8Array(this.scratch('packed', rows * blocks * (block / 2), shared), 0, rows * blocks * (block / 2)),
       scales: new Float32Array(this.scratch('scales', rows * blocks * 4, shared), 0, rows * blocks),
     };
     if (pool !== null && shared) {
