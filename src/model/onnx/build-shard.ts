@@ -17,7 +17,6 @@ import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
 import { ropeTables } from './rope.ts';
 import { WeightReader } from './weights.ts';
-import { INT4_BLOCK } from '../quant-int4.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks fused (any even head size); gqa (head size a multiple of 16) and plain stay selectable. */
@@ -154,23 +153,23 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let x3: string;
   let lookupBytes = 0;
   let embedF32: string | null = null;
-  /** int4 table [V, K/2] + scales [V, K/32] of the embedding, when this graph has one (see below). */
+  /** int4 table [V, K/2] + scales [V, K/block] of the embedding, when this graph has one (see below). */
   let embedInt4: { q: string; s: string; blocks: number } | null = null;
   if (first) {
     const ids = g.input(IO.inputIds, DT.int32, ['batch', 'seq']);
     const info = ckpt.info(EMBED_TOKENS);
-    if (quant === 'int4' && h % INT4_BLOCK === 0) {
+    if (quant === 'int4' && h % block === 0) {
       // int4 models look tokens up in an int4 table (GatherBlockQuantized, MatMulNBits' layout):
       // a fp32 table mapped in place costs no load time, but every lookup faults in the kernel's
       // fault-around window (64 KB, ~18 rows of a 0.5B), so a long prompt made up to the whole
       // 545 MB of a 0.5B's table resident. int4 is 1/8 of that at most, and a tied head reads the
       // same bytes (below), so it costs nothing extra to build.
-      const m = w.fusedInt4([EMBED_TOKENS]);
-      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * (INT4_BLOCK / 2)], m.packed, false);
+      const m = w.fusedInt4([EMBED_TOKENS], undefined, block);
+      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * (block / 2)], m.packed, false);
       const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
       embedInt4 = { q: qw, s: sc, blocks: m.blocks };
       lookupBytes += m.packed.byteLength + m.scales.byteLength;
-      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: INT4_BLOCK, bits: 4 }, MS_DOMAIN);
+      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: 4 }, MS_DOMAIN);
     } else {
       // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
       // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
@@ -287,11 +286,11 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       if (quant === 'int4' && embedInt4 !== null && cfg.tieEmbeddings) {
         // Tied: the slice is rows [r0, r1) of the lookup table's bytes (quantized once, read twice).
         const { q, s, blocks } = embedInt4;
-        const rowBytes = blocks * (INT4_BLOCK / 2);
-        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, INT4_BLOCK / 2], r0 * rowBytes, (r1 - r0) * rowBytes);
+        const rowBytes = blocks * (block / 2);
+        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, block / 2], r0 * rowBytes, (r1 - r0) * rowBytes);
         const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
         lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
-        parts.push(g.op('MatMulNBits', [normedLast, b, sc], { K: h, N: r1 - r0, bits: 4, block_size: 32, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        parts.push(g.op('MatMulNBits', [normedLast, b, sc], { K: h, N: r1 - r0, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN));
         continue;
       }
       if (quant === 'int4') {
