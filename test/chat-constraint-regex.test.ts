@@ -4,6 +4,7 @@
 import t from 'tap';
 import { compileDfa, dfaTest } from '../src/chat/constraint/regex-dfa.ts';
 import { RegexRefused } from '../src/chat/constraint/regex-parse.ts';
+import { buildPatternTable, remAt } from '../src/chat/constraint/pattern-table.ts';
 
 const PATTERNS = [
   '^[a-z]+$', 'a$', '^b', 'ab|cd', '^(ab|a)(bc|c)$', '^\\d{3}-\\d{2,4}$', 'colou?r', '^(foo|bar)+(?:baz)?$',
@@ -51,5 +52,24 @@ t.test('constructs a backtracking engine needs are refused, by name', (t) => {
     t.ok(err instanceof RegexRefused, `${p}: refused`);
     t.match((err as Error).message, why, `${p}: ${(err as Error).message}`);
   }
+  t.end();
+});
+
+t.test('a large maxLength reads an unbounded table plus an exact tail, with the same answers', (t) => {
+  let diffs = 0;
+  let checked = 0;
+  for (const [p, min, max] of [['^[a-c]*(ab|ba)[a-c]$', 0, 40], ['x(yz)*', 3, 31], ['^([0-9]{3}-)*[0-9]$', 5, 60], ['a|b{4}|c{7}', 0, 60]] as const) {
+    const dfa = compileDfa(p);
+    const split = buildPatternTable(dfa, min, max, '');
+    const exact = buildPatternTable(dfa, min, max, '', false);
+    t.ok(split.tail !== null, `${p}: split (${dfa.nStates} states, max ${max})`);
+    for (let d = 0; d < dfa.nStates; d++) {
+      for (let c = 0; c <= max + 2; c++) {
+        checked++;
+        if (remAt(split, d, c) !== remAt(exact, d, c)) diffs++;
+      }
+    }
+  }
+  t.equal(diffs, 0, `${checked} (state, count) pairs agree`);
   t.end();
 });

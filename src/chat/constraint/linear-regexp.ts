@@ -20,9 +20,10 @@ function linear(pattern: string, flags: string): RegExpLike {
     if (!(e instanceof RegexRefused)) throw e;
     dfa = e;
   }
-  const d = dfa;
+  let d = dfa;
   return {
     test(s: string): boolean {
+      if (d instanceof RegexRefused && d.transient) d = dfaFor(pattern); // refused under load: try again
       if (d instanceof RegexRefused) throw d;
       return dfaTest(d, s);
     },

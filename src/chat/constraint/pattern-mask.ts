@@ -4,7 +4,7 @@
 // each token from a DFA state is cached per state (patterns loop through few states), so most
 // steps cost one pass over an Int32Array of the vocabulary.
 
-import { INF } from './pattern-table.ts';
+import { INF, remAt } from './pattern-table.ts';
 import type { PatternTable } from './pattern-table.ts';
 import { classOf } from './regex-dfa.ts';
 import type { VocabIndex } from './vocab-index.ts';
@@ -170,7 +170,15 @@ export function patternPlainMask(t: PatternTable, ix: VocabIndex, d: number, cou
   const rem = t.rem;
   const cols = t.cols;
   const last = cols - 1;
-  const open = t.max === Infinity;
+  const open = t.max === Infinity || t.tail !== null;
+  // Near a large maxLength the tail table decides: the general path (rare: the last N characters).
+  if (t.tail !== null && count + ix.maxPlainChars >= t.tailStart) {
+    for (let j = 0; j < ids.length; j++) {
+      const r = remAt(t, to[j]!, count + chars[ids[j]!]!);
+      if (r < INF && r <= budget) mask[ids[j]!] = 1;
+    }
+    return;
+  }
   for (let j = 0; j < ids.length; j++) {
     const c = count + chars[ids[j]!]!;
     // remAt inlined: this loop runs over tens of thousands of tokens per step.

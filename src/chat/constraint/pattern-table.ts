@@ -9,19 +9,26 @@ import { RegexRefused } from './regex-parse.ts';
 import type { Dfa } from './regex-dfa.ts';
 
 export const INF = 0x3fffffff;
-/** Elementary steps one table may take (rows × columns × transitions). */
-export const TABLE_WORK = 20_000_000;
+/** Elementary steps one table may take (columns × transitions), and its cells (states × columns). */
+export const TABLE_WORK = 10_000_000;
+export const TABLE_CELLS = 1_000_000;
 
 export interface PatternTable {
   readonly dfa: Dfa;
   readonly min: number;
   readonly max: number;
-  /** Columns 0 … cols-1 hold counts; a count past the last column reads the last (max = ∞ only). */
+  /** Columns 0 … cols-1 hold counts; a count past the last column reads the last (unbounded) or is INF. */
   readonly cols: number;
   /** rem[d * cols + c]: fewest body bytes to finish from state d after c characters (INF: none). */
   readonly rem: Int32Array;
   /** Per class: fewest bytes to spell one of its code points in a JSON string (0: none can be). */
   readonly cost: Uint8Array;
+  /**
+   * A large maxLength: counts from tailStart on read this exact table (count − tailStart, max
+   * N+1); below it the unbounded table is exact (see buildPatternTable). Null otherwise.
+   */
+  readonly tail: PatternTable | null;
+  readonly tailStart: number;
   /** Per state: the classes with a live successor, and that successor (sparse rows). */
   readonly outCls: readonly Int32Array[];
   readonly outTo: readonly Int32Array[];
@@ -47,9 +54,10 @@ export function plainAscii(cp: number): boolean {
 }
 
 export function remAt(t: PatternTable, d: number, c: number): number {
+  if (t.tail !== null && c >= t.tailStart) return remAt(t.tail, d, c - t.tailStart);
   if (c < t.cols) return t.rem[d * t.cols + c]!;
   // Past the last column: any count is as good as min when max is unbounded; none is allowed past max.
-  return t.max === Infinity ? t.rem[d * t.cols + t.cols - 1]! : INF;
+  return t.max === Infinity || t.tail !== null ? t.rem[d * t.cols + t.cols - 1]! : INF;
 }
 
 const TABLES_KEPT = 64;
@@ -68,8 +76,18 @@ export function patternTable(pattern: string, dfa: Dfa, min: number, max: number
   return t;
 }
 
-export function buildPatternTable(dfa: Dfa, min: number, max: number, what: string): PatternTable {
+export function buildPatternTable(dfa: Dfa, min: number, max: number, what: string, split = true): PatternTable {
   const N = dfa.nStates;
+  // A large maxLength costs only its last N+1 counts. A path to acceptance that is at least N
+  // characters longer than needed repeats a state, so dropping that cycle keeps it valid: while
+  // the room left (max − count) exceeds N beyond what min still demands, max changes nothing and
+  // the unbounded table is exact. Only the tail, count > max − N − 1, needs max itself (and there
+  // count ≥ min already).
+  if (split && max !== Infinity && max - min >= 2 * N + 2) {
+    const open = buildPatternTable(dfa, min, Infinity, what);
+    const tail = buildPatternTable(dfa, 0, N + 1, what);
+    return { ...open, max, tail, tailStart: max - N - 1 };
+  }
   const K = dfa.nClasses;
   const cost = new Uint8Array(K);
   for (let k = 0; k < K; k++) cost[k] = jsonCost(dfa.bounds[k]!);
@@ -89,8 +107,7 @@ export function buildPatternTable(dfa: Dfa, min: number, max: number, what: stri
   }
   const finite = max !== Infinity;
   const cols = (finite ? max : min) + 1;
-  const lastIters = finite ? 0 : N;
-  if ((cols + lastIters) * (edges + N) > TABLE_WORK || cols * N > 4_000_000) {
+  if ((cols + 2) * (edges + N) > TABLE_WORK || cols * N > TABLE_CELLS) {
     throw new RegexRefused(`a pattern together with minLength/maxLength this large (${what})`, '');
   }
   const rem = new Int32Array(N * cols).fill(INF);
@@ -99,19 +116,28 @@ export function buildPatternTable(dfa: Dfa, min: number, max: number, what: stri
   // shortest paths to an accepting state, Bellman-Ford (costs are positive, ≤ N rounds).
   for (let d = 0; d < N; d++) if (dfa.accept[d] === 1) rem[d * cols + last] = 0;
   if (!finite) {
-    for (let round = 0; round < N; round++) {
-      let changed = false;
-      for (let d = 0; d < N; d++) {
-        const cs = outCls[d]!;
-        const ts = outTo[d]!;
-        let best = rem[d * cols + last]!;
-        for (let j = 0; j < cs.length; j++) {
-          const v = cost[cs[j]!]! + rem[ts[j]! * cols + last]!;
-          if (v < best) best = v;
+    // Dijkstra backwards from the accepting states; costs are 1…6, so a bucket queue.
+    const rev: number[][] = Array.from({ length: N }, () => []);
+    for (let d = 0; d < N; d++) {
+      const cs = outCls[d]!;
+      const ts = outTo[d]!;
+      for (let j = 0; j < cs.length; j++) rev[ts[j]!]!.push(d, cost[cs[j]!]!);
+    }
+    const buckets: number[][] = [[]];
+    for (let d = 0; d < N; d++) if (rem[d * cols + last] === 0) buckets[0]!.push(d);
+    for (let dist = 0; dist < buckets.length; dist++) {
+      for (const d of buckets[dist] ?? []) {
+        if (rem[d * cols + last]! < dist) continue;
+        const r = rev[d]!;
+        for (let j = 0; j < r.length; j += 2) {
+          const p = r[j]!;
+          const v = dist + r[j + 1]!;
+          if (v < rem[p * cols + last]!) {
+            rem[p * cols + last] = v;
+            (buckets[v] ??= []).push(p);
+          }
         }
-        if (best < rem[d * cols + last]!) { rem[d * cols + last] = best; changed = true; }
       }
-      if (!changed) break;
     }
   }
   for (let c = last - 1; c >= 0; c--) {
@@ -126,7 +152,7 @@ export function buildPatternTable(dfa: Dfa, min: number, max: number, what: stri
       rem[d * cols + c] = best;
     }
   }
-  return { dfa, min, max, cols, rem, cost, outCls, outTo };
+  return { dfa, min, max, cols, rem, cost, outCls, outTo, tail: null, tailStart: 0 };
 }
 
 /**

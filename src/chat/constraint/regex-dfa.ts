@@ -13,11 +13,16 @@ export const REGEX_LIMITS = {
   /** NFA states (counted quantifiers like {1,1000} expand into copies). */
   nfaStates: 20_000,
   /** DFA states. */
-  dfaStates: 4_000,
+  dfaStates: 3_000,
   /** DFA table cells (states × character classes). */
-  tableCells: 2_000_000,
-  /** Elementary steps of the subset construction. */
-  work: 20_000_000,
+  tableCells: 1_000_000,
+  /** Elementary steps of the subset construction (closure visits, set keys, class buckets). */
+  work: 4_000_000,
+  /**
+   * A last resort on a slow machine: wall-clock milliseconds one compilation of a user's pattern
+   * may take (the built-in formats are exempt: they must never depend on the machine's load).
+   */
+  ms: 200,
 } as const;
 
 export interface Dfa {
@@ -137,11 +142,16 @@ function buildNfa(root: RNode, src: string): { nfa: Nfa; start: number; final: n
   return { nfa, start: pre, final: fin };
 }
 
-export function compileDfa(src: string): Dfa {
+export function compileDfa(src: string, timeBox = true): Dfa {
   const root = parseRegex(src);
   const { nfa, start, final } = buildNfa(root, src);
   let work = 0;
-  const tooBig = (): never => { throw new RegexRefused(`a pattern this complex (its automaton exceeds ${REGEX_LIMITS.dfaStates} states or ${REGEX_LIMITS.work} steps)`, src); };
+  const started = performance.now();
+  const tooBig = (transient = false): never => {
+    const e = new RegexRefused(`a pattern this complex (its automaton exceeds ${REGEX_LIMITS.dfaStates} states or ${REGEX_LIMITS.work} steps${transient ? `, or ${REGEX_LIMITS.ms} ms` : ''})`, src);
+    e.transient = transient;
+    throw e;
+  };
 
   // Character classes: every set boundary cuts the code-point line.
   const cuts = new Set<number>(EXTRA_CUTS);
@@ -177,6 +187,7 @@ export function compileDfa(src: string): Dfa {
       if (end) for (const x of nfa.eol[s]!) stack.push(x);
     }
     if (work > REGEX_LIMITS.work) tooBig();
+    if (timeBox && performance.now() - started > REGEX_LIMITS.ms) tooBig(true);
     return out;
   };
 
@@ -187,6 +198,7 @@ export function compileDfa(src: string): Dfa {
   const intern = (set: number[], isStart: boolean): number => {
     // Only states with a char edge (or the final one) matter for what follows.
     const core = set.filter((s) => nfa.set[s] !== null || s === final).sort((x, y) => x - y);
+    work += core.length * 4; // filter, sort and key
     // `$` holds at the end: the input may end here if the final state is reachable through it.
     const acc = closure(set, isStart, true).includes(final) ? 1 : 0;
     const key = `${isStart ? 'S' : ''}${acc}:${core.join(',')}`;
@@ -223,6 +235,7 @@ export function compileDfa(src: string): Dfa {
     for (const c of touched) {
       const targets = buckets[c]!;
       const key = targets.join(',');
+      work += targets.length;
       let t = memo.get(key);
       if (t === undefined) {
         t = intern(closure(targets, false, false), false);
@@ -259,18 +272,19 @@ const CACHE_MAX = 128;
 const cache = new Map<string, Dfa | RegexRefused>();
 
 /** compileDfa with an LRU cache (agents resend the same schemas; n choices compile once). */
-export function dfaFor(src: string): Dfa {
+export function dfaFor(src: string, builtIn = false): Dfa {
   let hit = cache.get(src);
   if (hit === undefined) {
     try {
-      hit = compileDfa(src);
+      hit = compileDfa(src, !builtIn);
     } catch (e) {
       if (!(e instanceof RegexRefused)) throw e;
       hit = e;
     }
     if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
   } else cache.delete(src);
-  cache.set(src, hit);
+  // A refusal by the time box depends on the moment's load: not remembered.
+  if (!(hit instanceof RegexRefused && hit.transient)) cache.set(src, hit);
   if (hit instanceof RegexRefused) throw hit;
   return hit;
 }

@@ -18,6 +18,8 @@ export type RNode =
 
 /** A pattern this engine will not run; `feature` says which construct, for the 400. */
 export class RegexRefused extends Error {
+  /** Refused by the wall-clock time box (the machine's load), not by the pattern alone: retry later. */
+  transient = false;
   constructor(readonly feature: string, readonly pattern: string) {
     super(pattern === '' ? `${feature} is not supported` : `${feature} is not supported in pattern ${JSON.stringify(pattern.length > 80 ? pattern.slice(0, 80) + '…' : pattern)}`);
   }

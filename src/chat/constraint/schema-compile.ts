@@ -154,7 +154,7 @@ export function compileSchema(root: unknown, where: string): GNode {
           const f = typeof s.format === 'string' ? FORMATS[s.format] : undefined;
           if (f === undefined) return bad(`format ${JSON.stringify(s.format)} cannot be enforced (hearth enforces ${Object.keys(FORMATS).join(', ')})`, 'format');
           if (s.pattern !== undefined) return bad('format together with pattern cannot be enforced; use one of them', 'format');
-          return patternString(f.pattern, min, Math.min(max, f.maxLength));
+          return patternString(f.pattern, min, Math.min(max, f.maxLength), true);
         }
         if (s.pattern === undefined) return { k: 'str', min, max };
         if (typeof s.pattern !== 'string') return bad('pattern must be a string');
@@ -176,9 +176,9 @@ export function compileSchema(root: unknown, where: string): GNode {
   };
 
   /** A string matching `pattern` (JSON Schema: unanchored, ECMA-262 with `u`); 400 if it cannot be enforced. */
-  const patternString = (pattern: string, min: number, max: number): GNode => {
+  const patternString = (pattern: string, min: number, max: number, builtIn = false): GNode => {
     try {
-      const table = patternTable(pattern, dfaFor(pattern), min, max, `minLength ${min}, maxLength ${max}`);
+      const table = patternTable(pattern, dfaFor(pattern, builtIn), min, max, `minLength ${min}, maxLength ${max}`);
       if (remAt(table, 0, 0) >= INF) return bad(`no string of ${min}…${max} characters matches pattern ${JSON.stringify(pattern)}`);
       return { k: 'pstr', table };
     } catch (e) {

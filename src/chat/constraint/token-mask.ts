@@ -21,10 +21,15 @@ export function survives(state: MState, bytes: Uint8Array, maxDist: number): boo
   return maxDist === Infinity || distance(s) <= maxDist;
 }
 
+/** Per call: which first bytes the state accepts at all (256 single steps beat thousands of walks). */
+const firstOk = new Uint8Array(256);
+
 function checkEach(ix: VocabIndex, state: MState, ids: Int32Array, mask: Uint8Array, maxDist: number): void {
+  for (let b = 0; b < 256; b++) firstOk[b] = stepState(state, b).length > 0 ? 1 : 0;
   for (let k = 0; k < ids.length; k++) {
     const id = ids[k]!;
-    if (survives(state, ix.bytes[id]!, maxDist)) mask[id] = 1;
+    const bytes = ix.bytes[id]!;
+    if (firstOk[bytes[0]!] === 1 && survives(state, bytes, maxDist)) mask[id] = 1;
   }
 }
 
