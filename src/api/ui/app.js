@@ -147,7 +147,7 @@ function updateRow(li, n, numLayers) {
   setText(li, '.badge', st).className = `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`;
   const parts = [];
   if (typeof n.provider === 'string') parts.push(n.provider);
-  if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} threads`);
+  if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} thread${n.threads === 1 ? "" : "s"}`);
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
   setText(li, '.node-facts', parts.join(' · '));
   setText(li, '.node-toks', `${fmtNum(n.tokS)} tok/s`);
