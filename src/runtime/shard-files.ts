@@ -1,6 +1,7 @@
 // The files a shard session loads: model.onnx plus its external weights, either built now or taken
 // from the shard cache (see shard-cache.ts). ShardSession.create turns them into a session.
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -96,8 +97,13 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
     });
   const threads = spec.quant === 'int4' ? (opts.buildThreads ?? 1) : 1;
   let graph: ReturnType<typeof buildShardGraph>;
-  if (threads > 1) {
-    const pool = QuantPool.start(threads);
+  let pool: QuantPool | null = null;
+  try {
+    pool = threads > 1 ? QuantPool.start(threads) : null;
+  } catch {
+    pool = null; // no worker threads here: quantize on this one
+  }
+  if (pool !== null) {
     try {
       graph = withQuantPool(pool, build);
     } finally {
@@ -169,7 +175,12 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
   } catch (e) {
     return uncached(ckpt, spec, opts, 'error', (e as Error).message);
   }
-  const configSha = (await hashFiles([path.join(ckpt.dir, 'config.json')])).get(path.join(ckpt.dir, 'config.json')) ?? 'none';
+  let configSha = 'none';
+  try {
+    configSha = createHash('sha256').update(fs.readFileSync(path.join(ckpt.dir, 'config.json'))).digest('hex');
+  } catch {
+    // a checkpoint opened without config.json has none to tell apart
+  }
   const partsFor = (shas: ReadonlyMap<string, string>): ShardKeyParts => ({
     format: CACHE_FORMAT,
     builder: builderVersion(),
