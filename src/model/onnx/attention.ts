@@ -36,6 +36,10 @@ export interface AttentionContext {
   readonly causal?: string;
   /** fused: [P, S], splitting the softmax over past and own positions (computed once per step). */
   readonly splitSizes?: string;
+  /** fused: whether the step has more than one position (a prefill chunk), as a 1-element bool. */
+  readonly multi?: string;
+  /** fused: past and causal masks side by side, [B, 1, G*S, P+S] (prefill chunks use it). */
+  readonly fullMask?: string;
   /** fused: the KV cache's element type (fp16 caches are cast to fp32 inside the graph). */
   readonly kvType?: number;
   /** plain: cos/sin gathered for the step's positions, [B, S, 1, D]; mask [B, 1, 1, S, T]. */
@@ -61,7 +65,13 @@ export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: Attent
     const causal = g.input(ATTN_INPUTS.fused.causal, DT.float, ['rows', 'seq']);
     const shape = (t: string, i: number): string => g.op('Slice', [g.op('Shape', [t]), g.i64([i]), g.i64([i + 1])]);
     const splitSizes = g.op('Concat', [shape(pastMask, 3), shape(causal, 1)], { axis: 0 });
-    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, kvType };
+    const multi = g.op('Greater', [shape(causal, 1), g.i64([1])]);
+    const rows = shape(causal, 0);
+    const fullMask = g.op('Concat', [
+      g.op('Expand', [pastMask, g.op('Concat', [g.i64([1, 1]), rows, g.i64([1])], { axis: 0 })]), // [B,1,G*S,P]
+      g.op('Expand', [causal, g.op('Concat', [shape(pastMask, 0), g.i64([1, 1, 1])], { axis: 0 })]), // [B,1,G*S,S]
+    ], { axis: -1 });
+    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, multi, fullMask, kvType };
   }
   if (kind === 'gqa') {
     const seqlensK = g.input(ATTN_INPUTS.gqa.seqlensK, DT.int32, ['batch']);
@@ -177,15 +187,32 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
   const q5 = g.op('Reshape', [q, g.i64([0, 0, hkv, groups, d])]); // [B,S,Hkv,G,D]
   const q4 = g.op('Reshape', [g.op('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.i64([0, hkv, -1, d])]); // [B,Hkv,G*S,D]
   const alpha = { float: 1 / Math.sqrt(d) };
-  // Past: FusedMatMul reads [P, B, Hkv, D] as [B, Hkv, P, D] (transBatchB) and its transpose (transB).
-  const sPast = g.op('Add', [g.op('FusedMatMul', [q4, fromKv(io.pastKey)], { transB: 1, transBatchB: 1, alpha }, MS_DOMAIN), ctx.pastMask ?? '']); // [B,Hkv,G*S,P]
-  // The step's own positions, causal among themselves (the mask input is [G*S, S]).
-  const kT = g.op('Transpose', [k4], { perm: [0, 2, 3, 1] }); // [B,Hkv,D,S]
-  const sNew = g.op('Add', [g.op('FusedMatMul', [q4, kT], { alpha }, MS_DOMAIN), ctx.causal ?? '']); // [B,Hkv,G*S,S]
-  const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
-  const [pPast, pNew] = g.node('Split', [probs, ctx.splitSizes ?? ''], 2, { axis: -1 }) as [string, string];
-  const cPast = g.op('FusedMatMul', [pPast, fromKv(io.pastValue)], { transBatchB: 1 }, MS_DOMAIN); // [B,Hkv,G*S,D]
-  const cNew = g.op('MatMul', [pNew, g.op('Transpose', [v4], { perm: [0, 2, 1, 3] })]);
-  const c5 = g.op('Reshape', [g.op('Add', [cPast, cNew]), g.i64([0, hkv, groups, -1, d])]); // [B,Hkv,G,S,D]
+  const ctxShape = ['batch', hkv, 'rows', d] as const;
+  // A prefill chunk appends its own K/V to the past (a copy of the past, small next to the
+  // [G*S, P+S] scores) and runs one product, one mask and one softmax over all of it. A decode step
+  // instead keeps the past in place and scores its single new position apart: concatenating scores
+  // costs G*S*(P+S) values, concatenating K costs (P+S)*D, so each path copies the smaller one.
+  const prefill = g.subgraph('prefill', () => {
+    const toPositions = (x: string): string => g.op('Transpose', [x], { perm: [1, 0, 2, 3] }); // [S,B,Hkv,D]
+    const kAll = g.op('Concat', [fromKv(io.pastKey), toPositions(k4)], { axis: 0 });
+    const vAll = g.op('Concat', [fromKv(io.pastValue), toPositions(v4)], { axis: 0 });
+    const scores = g.op('Add', [g.op('FusedMatMul', [q4, kAll], { transB: 1, transBatchB: 1, alpha }, MS_DOMAIN), ctx.fullMask ?? '']);
+    const out = g.op('FusedMatMul', [g.op('Softmax', [scores], { axis: -1 }), vAll], { transBatchB: 1 }, MS_DOMAIN); // [B,Hkv,G*S,D]
+    return [[out, DT.float, ctxShape]];
+  });
+  const decode = g.subgraph('decode', () => {
+    // Past: FusedMatMul reads [P, B, Hkv, D] as [B, Hkv, P, D] (transBatchB) and its transpose (transB).
+    const sPast = g.op('Add', [g.op('FusedMatMul', [q4, fromKv(io.pastKey)], { transB: 1, transBatchB: 1, alpha }, MS_DOMAIN), ctx.pastMask ?? '']); // [B,Hkv,G*S,P]
+    // The step's own positions, causal among themselves (the mask input is [G*S, S]).
+    const kT = g.op('Transpose', [k4], { perm: [0, 2, 3, 1] }); // [B,Hkv,D,S]
+    const sNew = g.op('Add', [g.op('FusedMatMul', [q4, kT], { alpha }, MS_DOMAIN), ctx.causal ?? '']); // [B,Hkv,G*S,S]
+    const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
+    const [pPast, pNew] = g.node('Split', [probs, ctx.splitSizes ?? ''], 2, { axis: -1 }) as [string, string];
+    const cPast = g.op('FusedMatMul', [pPast, fromKv(io.pastValue)], { transBatchB: 1 }, MS_DOMAIN); // [B,Hkv,G*S,D]
+    const cNew = g.op('MatMul', [pNew, g.op('Transpose', [v4], { perm: [0, 2, 1, 3] })]);
+    return [[g.op('Add', [cPast, cNew]), DT.float, ctxShape]];
+  });
+  const ctx4 = g.op('If', [ctx.multi ?? ''], { then_branch: { graph: prefill }, else_branch: { graph: decode } });
+  const c5 = g.op('Reshape', [ctx4, g.i64([0, hkv, groups, -1, d])]); // [B,Hkv,G,S,D]
   return g.op('Reshape', [g.op('Transpose', [c5], { perm: [0, 3, 1, 2, 4] }), g.i64([0, 0, hq * d])]);
 }

@@ -13,9 +13,10 @@ const { onnx } = onnxProto;
 export const DT = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
 export type DataType = (typeof DT)[keyof typeof DT];
 
-const ATTR = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
+const ATTR = { FLOAT: 1, INT: 2, STRING: 3, GRAPH: 5, FLOATS: 6, INTS: 7 } as const;
 
-export type AttrValue = number | string | readonly number[] | { readonly float: number } | { readonly floats: readonly number[] };
+export type Subgraph = onnxProto.onnx.IGraphProto;
+export type AttrValue = number | string | readonly number[] | { readonly float: number } | { readonly floats: readonly number[] } | { readonly graph: Subgraph };
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
 /** A dimension: a fixed size or a symbolic name (batch, seq…). */
@@ -35,6 +36,7 @@ function attr(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto {
   }
   if (typeof v === 'string') return { name, type: ATTR.STRING, s: new TextEncoder().encode(v) };
   if ('float' in v) return { name, type: ATTR.FLOAT, f: v.float };
+  if ('graph' in v) return { name, type: ATTR.GRAPH, g: v.graph };
   if ('floats' in v) return { name, type: ATTR.FLOATS, floats: [...v.floats] };
   return { name, type: ATTR.INTS, ints: [...(v as readonly number[])] };
 }
@@ -74,7 +76,7 @@ function writeInSmallSteps(file: string, bytes: Uint8Array): void {
 }
 
 export class GraphBuilder {
-  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly inits: onnxProto.onnx.ITensorProto[] = [];
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
@@ -207,6 +209,22 @@ export class GraphBuilder {
       attribute: Object.entries(attrs).map(([k, v]) => attr(k, v)),
     });
     return outs;
+  }
+
+  /**
+   * A branch body for If/Loop: the nodes `build` adds go into the subgraph (they may read any name
+   * of the enclosing graph; constants it makes land in the main graph), and the names it returns
+   * become the subgraph's outputs, typed as given.
+   */
+  subgraph(name: string, build: () => readonly (readonly [string, DataType, readonly Dim[]])[]): Subgraph {
+    const outer = this.nodes;
+    this.nodes = [];
+    try {
+      const outs = build();
+      return { name: this.name(name), node: this.nodes, output: outs.map(([n, t, dims]) => valueInfo(n, t, dims)) };
+    } finally {
+      this.nodes = outer;
+    }
   }
 
   /** Single-output node. */
