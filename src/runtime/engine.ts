@@ -42,7 +42,7 @@ export class OnnxShardEngine implements ShardEngine {
     this.config = info.config;
     this.first = spec.start === 0;
     this.last = spec.end === info.config.numLayers;
-    this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * 4;
+    this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * (info.kvDtype === 'float16' ? 2 : 4);
     worker.on('message', (m: FromThread) => this.onMessage(m));
     worker.on('error', (e) => this.failAll(e));
     worker.on('exit', () => this.failAll(new HearthError('HEARTH_ERR_ENGINE', ['engine thread exited'])));
