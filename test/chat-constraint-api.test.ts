@@ -19,6 +19,8 @@ t.test('ajv validation runs patterns on the linear automaton, not on backtrackin
   // Only the automaton refuses lookahead; RegExp would simply answer.
   const look = compileUserSchema({ type: 'string', pattern: '^(?=a)' });
   t.throws(() => look('a'), /lookahead/);
+  // An invalid pattern is still a schema error when it is compiled (a 400), as with RegExp.
+  t.throws(() => compileUserSchema({ type: 'string', pattern: '(' }));
   t.end();
 });
 

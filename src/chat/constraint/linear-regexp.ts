@@ -1,7 +1,8 @@
 // A RegExp stand-in for ajv (its `code.regExp` option) that matches with regex-dfa.ts's automaton:
 // time linear in the input, whatever the pattern. ajv otherwise runs `new RegExp(pattern, 'u')`,
 // which backtracks: `^([\s\S]*)*\u0001$` against 28 characters held the event loop for 50 s
-// (issue 8). A pattern the automaton cannot run (lookaround, backreferences…) compiles, so that
+// (issue 8). An invalid pattern fails to compile, as with RegExp. A valid pattern the automaton
+// cannot run (lookaround, backreferences…) compiles, so that
 // schemas sent only as documentation (tools the model may never call) stay accepted, but testing
 // a string against it throws; constrained decoding refuses such patterns with a 400 before any
 // output is checked.
@@ -13,6 +14,9 @@ import { RegexRefused } from './regex-parse.ts';
 interface RegExpLike { test(s: string): boolean; toString(): string }
 
 function linear(pattern: string, flags: string): RegExpLike {
+  // Syntax is judged exactly as before: constructing a RegExp only parses it (no matching, so
+  // no backtracking), and an invalid pattern stays a schema error at compile time (a 400).
+  new RegExp(pattern, flags);
   let dfa: Dfa | RegexRefused;
   try {
     dfa = dfaFor(pattern);
