@@ -67,6 +67,17 @@ export interface ShardInfo {
 
 type Feeds = Record<string, ort.Tensor>;
 
+// onnxruntime-node 1.30 cannot take float16 *inputs* where the runtime has Float16Array (Node >= 24):
+// session.run fails with "not enough space: expected N, got 0" for Uint16Array and Float16Array alike
+// (outputs come back as Float16Array). An fp16 KV cache feeds float16 inputs every step, so there it
+// is refused with the reason rather than failing on the first token.
+const float16InputsBroken = typeof (globalThis as { Float16Array?: unknown }).Float16Array === 'function';
+/** fp16 outputs arrive as Float16Array on such runtimes: keep their bits. */
+function kvBits(d: ArrayBufferView): KvArray {
+  if (d instanceof Float32Array || d instanceof Uint16Array) return d;
+  return new Uint16Array(d.buffer, d.byteOffset, d.byteLength / 2);
+}
+
 function providerError(provider: string, msg: string): HearthError {
   return new HearthError('HEARTH_ERR_PROVIDER', [
     provider,
@@ -197,6 +208,12 @@ export class ShardSession {
       int4Block: opts.int4Block ?? defaultInt4Block(),
       kvDtype: opts.kvDtype ?? defaultKvDtype(),
     };
+    if (prep.kvDtype === 'float16' && float16InputsBroken) {
+      ckpt.close();
+      throw new HearthError('HEARTH_ERR_ENGINE', [
+        `an fp16 KV cache needs float16 inputs, which onnxruntime-node cannot take on Node ${process.versions.node} (it has Float16Array); use HEARTH_KV_DTYPE=float32 or Node 20/22`,
+      ]);
+    }
     try {
       const profileDir = opts.profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-prof-')) : null;
       // A cache entry that fails to load or whose hashes do not match is removed by finish();
@@ -421,8 +438,8 @@ export class ShardSession {
       const len = lens[i] as number;
       const kv = this.kv.reserve(it.seq, len + s);
       for (let l = 0; l < layers; l++) {
-        const nk = out[IO.newKey(l)]?.data as KvArray;
-        const nv = out[IO.newValue(l)]?.data as KvArray;
+        const nk = kvBits(out[IO.newKey(l)]?.data as ArrayBufferView);
+        const nv = kvBits(out[IO.newValue(l)]?.data as ArrayBufferView);
         (kv.k[l] as KvArray).set(nk.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
         (kv.v[l] as KvArray).set(nv.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
       }
