@@ -48,6 +48,39 @@ t.test('engine: KV positions, fork, free, kvBytes', async (t) => {
   e0.free('nope'); // unknown: a no-op
 });
 
+t.test('engine: logits for several final positions, and rewinding rejected positions', async (t) => {
+  // What speculative decoding needs: a step of k+1 positions returns the logits at each of them, and
+  // a later step can cut the KV back to any earlier position on every stage.
+  const dir = await tinyCheckpoint(t, 'tiny-qwen3');
+  const a = tokenStream(20, 151936, 51);
+  const ref = reference(dir, a);
+  const v = 151936;
+  for (const attention of ['fused', 'plain', 'gqa'] as const) {
+    const chain = await Chain.open(t, dir, [[0, 1], [1, 3], [3, 4]], 'none', { attention });
+    const last = chain.engines.at(-1);
+    if (!last) throw new Error('engines expected');
+    // Prefill 10, then "verify" positions 10..14 where the tokens at 13 and 14 are wrong drafts.
+    await chain.run([{ seq: 'A', pos: 0, n: 10, tokens: Int32Array.from(a.slice(0, 10)) }]);
+    const drafts = Int32Array.from([...a.slice(10, 13), 8, 9]);
+    const [r] = await chain.run([{ seq: 'A', pos: 10, n: 5, tokens: drafts, logitRows: 5 }]);
+    const rows = r?.logits ?? new Float32Array(0);
+    t.equal(rows.length, 5 * v, `${attention}: 5 rows of logits`);
+    for (const i of [0, 1, 2]) t.ok(maxAbsDiff(rows.subarray(i * v, (i + 1) * v), ref[10 + i] as Float32Array) <= 1e-4, `${attention}: row ${i} is the reference at position ${10 + i}`);
+    t.equal(last.kvLength('A'), 15);
+    // Positions 13 and 14 were rejected: the next step rewinds to 13 on every stage.
+    const refused = await chain.run([{ seq: 'A', pos: 13, n: 1, tokens: Int32Array.of(a[13] as number) }]).catch((e: unknown) => e);
+    t.ok(isHearthError(refused, 'HEARTH_ERR_KV_POSITION'), `${attention}: without rewind an earlier position is still refused`);
+    const [after] = await chain.run([{ seq: 'A', pos: 13, n: 3, tokens: Int32Array.from(a.slice(13, 16)), rewind: true, logitRows: 2 }]);
+    for (const e of chain.engines) t.equal(e.kvLength('A'), 16, `${attention}: every stage holds 16 positions after the rewind`);
+    const two = after?.logits ?? new Float32Array(0);
+    t.ok(maxAbsDiff(two.subarray(0, v), ref[14] as Float32Array) <= 1e-4 && maxAbsDiff(two.subarray(v), ref[15] as Float32Array) <= 1e-4, `${attention}: after the rewind the logits equal a run that never drafted`);
+    const [next] = await chain.run([{ seq: 'A', pos: 16, n: 1, tokens: Int32Array.of(a[16] as number) }]);
+    t.ok(maxAbsDiff(next?.logits ?? [], ref[16] as Float32Array) <= 1e-4, `${attention}: and so does the next decode step`);
+    const bad = await chain.run([{ seq: 'A', pos: 17, n: 1, tokens: Int32Array.of(1), logitRows: 2 }]).catch((e: unknown) => e);
+    t.match(String(bad), /logitRows 2 outside 1\.\.1/, `${attention}: more logit rows than positions is refused`);
+  }
+});
+
 t.test('engine: provider cuda fails with HEARTH_ERR_PROVIDER saying what is missing', async (t) => {
   const dir = await tinyCheckpoint(t, 'tiny-mistral');
   const err = await createShardEngine(dir, { start: 0, end: 1, quant: 'none', threads: 1, provider: 'cuda' }).catch((x: unknown) => x);

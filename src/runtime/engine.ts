@@ -86,12 +86,12 @@ export class OnnxShardEngine implements ShardEngine {
         next.set(it.seq, it.fork.len);
       }
       const have = lenOf(it.seq);
-      if (it.pos !== have) return Promise.reject(new HearthError('HEARTH_ERR_KV_POSITION', [it.seq, it.pos, have]));
+      if (it.pos !== have && !(it.rewind === true && it.pos < have)) return Promise.reject(new HearthError('HEARTH_ERR_KV_POSITION', [it.seq, it.pos, have]));
       if (!(it.n >= 1) || it.tokens.length < it.n) return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: n=${it.n} with ${it.tokens.length} tokens`]));
       if (!this.first && it.hidden?.length !== it.n * this.config.hiddenSize) {
         return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: hidden must be [${it.n}, ${this.config.hiddenSize}]`]));
       }
-      next.set(it.seq, have + it.n);
+      next.set(it.seq, it.pos + it.n); // pos < have only when rewinding
     }
     for (const [s, l] of next) this.lens.set(s, l);
     const id = this.nextId++;

@@ -87,6 +87,25 @@ export class KvStore {
     return n * this.bytesPerPosition;
   }
 
+  /** Cuts seq's KV back to its first `len` positions (a speculative step's rejected drafts). */
+  truncate(seq: string, len: number): void {
+    const s = this.seqs.get(seq);
+    if (!s || len >= s.len) return;
+    if (len === 0) {
+      this.seqs.delete(seq);
+      return;
+    }
+    // Position layout: rows past len are simply overwritten by the next step. Head layout keeps
+    // exact-size arrays for the plain path, so it is cut to size.
+    if (this.shape.layout !== 'position') {
+      const cut = (a: KvArray): KvArray => sliceRow(a as Float32Array, this.shape, s.stride, [[0, len]]);
+      s.k = s.k.map(cut);
+      s.v = s.v.map(cut);
+      s.stride = len;
+    }
+    s.len = len;
+  }
+
   /** Starts `seq` as a copy of the first `len` positions of `from` (prefix reuse). */
   fork(seq: string, from: string, len: number): void {
     const src = this.seqs.get(from);

@@ -274,6 +274,12 @@ export class ShardSession {
         this.kv.free(it.seq);
         if (it.fork.len > 0) this.kv.fork(it.seq, it.fork.from, it.fork.len);
       }
+      if (it.rewind === true && it.pos < this.kv.length(it.seq)) {
+        await flush();
+        this.kv.truncate(it.seq, it.pos);
+      }
+      const rows = it.logitRows ?? 1;
+      if (!(Number.isInteger(rows) && rows >= 1 && rows <= it.n)) throw new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: logitRows ${rows} outside 1..${it.n}`]);
       const single = it.n === 1 && !batch.some((j) => (items[j] as StageItem).seq === it.seq);
       if (!single) await flush();
       batch.push(i);
@@ -316,6 +322,7 @@ export class ShardSession {
       if (hid.length !== b * s * h) throw new HearthError('HEARTH_ERR_ENGINE', [`hidden input has ${hid.length} values, expected ${b * s * h}`]);
       feeds[IO.hiddenIn] = new ort.Tensor('float32', hid, [b, s, h]);
     }
+    if (this.last) feeds[IO.logitRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt((items[0] as StageItem).logitRows ?? 1)), [1]);
     if (this.info.attention === 'fused') return this.stepFused(items, lens, feeds);
     if (this.info.attention === 'gqa') {
       feeds[ATTN_INPUTS.gqa.seqlensK] = new ort.Tensor('int32', Int32Array.from(lens, (l) => l + s - 1), [b]);
@@ -464,7 +471,7 @@ export class ShardSession {
   private results(items: readonly StageItem[], out: ort.InferenceSession.ReturnType, s: number): StageResult[] {
     if (this.last) {
       const logits = out[IO.logits]?.data as Float32Array;
-      const v = this.info.config.vocabSize;
+      const v = this.info.config.vocabSize * ((items[0] as StageItem).logitRows ?? 1);
       return items.map((it, i) => ({ seq: it.seq, logits: logits.subarray(i * v, (i + 1) * v) }));
     }
     const h = this.info.config.hiddenSize;

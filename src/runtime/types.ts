@@ -28,13 +28,22 @@ export interface StageItem {
   readonly hidden?: Float32Array;
   /** Start this sequence's KV as a copy of the first `len` positions of `from` (prefix reuse). */
   readonly fork?: { readonly from: string; readonly len: number };
+  /**
+   * pos may be below this stage's KV length for seq: the KV is cut back to pos before the step runs
+   * (speculative decoding rolls back rejected draft positions this way, on the next step through
+   * every stage, instead of a separate message). pos above the length is still refused.
+   */
+  readonly rewind?: boolean;
+  /** Last stage: logits for the last `logitRows` positions of the item (1..n; default 1). A step that
+   *  verifies k draft tokens asks for k+1. Items of one batch share it (decode items have n = 1). */
+  readonly logitRows?: number;
 }
 
 export interface StageResult {
   readonly seq: string;
   /** Non-last stage: [n, hiddenSize] to pass on. */
   readonly hidden?: Float32Array;
-  /** Last stage: logits [vocabSize] of the final position of the item. */
+  /** Last stage: logits [logitRows, vocabSize] of the final logitRows positions of the item. */
   readonly logits?: Float32Array;
 }
 

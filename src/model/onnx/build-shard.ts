@@ -2,7 +2,7 @@
 //
 // Inputs:  input_ids int32 [B,S] (first stage) or hidden_in fp32 [B,S,H]; the attention inputs of
 //          the chosen kind (see attention.ts); past_key.i / past_value.i fp32 [B,Hkv,P,D] per layer.
-// Outputs: hidden_out [B,S,H] (inner stages) or logits [B,V] of each item's LAST position (last
+// Outputs: hidden_out [B,S,H] (inner stages) or logits [B*R,V] of each item's last R = logit_rows positions (last
 //          stage); present_key.i / present_value.i.
 // Activations run as 2-D [B*S, H] so fp32 projections can be Gemm(transB=1) over the HF [out, in]
 // weights exactly as stored — read in place from the checkpoint file when it is fp32 (no copy, no
@@ -67,6 +67,9 @@ export const IO = {
   hiddenIn: 'hidden_in',
   hiddenOut: 'hidden_out',
   logits: 'logits',
+  /** Last stage: int64 [1], how many final positions of each item get logits (1 for a plain
+   *  step; k+1 when a step verifies k draft tokens). */
+  logitRows: 'logit_rows',
   pastKey: (l: number) => `past_key.${l}`,
   pastValue: (l: number) => `past_value.${l}`,
   presentKey: (l: number) => `present_key.${l}`,
@@ -265,8 +268,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     g.node('Identity', [final3], [IO.hiddenOut]);
     g.output(IO.hiddenOut, DT.float, ['batch', 'seq', h]);
   } else {
-    // Only the last position of each item needs logits: slice before the norm and the big matmul.
-    const lastPos = to2d(g.op('Slice', [final3, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), h); // [B,H] or [B,1,H]
+    // Only the last logit_rows positions of each item need logits (one, unless the step verifies
+    // draft tokens): slice before the norm and the big matmul.
+    const rowsIn = g.input(IO.logitRows, DT.int64, [1]);
+    const lastPos = to2d(g.op('Slice', [final3, g.op('Neg', [rowsIn]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), h); // [B*R,H] or [B,R,H]
     const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
     const head = lmHeadName(cfg);
     // The [V, H] head runs in row slices of at most 128 MB (fp32) whose logits are concatenated:
@@ -309,7 +314,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     }
     const all = parts.length === 1 ? (parts[0] as string) : g.op('Concat', parts, { axis: -1 });
     g.node('Reshape', [all, g.i64([-1, cfg.vocabSize])], [IO.logits]);
-    g.output(IO.logits, DT.float, ['batch', cfg.vocabSize]);
+    g.output(IO.logits, DT.float, ['rows', cfg.vocabSize]);
   }
   const built = g.finish(`hearth_${cfg.family}_${start}_${end}`);
   const inputNames: string[] = [first ? IO.inputIds : IO.hiddenIn];
