@@ -110,6 +110,8 @@ export async function* runChoice(generator: TokenGenerator, tok: Tokenizer, spec
     sampling: spec.sampling,
     stopTokens: spec.stopTokens,
     signal,
+    // Stop strings are matched on the text between tokens: the gateway takes part in every step.
+    ...(spec.stops.length > 0 ? { stepwise: true } : {}),
     ...(spec.constraint === undefined ? {} : { constraint: spec.constraint }),
   });
   let stoppedByString = false;

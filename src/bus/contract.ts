@@ -138,6 +138,9 @@ export interface AssignMsg extends Base {
   readonly range: { readonly start: number; readonly end: number } | null;
   /** Node id of the next stage; null on the last stage (it answers the gateway). */
   readonly next: string | null;
+  /** Node id of stage 0: the last stage sends a chained step (StepMsg.chain) there. Absent from
+   *  older gateways (then nothing is chained). */
+  readonly first?: string | null;
   readonly quant: 'none' | 'int4';
   readonly threads: number;
 }
@@ -180,6 +183,19 @@ export interface StepMsg extends Base {
   /** Delay (ms) every stage adds before its next publish: the LAN-latency benchmark sets it per
    *  step so one set of loaded workers serves every delay. 0 in normal operation. */
   readonly delayMs: number;
+  /** Two hops per token (issue 10): the last stage samples, then — while `left` > 1 and the token
+   *  is not one of `stop` — sends the next decode step (that token at pos + n, stepId + 1,
+   *  left − 1) straight to stage 0, and its result to the gateway in parallel. The gateway stays
+   *  the authority: it ends a sequence by freeing it, and workers drop steps of freed sequences.
+   *  Absent or null: answer the gateway only (constrained steps, older gateways). */
+  readonly chain?: StepChain | null;
+}
+
+export interface StepChain {
+  /** Tokens still to sample, this step's included. */
+  readonly left: number;
+  /** Token ids that end the sequence: no step is chained after one. */
+  readonly stop: readonly number[];
 }
 
 export interface ResultMsg extends Base {

@@ -6,7 +6,7 @@
 // replays it from its tokens on the new plan.
 
 import { randomBytes } from 'node:crypto';
-import { bin, f32, subjects, type ModelRef, type ResultMsg, type WireMessage } from '../bus/contract.ts';
+import { bin, f32, subjects, type ModelRef, type ResultMsg, type StepChain, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
 import type { Quant } from '../runtime/types.ts';
@@ -53,6 +53,9 @@ export interface ClusterPipeline extends Pipeline {
   readonly stages: StageStats;
   /** Sets the delay added before every hop of later steps (benchmarks; 0 = off). */
   setHopDelay(ms: number): void;
+  /** Steps this gateway sent to stage 0, and tokens that came back from steps the last stage
+   *  chained (two hops per token) — for tests, metrics and the benchmark. */
+  readonly counts: { sent: number; chained: number };
 }
 
 interface Pending {
@@ -79,10 +82,13 @@ class BusPipeline implements ClusterPipeline {
   readonly gatewayId = `gw-${randomBytes(4).toString('hex')}`;
   readonly hops = new HopStats();
   readonly stages = new StageStats();
+  readonly counts = { sent: 0, chained: 0 };
   private readonly bus: Bus;
   private readonly cluster: string;
   private readonly log: Log;
   private readonly pending = new Map<string, Pending>();
+  /** Chained decodes in flight, by sequence (one per sequence at a time). */
+  private readonly streams = new Map<string, ChainStream>();
   /** Epoch whose stages hold each sequence's KV. */
   private readonly seqEpoch = new Map<string, number>();
   private readonly toFree = new Set<string>();
@@ -124,6 +130,7 @@ class BusPipeline implements ClusterPipeline {
         this.pending.delete(key);
         p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
       }
+      for (const s of this.streams.values()) s.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
     }));
     this.coordinator.start();
     this.sweeper = setInterval(() => this.sweepTimeouts(), 1000);
@@ -147,10 +154,44 @@ class BusPipeline implements ClusterPipeline {
   }
 
   async step(req: StepRequest): Promise<StepOutcome> {
+    const { epoch, key } = await this.send(req, null);
+    return new Promise<StepOutcome>((resolve, reject) => {
+      this.pending.set(key, { resolve, reject, epoch, at: Date.now(), seq: req.seq });
+    });
+  }
+
+  /**
+   * Two hops per token (issue 10): one step out to stage 0, then the last stage samples and sends
+   * each next step straight back to stage 0 (StepMsg.chain), streaming every token here in
+   * parallel. Yields up to n tokens; fewer when one is in `stop`. The caller stays the authority:
+   * ending the iteration early (cancel, a stop string) and freeing the sequence makes the workers
+   * drop whatever step of it is still under way.
+   */
+  async *decode(req: StepRequest, n: number, stop: readonly number[]): AsyncGenerator<StepOutcome> {
+    if (n <= 1 || req.wantLogits || !req.wantToken) { yield await this.step(req); return; }
+    const stream = new ChainStream(req.seq);
+    // Registered before the send, so no answer can come without a listener; removed on failure.
+    this.streams.set(req.seq, stream);
+    try {
+      await this.send(req, { left: n, stop }, n, stream);
+      for (let i = 0; i < n; i++) {
+        const out = await stream.next();
+        yield out;
+        if (out.token !== null && stop.includes(out.token.token)) return;
+      }
+    } finally {
+      stream.close();
+      if (this.streams.get(req.seq) === stream) this.streams.delete(req.seq);
+    }
+  }
+
+  /** Publishes the step of req to stage 0 of the live plan; reserves `ids` step ids. */
+  private async send(req: StepRequest, chain: StepChain | null, ids = 1, stream?: ChainStream): Promise<{ epoch: number; key: string; stepId: number }> {
     if (this.closed) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down']);
     let plan = this.coordinator.plan();
     if (plan === null || !plan.live) plan = await this.livePlan(this.readyTimeoutMs);
     const epoch = plan.epoch;
+    if (stream !== undefined) stream.epoch = epoch;
     // The KV this step extends must live on this plan's stages.
     const fresh = req.pos === 0 || req.fork !== undefined;
     const basis = req.fork !== undefined ? this.seqEpoch.get(req.fork.from) : fresh ? epoch : this.seqEpoch.get(req.seq);
@@ -161,7 +202,9 @@ class BusPipeline implements ClusterPipeline {
     if (fresh) this.seqEpoch.set(req.seq, epoch);
     const stage0 = plan.stages[0];
     if (stage0 === undefined) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the plan has no stages']);
-    const stepId = this.nextStep++;
+    const stepId = this.nextStep;
+    this.nextStep += ids;
+    if (stream !== undefined) { stream.nextStepId = stepId; stream.ready = true; }
     const key = `${req.seq}\u0000${stepId}`;
     const sentAt = wallMs();
     if (this.hopDelayMs > 0) {
@@ -179,14 +222,14 @@ class BusPipeline implements ClusterPipeline {
         tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
         wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
         sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
+        ...(chain === null ? {} : { chain }),
       });
     } catch (e) {
       if (fresh) this.seqEpoch.delete(req.seq);
       throw new HearthError('HEARTH_ERR_ENGINE', [`sending the step of ${req.seq} failed: ${(e as Error).message}`], { cause: e });
     }
-    return new Promise<StepOutcome>((resolve, reject) => {
-      this.pending.set(key, { resolve, reject, epoch, at: Date.now(), seq: req.seq });
-    });
+    this.counts.sent++;
+    return { epoch, key, stepId };
   }
 
   free(seq: string): void {
@@ -213,6 +256,7 @@ class BusPipeline implements ClusterPipeline {
     const err = new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down']);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    for (const st of this.streams.values()) st.fail(err);
     for (const w of this.liveWaiters) w();
   }
 
@@ -254,6 +298,9 @@ class BusPipeline implements ClusterPipeline {
         p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]));
       }
     }
+    for (const st of this.streams.values()) {
+      if (st.ready && st.epoch !== epoch) st.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]));
+    }
     for (const w of [...this.liveWaiters]) w();
   }
 
@@ -265,7 +312,11 @@ class BusPipeline implements ClusterPipeline {
     }
     const key = `${m.seq}\u0000${m.stepId}`;
     const p = this.pending.get(key);
-    if (p === undefined) return; // answered already, or rejected by a plan change
+    if (p === undefined) {
+      const st = this.streams.get(m.seq);
+      if (st !== undefined && st.ready && m.stepId === st.nextStepId) this.onChained(st, m);
+      return; // else answered already, or rejected by a plan change
+    }
     this.pending.delete(key);
     this.hops.add(m.hopMs, wallMs() - m.sentAt);
     this.stages.add(m.stageMs);
@@ -274,14 +325,76 @@ class BusPipeline implements ClusterPipeline {
     p.resolve(m.logits === null ? { token: m.token } : { token: m.token, logits: f32(m.logits) });
   }
 
+  private onChained(st: ChainStream, m: ResultMsg): void {
+    // The first result of a chain answers the step this gateway sent; the rest were chained.
+    if (st.received++ > 0) this.counts.chained++;
+    st.nextStepId++;
+    st.at = Date.now();
+    this.hops.add(m.hopMs, wallMs() - m.sentAt);
+    this.stages.add(m.stageMs);
+    if (m.error !== null) { st.fail(toError(m)); return; }
+    if (m.epoch !== st.epoch) { st.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
+    st.push({ token: m.token });
+  }
+
   private sweepTimeouts(): void {
     const cutoff = Date.now() - this.stepTimeoutMs;
+    for (const st of this.streams.values()) {
+      if (st.ready && st.at < cutoff) st.fail(new HearthError('HEARTH_ERR_STEP_TIMEOUT', [st.seq, this.stepTimeoutMs]));
+    }
     for (const [key, p] of this.pending) {
       if (p.at < cutoff) {
         this.pending.delete(key);
         p.reject(new HearthError('HEARTH_ERR_STEP_TIMEOUT', [p.seq, this.stepTimeoutMs]));
       }
     }
+  }
+}
+
+/** The tokens of one chained decode as they arrive, read one at a time by decode(). */
+class ChainStream {
+  readonly seq: string;
+  epoch = -1;
+  /** stepId of the next result expected (results of one sequence arrive in order: one sender). */
+  nextStepId = -1;
+  /** The step went out: results and plan changes now apply to it. */
+  ready = false;
+  at = Date.now();
+  received = 0;
+  private queue: StepOutcome[] = [];
+  private head = 0;
+  private error: unknown = null;
+  private waiter: { resolve: (o: StepOutcome) => void; reject: (e: unknown) => void } | null = null;
+
+  constructor(seq: string) {
+    this.seq = seq;
+  }
+
+  push(o: StepOutcome): void {
+    const w = this.waiter;
+    if (w !== null) { this.waiter = null; w.resolve(o); return; }
+    this.queue.push(o);
+  }
+
+  fail(e: unknown): void {
+    if (this.error !== null) return;
+    this.error = e;
+    const w = this.waiter;
+    if (w !== null) { this.waiter = null; w.reject(e); }
+  }
+
+  next(): Promise<StepOutcome> {
+    if (this.head < this.queue.length) {
+      const o = this.queue[this.head++] as StepOutcome;
+      if (this.head === this.queue.length) { this.queue = []; this.head = 0; }
+      return Promise.resolve(o);
+    }
+    if (this.error !== null) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
+  }
+
+  close(): void {
+    this.fail(new Error('chained decode closed'));
   }
 }
 

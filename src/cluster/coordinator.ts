@@ -410,6 +410,7 @@ export class Coordinator {
       model: this.opts.model,
       range: stage === undefined ? null : { start: stage.start, end: stage.end },
       next: stages[idx + 1]?.node ?? null,
+      first: stages[0]?.node ?? null,
       quant: this.opts.quant,
       threads: mem.info.threads,
     });

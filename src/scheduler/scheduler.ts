@@ -111,25 +111,61 @@ export class Scheduler implements Generator {
     let fork = this.prefix.lookup(prompt, epoch);
     let finished: 'stop' | 'length' | 'cancelled' | null = maxTokens === 0 ? 'length' : null;
 
+    // Two hops per token (issue 10): without a grammar or stop strings to check between tokens,
+    // the pipeline loops decode steps on the workers and streams the tokens here.
+    const chained = constraint === undefined && req.stepwise !== true && this.pipeline.decode !== undefined;
+    const stopIds = [...stop];
     try {
       while (finished === null) {
         if (isAborted(signal)) {
           finished = 'cancelled';
           break;
         }
-        let out: StepOutcome;
         try {
           await this.pipeline.waitReady(this.opts.readyTimeoutMs);
           if (this.pipeline.epoch() !== epoch) {
             epoch = this.pipeline.epoch();
             if (fork !== null) fork = null;
           }
-          out = await this.feed(seq, tokens, fed, total, promptLen, req, fork);
-          if (fork !== null) {
-            fork.entry.inUse--;
-            fork = null;
+          const steps = this.feed(seq, tokens, fed, total, promptLen, req, fork, chained ? maxTokens - generated : 1, stopIds);
+          for await (const out of steps) {
+            if (fork !== null) {
+              fork.entry.inUse--;
+              fork = null;
+            }
+            // Every token up to the one just sampled is in the KV now.
+            fed = total;
+            if (isAborted(signal)) {
+              finished = 'cancelled';
+              break;
+            }
+            let tok: SampledToken | null = out.token;
+            if (constraint !== undefined) {
+              if (out.logits === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['constrained step returned no logits']);
+              tok = constraint.pick(out.logits, sampling, total);
+              constraint.accept(tok.token);
+            }
+            if (tok === null) throw new HearthError('HEARTH_ERR_ENGINE', ['pipeline returned no token']);
+            if (stop.has(tok.token)) {
+              finished = 'stop';
+              break;
+            }
+            yield { type: 'token', token: tok, index: generated };
+            generated++;
+            if (total === tokens.length) {
+              const bigger = new Int32Array(tokens.length * 2);
+              bigger.set(tokens);
+              tokens = bigger;
+            }
+            tokens[total++] = tok.token;
+            if (constraint?.done() === true) finished = 'stop';
+            else if (generated >= maxTokens) finished = 'length';
+            if (finished !== null) break;
+            if (isAborted(signal)) {
+              finished = 'cancelled';
+              break;
+            }
           }
-          fed = total;
         } catch (e) {
           if (fork !== null) {
             fork.entry.inUse--;
@@ -144,31 +180,6 @@ export class Scheduler implements Generator {
           this.opts.onReplay?.(seq, this.pipeline.epoch(), total);
           continue;
         }
-        if (isAborted(signal)) {
-          finished = 'cancelled';
-          break;
-        }
-        let tok: SampledToken | null = out.token;
-        if (constraint !== undefined) {
-          if (out.logits === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['constrained step returned no logits']);
-          tok = constraint.pick(out.logits, sampling, total);
-          constraint.accept(tok.token);
-        }
-        if (tok === null) throw new HearthError('HEARTH_ERR_ENGINE', ['pipeline returned no token']);
-        if (stop.has(tok.token)) {
-          finished = 'stop';
-          break;
-        }
-        yield { type: 'token', token: tok, index: generated };
-        generated++;
-        if (total === tokens.length) {
-          const bigger = new Int32Array(tokens.length * 2);
-          bigger.set(tokens);
-          tokens = bigger;
-        }
-        tokens[total++] = tok.token;
-        if (constraint?.done() === true) finished = 'stop';
-        else if (generated >= maxTokens) finished = 'length';
       }
     } catch (e) {
       this.pipeline.free(seq);
@@ -185,8 +196,9 @@ export class Scheduler implements Generator {
     yield { type: 'done', reason: finished, promptTokens: promptLen, completionTokens: generated };
   }
 
-  /** Feeds tokens[fed, total) in prefill chunks; the last chunk samples the next token. */
-  private async feed(
+  /** Feeds tokens[fed, total) in prefill chunks; the last chunk samples the next token, and with
+   *  n > 1 (and a pipeline that can) keeps decoding up to n tokens without a round trip here. */
+  private async *feed(
     seq: string,
     tokens: Int32Array,
     fed: number,
@@ -194,7 +206,9 @@ export class Scheduler implements Generator {
     promptLen: number,
     req: GenerateRequest,
     fork: { entry: { seq: string; inUse: number }; len: number } | null,
-  ): Promise<StepOutcome> {
+    n: number,
+    stop: readonly number[],
+  ): AsyncGenerator<StepOutcome> {
     let pos = fed;
     let forkArg: { from: string; len: number } | undefined;
     if (fork !== null && fed === 0) {
@@ -205,7 +219,7 @@ export class Scheduler implements Generator {
     for (;;) {
       const end = Math.min(total, pos + this.opts.prefillChunk);
       const last = end === total;
-      const out = await this.pipeline.step({
+      const step = {
         seq,
         pos,
         tokens: tokens.slice(pos, end),
@@ -214,10 +228,16 @@ export class Scheduler implements Generator {
         wantToken: last,
         wantLogits: last && req.constraint !== undefined,
         ...(forkArg === undefined ? {} : { fork: forkArg }),
-      });
+      };
       forkArg = undefined;
       pos = end;
-      if (last) return out;
+      if (!last) {
+        await this.pipeline.step(step);
+        continue;
+      }
+      if (n > 1 && this.pipeline.decode !== undefined) yield* this.pipeline.decode(step, n, stop);
+      else yield await this.pipeline.step(step);
+      return;
     }
   }
 

@@ -28,6 +28,11 @@ export interface StepOutcome {
  */
 export interface Pipeline {
   step(req: StepRequest): Promise<StepOutcome>;
+  /** Optional: runs req, then up to n − 1 further decode steps without the caller in the loop
+   *  (the last stage feeds each sampled token back to stage 0), yielding each token as it is
+   *  sampled; stops after a token in `stop`. The caller ends it early by returning from the
+   *  iteration and freeing the sequence. Only for steps that need no logits. */
+  decode?(req: StepRequest, n: number, stop: readonly number[]): AsyncIterable<StepOutcome>;
   /** Frees seq's KV on every stage. Fire and forget. */
   free(seq: string): void;
   /** Resolves when a plan can serve; rejects with HEARTH_ERR_NO_PLAN after timeoutMs. */
@@ -59,6 +64,9 @@ export interface GenerateRequest {
   readonly stopTokens: readonly number[];
   readonly constraint?: TokenConstraint;
   readonly signal?: AbortSignal;
+  /** The caller must see each token before the next step runs (it matches stop strings on the
+   *  text): no chained decode. Default false. */
+  readonly stepwise?: boolean;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';

@@ -71,6 +71,9 @@ export class WorkerNode {
   private wanted: AssignMsg | null = null;
   private chain: Promise<void> = Promise.resolve();
   private readonly seqs = new Set<string>();
+  /** Sequences the gateway freed, newest last (bounded): a chained step of one of them that was
+   *  already under way is dropped, not run (sequence ids are never reused). */
+  private readonly freed = new Set<string>();
   private positions = 0;
   private lastHb = { at: Date.now(), positions: 0 };
   private tokS = 0;
@@ -233,6 +236,11 @@ export class WorkerNode {
   }
 
   private free(seq: string): void {
+    this.freed.add(seq);
+    if (this.freed.size > FREED_CAP) {
+      const oldest = this.freed.values().next();
+      if (oldest.done !== true) this.freed.delete(oldest.value);
+    }
     if (!this.seqs.delete(seq)) return;
     this.loaded?.runner.free(seq);
   }
@@ -248,6 +256,8 @@ export class WorkerNode {
       this.reply(m, [...m.hopMs, hop], [...m.stageMs, 0], null, null, { code: 'HEARTH_ERR_PLAN_CHANGED', message: `node ${this.id} is not serving epoch ${m.epoch}` });
       return;
     }
+    // A step of a sequence the gateway has ended (a chained step already on its way): drop it.
+    if (this.freed.has(m.seq)) return;
     this.seqs.add(m.seq);
     const hidden = m.hidden === null ? undefined : f32(m.hidden);
     const item = {
@@ -265,11 +275,20 @@ export class WorkerNode {
         const stages = [...m.stageMs, sentAt - arrived];
         const delay = Math.max(this.opts.hopDelayMs ?? 0, m.delayMs);
         if (delay > 0) await new Promise((res) => setTimeout(res, delay));
+        if (this.freed.has(m.seq)) {
+          // Freed while this step ran: the engine may hold KV again for it.
+          this.seqs.delete(m.seq);
+          l.runner.free(m.seq);
+          return;
+        }
         if (a.next !== null) {
           if (r.hidden === undefined) throw new Error('stage produced no hidden states');
           this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt, hopMs: hops, stageMs: stages });
         } else {
-          this.reply(m, hops, stages, r.token ?? null, r.logits ?? null, null, sentAt);
+          const token = r.token ?? null;
+          // The next step first (it is on the critical path), then the token to the gateway.
+          if (token !== null) this.chainNext(m, a, token.token, sentAt);
+          this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt);
         }
       })
       .catch((e: unknown) => {
@@ -277,6 +296,22 @@ export class WorkerNode {
         this.log.warn({ seq: m.seq, pos: m.pos, err: (e as Error).message }, 'step failed');
         this.reply(m, [...m.hopMs, hop], [...m.stageMs, wallMs() - arrived], null, null, { code, message: (e as Error).message });
       });
+  }
+
+  /** Last stage: sends the next decode step of a chained sequence straight to stage 0. */
+  private chainNext(m: StepMsg, a: AssignMsg, token: number, sentAt: number): void {
+    const c = m.chain;
+    const first = a.first;
+    if (c === undefined || c === null || c.left <= 1 || !m.wantToken || first === undefined || first === null) return;
+    if (c.stop.includes(token)) return;
+    const next: StepMsg = {
+      ...m, stepId: m.stepId + 1, pos: m.pos + m.n, n: 1, tokens: bin(Int32Array.of(token)), hidden: null,
+      wantToken: true, wantLogits: false, fork: null, sentAt, hopMs: [], stageMs: [],
+      chain: { left: c.left - 1, stop: c.stop },
+    };
+    // A one-stage plan: stage 0 is this node, no bus hop needed.
+    if (first === this.id) setImmediate(() => this.onStep(next));
+    else this.bus.publish(subjects.step(this.opts.cluster, first), next);
   }
 
   private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs()): void {
@@ -287,6 +322,9 @@ export class WorkerNode {
     });
   }
 }
+
+/** Freed sequence ids remembered (a chained step in flight is at most a few steps behind). */
+const FREED_CAP = 4096;
 
 /** msgpack has no `undefined`: send only the fields that are set. */
 function plainToken(t: SampledToken): SampledToken {
