@@ -423,6 +423,7 @@ export class ShardSession {
     feeds[ATTN_INPUTS.fused.pastMask] = new ort.Tensor('float32', mask, [b, 1, 1, p]);
     const groups = cfg.numHeads / hkv;
     feeds[ATTN_INPUTS.fused.causal] = new ort.Tensor('float32', this.causal(s, groups), [groups * s, s]);
+    feeds[ATTN_INPUTS.fused.exact] = new ort.Tensor('bool', Uint8Array.of(s > 1 && items[0]?.exact === true ? 1 : 0), [1]);
     const seqs = items.map((it) => this.kv.get(it.seq));
     const layers = this.kv.shape.layers;
     const empty = half ? new Uint16Array(row) : new Float32Array(row);

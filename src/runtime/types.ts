@@ -34,6 +34,12 @@ export interface StageItem {
    * every stage, instead of a separate message). pos above the length is still refused.
    */
   readonly rewind?: boolean;
+  /**
+   * Compute each of the n positions bit for bit as n one-position steps would (fused attention,
+   * fp32 projections): tokens a speculative step verifies, and generated tokens replayed after a
+   * worker loss, so that neither changes the output. Slower than a plain chunk for long ones.
+   */
+  readonly exact?: boolean;
   /** Last stage: logits for the last `logitRows` positions of the item (1..n; default 1). A step that
    *  verifies k draft tokens asks for k+1. Items of one batch share it (decode items have n = 1). */
   readonly logitRows?: number;

@@ -40,6 +40,9 @@ export interface AttentionContext {
   readonly multi?: string;
   /** fused: past and causal masks side by side, [B, 1, G*S, P+S] (prefill chunks use it). */
   readonly fullMask?: string;
+  /** fused: bool [1], whether a multi-position step computes each position exactly as a
+   *  one-position decode step would (bit for bit: speculative verification, replays). */
+  readonly exact?: string;
   /** fused: the KV cache's element type (fp16 caches are cast to fp32 inside the graph). */
   readonly kvType?: number;
   /** plain: cos/sin gathered for the step's positions, [B, S, 1, D]; mask [B, 1, 1, S, T]. */
@@ -51,7 +54,7 @@ export interface AttentionContext {
 /** Graph input names per kind (besides ids/hidden and the KV tensors). */
 export const ATTN_INPUTS = {
   gqa: { seqlensK: 'seqlens_k', totalLen: 'total_seq_len' },
-  fused: { positionIds: 'position_ids', pastMask: 'past_mask', causal: 'causal_mask' },
+  fused: { positionIds: 'position_ids', pastMask: 'past_mask', causal: 'causal_mask', exact: 'exact_chunk' },
   plain: { positionIds: 'position_ids', mask: 'attn_mask' },
 } as const;
 
@@ -63,6 +66,7 @@ export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: Attent
     const positionIds = g.input(ATTN_INPUTS.fused.positionIds, DT.int64, ['batch', 'seq']);
     const pastMask = g.input(ATTN_INPUTS.fused.pastMask, DT.float, ['batch', 1, 1, 'past']);
     const causal = g.input(ATTN_INPUTS.fused.causal, DT.float, ['rows', 'seq']);
+    const exact = g.input(ATTN_INPUTS.fused.exact, DT.bool, [1]);
     const shape = (t: string, i: number): string => g.op('Slice', [g.op('Shape', [t]), g.i64([i]), g.i64([i + 1])]);
     const splitSizes = g.op('Concat', [shape(pastMask, 3), shape(causal, 1)], { axis: 0 });
     const multi = g.op('Greater', [shape(causal, 1), g.i64([1])]);
@@ -71,7 +75,7 @@ export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: Attent
       g.op('Expand', [pastMask, g.op('Concat', [g.i64([1, 1]), rows, g.i64([1])], { axis: 0 })]), // [B,1,G*S,P]
       g.op('Expand', [causal, g.op('Concat', [shape(pastMask, 0), g.i64([1, 1, 1])], { axis: 0 })]), // [B,1,G*S,S]
     ], { axis: -1 });
-    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, multi, fullMask, kvType };
+    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, multi, fullMask, exact, kvType };
   }
   if (kind === 'gqa') {
     const seqlensK = g.input(ATTN_INPUTS.gqa.seqlensK, DT.int32, ['batch']);
@@ -212,7 +216,46 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
     const cNew = g.op('MatMul', [pNew, g.op('Transpose', [v4], { perm: [0, 2, 1, 3] })]);
     return [[g.op('Add', [cPast, cNew]), DT.float, ctxShape]];
   });
-  const ctx4 = g.op('If', [ctx.multi ?? ''], { then_branch: { graph: prefill }, else_branch: { graph: decode } });
+  // A chunk whose positions must come out exactly as one-token decode steps would give them (the
+  // tokens a speculative step verifies, generated tokens replayed after a worker loss): each position
+  // runs the decode step's own products — M = G rows per product, its own score and its own value
+  // apart, the rest over the keys before it — so every float is rounded as decode rounds it. Measured
+  // on onnxruntime's CPU kernels (lab, 200 random cases each): Softmax ignores a tail of -inf and a
+  // product over more keys whose extra probabilities are 0 gives the same sums, but only while a
+  // product has the same row count (M = 1 and M = 2 take other kernels than M = G*S); a prefill chunk's
+  // single G*S-row product and combined softmax differ from decode by ~1e-5 in the logits. It copies
+  // the past (like prefill) and runs S small products per KV head, so it is for short chunks.
+  const verify = g.subgraph('verify', () => {
+    const q5s = g.op('Transpose', [q5], { perm: [0, 2, 1, 3, 4] }); // [B,Hkv,S,G,D]
+    const toPositions = (x: string): string => g.op('Transpose', [x], { perm: [1, 0, 2, 3] }); // [S,B,Hkv,D]
+    const heads = (x: string): string => g.op('Unsqueeze', [g.op('Transpose', [x], { perm: [1, 2, 0, 3] }), g.i64([2])]); // [B,Hkv,1,T,D]
+    const kAll = heads(g.op('Concat', [fromKv(io.pastKey), toPositions(k4)], { axis: 0 }));
+    const vAll = heads(g.op('Concat', [fromKv(io.pastValue), toPositions(v4)], { axis: 0 }));
+    const scores = g.op('FusedMatMul', [q5s, kAll], { transB: 1, alpha }, MS_DOMAIN); // [B,Hkv,S,G,T]
+    const own = (x: string, axis: number): string => g.op('Unsqueeze', [g.op('Transpose', [x], { perm: [0, 2, 1, 3] }), g.i64([axis])]);
+    const sOwn = g.op('FusedMatMul', [q5s, own(k4, 4)], { alpha }, MS_DOMAIN); // [B,Hkv,S,G,1], as decode's sNew
+    // Column P+s of row s is that position's own key: [S,1,T] masks.
+    const sizes = ctx.splitSizes ?? '';
+    const pLen = g.op('Slice', [sizes, g.i64([0]), g.i64([1])]);
+    const sLen = g.op('Slice', [sizes, g.i64([1]), g.i64([2])]);
+    const scalar = (x: string): string => g.op('Squeeze', [x, g.i64([0])]);
+    const zero = g.i64([0]);
+    const one = g.i64([1]);
+    const cols = g.op('Range', [scalar(zero), scalar(g.op('Add', [pLen, sLen])), scalar(one)]); // [T]
+    const diag = g.op('Unsqueeze', [g.op('Add', [g.op('Range', [scalar(zero), scalar(sLen), scalar(one)]), pLen]), g.i64([1, 2])]); // [S,1,1]
+    const isOwn = g.op('Equal', [cols, diag]); // [S,1,T]
+    // Past mask and causal mask as the prefill branch uses them, rows reordered to (s, g).
+    const mask = g.op('Transpose', [g.op('Reshape', [ctx.fullMask ?? '', g.op('Concat', [g.i64([0, 1, groups, -1]), g.op('Add', [pLen, sLen])], { axis: 0 })])], { perm: [0, 1, 3, 2, 4] });
+    const probs = g.op('Softmax', [g.op('Add', [g.op('Where', [isOwn, sOwn, scores]), mask])], { axis: -1 });
+    const zeroF = g.f32(0);
+    const cPast = g.op('MatMul', [g.op('Where', [isOwn, zeroF, probs]), vAll]); // [B,Hkv,S,G,D]
+    const pOwn = g.op('ReduceSum', [g.op('Where', [isOwn, probs, zeroF]), g.i64([-1])], { keepdims: 1 }); // [B,Hkv,S,G,1]
+    const cNew = g.op('MatMul', [pOwn, own(v4, 3)]); // [B,Hkv,S,1,D] → [B,Hkv,S,G,D]
+    const out = g.op('Reshape', [g.op('Transpose', [g.op('Add', [cPast, cNew])], { perm: [0, 1, 3, 2, 4] }), g.i64([0, hkv, -1, d])]);
+    return [[out, DT.float, ctxShape]];
+  });
+  const chunk = g.subgraph('chunk', () => [[g.op('If', [ctx.exact ?? ''], { then_branch: { graph: verify }, else_branch: { graph: prefill } }), DT.float, ctxShape]]);
+  const ctx4 = g.op('If', [ctx.multi ?? ''], { then_branch: { graph: chunk }, else_branch: { graph: decode } });
   const c5 = g.op('Reshape', [ctx4, g.i64([0, hkv, groups, -1, d])]); // [B,Hkv,G,S,D]
   return g.op('Reshape', [g.op('Transpose', [c5], { perm: [0, 3, 1, 2, 4] }), g.i64([0, 0, hq * d])]);
 }

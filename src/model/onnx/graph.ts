@@ -10,7 +10,7 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 
 /** onnx TensorProto.DataType values we use. */
-export const DT = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
+export const DT = { float: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10, bfloat16: 16 } as const;
 export type DataType = (typeof DT)[keyof typeof DT];
 
 const ATTR = { FLOAT: 1, INT: 2, STRING: 3, GRAPH: 5, FLOATS: 6, INTS: 7 } as const;

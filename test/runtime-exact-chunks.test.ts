@@ -1,0 +1,51 @@
+// Exact chunks: a multi-position step marked `exact` gives, at every position, bit for bit the logits
+// that token-by-token decode gives (what makes speculative decoding and replays change nothing).
+// A plain prefill chunk is only close (~1e-5): the test shows both, so it fails if exact chunks
+// lose their guarantee and says so if plain chunks ever become exact too.
+import fs from 'node:fs';
+import t, { type Test } from 'tap';
+import { Chain, stories260kDir, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
+
+async function compare(t: Test, dir: string, vocab: number, ranges: readonly (readonly [number, number])[], label: string): Promise<void> {
+  const chain = await Chain.open(t, dir, ranges);
+  const toks = Int32Array.from(tokenStream(36, vocab, 7));
+  const p0 = 12;
+  const decode: Float32Array[] = [];
+  await chain.run([{ seq: 'd', pos: 0, n: p0, tokens: toks.subarray(0, p0) }]);
+  for (let i = p0; i < toks.length; i++) {
+    const [r] = await chain.run([{ seq: 'd', pos: i, n: 1, tokens: toks.subarray(i, i + 1) }]);
+    decode.push((r?.logits ?? new Float32Array(0)).slice());
+  }
+  for (const exact of [true, false]) {
+    const seq = `c${exact}`;
+    await chain.run([{ seq, pos: 0, n: p0, tokens: toks.subarray(0, p0) }]);
+    let same = 0;
+    let rows = 0;
+    // Chunks of 1..5 positions, as a speculative step of 0..4 drafts would feed them.
+    for (let pos = p0, k = 1; pos < toks.length; pos += k, k = (k % 5) + 1) {
+      const n = Math.min(k, toks.length - pos);
+      const [r] = await chain.run([{ seq, pos, n, tokens: toks.subarray(pos, pos + n), exact, logitRows: n }]);
+      const got = r?.logits ?? new Float32Array(0);
+      for (let i = 0; i < n; i++) {
+        rows++;
+        const want = decode[pos - p0 + i] as Float32Array;
+        const row = got.subarray(i * vocab, (i + 1) * vocab);
+        if (row.length === want.length && row.every((x, j) => x === want[j])) same++;
+      }
+    }
+    if (exact) t.equal(same, rows, `${label}: all ${rows} positions of exact chunks are bit-identical to decode`);
+    else t.ok(same < rows, `${label}: plain chunks differ from decode in ${rows - same} of ${rows} positions (only exact chunks promise bits)`);
+  }
+}
+
+t.test('exact chunks equal token-by-token decode bit for bit (fp32, fused attention)', async (t) => {
+  for (const preset of ['tiny-qwen3', 'tiny-llama'] as const) {
+    const dir = await tinyCheckpoint(t, preset);
+    await compare(t, dir, 151936, [[0, 4]], `${preset}, 1 stage`);
+    await compare(t, dir, 151936, [[0, 1], [1, 3], [3, 4]], `${preset}, 3 stages`);
+  }
+});
+
+t.test('exact chunks on stories260k', { skip: fs.existsSync(stories260kDir) ? false : 'no ../shared/models/stories260k' }, async (t) => {
+  await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k, 2 stages');
+});
