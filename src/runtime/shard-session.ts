@@ -11,7 +11,7 @@ import type { ModelConfig } from '../model/types.ts';
 import { ATTN_INPUTS, IO, KV_DTYPES, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { INT4_BLOCK_SIZES } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
-import { KvStore, padPositions, padRows, sliceRow, type KvArray } from './kv-store.ts';
+import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
 import { resolveShardCacheDir } from './shard-cache.ts';
 import { prepareShardFiles, type CacheState } from './shard-files.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
@@ -398,43 +398,48 @@ export class ShardSession {
   }
 
   /**
-   * The fused path: past K/V go in as position-major [P, B, Hkv, D] (one sequence: a prefix view of
-   * its slab, nothing copied; several: padded, with the past mask hiding each row's padding), and
-   * the step's own K/V come back as [B, S, Hkv, D] to append.
+   * The fused path: past K/V go in as position-major [P, W, Hkv, D] views of the KV group the batch
+   * lives in (kv-group.ts; nothing copied while a batch keeps its members), with the past mask hiding
+   * each row's positions beyond its length; the step's own K/V come back as [W, S, Hkv, D] to write
+   * after them. A group slot that no item uses this step runs a dummy row (all past masked, result
+   * dropped). Restructured from the padded batch for issue 10: rows follow group slots, not items.
    */
   private async stepFused(items: readonly StageItem[], lens: readonly number[], feeds: Feeds): Promise<StageResult[]> {
     const cfg = this.info.config;
     const b = items.length;
     const s = (items[0] as StageItem).n;
-    const { numKvHeads: hkv, headDim: d } = cfg;
+    const { numKvHeads: hkv, headDim: d, hiddenSize: h } = cfg;
     const row = hkv * d;
-    const half = this.info.kvDtype === 'float16';
-    const kvType = half ? 'float16' : 'float32';
-    const pos = new BigInt64Array(b * s);
-    lens.forEach((len, i) => {
-      for (let q = 0; q < s; q++) pos[i * s + q] = BigInt(len + q);
-    });
+    const kvType = this.info.kvDtype === 'float16' ? 'float16' : 'float32';
+    const { group, slots } = this.kv.arrange(
+      items.map((it) => it.seq),
+      Math.max(...lens) + s,
+    );
+    const w = group.width;
+    // itemAt[slot] = index of the item in that slot, -1 for an idle slot.
+    const itemAt = new Int32Array(w).fill(-1);
+    slots.forEach((slot, i) => (itemAt[slot] = i));
+    if (w !== b || slots.some((slot, i) => slot !== i)) this.toSlotOrder(feeds, itemAt, s, h);
+    const lenAt = (slot: number): number => {
+      const i = itemAt[slot] as number;
+      return i < 0 ? 0 : (lens[i] as number);
+    };
+    const pos = new BigInt64Array(w * s);
+    for (let j = 0; j < w; j++) for (let q = 0; q < s; q++) pos[j * s + q] = BigInt(lenAt(j) + q);
     // An empty past is never fed (a zero-size matrix product faults in onnxruntime): one masked
-    // zero position stands in for it.
+    // position stands in for it.
     const p = Math.max(1, ...lens);
-    const mask = new Float32Array(b * p);
-    lens.forEach((len, i) => mask.fill(-Infinity, i * p + len, (i + 1) * p));
-    feeds[ATTN_INPUTS.fused.positionIds] = new ort.Tensor('int64', pos, [b, s]);
-    feeds[ATTN_INPUTS.fused.pastMask] = new ort.Tensor('float32', mask, [b, 1, 1, p]);
+    const mask = new Float32Array(w * p);
+    for (let j = 0; j < w; j++) mask.fill(-Infinity, j * p + lenAt(j), (j + 1) * p);
+    feeds[ATTN_INPUTS.fused.positionIds] = new ort.Tensor('int64', pos, [w, s]);
+    feeds[ATTN_INPUTS.fused.pastMask] = new ort.Tensor('float32', mask, [w, 1, 1, p]);
     const groups = cfg.numHeads / hkv;
     feeds[ATTN_INPUTS.fused.causal] = new ort.Tensor('float32', this.causal(s, groups), [groups * s, s]);
     feeds[ATTN_INPUTS.fused.exact] = new ort.Tensor('bool', Uint8Array.of(s > 1 && items[0]?.exact === true ? 1 : 0), [1]);
-    const seqs = items.map((it) => this.kv.get(it.seq));
     const layers = this.kv.shape.layers;
-    const empty = half ? new Uint16Array(row) : new Float32Array(row);
     for (let l = 0; l < layers; l++) {
-      const past = (which: 'k' | 'v'): KvArray => {
-        if (b > 1) return padPositions(seqs.map((x) => x[which][l] as KvArray), lens, this.kv.shape, p);
-        const len = lens[0] as number;
-        return len === 0 ? empty : (seqs[0]?.[which][l] as KvArray).subarray(0, len * row);
-      };
-      feeds[IO.pastKey(l)] = new ort.Tensor(kvType, past('k'), [p, b, hkv, d]);
-      feeds[IO.pastValue(l)] = new ort.Tensor(kvType, past('v'), [p, b, hkv, d]);
+      feeds[IO.pastKey(l)] = new ort.Tensor(kvType, group.past('k', l, p), [p, w, hkv, d]);
+      feeds[IO.pastValue(l)] = new ort.Tensor(kvType, group.past('v', l, p), [p, w, hkv, d]);
     }
     let out: ort.InferenceSession.ReturnType;
     try {
@@ -442,18 +447,37 @@ export class ShardSession {
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
     }
-    items.forEach((it, i) => {
-      const len = lens[i] as number;
-      const kv = this.kv.reserve(it.seq, len + s);
-      for (let l = 0; l < layers; l++) {
-        const nk = kvBits(out[IO.newKey(l)]?.data as ArrayBufferView);
-        const nv = kvBits(out[IO.newValue(l)]?.data as ArrayBufferView);
-        (kv.k[l] as KvArray).set(nk.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
-        (kv.v[l] as KvArray).set(nv.subarray(i * s * row, (i + 1) * s * row) as never, len * row);
-      }
-      kv.len = len + s;
-    });
-    return this.results(items, out, s);
+    for (let l = 0; l < layers; l++) {
+      const nk = kvBits(out[IO.newKey(l)]?.data as ArrayBufferView);
+      const nv = kvBits(out[IO.newValue(l)]?.data as ArrayBufferView);
+      slots.forEach((slot, i) => {
+        const at = slot * s * row;
+        group.write(l, slot, lens[i] as number, nk.subarray(at, at + s * row), nv.subarray(at, at + s * row));
+      });
+    }
+    items.forEach((it, i) => (this.kv.get(it.seq).len = (lens[i] as number) + s));
+    if (w === b && slots.every((slot, i) => slot === i)) return this.results(items, out, s);
+    // Rows are in slot order: ask for every row's result, keep the items'.
+    const rows = Array.from(itemAt, (i) => items[i < 0 ? 0 : i] as StageItem);
+    const res = this.results(rows, out, s);
+    return slots.map((slot) => res[slot] as StageResult);
+  }
+
+  /** Reorders the step's input rows (ids or hidden states, built in item order) into group slots; idle slots get zeros. */
+  private toSlotOrder(feeds: Feeds, itemAt: Int32Array, s: number, h: number): void {
+    const w = itemAt.length;
+    const ids = feeds[IO.inputIds];
+    if (ids) {
+      const src = ids.data as Int32Array;
+      const out = new Int32Array(w * s);
+      itemAt.forEach((i, j) => i >= 0 && out.set(src.subarray(i * s, (i + 1) * s), j * s));
+      feeds[IO.inputIds] = new ort.Tensor('int32', out, [w, s]);
+      return;
+    }
+    const src = feeds[IO.hiddenIn]?.data as Float32Array;
+    const out = new Float32Array(w * s * h);
+    itemAt.forEach((i, j) => i >= 0 && out.set(src.subarray(i * s * h, (i + 1) * s * h), j * s * h));
+    feeds[IO.hiddenIn] = new ort.Tensor('float32', out, [w, s, h]);
   }
 
   private causalCache = new Map<number, Float32Array>();
