@@ -28,7 +28,7 @@ t.test('fused batches: joins, leaves and idle slots stay exact; steady batches c
     let items: StageItem[] = seqs.map((seq) => {
       const p = pos[seq] ?? 0;
       const len = p === 0 ? (prompts[seq] as number) : n;
-      return { seq, pos: p, n: len, tokens: Int32Array.from((toks[seq] as number[]).slice(p, p + len)) };
+      return { seq, pos: p, n: len, tokens: Int32Array.from((toks[seq] as number[]).slice(p, p + len)), rewind: true };
     });
     let res: StageResult[] = [];
     for (const s of stages) {
@@ -59,6 +59,7 @@ t.test('fused batches: joins, leaves and idle slots stay exact; steady batches c
   t.equal(stages[1]?.kv.moves.joined, 1, 'a joining sequence is copied into a free slot');
   t.equal(stages[1]?.kv.moves.repacked, 1, 'nothing else was repacked');
   await run(['A'], 3); // a 3-token chunk (speculative verification) takes A out of the group
+  pos['A'] = (pos['A'] as number) - 2; // two of them rejected: rewound by the next step
   await run(['C', 'B', 'E', 'A']); // and A back in
   await run(['B']); // a lone decode step
   await run(['A', 'B', 'C', 'E']);
