@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import t, { type Test } from 'tap';
 import { Chain, stories260kDir, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
 
-async function compare(t: Test, dir: string, vocab: number, ranges: readonly (readonly [number, number])[], label: string): Promise<void> {
-  const chain = await Chain.open(t, dir, ranges);
+async function compare(t: Test, dir: string, vocab: number, ranges: readonly (readonly [number, number])[], label: string, quant: 'none' | 'int4' = 'none'): Promise<void> {
+  const chain = await Chain.open(t, dir, ranges, quant);
   const toks = Int32Array.from(tokenStream(36, vocab, 7));
   const p0 = 12;
   const decode: Float32Array[] = [];
@@ -34,7 +34,7 @@ async function compare(t: Test, dir: string, vocab: number, ranges: readonly (re
       }
     }
     if (exact) t.equal(same, rows, `${label}: all ${rows} positions of exact chunks are bit-identical to decode`);
-    else t.ok(same < rows, `${label}: plain chunks differ from decode in ${rows - same} of ${rows} positions (only exact chunks promise bits)`);
+    else if (quant === 'none') t.ok(same < rows, `${label}: plain chunks differ from decode in ${rows - same} of ${rows} positions (only exact chunks promise bits)`);
   }
 }
 
@@ -46,6 +46,9 @@ t.test('exact chunks equal token-by-token decode bit for bit (fp32, fused attent
   }
 });
 
-t.test('exact chunks on stories260k', { skip: fs.existsSync(stories260kDir) ? false : 'no ../shared/models/stories260k' }, async (t) => {
+t.test('exact chunks on stories260k, fp32 and int4', { skip: fs.existsSync(stories260kDir) ? false : 'no ../shared/models/stories260k' }, async (t) => {
   await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k, 2 stages');
+  // int4: MatMulNBits rounds a lone row apart from rows in a chunk, so exact items run position by
+  // position inside each stage — still one trip through the pipeline.
+  await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k int4, 2 stages', 'int4');
 });

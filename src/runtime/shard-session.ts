@@ -280,6 +280,11 @@ export class ShardSession {
       }
       const rows = it.logitRows ?? 1;
       if (!(Number.isInteger(rows) && rows >= 1 && rows <= it.n)) throw new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: logitRows ${rows} outside 1..${it.n}`]);
+      if (it.exact === true && it.n > 1 && !this.exactChunks) {
+        await flush();
+        results[i] = await this.stepByStep(it);
+        continue;
+      }
       const single = it.n === 1 && !batch.some((j) => (items[j] as StageItem).seq === it.seq);
       if (!single) await flush();
       batch.push(i);
@@ -287,6 +292,40 @@ export class ShardSession {
     }
     await flush();
     return results;
+  }
+
+  /**
+   * Whether one session.run computes an exact chunk bit for bit as decode would: the fused graph's
+   * exact branch does for its attention, and fp32 projections give every row the same bits
+   * whatever the row count. int4 MatMulNBits does not: a lone row (decode) takes another kernel than
+   * rows in a chunk (logits differ by up to ~0.1 on stories260k), and plain/gqa attention have no
+   * exact branch; there an exact item runs as n one-position steps in this stage (the speculative
+   * pass still costs one trip through the pipeline, just not one batched product).
+   */
+  private get exactChunks(): boolean {
+    return this.info.attention === 'fused' && this.spec.quant !== 'int4';
+  }
+
+  /** An exact item as n one-position steps; hidden rows (or the last logitRows logits) gathered. */
+  private async stepByStep(it: StageItem): Promise<StageResult> {
+    const rows = it.logitRows ?? 1;
+    const h = this.info.config.hiddenSize;
+    const width = this.last ? this.info.config.vocabSize : h;
+    const keep = this.last ? rows : it.n;
+    const out = new Float32Array(keep * width);
+    for (let k = 0; k < it.n; k++) {
+      const one: StageItem = {
+        seq: it.seq,
+        pos: it.pos + k,
+        n: 1,
+        tokens: it.tokens.subarray(k, k + 1),
+        ...(it.hidden !== undefined ? { hidden: it.hidden.subarray(k * h, (k + 1) * h) } : {}),
+      };
+      const [r] = await this.step([one]);
+      const row = k - (it.n - keep);
+      if (row >= 0) out.set((this.last ? r?.logits : r?.hidden) ?? new Float32Array(0), row * width);
+    }
+    return this.last ? { seq: it.seq, logits: out } : { seq: it.seq, hidden: out };
   }
 
   /** One session.run for items that all have the same n (a batch of decode steps, or one chunk). */
