@@ -173,6 +173,9 @@ export interface StepMsg extends Base {
   readonly wantToken: boolean;
   readonly wantLogits: boolean;
   readonly fork: { readonly from: string; readonly len: number } | null;
+  /** Compute each of the n positions bit for bit as n one-position steps would (StageItem.exact);
+   *  absent = false. Forwarded unchanged to every stage. */
+  readonly exact?: boolean;
   /** Sender's wall clock (ms) at publish: the receiver measures this hop's latency from it. */
   readonly sentAt: number;
   /** Latencies (ms) of the hops this step has made so far (gateway → stage 0 → …). */

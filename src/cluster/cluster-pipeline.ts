@@ -221,6 +221,7 @@ class BusPipeline implements ClusterPipeline {
         t: 'step', epoch, gateway: this.gatewayId, seq: req.seq, stepId, pos: req.pos, n: req.tokens.length,
         tokens: bin(req.tokens), hidden: null, promptLen: req.promptLen, sampling: req.sampling,
         wantToken: req.wantToken, wantLogits: req.wantLogits, fork: req.fork ?? null,
+        ...(req.exact === true ? { exact: true } : {}),
         sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
         ...(chain === null ? {} : { chain }),
       });

@@ -26,6 +26,7 @@ export class LocalPipeline implements Pipeline {
           tokens: req.tokens,
           ...(hidden === undefined ? {} : { hidden }),
           ...(req.fork === undefined ? {} : { fork: req.fork }),
+          ...(req.exact === true ? { exact: true } : {}),
         },
         promptLen: req.promptLen,
         sampling: req.sampling,

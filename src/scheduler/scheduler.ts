@@ -27,6 +27,9 @@ export interface SchedulerOptions {
   readonly onReplay?: (seq: string, epoch: number, tokens: number) => void;
 }
 
+/** Positions per exact chunk of a replay (an exact chunk copies the past once per chunk). */
+const EXACT_REPLAY_CHUNK = 32;
+
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = Object.freeze({
   maxConcurrent: 16,
   maxQueue: 64,
@@ -217,7 +220,12 @@ export class Scheduler implements Generator {
       pos = fork.len;
     }
     for (;;) {
-      const end = Math.min(total, pos + this.opts.prefillChunk);
+      // The prompt goes in prefill chunks on the same boundaries every time it is fed; generated
+      // tokens (fed again only by a replay after a worker loss) go in exact chunks, which give the
+      // bits their one-token decode steps gave: the replayed sequence goes on exactly where it was,
+      // even where sampling over a flat distribution would flip on a 1e-5 difference.
+      const generatedPart = pos >= promptLen;
+      const end = generatedPart ? Math.min(total, pos + EXACT_REPLAY_CHUNK) : Math.min(promptLen, pos + this.opts.prefillChunk);
       const last = end === total;
       const step = {
         seq,
@@ -228,6 +236,7 @@ export class Scheduler implements Generator {
         wantToken: last,
         wantLogits: last && req.constraint !== undefined,
         ...(forkArg === undefined ? {} : { fork: forkArg }),
+        ...(generatedPart && end - pos > 1 ? { exact: true } : {}),
       };
       forkArg = undefined;
       pos = end;

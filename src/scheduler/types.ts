@@ -14,6 +14,9 @@ export interface StepRequest {
   /** Return the full logits (constrained decoding samples at the gateway). */
   readonly wantLogits: boolean;
   readonly fork?: { readonly from: string; readonly len: number };
+  /** Compute every position bit for bit as one-token steps would (see StageItem.exact): replayed
+   *  generated tokens, speculative verification. */
+  readonly exact?: boolean;
 }
 
 export interface StepOutcome {

@@ -264,6 +264,7 @@ export class WorkerNode {
       seq: m.seq, pos: m.pos, n: m.n, tokens: i32(m.tokens),
       ...(hidden !== undefined ? { hidden } : {}),
       ...(m.fork !== null ? { fork: m.fork } : {}),
+      ...(m.exact === true ? { exact: true } : {}),
     };
     const last = a.next === null;
     l.runner.submit({ item, promptLen: m.promptLen, sampling: m.sampling, wantToken: last && m.wantToken, wantLogits: last && m.wantLogits })
@@ -306,7 +307,7 @@ export class WorkerNode {
     if (c.stop.includes(token)) return;
     const next: StepMsg = {
       ...m, stepId: m.stepId + 1, pos: m.pos + m.n, n: 1, tokens: bin(Int32Array.of(token)), hidden: null,
-      wantToken: true, wantLogits: false, fork: null, sentAt, hopMs: [], stageMs: [],
+      wantToken: true, wantLogits: false, fork: null, exact: false, sentAt, hopMs: [], stageMs: [],
       chain: { left: c.left - 1, stop: c.stop },
     };
     // A one-stage plan: stage 0 is this node, no bus hop needed.
