@@ -1,5 +1,7 @@
-// Exact chunks: a multi-position step marked `exact` gives, at every position, bit for bit the logits
-// that token-by-token decode gives (what makes speculative decoding and replays change nothing).
+// Bit-exact invariants of the engine. Exact chunks: a multi-position step marked `exact` gives, at
+// every position, bit for bit the logits that token-by-token decode gives (what makes speculative
+// decoding and replays change nothing). Batch invariance (fp32): a decode step gives a sequence the
+// same bits alone or batched with sequences of other lengths.
 // A plain prefill chunk is only close (~1e-5): the test shows both, so it fails if exact chunks
 // lose their guarantee and says so if plain chunks ever become exact too.
 import fs from 'node:fs';
@@ -51,4 +53,35 @@ t.test('exact chunks on stories260k, fp32 and int4', { skip: fs.existsSync(stori
   // int4: MatMulNBits rounds a lone row apart from rows in a chunk, so exact items run position by
   // position inside each stage — still one trip through the pipeline.
   await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k int4, 2 stages', 'int4');
+});
+
+t.test('fp32 decode is batch-invariant: a sequence gets the same bits alone or in a ragged batch', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-qwen3');
+  const vocab = 151936;
+  for (const ranges of [[[0, 4]], [[0, 2], [2, 4]]] as const) {
+    const chain = await Chain.open(t, dir, ranges);
+    const lens = [5, 23, 11];
+    const prompt = (k: number): Int32Array => Int32Array.from(tokenStream(lens[k] as number, vocab, 100 + k));
+    const next = (k: number, i: number): Int32Array => Int32Array.of((k * 7919 + i * 104729) % vocab);
+    const alone: Float32Array[][] = [];
+    for (let k = 0; k < lens.length; k++) {
+      await chain.run([{ seq: `a${k}`, pos: 0, n: lens[k] as number, tokens: prompt(k) }]);
+      const rows: Float32Array[] = [];
+      for (let i = 0; i < 4; i++) {
+        const [r] = await chain.run([{ seq: `a${k}`, pos: (lens[k] as number) + i, n: 1, tokens: next(k, i) }]);
+        rows.push((r?.logits ?? new Float32Array(0)).slice());
+      }
+      alone.push(rows);
+    }
+    for (let k = 0; k < lens.length; k++) await chain.run([{ seq: `b${k}`, pos: 0, n: lens[k] as number, tokens: prompt(k) }]);
+    let same = 0;
+    for (let i = 0; i < 4; i++) {
+      const rs = await chain.run(lens.map((len, k) => ({ seq: `b${k}`, pos: len + i, n: 1, tokens: next(k, i) })));
+      rs.forEach((r, k) => {
+        const want = alone[k]?.[i] ?? new Float32Array(0);
+        if (r.logits?.length === want.length && r.logits.every((x, j) => x === want[j])) same++;
+      });
+    }
+    t.equal(same, 12, `${ranges.length} stage(s): all 12 batched decode steps (lengths 5, 23, 11) equal decoding alone bit for bit`);
+  }
 });

@@ -210,8 +210,13 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
     // The step's own positions, causal among themselves (the mask input is [G*S, S]).
     const kT = g.op('Transpose', [k4], { perm: [0, 2, 3, 1] }); // [B,Hkv,D,S]
     const sNew = g.op('Add', [g.op('FusedMatMul', [q4, kT], { alpha }, MS_DOMAIN), ctx.causal ?? '']); // [B,Hkv,G*S,S]
-    const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
-    const [pPast, pNew] = g.node('Split', [probs, ctx.splitSizes ?? ''], 2, { axis: -1 }) as [string, string];
+    // Own score FIRST: a batch's shorter rows then end in their -inf padding instead of carrying it
+    // between past and own, and onnxruntime's Softmax and the products below give a row the same
+    // bits whatever -inf / zero tail follows it (measured), so a sequence decodes bit for bit the
+    // same alone or in a batch of any lengths (fp32), and exact chunks (below) match it.
+    const probs = g.op('Softmax', [g.op('Concat', [sNew, sPast], { axis: -1 })], { axis: -1 });
+    const pNew = g.op('Slice', [probs, g.i64([0]), g.i64([1]), g.i64([-1])]);
+    const pPast = g.op('Slice', [probs, g.i64([1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([-1])]);
     const cPast = g.op('FusedMatMul', [pPast, fromKv(io.pastValue)], { transBatchB: 1 }, MS_DOMAIN); // [B,Hkv,G*S,D]
     const cNew = g.op('MatMul', [pNew, g.op('Transpose', [v4], { perm: [0, 2, 1, 3] })]);
     return [[g.op('Add', [cPast, cNew]), DT.float, ctxShape]];
@@ -246,10 +251,12 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
     const isOwn = g.op('Equal', [cols, diag]); // [S,1,T]
     // Past mask and causal mask as the prefill branch uses them, rows reordered to (s, g).
     const mask = g.op('Transpose', [g.op('Reshape', [ctx.fullMask ?? '', g.op('Concat', [g.i64([0, 1, groups, -1]), g.op('Add', [pLen, sLen])], { axis: 0 })])], { perm: [0, 1, 3, 2, 4] });
-    const probs = g.op('Softmax', [g.op('Add', [g.op('Where', [isOwn, sOwn, scores]), mask])], { axis: -1 });
-    const zeroF = g.f32(0);
-    const cPast = g.op('MatMul', [g.op('Where', [isOwn, zeroF, probs]), vAll]); // [B,Hkv,S,G,D]
-    const pOwn = g.op('ReduceSum', [g.op('Where', [isOwn, probs, zeroF]), g.i64([-1])], { keepdims: 1 }); // [B,Hkv,S,G,1]
+    // As decode: [own score, scores of every earlier position, -inf for own column and later].
+    const rest = g.op('Add', [g.op('Where', [isOwn, g.f32(-Infinity), scores]), mask]);
+    const probs = g.op('Softmax', [g.op('Concat', [sOwn, rest], { axis: -1 })], { axis: -1 }); // [B,Hkv,S,G,1+T]
+    const pOwn = g.op('Slice', [probs, g.i64([0]), g.i64([1]), g.i64([-1])]); // [B,Hkv,S,G,1]
+    const pRest = g.op('Slice', [probs, g.i64([1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([-1])]);
+    const cPast = g.op('MatMul', [pRest, vAll]); // [B,Hkv,S,G,D]
     const cNew = g.op('MatMul', [pOwn, own(v4, 3)]); // [B,Hkv,S,1,D] → [B,Hkv,S,G,D]
     const out = g.op('Reshape', [g.op('Transpose', [g.op('Add', [cPast, cNew])], { perm: [0, 1, 3, 2, 4] }), g.i64([0, hkv, -1, d])]);
     return [[out, DT.float, ctxShape]];
