@@ -37,7 +37,7 @@ t.test('in-process bus: two worker nodes serve the same tokens as one process', 
   const hub = new MemoryHub();
   const log = recordingLog();
   const pipeline = createClusterPipeline({
-    bus: hub.bus(log), cluster: 'mem', cost, log, settleMs: 50, nodeTimeoutMs: 1500,
+    bus: hub.bus(log), cluster: 'mem', cost, log, settleMs: 50, nodeTimeoutMs: 1500, objective: 'balanced',
     model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
   });
   const nodes = ['a', 'b'].map((name) => new WorkerNode({ bus: hub.bus(), cluster: 'mem', name, memory: 1e9, threads: 1, speed: 10, modelDir: model, cacheDir: dir }));

@@ -48,7 +48,7 @@ t.test('workers without the model fetch only their layers from the gateway', { s
   ckpt.close();
   const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'gw' });
   const pipeline = createClusterPipeline({
-    bus, cost, cluster: 'wf', settleMs: 1500,
+    bus, cost, cluster: 'wf', settleMs: 1500, objective: 'balanced',
     model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl, weightsToken: nats.token },
   });
   t.teardown(async () => { await pipeline.close(); await bus.close(); });

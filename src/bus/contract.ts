@@ -37,6 +37,10 @@ export const subjects = {
   result: (cluster: string, gateway: string) => `hearth.${cluster}.gateway.${gateway}.result`,
   /** gateway → all workers: drop the KV of these sequences. */
   free: (cluster: string) => `hearth.${cluster}.free`,
+  /** gateway or `hearth doctor` → one worker: answer this probe (link round trip, bandwidth). */
+  probe: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.probe`,
+  /** worker → the gateway or doctor that probed it. */
+  probeReply: (cluster: string, from: string) => `hearth.${cluster}.gateway.${from}.probe`,
 } as const;
 
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -91,6 +95,11 @@ export interface HeartbeatMsg extends Base {
   readonly freeMemory: number;
   /** Positions processed per second over the last few seconds. */
   readonly tokS: number;
+  /** Measured time (ms) of one decode step of one sequence on its stage (a low quantile of
+   *  recent single-position steps: compute without queueing), and the layer range it was measured
+   *  on; absent until it has served. The planner's ms per layer comes from these. */
+  readonly stepMs?: number;
+  readonly stepRange?: readonly [number, number];
 }
 
 export interface LeaveMsg extends Base {
@@ -224,11 +233,36 @@ export interface FreeMsg extends Base {
   readonly seqs: readonly string[];
 }
 
+/** A link probe: the worker answers at once (after its own simulated link delay, if any). */
+export interface ProbeMsg extends Base {
+  readonly t: 'probe';
+  /** Gateway or doctor id: the answer goes to probeReply(cluster, from). */
+  readonly from: string;
+  readonly nonce: number;
+  /** Payload to time the link's bandwidth (null: round trip only). */
+  readonly pad: Uint8Array | null;
+  /** Send the payload back (bandwidth both ways). */
+  readonly echo: boolean;
+}
+
+export interface ProbeReplyMsg extends Base {
+  readonly t: 'probe-reply';
+  readonly id: string;
+  readonly nonce: number;
+  /** The worker's wall clock (ms) when it answered: clock skew = wall − (sent + rtt / 2). */
+  readonly wall: number;
+  /** The worker's hearth version (package.json). */
+  readonly version: string;
+  /** Bytes of payload it received. */
+  readonly got: number;
+  readonly pad: Uint8Array | null;
+}
+
 export type WireMessage =
   | AnnounceMsg | HeartbeatMsg | LeaveMsg | HelloMsg | PlanMsg | AssignMsg | LoadedMsg
-  | StepMsg | ResultMsg | FreeMsg;
+  | StepMsg | ResultMsg | FreeMsg | ProbeMsg | ProbeReplyMsg;
 export type WireType = WireMessage['t'];
-export const WIRE_TYPES = ['announce', 'heartbeat', 'leave', 'hello', 'plan', 'assign', 'loaded', 'step', 'result', 'free'] as const satisfies readonly WireType[];
+export const WIRE_TYPES = ['announce', 'heartbeat', 'leave', 'hello', 'plan', 'assign', 'loaded', 'step', 'result', 'free', 'probe', 'probe-reply'] as const satisfies readonly WireType[];
 
 /** Distributes Omit over the union, so `Draft<StepMsg>` is a StepMsg without `v`. */
 export type Draft<M extends WireMessage> = M extends WireMessage ? Omit<M, 'v'> : never;

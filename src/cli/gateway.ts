@@ -170,6 +170,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     quant: cfg.model.quant,
     log,
     nodeTimeoutMs: cfg.cluster.lostAfterMs,
+    objective: cfg.cluster.plan,
     expectWorkers: o.expectWorkers ?? false,
     ...(o.join !== undefined ? { joinHint: o.join.command } : {}),
   });

@@ -13,6 +13,7 @@ const COMMANDS = {
   pull: 'download a checkpoint from the Hugging Face Hub',
   models: 'list local checkpoints',
   status: 'show the cluster of a running gateway',
+  doctor: 'check every node and link of a cluster, and say what blocks a join or a plan',
   'make-model': 'write a deterministic random checkpoint (tests, offline demo, benchmarks)',
 } as const;
 type CommandName = keyof typeof COMMANDS;

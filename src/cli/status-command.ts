@@ -12,6 +12,15 @@ interface NodeView {
   provider?: string;
   threads?: number;
   tokS?: number;
+  msPerLayer?: number | null;
+  linkMs?: number | null;
+  idleReason?: string | null;
+}
+
+interface ForecastView {
+  objective?: string;
+  predictedTokS?: number;
+  measuredTokS?: number | null;
 }
 
 const gb = (n: number | undefined): string => (n === undefined ? '-' : `${(n / 2 ** 30).toFixed(1)}G`);
@@ -43,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`hearth status: ${values.url}/v1/cluster answered ${res.status}: ${await res.text()}\n`);
     return 1;
   }
-  const body = (await res.json()) as { epoch?: number; model?: { id?: string; numLayers?: number }; nodes?: NodeView[] };
+  const body = (await res.json()) as { epoch?: number; model?: { id?: string; numLayers?: number }; nodes?: NodeView[]; forecast?: ForecastView | null };
   if (values.json) {
     process.stdout.write(JSON.stringify(body, null, 2) + '\n');
     return 0;
@@ -51,7 +60,12 @@ export async function run(argv: string[]): Promise<number> {
   const nodes = body.nodes ?? [];
   process.stdout.write(`model ${body.model?.id ?? '?'} (${body.model?.numLayers ?? '?'} layers), plan epoch ${body.epoch ?? '?'}, ${nodes.length} node(s)\n`);
   // Memory columns are all within what the node offered: weights + KV + free = offered.
-  const rows = [['NODE', 'STATE', 'LAYERS', 'OFFERED', 'WEIGHTS', 'KV', 'FREE', 'PROVIDER', 'THREADS', 'TOK/S']];
+  const fc = body.forecast ?? null;
+  if (fc !== null && typeof fc.predictedTokS === 'number') {
+    const measured = typeof fc.measuredTokS === 'number' ? `measured ${fc.measuredTokS.toFixed(1)}` : 'not measured yet';
+    process.stdout.write(`plan (${fc.objective ?? 'fastest'}) predicts ${fc.predictedTokS.toFixed(1)} tok/s for one stream; ${measured}\n`);
+  }
+  const rows = [['NODE', 'STATE', 'LAYERS', 'OFFERED', 'WEIGHTS', 'KV', 'FREE', 'PROVIDER', 'THREADS', 'TOK/S', 'MS/LAYER', 'LINK MS']];
   for (const n of nodes) {
     rows.push([
       n.name ?? n.id,
@@ -64,9 +78,12 @@ export async function run(argv: string[]): Promise<number> {
       n.provider ?? '-',
       String(n.threads ?? '-'),
       n.tokS === undefined ? '-' : n.tokS.toFixed(1),
+      typeof n.msPerLayer === 'number' ? String(n.msPerLayer) : '-',
+      typeof n.linkMs === 'number' ? n.linkMs.toFixed(2) : '-',
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ') + '\n');
+  for (const n of nodes) if (typeof n.idleReason === 'string') process.stdout.write(`${n.idleReason}\n`);
   return 0;
 }

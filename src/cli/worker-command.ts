@@ -10,15 +10,17 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { WorkerNode, measureSpeed } from '../worker/index.ts';
+import { WorkerNode, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
 
 export const usage = `HEARTH_TOKEN=T hearth worker --join nats://HOST:PORT [--cluster NAME] [--name N] [--memory BYTES]
               [--threads N] [--provider cpu|cuda] [--model DIR] [--cache DIR] [--speed GFLOPS]
-              [--token-file FILE] [--hop-delay-ms MS] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
+              [--token-file FILE] [--hop-delay-ms MS] [--slowdown F] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
 Joins a cluster and runs the range of the model's layers the gateway assigns to this device.
 The cluster token comes from HEARTH_TOKEN or --token-file (--token T works too, but every user
 of this machine can read a command line with ps). Without --model the worker fetches only its
-own layers from the gateway (cached in --cache).`;
+own layers from the gateway (cached in --cache).
+--hop-delay-ms and --slowdown simulate a far link and an F-times slower device (benchmarks and
+tests of the planner); the speed probe and link probes see them as the planner would.`;
 
 function parseBytes(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
@@ -43,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
       cluster: { type: 'string', default: process.env['HEARTH_CLUSTER'] ?? 'default' },
       speed: { type: 'string' },
       'hop-delay-ms': { type: 'string', default: process.env['HEARTH_HOP_DELAY_MS'] ?? '0' },
+      slowdown: { type: 'string', default: process.env['HEARTH_SLOWDOWN'] ?? '1' },
       'tls-ca': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -83,7 +86,10 @@ export async function run(argv: string[]): Promise<number> {
   const threads = values.threads !== undefined ? Number(values.threads) : Math.max(1, os.availableParallelism());
   // Default budget: most of what is free now, leaving room for the OS and other programs.
   const memory = values.memory !== undefined ? parseBytes(values.memory) : Math.floor(os.freemem() * 0.75);
-  const speed = values.speed !== undefined ? Number(values.speed) : measureSpeed();
+  const slowdown = Number(values.slowdown);
+  if (!Number.isFinite(slowdown) || slowdown < 1) throw new HearthError('HEARTH_ERR_USAGE', [`--slowdown: expected a number ≥ 1, got "${values.slowdown}"`]);
+  // A simulated slow device probes as slow as it will run.
+  const speed = values.speed !== undefined ? Number(values.speed) : roundQuarterOctave(measureSpeed() / slowdown);
   const hopDelayMs = Number(values['hop-delay-ms']);
   const tls = values['tls-ca'] !== undefined || values['tls-cert'] !== undefined
     ? { ...(values['tls-ca'] !== undefined ? { caFile: values['tls-ca'] } : {}), ...(values['tls-cert'] !== undefined ? { certFile: values['tls-cert'] } : {}), ...(values['tls-key'] !== undefined ? { keyFile: values['tls-key'] } : {}) }
@@ -104,6 +110,7 @@ export async function run(argv: string[]): Promise<number> {
   const node = new WorkerNode({
     bus, cluster: values.cluster, name: values.name, memory, threads, speed,
     modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, provider, log,
+    ...(slowdown > 1 ? { slowdown } : {}),
   });
   node.start();
   log.info({ id: node.id, join: values.join, cluster: values.cluster, memory, threads, speed, provider }, `worker joined the bus (provider ${provider}); waiting for an assignment`);

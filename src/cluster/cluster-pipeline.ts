@@ -14,6 +14,7 @@ import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
 import { Coordinator, type ClusterSnapshot, type LivePlan } from './coordinator.ts';
 import { HopStats, StageStats } from './hop-stats.ts';
 import type { ModelCost } from './planner.ts';
+import type { PlanObjective } from './plan-choice.ts';
 import { wallMs } from '../bus/wall-clock.ts';
 
 export interface ClusterPipelineOptions {
@@ -41,6 +42,8 @@ export interface ClusterPipelineOptions {
   readonly expectWorkers?: boolean;
   /** How a worker joins, for the "no worker" message. */
   readonly joinHint?: string;
+  /** The planner's objective (default 'fastest'; see plan-choice.ts). */
+  readonly objective?: PlanObjective;
 }
 
 export interface ClusterPipeline extends Pipeline {
@@ -83,6 +86,10 @@ class BusPipeline implements ClusterPipeline {
   readonly hops = new HopStats();
   readonly stages = new StageStats();
   readonly counts = { sent: 0, chained: 0 };
+  /** Intervals (ms) between the chained tokens of a stream that ran alone, on plan aloneEpoch:
+   *  the measured single-stream speed shown next to the planner's prediction. */
+  private readonly alone = new HopStats();
+  private aloneEpoch = -1;
   private readonly bus: Bus;
   private readonly cluster: string;
   private readonly log: Log;
@@ -119,6 +126,7 @@ class BusPipeline implements ClusterPipeline {
       ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
       expectWorkers: opts.expectWorkers ?? true,
       ...(opts.joinHint !== undefined ? { joinHint: opts.joinHint } : {}),
+      ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
     });
     this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
     this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));
@@ -146,7 +154,10 @@ class BusPipeline implements ClusterPipeline {
   }
 
   clusterSnapshot(): ClusterSnapshot {
-    return this.coordinator.snapshot();
+    const snap = this.coordinator.snapshot();
+    if (snap.forecast === null || this.aloneEpoch !== snap.epoch || this.alone.count() < 8) return snap;
+    const ms = this.alone.quantile(0.5);
+    return { ...snap, forecast: { ...snap.forecast, measuredTokS: Math.round((1000 / ms) * 1000) / 1000 } };
   }
 
   async waitReady(timeoutMs: number): Promise<void> {
@@ -330,6 +341,12 @@ class BusPipeline implements ClusterPipeline {
     // The first result of a chain answers the step this gateway sent; the rest were chained.
     if (st.received++ > 0) this.counts.chained++;
     st.nextStepId++;
+    const now = performance.now();
+    if (st.lastAt > 0 && this.streams.size === 1 && m.error === null) {
+      if (this.aloneEpoch !== st.epoch) { this.alone.reset(); this.aloneEpoch = st.epoch; }
+      this.alone.add([], now - st.lastAt);
+    }
+    st.lastAt = now;
     st.at = Date.now();
     this.hops.add(m.hopMs, wallMs() - m.sentAt);
     this.stages.add(m.stageMs);
@@ -362,6 +379,8 @@ class ChainStream {
   ready = false;
   at = Date.now();
   received = 0;
+  /** performance.now() of the last result (0: none yet). */
+  lastAt = 0;
   private queue: StepOutcome[] = [];
   private head = 0;
   private error: unknown = null;

@@ -3,10 +3,12 @@
 // GET /v1/cluster. State lives in NATS messages only: a restarted gateway says `hello` and the
 // workers announce themselves again.
 
-import { HEARTBEAT_MS, NODE_TIMEOUT_MS, subjects, type AnnounceMsg, type HeartbeatMsg, type LoadedMsg, type ModelRef, type PlanStage, type WireMessage } from '../bus/contract.ts';
+import { HEARTBEAT_MS, NODE_TIMEOUT_MS, subjects, type AnnounceMsg, type HeartbeatMsg, type LoadedMsg, type ModelRef, type PlanStage, type ProbeReplyMsg, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
+import { wallMs } from '../bus/wall-clock.ts';
 import type { Quant } from '../runtime/types.ts';
-import { explainNoPlan, tryPlan, type ModelCost, type PlanNode } from './planner.ts';
+import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
+import { explainNoPlan, type ModelCost, type PlanNode } from './planner.ts';
 
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
@@ -31,6 +33,9 @@ export interface CoordinatorOptions {
   readonly expectWorkers?: boolean;
   /** How a worker joins (the command line, token elided), for "no worker" messages. */
   readonly joinHint?: string;
+  /** 'fastest' (default): the plan predicted to decode fastest, leaving slow or far nodes out;
+   *  'balanced': every node that makes the slowest stage faster gets a share. */
+  readonly objective?: PlanObjective;
 }
 
 export interface LivePlan {
@@ -57,6 +62,30 @@ export interface NodeSnapshot {
   readonly speed: number;
   readonly lastSeenMs: number;
   readonly tokS: number;
+  /** Decode ms per layer (average layer of this model): measured on its stage, or estimated from
+   *  its speed probe; and which. */
+  readonly msPerLayer: number | null;
+  readonly speedBasis: 'measured' | 'probe';
+  /** Half its probe round trip over the bus (ms); null before the probe came back. */
+  readonly linkMs: number | null;
+  /** Why this node holds no stage (null when it holds one or is not a candidate). */
+  readonly idleReason: string | null;
+}
+
+/** What the planner predicted for the running plan, and what the stages measured since. */
+export interface PlanForecast {
+  readonly objective: PlanObjective;
+  /** Single-stream decode tok/s, and with the pipeline full. */
+  readonly predictedTokS: number;
+  readonly predictedCapacityTokS: number;
+  readonly hopsMs: number;
+  /** Single-stream decode tok/s measured on this plan (the gateway times the tokens of a stream
+   *  that ran alone); null until measured. */
+  readonly measuredTokS: number | null;
+  /** Per stage: predicted ms per token, and the stage's measured single-step ms (null until it
+   *  has served). */
+  readonly stages: readonly { readonly node: string; readonly predictedMs: number; readonly measuredMs: number | null }[];
+  readonly idle: readonly IdleNode[];
 }
 
 export interface ClusterSnapshot {
@@ -67,6 +96,8 @@ export interface ClusterSnapshot {
   readonly error: string | null;
   readonly stages: readonly PlanStage[];
   readonly nodes: readonly NodeSnapshot[];
+  /** The planner's prediction for the running plan (null without one). */
+  readonly forecast: PlanForecast | null;
 }
 
 interface Member {
@@ -84,6 +115,13 @@ interface Member {
   /** When we last sent it an assignment (resend if it does not pick it up). */
   assignedAt: number;
   lostAt: number;
+  /** Half the best probe round trip (ms), null before one came back. */
+  legMs: number | null;
+  /** Measured ms per MB of cost on its stage (from heartbeats), null before it served. */
+  msPerMb: number | null;
+  /** Its last measured single-step ms and the range it was measured on. */
+  stepMs: number | null;
+  stepRange: readonly [number, number] | null;
 }
 
 export type PlanListener = (plan: LivePlan | null, reason: string) => void;
@@ -93,7 +131,10 @@ export class Coordinator {
   private readonly log: Log;
   private readonly opts: CoordinatorOptions;
   private readonly members = new Map<string, Member>();
-  private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string> } | null = null;
+  private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string>; prediction: PlanPrediction | null; idle: readonly IdleNode[] } | null = null;
+  /** Link probes in flight: nonce → (node, sent at). */
+  private readonly probes = new Map<number, { node: string; at: number }>();
+  private nextNonce = 1;
   private epochNo = 0;
   private noPlan: string | null;
   /** Since when nothing can serve (Date.now()); null while a plan exists. */
@@ -123,6 +164,7 @@ export class Coordinator {
     on(subjects.heartbeat(c));
     on(subjects.leave(c));
     on(subjects.loaded(c));
+    on(subjects.probeReply(c, this.opts.gatewayId));
     this.unsubs.push(this.bus.onStatus((st) => {
       if (st === 'disconnected') {
         this.connected = false;
@@ -194,6 +236,10 @@ export class Coordinator {
   snapshot(): ClusterSnapshot {
     const now = Date.now();
     const rangeOf = new Map((this.current?.stages ?? []).map((s) => [s.node, [s.start, s.end] as const]));
+    const cands = this.candidates();
+    const speeds = msPerMbOf(cands, this.perf());
+    const avgLayerMb = rangeCostMb({ ...this.opts.cost, headCost: 0 }, 0, this.opts.cost.numLayers) / Math.max(1, this.opts.cost.numLayers);
+    const idleWhy = new Map((this.current?.idle ?? []).map((i) => [i.node, i.why]));
     const nodes = [...this.members.values()]
       .sort((a, b) => (a.info.id < b.info.id ? -1 : 1))
       .map((m): NodeSnapshot => ({
@@ -215,8 +261,39 @@ export class Coordinator {
         speed: m.info.speed,
         lastSeenMs: now - m.lastSeen,
         tokS: m.tokS,
+        msPerLayer: speeds.has(m.info.id) && Number.isFinite(speeds.get(m.info.id)?.ms) ? round3((speeds.get(m.info.id)?.ms ?? 0) * avgLayerMb) : null,
+        speedBasis: m.msPerMb !== null ? 'measured' : 'probe',
+        linkMs: m.legMs === null ? null : round3(m.legMs),
+        idleReason: idleWhy.get(m.info.id) ?? null,
       }));
-    return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes };
+    return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes, forecast: this.forecast() };
+  }
+
+  /** The running plan's prediction next to what its stages measured since. */
+  private forecast(): PlanForecast | null {
+    const p = this.current;
+    if (p === null || p.prediction === null) return null;
+    const pred = p.prediction;
+    return {
+      objective: this.opts.objective ?? 'fastest',
+      predictedTokS: round3(pred.tokS),
+      predictedCapacityTokS: round3(pred.capacityTokS),
+      hopsMs: round3(pred.hopsMs),
+      measuredTokS: null,
+      stages: p.stages.map((s, i) => {
+        const m = this.members.get(s.node);
+        const measured = m !== undefined && m.stepMs !== null && m.stepRange !== null && m.stepRange[0] === s.start && m.stepRange[1] === s.end ? m.stepMs : null;
+        return { node: s.node, predictedMs: round3(pred.stageMs[i] ?? 0), measuredMs: measured };
+      }),
+      idle: p.idle,
+    };
+  }
+
+  /** What the planner knows of each node's speed and link. */
+  private perf(): Map<string, NodePerf> {
+    const out = new Map<string, NodePerf>();
+    for (const m of this.members.values()) out.set(m.info.id, { msPerMb: m.msPerMb, legMs: m.legMs });
+    return out;
   }
 
   // --- messages ----------------------------------------------------------------------------
@@ -233,6 +310,7 @@ export class Coordinator {
         return;
       }
       case 'loaded': return this.onLoaded(m);
+      case 'probe-reply': return this.onProbeReply(m);
       default: return;
     }
   }
@@ -248,8 +326,35 @@ export class Coordinator {
     }
     this.log.info({ node: m.id, name: m.name, memory: m.memory, threads: m.threads, speed: m.speed, provider: m.provider, rejoin: known !== undefined }, 'worker joined');
     this.everJoined = true;
-    this.members.set(m.id, { info: m, state: 'joining', lastSeen: now, heardAt: now, kvBytes: 0, weightBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0 });
+    this.members.set(m.id, {
+      info: m, state: 'joining', lastSeen: now, heardAt: now, kvBytes: 0, weightBytes: 0, freeMemory: m.freeMemory, tokS: 0, heldEpoch: -1, assignedAt: 0, lostAt: 0,
+      legMs: known?.legMs ?? null, msPerMb: null, stepMs: null, stepRange: null,
+    });
+    this.probeLink(m.id);
     this.scheduleReplan(`join ${m.name}`);
+  }
+
+  /** Times the link to a node that joined: three small probes (the best round trip counts: the
+   *  others met a busy moment), well inside the join's settle window. */
+  private probeLink(node: string): void {
+    for (let i = 0; i < 3; i++) {
+      setTimeout(() => {
+        const nonce = this.nextNonce++;
+        this.probes.set(nonce, { node, at: wallMs() });
+        if (this.probes.size > 1000) this.probes.delete(this.probes.keys().next().value as number);
+        this.bus.publish(subjects.probe(this.opts.cluster, node), { t: 'probe', from: this.opts.gatewayId, nonce, pad: null, echo: false });
+      }, i * 30).unref();
+    }
+  }
+
+  private onProbeReply(m: ProbeReplyMsg): void {
+    const p = this.probes.get(m.nonce);
+    if (p === undefined || p.node !== m.id) return;
+    this.probes.delete(m.nonce);
+    const mem = this.members.get(m.id);
+    if (mem === undefined) return;
+    const leg = (wallMs() - p.at) / 2;
+    mem.legMs = mem.legMs === null ? leg : Math.min(mem.legMs, leg);
   }
 
   private onHeartbeat(m: HeartbeatMsg): void {
@@ -265,6 +370,13 @@ export class Coordinator {
     mem.freeMemory = m.freeMemory;
     mem.tokS = m.tokS;
     mem.heldEpoch = m.epoch;
+    if (m.stepMs !== undefined && m.stepRange !== undefined) {
+      const [a, b] = m.stepRange;
+      const mb = rangeCostMb(this.opts.cost, a, b);
+      mem.stepMs = m.stepMs;
+      mem.stepRange = [a, b];
+      if (mb > 0) mem.msPerMb = Math.max(1e-6, m.stepMs - STAGE_OVERHEAD_MS) / mb;
+    }
     const p = this.current;
     // A node that missed its assignment (lost message, restart of its process under the same id)
     // is sent it again.
@@ -359,11 +471,17 @@ export class Coordinator {
   private replan(reason: string): void {
     if (this.settle !== null) { clearTimeout(this.settle); this.settle = null; }
     const nodes = this.candidates();
-    const result = tryPlan(this.opts.cost, nodes);
-    const stages: PlanStage[] | null = result === null ? null : result.stages.map((s) => ({ node: s.node, start: s.start, end: s.end }));
+    const perf = this.perf();
+    const choice = choosePlan(this.opts.cost, nodes, perf, { objective: this.opts.objective ?? 'fastest' });
+    const stages: PlanStage[] | null = choice === null ? null : choice.plan.stages.map((s) => ({ node: s.node, start: s.start, end: s.end }));
     const cur = this.current;
     if (stages !== null && cur !== null && sameStages(stages, cur.stages)) {
-      // Same plan: just make sure members outside it know they are idle.
+      // Same plan: refresh what is said about it, and make sure members outside it know they are idle.
+      if (choice !== null) {
+        cur.prediction = predictPlan(this.opts.cost, { stages: choice.plan.stages, bottleneck: choice.plan.bottleneck }, nodes, perf);
+        cur.idle = choice.idle;
+        for (const i of choice.idle) this.log.info({ node: i.node, predictedTokS: round3(cur.prediction.tokS), withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
+      }
       for (const mem of this.members.values()) {
         if ((mem.state === 'joining') && !stages.some((s) => s.node === mem.info.id)) this.assign(mem, cur.epoch, cur.stages);
       }
@@ -382,8 +500,12 @@ export class Coordinator {
     this.epochNo++;
     this.noPlan = null;
     this.noPlanAt = null;
-    this.current = { epoch: this.epochNo, stages, live: false, loaded: new Set() };
-    this.log.info({ epoch: this.epochNo, reason, stages }, 'new plan');
+    const prediction = choice?.prediction ?? null;
+    this.current = { epoch: this.epochNo, stages, live: false, loaded: new Set(), prediction, idle: choice?.idle ?? [] };
+    const predictedTokS = prediction === null ? null : round3(prediction.tokS);
+    this.log.info({ epoch: this.epochNo, reason, stages, predictedTokS, predictedCapacityTokS: prediction === null ? null : round3(prediction.capacityTokS), basis: choice?.basis },
+      `new plan: ${stages.length} stage(s), predicts ${predictedTokS?.toFixed(1) ?? '?'} tok/s for one stream`);
+    for (const i of choice?.idle ?? []) this.log.info({ node: i.node, predictedTokS, withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
     for (const mem of this.members.values()) {
       if (mem.state === 'lost' || mem.state === 'failed') continue;
       this.assign(mem, this.epochNo, stages);
@@ -426,6 +548,18 @@ export class Coordinator {
     const p = this.plan();
     for (const l of this.listeners) l(p, reason);
   }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** MB of weights a stage streams per token (its layers, plus the head on the last stage). */
+function rangeCostMb(model: ModelCost, start: number, end: number): number {
+  let c = 0;
+  for (let i = start; i < end; i++) c += model.layerBytes[i] ?? 0;
+  if (end === model.numLayers) c += model.headCost;
+  return c / 1e6;
 }
 
 function sameStages(a: readonly PlanStage[], b: readonly PlanStage[]): boolean {

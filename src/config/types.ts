@@ -49,6 +49,8 @@ export interface ClusterSection {
   workers: number;
   heartbeatMs: number;
   lostAfterMs: number;
+  /** fastest = the plan predicted to decode fastest; balanced = every helpful device gets a share. */
+  plan: 'fastest' | 'balanced';
   tls: TlsConfig;
 }
 

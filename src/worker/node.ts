@@ -8,9 +8,10 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  HEARTBEAT_MS, bin, f32, i32, subjects,
-  type AssignMsg, type NodeState, type StepMsg, type WireMessage,
+  HEARTBEAT_MS, bin, f32, i32, isValidId, subjects,
+  type AssignMsg, type NodeState, type ProbeMsg, type StepMsg, type WireMessage,
 } from '../bus/contract.ts';
+import { hearthVersion } from '../bus/version.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { isHearthError } from '../errors/index.ts';
 import type { ShardEngine, Provider, Quant } from '../runtime/types.ts';
@@ -39,6 +40,10 @@ export interface WorkerNodeOptions {
   /** Warn when no gateway of our cluster has spoken (hello or assignment) within this (default 5 s). */
   readonly gatewayNoticeMs?: number;
   readonly maxBatch?: number;
+  /** Test and benchmark hook (≥ 1, default 1): the node behaves as a device this many times
+   *  slower — after each engine run it waits (slowdown − 1) × the run's time. The worker command
+   *  divides its speed probe by the same factor, so the planner sees what it will get. */
+  readonly slowdown?: number;
   readonly log?: Log;
   /** Engine factory (default: runtime's createShardEngine). */
   readonly createEngine?: (dir: string, spec: { start: number; end: number; quant: Quant; threads: number; provider: Provider }) => Promise<ShardEngine>;
@@ -78,6 +83,10 @@ export class WorkerNode {
   private lastHb = { at: Date.now(), positions: 0 };
   private tokS = 0;
   private closed = false;
+  /** Recent single-position step times (ms, receive → done, before any simulated link delay) on
+   *  the loaded range: the heartbeat reports a low quantile as this node's measured speed. */
+  private stepTimes: number[] = [];
+  private stepRange: readonly [number, number] | null = null;
   /** A gateway of our cluster has spoken to us (hello or assignment). */
   private heardGateway = false;
   private notice: NodeJS.Timeout | null = null;
@@ -95,6 +104,7 @@ export class WorkerNode {
     this.unsubs.push(this.bus.subscribe(subjects.step(c, this.id), (m) => { if (m.t === 'step') this.onStep(m); }));
     this.unsubs.push(this.bus.subscribe(subjects.free(c), (m) => { if (m.t === 'free') for (const s of m.seqs) this.free(s); }));
     this.unsubs.push(this.bus.subscribe(subjects.hello(c), () => { this.heardGateway = true; this.announce(); }));
+    this.unsubs.push(this.bus.subscribe(subjects.probe(c, this.id), (m) => { if (m.t === 'probe') void this.onProbe(m); }));
     // After a NATS server restart the gateway may have lost us: say who we are again.
     this.unsubs.push(this.bus.onStatus((s) => { if (s === 'reconnected') this.announce(); }));
     this.announce();
@@ -140,9 +150,36 @@ export class WorkerNode {
     const rate = dt > 0 ? (this.positions - this.lastHb.positions) / dt : 0;
     this.tokS = 0.5 * this.tokS + 0.5 * rate; // smoothed: one heartbeat is a noisy window
     this.lastHb = { at: now, positions: this.positions };
+    const step = this.measuredStepMs();
     this.bus.publish(subjects.heartbeat(this.opts.cluster), {
       t: 'heartbeat', id: this.id, epoch: this.active?.epoch ?? -1, state: this.state,
       kvBytes: this.loaded?.engine.kvBytes() ?? 0, weightBytes: this.loaded?.engine.weightBytes() ?? 0, freeMemory: os.freemem(), tokS: Math.round(this.tokS * 10) / 10,
+      ...(step !== null && this.stepRange !== null ? { stepMs: Math.round(step * 1000) / 1000, stepRange: this.stepRange } : {}),
+    });
+  }
+
+  /** The 25th percentile of recent single-position steps: compute, not the queueing of a busy
+   *  stage; null until 8 were seen. */
+  private measuredStepMs(): number | null {
+    if (this.stepTimes.length < 8) return null;
+    const a = [...this.stepTimes].sort((x, y) => x - y);
+    return a[Math.floor(a.length / 4)] as number;
+  }
+
+  private noteStep(ms: number): void {
+    this.stepTimes.push(ms);
+    if (this.stepTimes.length > 64) this.stepTimes = this.stepTimes.slice(-32);
+  }
+
+  /** Answers a link probe (gateway at join, or `hearth doctor`). The simulated link delay applies
+   *  as it does to steps, so a "far" node measures far. */
+  private async onProbe(m: ProbeMsg): Promise<void> {
+    if (this.closed || !isValidId(m.from)) return;
+    const delay = this.opts.hopDelayMs ?? 0;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    this.bus.publish(subjects.probeReply(this.opts.cluster, m.from), {
+      t: 'probe-reply', id: this.id, nonce: m.nonce, wall: wallMs(), version: hearthVersion(),
+      got: m.pad?.byteLength ?? 0, pad: m.echo ? m.pad : null,
     });
   }
 
@@ -176,6 +213,11 @@ export class WorkerNode {
       return;
     }
     const key = `${m.model.name}|${m.range.start}|${m.range.end}|${m.quant}|${m.threads}`;
+    const range = [m.range.start, m.range.end] as const;
+    if (this.stepRange === null || this.stepRange[0] !== range[0] || this.stepRange[1] !== range[1]) {
+      this.stepTimes = [];
+      this.stepRange = range;
+    }
     if (this.loaded !== null && this.loaded.key === key) {
       this.active = m;
       this.state = 'ready';
@@ -269,6 +311,9 @@ export class WorkerNode {
     const last = a.next === null;
     l.runner.submit({ item, promptLen: m.promptLen, sampling: m.sampling, wantToken: last && m.wantToken, wantLogits: last && m.wantLogits })
       .then(async (r) => {
+        const slow = this.opts.slowdown ?? 1;
+        if (slow > 1) await new Promise((res) => setTimeout(res, (wallMs() - arrived) * (slow - 1)));
+        if (m.n === 1) this.noteStep(wallMs() - arrived);
         this.positions += m.n;
         const hops = [...m.hopMs, hop];
         // The simulated LAN delay counts as part of the hop: stamp before sleeping.

@@ -35,7 +35,7 @@ export async function startCluster(t: Tap, modelDir: string, opts: { workers: nu
   // A token as `hearth up` makes one (the config wants at least 16 characters).
   const nats = await withNats(t, { token: randomBytes(16).toString('hex') });
   const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
-  const flags: Record<string, unknown> = { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000 };
+  const flags: Record<string, unknown> = { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.plan': 'balanced' };
   for (const [k, v] of Object.entries(opts.limits ?? {})) flags[`limits.${k}`] = v;
   const cfg = loadConfig({ env: {}, flags });
   let lines = '';

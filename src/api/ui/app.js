@@ -94,6 +94,15 @@ function renderCluster(body) {
   const down = body.live === false;
   planState.hidden = !down;
   planState.textContent = down ? `No plan can serve the model${typeof body.error === 'string' && body.error !== '' ? `: ${body.error}` : ' yet'}.` : '';
+  // The planner's prediction for the running plan, and what one stream measured on it since.
+  const fc = body.forecast ?? null;
+  const forecast = $('plan-forecast');
+  forecast.hidden = fc === null || typeof fc.predictedTokS !== 'number';
+  if (!forecast.hidden) {
+    const measured = typeof fc.measuredTokS === 'number' ? `, measured ${fmtNum(fc.measuredTokS)}` : ', not measured yet';
+    const text = `Plan predicts ${fmtNum(fc.predictedTokS)} tok/s for one stream${measured} (${fc.objective ?? 'fastest'} plan).`;
+    if (forecast.textContent !== text) forecast.textContent = text;
+  }
 
   // Rows are keyed by node id and updated in place: replacing them every second would flicker,
   // lose text selection and detach elements someone is inspecting.
@@ -130,7 +139,7 @@ function createRow(id) {
   track.append(el('div', 'layer-range'));
   const memBar = el('div', 'mem-bar');
   memBar.append(el('div', 'mem-used'), el('div', 'mem-kv'));
-  li.append(head, track, el('span', 'range-text'), memBar, el('span', 'mem-text'));
+  li.append(head, track, el('span', 'range-text'), memBar, el('span', 'mem-text'), el('span', 'idle-reason'));
   return li;
 }
 
@@ -149,7 +158,11 @@ function updateRow(li, n, numLayers) {
   if (typeof n.provider === 'string') parts.push(n.provider);
   if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} thread${n.threads === 1 ? "" : "s"}`);
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
+  if (typeof n.msPerLayer === 'number') parts.push(`${fmtNum(n.msPerLayer, 2)} ms/layer${n.speedBasis === 'measured' ? '' : ' (probe)'}`);
+  if (typeof n.linkMs === 'number') parts.push(`link ${fmtNum(n.linkMs, 2)} ms`);
   setText(li, '.node-facts', parts.join(' · '));
+  const idle = setText(li, '.idle-reason', typeof n.idleReason === 'string' ? n.idleReason : '');
+  idle.hidden = typeof n.idleReason !== 'string';
   setText(li, '.node-toks', `${fmtNum(n.tokS)} tok/s`);
 
   // The layer track: the whole model from layer 0 to numLayers-1, this node's [start, end) filled.

@@ -1,0 +1,81 @@
+// The planner on real workers (issue 10): a worker made 8× slower (the --slowdown hook, which its
+// speed probe sees too) serves alone; a fast worker joins and the planner moves the model to it,
+// leaves the slow one out and says why (with both predictions); the predicted and the measured
+// single-stream tok/s both rise, and /v1/cluster's forecast shows them side by side.
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { NatsBus } from '../src/bus/index.ts';
+import { createClusterPipeline, modelCostsFromCheckpoint } from '../src/cluster/index.ts';
+import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
+import { GREEDY } from '../src/sampling/types.ts';
+import { createScheduler, type Scheduler } from '../src/scheduler/index.ts';
+import { natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
+
+const skip = natsMissing();
+
+async function serve(s: Scheduler, tag: string, n: number): Promise<void> {
+  for (let k = 0; k < n; k++) {
+    const prompt = Int32Array.from({ length: 6 }, (_, i) => (i * 31 + k * 7 + 1) % 500);
+    for await (const ev of s.generate({ id: `${tag}${k}`, prompt, maxTokens: 16, sampling: GREEDY, stopTokens: [] })) void ev;
+  }
+}
+
+t.test('a slow worker is left out once a fast one joins; predicted and measured tok/s rise', { skip }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-plan-live-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const model = path.join(dir, 'tiny');
+  await generateCheckpoint(model, { preset: 'tiny-llama', hiddenSize: 256, numHeads: 4, numKvHeads: 2, headDim: 64, intermediateSize: 768, numLayers: 4, vocabSize: 500, tokenizer: false, seed: 4 });
+  const ckpt = openCheckpoint(model);
+  const cost = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 2048 });
+  const cfg = ckpt.config;
+  ckpt.close();
+
+  const nats = await withNats(t);
+  const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
+  const logLines: string[] = [];
+  const log = { debug() {}, info(o: object, msg?: string) { logLines.push(`${msg ?? ''} ${JSON.stringify(o)}`); }, warn() {}, error() {} };
+  const pipeline = createClusterPipeline({
+    bus, cost, cluster: 'test', settleMs: 300, log, objective: 'fastest',
+    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
+  });
+  t.teardown(async () => { await pipeline.close(); await bus.close(); });
+  const sched = createScheduler(pipeline, { prefixCache: 0 });
+  // No --speed: each worker runs its speed probe (the slow one's divided by its slowdown).
+  const worker = (name: string, extra: string[] = []): void => {
+    spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--memory', '1G', ...extra]);
+  };
+  const servedBy = (prefix: string) => (): boolean => {
+    const p = pipeline.coordinator.plan();
+    return p !== null && p.live && p.stages.length === 1 && p.stages[0]!.node.startsWith(prefix);
+  };
+
+  worker('slow', ['--slowdown', '8']);
+  await until(servedBy('slow'), 90_000, 'the slow worker serving alone');
+  await serve(sched, 'a', 3);
+  // The heartbeat after serving carries the measured step time.
+  await until(() => pipeline.clusterSnapshot().forecast?.stages[0]?.measuredMs != null, 5000, 'a measured stage time');
+  const before = pipeline.clusterSnapshot().forecast;
+  t.ok(before !== null && before.measuredTokS !== null, `slow alone: predicted ${before?.predictedTokS} tok/s, measured ${before?.measuredTokS}`);
+
+  worker('fast');
+  await until(servedBy('fast'), 90_000, 'the fast worker serving alone');
+  const snap = pipeline.clusterSnapshot();
+  const slow = snap.nodes.find((n) => n.name === 'slow');
+  t.equal(slow?.state, 'idle', 'the slow worker is idle');
+  t.equal(slow?.range, null);
+  const re = /^node slow left out: the plan with it predicts ([\d.]+) tok\/s, without it ([\d.]+)/;
+  t.match(slow?.idleReason ?? '', re, `/v1/cluster says why: ${slow?.idleReason}`);
+  const [, withIt, without] = re.exec(slow?.idleReason ?? '') ?? [];
+  t.ok(Number(withIt) < Number(without), `with it ${withIt} < without it ${without}`);
+  t.ok(logLines.some((l) => l.startsWith('node slow left out: the plan with it predicts')), 'the log says it too');
+  t.ok(logLines.some((l) => /^new plan: 1 stage\(s\), predicts [\d.]+ tok\/s/.test(l)), 'the log gives the predicted tok/s of the new plan');
+
+  await serve(sched, 'b', 3);
+  await until(() => pipeline.clusterSnapshot().forecast?.measuredTokS != null, 5000, 'a measured tok/s on the new plan');
+  const after = pipeline.clusterSnapshot().forecast;
+  t.ok(after !== null && before !== null && after.predictedTokS > before.predictedTokS, `predicted ${before?.predictedTokS} → ${after?.predictedTokS} tok/s`);
+  t.ok(after !== null && before !== null && (after.measuredTokS ?? 0) > (before.measuredTokS ?? Infinity), `measured ${before?.measuredTokS} → ${after?.measuredTokS} tok/s`);
+  t.ok(snap.nodes.every((n) => n.msPerLayer !== null && n.linkMs !== null), 'every node has ms per layer and a probed link');
+});
