@@ -3,6 +3,7 @@
 // give every sequence the logits the reference gives it alone, and a batch that keeps its members
 // copies no KV (the group's buffers are read in place).
 import t from 'tap';
+import { openCheckpoint } from '../src/model/index.ts';
 import { ShardSession } from '../src/runtime/shard-session.ts';
 import type { StageItem, StageResult } from '../src/runtime/types.ts';
 import { maxAbsDiff, reference, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
@@ -69,4 +70,32 @@ t.test('fused batches: joins, leaves and idle slots stay exact; steady batches c
   t.equal(compared, 5 + 4 * 3 + 3 + 4 + 1 + 4 + 1 + 4 + 2 + 4);
   const kvb = stages[0]?.kv;
   t.equal(kvb?.totalBytes(), ['A', 'B', 'C', 'E'].reduce((n, s) => n + (pos[s] as number), 0) * (kvb?.bytesPerPosition ?? 0));
+});
+
+t.test('a prompt chunk over the score budget runs in parts and still equals the reference', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-qwen2');
+  // A budget of 40 scores per head: 13 positions run as parts of 3.
+  const ckpt = openCheckpoint(dir);
+  const hq = ckpt.config.numHeads;
+  ckpt.close();
+  const split = await Promise.all(
+    [[0, 2], [2, 4]].map(([start, end]) => ShardSession.create(dir, { start: start as number, end: end as number, quant: 'none', threads: 1, provider: 'cpu' }, { cacheDir: null, scoreBudget: hq * 40 })),
+  );
+  t.teardown(() => Promise.all(split.map((s) => s.release())));
+  const toks = tokenStream(20, 151936, 91);
+  const ref = reference(dir, toks);
+  let items: StageItem[] = [{ seq: 'P', pos: 0, n: 13, tokens: Int32Array.from(toks.slice(0, 13)), logitRows: 5 }];
+  let res: StageResult[] = [];
+  for (const s of split) {
+    res = await s.run(items);
+    items = items.map((it, i) => ({ ...it, hidden: res[i]?.hidden as Float32Array }));
+  }
+  const v = ref[0]?.length ?? 0;
+  const logits = res[0]?.logits ?? new Float32Array(0);
+  t.equal(logits.length, 5 * v, 'the last 5 positions');
+  let maxDiff = 0;
+  for (let r = 0; r < 5; r++) maxDiff = Math.max(maxDiff, maxAbsDiff(logits.subarray(r * v, (r + 1) * v), ref[8 + r] ?? []));
+  t.ok(maxDiff <= 1e-4, `max |diff| ${maxDiff.toExponential(2)}`);
+  t.equal(split[1]?.kv.length('P'), 13);
+  t.equal(split[0]?.runs, 5, 'in 5 session runs');
 });

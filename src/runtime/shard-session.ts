@@ -27,8 +27,10 @@ export interface ShardSessionOptions {
   readonly profile?: boolean;
   /** Let onnxruntime repack constant weights for its kernels (default true; false = use mapped weights in place: instant load, slower fp32 matmuls). */
   readonly prepack?: boolean;
-  /** Use onnxruntime's CPU memory arena (default false: see sessionOptions). */
+  /** Use onnxruntime's CPU memory arena (default true: see sessionOptions). */
   readonly memArena?: boolean;
+  /** Attention scores per layer one prompt step may hold before a chunk runs in parts (default SCORE_BUDGET). */
+  readonly scoreBudget?: number;
   /** Rows per lm_head slice (tests use small slices to cover the sliced head). */
   readonly headSliceRows?: number;
   /** Where an uncached build is staged while onnxruntime loads it (default: os.tmpdir()). */
@@ -66,6 +68,9 @@ export interface ShardInfo {
 }
 
 type Feeds = Record<string, ort.Tensor>;
+
+/** Attention scores per layer one prompt step may hold (see partSize): 4M fp32 = 16 MB. */
+const SCORE_BUDGET = 4 * 2 ** 20;
 
 // onnxruntime-node 1.30 cannot take float16 *inputs* where the runtime has Float16Array (Node >= 24):
 // session.run fails with "not enough space: expected N, got 0" for Uint16Array and Float16Array alike
@@ -145,11 +150,14 @@ function sessionOptions(spec: StageSpec, opts: ShardSessionOptions, profileDir: 
     intraOpNumThreads: Math.max(1, spec.threads),
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    // No arena: onnxruntime's CPU arena keeps the largest activations it ever held (a 256-token
-    // prefill chunk's attention and MLP buffers) for the life of the session, and grows in
-    // power-of-two steps. Measured on the 0.5B int4 after a 512-token prompt: peak RSS 790 → 724
-    // MB (952 → 885 MB at 2k), decode CPU time per token unchanged (42–44 vs 40–45 ms).
-    enableCpuMemArena: opts.memArena === true,
+    // Arena on. Without it every activation is a malloc/free, and glibc's per-thread heaps keep
+    // what long prompts free in pieces they cannot return (its mmap threshold rises to the size of
+    // the largest buffer freed, up to 32 MB): hearth bench, 0.5B int4, peak RSS at 2k / 8k context
+    // 1232 / 1591 MiB without, 708 / 1047 with, 128 and 512 unchanged (526-571), speed unchanged.
+    // The arena keeps the largest step's buffers, which prompt chunks in parts (see partSize) bound.
+    // (MALLOC_ARENA_MAX=2 without it: 6.2 GiB at 8k; MALLOC_MMAP_THRESHOLD_=1 MiB: 954 MiB but
+    // prefill at 8k ~2x slower, every large buffer faulted in afresh.)
+    enableCpuMemArena: opts.memArena !== false,
     graphOptimizationLevel: 'all',
     extra: {
       session: {
@@ -172,6 +180,9 @@ export class ShardSession {
   readonly last: boolean;
   readonly kv: KvStore;
   private profileDir: string | null = null;
+  private scoreBudget = SCORE_BUDGET;
+  /** session.run calls so far. */
+  runs = 0;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -247,7 +258,9 @@ export class ShardSession {
           cache: files.cache,
           ...(files.cacheError !== undefined ? { cacheError: files.cacheError } : {}),
         };
-        return new ShardSession(session, spec, info, profileDir);
+        const shard = new ShardSession(session, spec, info, profileDir);
+        if (opts.scoreBudget !== undefined) shard.scoreBudget = Math.max(1, opts.scoreBudget);
+        return shard;
       }
     } finally {
       ckpt.close();
@@ -283,6 +296,12 @@ export class ShardSession {
       if (it.exact === true && it.n > 1 && !this.exactChunks) {
         await flush();
         results[i] = await this.stepByStep(it);
+        continue;
+      }
+      const part = this.partSize(it);
+      if (part < it.n) {
+        await flush();
+        results[i] = await this.stepInParts(it, part);
         continue;
       }
       const single = it.n === 1 && !batch.some((j) => (items[j] as StageItem).seq === it.seq);
@@ -324,6 +343,46 @@ export class ShardSession {
       const [r] = await this.step([one]);
       const row = k - (it.n - keep);
       if (row >= 0) out.set((this.last ? r?.logits : r?.hidden) ?? new Float32Array(0), row * width);
+    }
+    return this.last ? { seq: it.seq, logits: out } : { seq: it.seq, hidden: out };
+  }
+
+  /**
+   * Positions of a prompt chunk one session.run takes at this context: at most SCORE_BUDGET
+   * attention scores per layer (query heads x chunk x (past + chunk)). A chunk's transient
+   * buffers (scores, mask, softmax) grow with chunk x context: 128 positions after 8k take ~60 MB
+   * each per layer, and onnxruntime keeps its largest step's buffers. Exact items keep their own
+   * path (their numerics do not depend on the split anyway).
+   */
+  private partSize(it: StageItem): number {
+    if (it.n === 1 || it.exact === true) return it.n;
+    const hq = this.info.config.numHeads;
+    const total = it.pos + it.n;
+    return Math.max(1, Math.min(it.n, Math.floor(this.scoreBudget / (hq * total))));
+  }
+
+  /** A chunk as consecutive steps of `size` positions; hidden rows (or the item's logitRows) gathered. */
+  private async stepInParts(it: StageItem, size: number): Promise<StageResult> {
+    const rows = it.logitRows ?? 1;
+    const h = this.info.config.hiddenSize;
+    const width = this.last ? this.info.config.vocabSize : h;
+    const keep = this.last ? rows : it.n;
+    const out = new Float32Array(keep * width);
+    for (let a = 0; a < it.n; a += size) {
+      const m = Math.min(size, it.n - a);
+      // The item's kept rows are its last `keep` positions; this part's share is a suffix of it.
+      const mine = Math.max(0, a + m - Math.max(a, it.n - keep));
+      const part: StageItem = {
+        seq: it.seq,
+        pos: it.pos + a,
+        n: m,
+        tokens: it.tokens.subarray(a, a + m),
+        ...(it.hidden !== undefined ? { hidden: it.hidden.subarray(a * h, (a + m) * h) } : {}),
+        ...(this.last && mine > 1 ? { logitRows: mine } : {}),
+      };
+      const [r] = await this.step([part]);
+      const got = (this.last ? r?.logits : r?.hidden) ?? new Float32Array(0);
+      if (mine > 0) out.set(got.subarray(got.length - mine * width), (a + m - mine - (it.n - keep)) * width);
     }
     return this.last ? { seq: it.seq, logits: out } : { seq: it.seq, hidden: out };
   }
@@ -408,6 +467,7 @@ export class ShardSession {
     }
     let out: ort.InferenceSession.ReturnType;
     try {
+      this.runs++;
       out = shared ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
@@ -481,6 +541,7 @@ export class ShardSession {
       feeds[IO.pastValue(l)] = new ort.Tensor(kvType, group.past('v', l, p), [p, w, hkv, d]);
     }
     let out: ort.InferenceSession.ReturnType;
+    this.runs++;
     try {
       out = await this.session.run(feeds);
     } catch (e) {
