@@ -338,6 +338,9 @@ export class WorkerNode {
         }
       })
       .catch((e: unknown) => {
+        // Freed while it waited in the stage's queue: its KV went before it ran. Nobody waits
+        // for this answer (the gateway ended the sequence).
+        if (this.freed.has(m.seq)) return;
         const code = isHearthError(e) ? e.code : 'HEARTH_ERR_ENGINE';
         this.log.warn({ seq: m.seq, pos: m.pos, err: (e as Error).message }, 'step failed');
         this.reply(m, [...m.hopMs, hop], [...m.stageMs, wallMs() - arrived], null, null, { code, message: (e as Error).message });
