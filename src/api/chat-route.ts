@@ -80,6 +80,7 @@ export function withinVocab(c: TokenConstraint, vocabSize: number): TokenConstra
     pick: (logits, sampling, pos) => c.pick(logits.length > vocabSize ? logits.subarray(0, vocabSize) : logits, sampling, pos),
     accept: (token) => c.accept(token),
     done: () => c.done(),
+    ...(c.forced === undefined ? {} : { forced: (max: number) => c.forced!(max) }),
   };
 }
 

@@ -201,6 +201,16 @@ export interface StepMsg extends Base {
    *  the authority: it ends a sequence by freeing it, and workers drop steps of freed sequences.
    *  Absent or null: answer the gateway only (constrained steps, older gateways). */
   readonly chain?: StepChain | null;
+  /** Speculative decoding (issue 11) — optional fields, absent on an ordinary step, so they add to
+   *  version 1 without changing any existing message's meaning.
+   *  `rewind`: pos may be below this stage's KV length for seq; every stage cuts that KV back to
+   *  pos before running the step. This flag IS the contract's truncate instruction: the rejected
+   *  drafts of a verify step are rolled back by the sequence's next step, on every stage as it
+   *  passes, instead of by a separate message (no extra round, and no race with that next step). */
+  readonly rewind?: boolean;
+  /** Verify step: the last stage returns the choice after each of the last `choices` positions
+   *  (tokens = [last accepted, d1..dk] → k+1 choices; logits, when asked, as [choices, vocabSize]). */
+  readonly choices?: number;
 }
 
 export interface StepChain {
@@ -217,7 +227,9 @@ export interface ResultMsg extends Base {
   readonly seq: string;
   readonly stepId: number;
   readonly token: SampledToken | null;
-  /** Float32 bytes [vocabSize] when wantLogits. */
+  /** choices > 1: the choice after each of the last `choices` positions (token is the last one). */
+  readonly tokens?: readonly SampledToken[];
+  /** Float32 bytes [vocabSize] when wantLogits ([choices, vocabSize] for a verify step). */
   readonly logits: Uint8Array | null;
   /** Set when a stage could not run the step. `code` is a HearthError code. */
   readonly error: { readonly code: string; readonly message: string } | null;

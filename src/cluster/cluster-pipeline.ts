@@ -235,6 +235,9 @@ class BusPipeline implements ClusterPipeline {
         ...(req.exact === true ? { exact: true } : {}),
         sentAt, hopMs: [], stageMs: [], delayMs: this.hopDelayMs,
         ...(chain === null ? {} : { chain }),
+        // Speculative decoding's fields travel only when set (msgpack has no undefined).
+        ...(req.rewind === true ? { rewind: true } : {}),
+        ...(req.choices !== undefined && req.choices > 1 ? { choices: req.choices } : {}),
       });
     } catch (e) {
       if (fresh) this.seqEpoch.delete(req.seq);
@@ -334,7 +337,11 @@ class BusPipeline implements ClusterPipeline {
     this.stages.add(m.stageMs);
     if (m.error !== null) { p.reject(toError(m)); return; }
     if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
-    p.resolve(m.logits === null ? { token: m.token } : { token: m.token, logits: f32(m.logits) });
+    p.resolve({
+      token: m.token,
+      ...(m.tokens === undefined ? {} : { tokens: m.tokens }),
+      ...(m.logits === null ? {} : { logits: f32(m.logits) }),
+    });
   }
 
   private onChained(st: ChainStream, m: ResultMsg): void {

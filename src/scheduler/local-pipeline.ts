@@ -27,13 +27,23 @@ export class LocalPipeline implements Pipeline {
           ...(hidden === undefined ? {} : { hidden }),
           ...(req.fork === undefined ? {} : { fork: req.fork }),
           ...(req.exact === true ? { exact: true } : {}),
+          // Every stage cuts its KV back (rejected drafts of the previous verify step).
+          ...(req.rewind === true ? { rewind: true } : {}),
+          // A verify step: the last stage returns a row of logits (a choice) per position asked.
+          ...(i === last && req.choices !== undefined && req.choices > 1 ? { logitRows: req.choices } : {}),
         },
         promptLen: req.promptLen,
         sampling: req.sampling,
         wantToken: i === last && req.wantToken,
         wantLogits: i === last && req.wantLogits,
       });
-      if (i === last) return r.logits === undefined ? { token: r.token ?? null } : { token: r.token ?? null, logits: r.logits };
+      if (i === last) {
+        return {
+          token: r.token ?? null,
+          ...(r.tokens === undefined ? {} : { tokens: r.tokens }),
+          ...(r.logits === undefined ? {} : { logits: r.logits }),
+        };
+      }
       hidden = r.hidden;
     }
     throw new Error('unreachable');

@@ -2,6 +2,7 @@ import { HearthError, isHearthError } from '../errors/index.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { Admission } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
+import { Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
 import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
 
 export interface SchedulerOptions {
@@ -24,11 +25,16 @@ export interface SchedulerOptions {
   readonly prefixCache: number;
   /** Shortest shared prefix worth forking. */
   readonly minPrefix: number;
+  /** Speculative decoding (speculate.ts): drafts verified k at a time; null = off. */
+  readonly speculate: SpeculateOptions | null;
   readonly onReplay?: (seq: string, epoch: number, tokens: number) => void;
 }
 
 /** Positions per exact chunk of a replay (an exact chunk copies the past once per chunk). */
 const EXACT_REPLAY_CHUNK = 32;
+/** Chained decode burst with speculation on and no draft found: first length and cap. */
+const MIN_BURST = 4;
+const MAX_BURST = 64;
 
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = Object.freeze({
   maxConcurrent: 16,
@@ -40,6 +46,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = Object.freeze({
   maxReplays: 8,
   prefixCache: 8,
   minPrefix: 16,
+  speculate: null,
 });
 
 /**
@@ -58,6 +65,7 @@ export class Scheduler implements Generator {
   private readonly prefix: PrefixCache;
   private readonly admission: Admission;
   private nextSeq = 0;
+  private readonly spec: SpeculationStats = emptySpeculationStats();
 
   constructor(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}) {
     this.pipeline = pipeline;
@@ -76,6 +84,11 @@ export class Scheduler implements Generator {
 
   load(): { running: number; waiting: number } {
     return this.admission.load();
+  }
+
+  /** Decode passes, tokens they emitted, drafts sent and accepted, since start (a copy). */
+  speculation(): SpeculationStats {
+    return { ...this.spec };
   }
 
   /** Number of finished sequences held for prefix reuse. */
@@ -109,7 +122,14 @@ export class Scheduler implements Generator {
     let generated = 0;
     let attempt = 0;
     let seq = this.newSeqId(req.id, attempt);
+    // fed: positions of `tokens` whose KV the stages hold. kv: positions they hold in all, which
+    // after a verify step includes rejected drafts (cut back by the next step's `rewind`).
     let fed = 0;
+    let kv = 0;
+    const speculator = this.opts.speculate === null ? null : new Speculator(this.opts.speculate);
+    // With speculation on, decode steps run stepwise while drafts are found; where none is found,
+    // a chained burst (two hops per token) of this many tokens runs, growing while none turns up.
+    let burst = MIN_BURST;
     let epoch = this.pipeline.epoch();
     let fork = this.prefix.lookup(prompt, epoch);
     let finished: 'stop' | 'length' | 'cancelled' | null = maxTokens === 0 ? 'length' : null;
@@ -124,45 +144,82 @@ export class Scheduler implements Generator {
           finished = 'cancelled';
           break;
         }
+        // Decoding (all but the last token fed): maybe send drafts along to be verified.
+        let draft: Draft | null = null;
+        if (speculator !== null && fed > 0 && fed === total - 1) {
+          const room = Math.min(maxTokens - generated, this.opts.contextLength - total) - 1;
+          draft = speculator.draft(tokens, total, room, constraint);
+          burst = draft === null ? burst : MIN_BURST;
+        }
+        const left = maxTokens - generated;
+        const n = !chained ? 1 : speculator === null ? left : Math.min(left, burst);
         try {
           await this.pipeline.waitReady(this.opts.readyTimeoutMs);
           if (this.pipeline.epoch() !== epoch) {
             epoch = this.pipeline.epoch();
             if (fork !== null) fork = null;
           }
-          const steps = this.feed(seq, tokens, fed, total, promptLen, req, fork, chained ? maxTokens - generated : 1, stopIds);
+          const steps = draft === null
+            ? this.feed(seq, tokens, fed, total, promptLen, req, fork, n, stopIds, kv > fed)
+            : this.verify(seq, tokens, total, draft.tokens, promptLen, req, kv > fed);
+          if (draft === null && n > 1 && speculator !== null) burst = Math.min(MAX_BURST, burst * 2);
           for await (const out of steps) {
             if (fork !== null) {
               fork.entry.inUse--;
               fork = null;
             }
-            // Every token up to the one just sampled is in the KV now.
+            const decodePass = fed > 0 && fed === total - 1;
+            // Every token up to the one just sampled is in the KV now (and a verify step's drafts).
             fed = total;
+            kv = total + (draft?.tokens.length ?? 0);
             if (isAborted(signal)) {
               finished = 'cancelled';
               break;
             }
-            let tok: SampledToken | null = out.token;
-            if (constraint !== undefined) {
-              if (out.logits === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['constrained step returned no logits']);
-              tok = constraint.pick(out.logits, sampling, total);
-              constraint.accept(tok.token);
+            // The target's choice after each position asked for: one, or k+1 for a verify step.
+            // Choice i is kept when every draft before it was accepted; the run ends at the first
+            // choice that differs from its draft (that choice is the step's new token).
+            const drafts = draft?.tokens ?? [];
+            const rows = drafts.length + 1;
+            const base = total;
+            let accepted = 0;
+            for (let i = 0; i < rows; i++) {
+              let tok: SampledToken | null = rows === 1 ? out.token : (out.tokens?.[i] ?? null);
+              if (constraint !== undefined) {
+                if (out.logits === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['constrained step returned no logits']);
+                const v = out.logits.length / rows;
+                tok = constraint.pick(rows === 1 ? out.logits : out.logits.subarray(i * v, (i + 1) * v), sampling, total);
+                constraint.accept(tok.token);
+              }
+              if (tok === null) throw new HearthError('HEARTH_ERR_ENGINE', ['pipeline returned no token']);
+              if (stop.has(tok.token)) {
+                finished = 'stop';
+                break;
+              }
+              yield { type: 'token', token: tok, index: generated };
+              generated++;
+              if (total === tokens.length) {
+                const bigger = new Int32Array(tokens.length * 2);
+                bigger.set(tokens);
+                tokens = bigger;
+              }
+              tokens[total++] = tok.token;
+              if (constraint?.done() === true) finished = 'stop';
+              else if (generated >= maxTokens) finished = 'length';
+              if (finished !== null || i === rows - 1 || tok.token !== drafts[i]) break;
+              accepted++;
             }
-            if (tok === null) throw new HearthError('HEARTH_ERR_ENGINE', ['pipeline returned no token']);
-            if (stop.has(tok.token)) {
-              finished = 'stop';
-              break;
+            if (draft !== null) {
+              speculator?.record(draft.source, drafts.length, accepted);
+              this.spec.drafted += drafts.length;
+              this.spec.accepted += accepted;
+              // The KV holds the fed token and the accepted drafts; the rest is cut next step.
+              fed = Math.min(base + accepted, total);
             }
-            yield { type: 'token', token: tok, index: generated };
-            generated++;
-            if (total === tokens.length) {
-              const bigger = new Int32Array(tokens.length * 2);
-              bigger.set(tokens);
-              tokens = bigger;
+            if (decodePass) {
+              this.spec.passes++;
+              this.spec.tokens += total - base;
             }
-            tokens[total++] = tok.token;
-            if (constraint?.done() === true) finished = 'stop';
-            else if (generated >= maxTokens) finished = 'length';
             if (finished !== null) break;
             if (isAborted(signal)) {
               finished = 'cancelled';
@@ -180,6 +237,7 @@ export class Scheduler implements Generator {
           attempt++;
           seq = this.newSeqId(req.id, attempt);
           fed = 0;
+          kv = 0;
           this.opts.onReplay?.(seq, this.pipeline.epoch(), total);
           continue;
         }
@@ -211,6 +269,7 @@ export class Scheduler implements Generator {
     fork: { entry: { seq: string; inUse: number }; len: number } | null,
     n: number,
     stop: readonly number[],
+    rewind: boolean,
   ): AsyncGenerator<StepOutcome> {
     let pos = fed;
     let forkArg: { from: string; len: number } | undefined;
@@ -237,8 +296,10 @@ export class Scheduler implements Generator {
         wantLogits: last && req.constraint !== undefined,
         ...(forkArg === undefined ? {} : { fork: forkArg }),
         ...(generatedPart && end - pos > 1 ? { exact: true } : {}),
+        ...(rewind ? { rewind: true } : {}),
       };
       forkArg = undefined;
+      rewind = false;
       pos = end;
       if (!last) {
         await this.pipeline.step(step);
@@ -248,6 +309,37 @@ export class Scheduler implements Generator {
       else yield await this.pipeline.step(step);
       return;
     }
+  }
+
+  /** One pass that feeds the last token and the drafts after it and returns the target's choice
+   *  after each of them: k+1 tokens, or k+1 rows of logits when a constraint picks. The chunk is
+   *  `exact`: every position computed bit for bit as a one-token decode step computes it, so the
+   *  choices are the ones decoding without speculation makes. */
+  private async *verify(
+    seq: string,
+    tokens: Int32Array,
+    total: number,
+    drafts: readonly number[],
+    promptLen: number,
+    req: GenerateRequest,
+    rewind: boolean,
+  ): AsyncGenerator<StepOutcome> {
+    const chunk = new Int32Array(drafts.length + 1);
+    chunk[0] = tokens[total - 1]!;
+    chunk.set(drafts, 1);
+    yield await this.pipeline.step({
+      seq,
+      pos: total - 1,
+      tokens: chunk,
+      promptLen,
+      sampling: req.sampling,
+      // Under a constraint the gateway picks from the logits: the stage need not sample.
+      wantToken: req.constraint === undefined,
+      wantLogits: req.constraint !== undefined,
+      choices: chunk.length,
+      exact: true,
+      ...(rewind ? { rewind: true } : {}),
+    });
   }
 
   private newSeqId(id: string, attempt: number): string {

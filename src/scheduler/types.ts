@@ -17,10 +17,21 @@ export interface StepRequest {
   /** Compute every position bit for bit as one-token steps would (see StageItem.exact): replayed
    *  generated tokens, speculative verification. */
   readonly exact?: boolean;
+  /** pos may be below the stages' KV length for seq: every stage first cuts that KV back to pos.
+   *  A speculative step's rejected drafts are rolled back this way, on the next step. */
+  readonly rewind?: boolean;
+  /** Verify step: the target's choice at each of the last `choices` positions (1..tokens.length;
+   *  default 1). tokens = [last accepted, d1..dk] asks for k+1: the choice after each of them. */
+  readonly choices?: number;
 }
 
 export interface StepOutcome {
+  /** The choice after the last position (choices = 1), or null when not asked for. */
   readonly token: SampledToken | null;
+  /** choices > 1 (and wantToken): the target's choice after each of the last `choices` positions,
+   *  each drawn with the (seed, position) RNG over the history including the drafts before it. */
+  readonly tokens?: readonly SampledToken[];
+  /** wantLogits: [choices, vocabSize] (the rows of the last `choices` positions). */
   readonly logits?: Float32Array;
 }
 
@@ -53,6 +64,10 @@ export interface TokenConstraint {
   accept(token: number): void;
   /** True once the grammar is complete: the sequence must end now. */
   done(): boolean;
+  /** Grammar jump-forward: the tokens of the continuation the grammar forces from here (the
+   *  only one it admits), at most `max`; empty where more than one continuation is possible. The
+   *  scheduler uses them as drafts, so the model still verifies each (output stays exact). */
+  forced?(max: number): readonly number[];
 }
 
 export interface GenerateRequest {

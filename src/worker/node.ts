@@ -307,6 +307,9 @@ export class WorkerNode {
       ...(hidden !== undefined ? { hidden } : {}),
       ...(m.fork !== null ? { fork: m.fork } : {}),
       ...(m.exact === true ? { exact: true } : {}),
+      ...(m.rewind === true ? { rewind: true } : {}),
+      // A verify step: the last stage returns a row of logits (a choice) per position asked.
+      ...(a.next === null && m.choices !== undefined && m.choices > 1 ? { logitRows: m.choices } : {}),
     };
     const last = a.next === null;
     l.runner.submit({ item, promptLen: m.promptLen, sampling: m.sampling, wantToken: last && m.wantToken, wantLogits: last && m.wantLogits })
@@ -334,7 +337,7 @@ export class WorkerNode {
           const token = r.token ?? null;
           // The next step first (it is on the critical path), then the token to the gateway.
           if (token !== null) this.chainNext(m, a, token.token, sentAt);
-          this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt);
+          this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt, r.tokens);
         }
       })
       .catch((e: unknown) => {
@@ -353,8 +356,12 @@ export class WorkerNode {
     const first = a.first;
     if (c === undefined || c === null || c.left <= 1 || !m.wantToken || first === undefined || first === null) return;
     if (c.stop.includes(token)) return;
+    // A verify step (speculative decoding) is never chained: the gateway decides what it keeps.
+    if (m.choices !== undefined && m.choices > 1) return;
+    // The chained step extends this one: no rollback to repeat, one choice.
+    const { rewind: _rewind, choices: _choices, ...rest } = m;
     const next: StepMsg = {
-      ...m, stepId: m.stepId + 1, pos: m.pos + m.n, n: 1, tokens: bin(Int32Array.of(token)), hidden: null,
+      ...rest, stepId: m.stepId + 1, pos: m.pos + m.n, n: 1, tokens: bin(Int32Array.of(token)), hidden: null,
       wantToken: true, wantLogits: false, fork: null, exact: false, sentAt, hopMs: [], stageMs: [],
       chain: { left: c.left - 1, stop: c.stop },
     };
@@ -363,10 +370,12 @@ export class WorkerNode {
     else this.bus.publish(subjects.step(this.opts.cluster, first), next);
   }
 
-  private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs()): void {
+  private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs(), tokens?: readonly SampledToken[]): void {
     this.bus.publish(subjects.result(this.opts.cluster, m.gateway), {
       t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
       token: token === null ? null : plainToken(token),
+      ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
+      ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
       logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops, stageMs,
     });
   }

@@ -18,6 +18,8 @@ export interface StageWorkResult {
   readonly hidden?: Float32Array;
   /** Last stage: the sampled token (null when not asked for). */
   readonly token?: SampledToken | null;
+  /** Last stage, choices > 1: the choice after each of the last `choices` positions. */
+  readonly tokens?: readonly SampledToken[];
   readonly logits?: Float32Array;
 }
 
@@ -278,6 +280,26 @@ export class StageRunner {
     }
     h.write(item.pos, item.tokens);
     if (logits === undefined) throw new Error('last stage produced no logits');
+    // item.logitRows > 1: a speculative verify step (the engine returned [rows, vocabSize]).
+    const rows = item.logitRows ?? 1;
+    if (rows > 1) {
+      // Speculative verify: row r holds the logits after position end−rows+r. Each choice is drawn
+      // exactly as a one-token decode step at that position would draw it: the (seed, position)
+      // RNG, and penalties over the history up to and including that position (drafts included;
+      // a draft the scheduler rejects is never followed by a choice it keeps).
+      const v = logits.length / rows;
+      const end = item.pos + item.n;
+      const all = h.view();
+      const tokens: SampledToken[] = [];
+      if (work.wantToken) {
+        for (let r = 0; r < rows; r++) {
+          const at = end - rows + r + 1;
+          tokens.push(sampleToken(logits.subarray(r * v, (r + 1) * v), work.sampling, { history: all.subarray(0, at), promptLen: work.promptLen, pos: at }));
+        }
+      }
+      const token = tokens[rows - 1] ?? null;
+      return work.wantLogits ? { token, tokens, logits } : { token, tokens };
+    }
     const token = work.wantToken
       ? sampleToken(logits, work.sampling, { history: h.view(), promptLen: work.promptLen, pos: item.pos + item.n })
       : null;

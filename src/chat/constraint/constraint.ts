@@ -10,9 +10,9 @@ import { HearthError } from '../../errors/index.ts';
 import { sampleToken } from '../../sampling/index.ts';
 import type { SampledToken, SamplingParams } from '../../sampling/types.ts';
 import type { TokenConstraint } from '../../scheduler/types.ts';
-import type { ToolDef } from '../../tokenizer/types.ts';
+import type { ToolDef, Tokenizer } from '../../tokenizer/types.ts';
 import type { ToolSyntax } from '../tool-calls/syntax.ts';
-import { DONE, canEnd, distance, initialState, stepState } from './frames.ts';
+import { DONE, TextFrame, canEnd, distance, initialState, stepState } from './frames.ts';
 import type { MState } from './frames.ts';
 import { ANY_OBJECT } from './grammar-node.ts';
 import type { GNode } from './grammar-node.ts';
@@ -70,7 +70,7 @@ class Constraint implements GrammarConstraint {
   private readonly mask: Uint8Array;
   private readonly budget: number;
 
-  constructor(root: GNode, private readonly ix: VocabIndex, budget: number) {
+  constructor(root: GNode, private readonly ix: VocabIndex, budget: number, private readonly encode: Encode | null) {
     this.state = initialState(root);
     this.mask = new Uint8Array(ix.vocabSize);
     this.budget = budget;
@@ -128,13 +128,104 @@ class Constraint implements GrammarConstraint {
   done(): boolean {
     return this.finished || this.state.every((f) => f === DONE);
   }
+
+  forced(max: number): number[] {
+    if (max <= 0 || this.done()) return [];
+    const bytes = forcedBytes(this.state, FORCED_BYTES);
+    if (bytes.length === 0) return [];
+    return (this.encode === null ? null : encodedTokens(this.ix, this.encode, bytes, max)) ?? forcedTokens(this.ix, bytes, max);
+  }
+}
+
+/** Longest forced text looked at per draft (a draft is at most a few tokens anyway). */
+const FORCED_BYTES = 96;
+
+/**
+ * Grammar jump-forward (SGLang's "compressed FSM" jump-forward, Zheng et al. 2024, used here only
+ * to draft): the bytes the grammar forces from `state`, while exactly one byte may follow and the
+ * output may not end (an end would be the alternative).
+ */
+export function forcedBytes(state: MState, limit: number): Uint8Array {
+  const out: number[] = [];
+  let s: MState = state;
+  while (out.length < limit && s.length > 0 && !canEnd(s)) {
+    // A string body or free text admits many bytes: no need to try all 256.
+    if (s.some((f) => f.plainRoom() >= 0 || f instanceof TextFrame)) break;
+    let only = -1;
+    let next: MState = [];
+    for (let b = 0; b < 256; b++) {
+      const t = stepState(s, b);
+      if (t.length === 0) continue;
+      if (only >= 0) { only = -2; break; }
+      only = b;
+      next = t;
+    }
+    if (only < 0) break;
+    out.push(only);
+    s = next;
+  }
+  return Uint8Array.from(out);
+}
+
+type Encode = (text: string) => number[];
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The forced bytes as the tokenizer would encode them (what a trained model has seen), when they
+ * are whole UTF-8 and encode to tokens that spell exactly them; else null.
+ */
+function encodedTokens(ix: VocabIndex, encode: Encode, bytes: Uint8Array, max: number): number[] | null {
+  let text: string;
+  try { text = strictUtf8.decode(bytes); } catch { return null; }
+  const ids = encode(text);
+  let at = 0;
+  for (const id of ids) {
+    const b = ix.bytes[id];
+    if (b === null || b === undefined || at + b.length > bytes.length) return null;
+    for (let i = 0; i < b.length; i++) if (b[i] !== bytes[at + i]) return null;
+    at += b.length;
+  }
+  return at === bytes.length ? ids.slice(0, max) : null;
+}
+
+/**
+ * The forced bytes as tokens, longest vocabulary match first (what a BPE tokenizer usually makes
+ * of JSON punctuation and keys); only whole tokens inside the forced text, at most `max`.
+ */
+export function forcedTokens(ix: VocabIndex, bytes: Uint8Array, max: number): number[] {
+  const out: number[] = [];
+  let at = 0;
+  while (at < bytes.length && out.length < max) {
+    // Walk the preorder trie: children of a node at depth d are the depth-(d+1) nodes of its subtree.
+    let best = -1;
+    let bestLen = 0;
+    let from = 0;
+    let to = ix.nodes;
+    for (let d = 1; at + d - 1 < bytes.length; d++) {
+      const b = bytes[at + d - 1]!;
+      let i = from;
+      while (i < to && ix.label[i] !== b) i = ix.end[i]!;
+      if (i >= to) break;
+      if (ix.tok[i]! >= 0) { best = ix.tok[i]!; bestLen = d; }
+      from = i + 1;
+      to = ix.end[i]!;
+    }
+    if (best < 0) break;
+    out.push(best);
+    at += bestLen;
+  }
+  return out;
 }
 
 /**
  * A fresh constraint for one sequence. Throws HearthError HEARTH_ERR_INVALID_REQUEST (param set)
  * when the schema or tool choice cannot be satisfied.
  */
-export function createConstraint(spec: ConstraintSpec, tokenizer: ByteVocab): GrammarConstraint {
+export function createConstraint(spec: ConstraintSpec, tokenizer: ByteVocab & { encode?: Tokenizer['encode'] }): GrammarConstraint {
   const root = grammarFor(spec);
-  return new Constraint(root, vocabIndex(tokenizer), spec.maxTokens ?? DEFAULT_CONSTRAINT_BUDGET);
+  // With the tokenizer's encoder, jump-forward drafts are tokenized as the model saw such text.
+  const enc = tokenizer.encode;
+  const encode = enc === undefined ? null : (text: string): number[] => enc.call(tokenizer, text, { addSpecialTokens: false });
+  return new Constraint(root, vocabIndex(tokenizer), spec.maxTokens ?? DEFAULT_CONSTRAINT_BUDGET, encode);
 }
