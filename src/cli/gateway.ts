@@ -10,7 +10,7 @@ import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline }
 import type { HearthConfig } from '../config/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
-import { createScheduler, type Scheduler } from '../scheduler/index.ts';
+import { DEFAULT_SPECULATE_OPTIONS, createScheduler, type Scheduler } from '../scheduler/index.ts';
 import type { GenerateRequest, Generator } from '../scheduler/types.ts';
 import { HearthError } from '../errors/index.ts';
 import { weightsRoutes } from '../weights/index.ts';
@@ -179,6 +179,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     maxQueue: cfg.limits.maxQueue,
     maxPerRequest: cfg.limits.maxSequencesPerRequest,
     prefillChunk: cfg.limits.prefillChunk,
+    speculate: cfg.limits.speculativeDraft > 0 ? { ...DEFAULT_SPECULATE_OPTIONS, maxDraft: cfg.limits.speculativeDraft } : null,
     contextLength: model.contextLength,
     onReplay: (seq, epoch, tokens) => log.warn({ seq, epoch, tokens }, 'replaying a sequence on the new plan'),
   });
@@ -205,6 +206,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     metrics.queueDepth.set(load.waiting);
     metrics.runningSequences.set(load.running);
     metrics.planEpoch.set(pipe.epoch());
+    metrics.speculation.record(sched.speculation());
     const snap = pipe.clusterSnapshot();
     for (const n of snap.nodes) metrics.kvBytes.set({ node: n.name }, n.memory.kvBytes);
     // Every hop and stage time the results carried since the last tick, into the histograms.

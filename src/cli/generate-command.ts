@@ -3,15 +3,18 @@ import { randomUUID } from 'node:crypto';
 import { loadTokenizer } from '../tokenizer/index.ts';
 import { loadChatTemplate } from '../chat/template.ts';
 import { makeSamplingParams } from '../sampling/index.ts';
-import { createScheduler } from '../scheduler/index.ts';
+import { DEFAULT_SPECULATE_OPTIONS, createScheduler } from '../scheduler/index.ts';
 import { QUANTS, type Quant } from '../runtime/types.ts';
 import { HearthError } from '../errors/index.ts';
 import { loadLocalModel } from './local-model.ts';
 
 export const usage = `hearth generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--top-k K]
                 [--seed S] [--split 0:3,3:5 | --stages K] [--quant int4] [--threads N] [--chat]
+                [--speculate K]
 Prints only the generated text. --temperature 0 is greedy. --split/--stages chain that many shard
-sessions in this one process. --chat renders the prompt as a user message through the chat template.`;
+sessions in this one process. --chat renders the prompt as a user message through the chat template.
+--speculate K verifies up to K draft tokens per step (prompt lookup): the same text, in
+fewer passes; the counts go to stderr.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -29,6 +32,7 @@ export async function run(argv: string[]): Promise<number> {
       quant: { type: 'string', default: 'none' },
       threads: { type: 'string' },
       chat: { type: 'boolean', default: false },
+      speculate: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -69,7 +73,12 @@ export async function run(argv: string[]): Promise<number> {
     ...(values.threads === undefined ? {} : { threads: num('threads', values.threads) }),
     quant,
   });
-  const scheduler = createScheduler(model.pipeline, { contextLength: model.config.maxPositions, prefixCache: 0 });
+  const maxDraft = values.speculate === undefined ? 0 : Math.max(0, Math.floor(num('speculate', values.speculate)));
+  const scheduler = createScheduler(model.pipeline, {
+    contextLength: model.config.maxPositions,
+    prefixCache: 0,
+    speculate: maxDraft > 0 ? { ...DEFAULT_SPECULATE_OPTIONS, maxDraft } : null,
+  });
   const decoder = tokenizer.createDecoder({ skipSpecialTokens: true });
   try {
     for await (const ev of scheduler.generate({
@@ -83,6 +92,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     // Only the generated text goes to stdout (scripts compare it); a newline just for terminals.
     process.stdout.write(decoder.flush() + (process.stdout.isTTY ? '\n' : ''));
+    if (maxDraft > 0) {
+      const s = scheduler.speculation();
+      process.stderr.write(`speculation: ${s.drafted} drafted, ${s.accepted} accepted, ${s.passes} decode passes for ${s.tokens} tokens\n`);
+    }
   } finally {
     await model.pipeline.close();
   }

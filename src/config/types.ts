@@ -73,6 +73,8 @@ export interface LimitsConfig {
   maxTokens: number;
   defaultMaxTokens: number;
   prefillChunk: number;
+  /** Speculative decoding: most draft tokens verified per decode step (0 = off). */
+  speculativeDraft: number;
 }
 
 export interface LoggingConfig {

@@ -63,11 +63,24 @@ export interface Metrics {
   readonly kvBytes: LabeledGaugeHandle<'node'>;
   /** hearth_plan_epoch: the current plan's epoch (bumps on every join/loss). */
   readonly planEpoch: GaugeHandle;
+  /** Speculative decoding (issue 11), from the scheduler's cumulative counts:
+   *  hearth_speculative_drafted_tokens_total, hearth_speculative_accepted_tokens_total,
+   *  hearth_decode_passes_total and hearth_decode_passes_per_token (passes ÷ tokens they emitted;
+   *  1 without speculation, lower the more drafts are accepted). */
+  readonly speculation: { record(totals: SpeculationTotals): void };
   /** Starts timing one stream; its token() calls fill TTFT, ITL and generated tokens. */
   streamTimer(startedAt?: number): StreamTimer;
   /** Prometheus text exposition of everything in the registry. */
   scrape(): Promise<string>;
   readonly contentType: string;
+}
+
+/** Cumulative counts since start (the scheduler's SpeculationStats). */
+export interface SpeculationTotals {
+  readonly passes: number;
+  readonly tokens: number;
+  readonly drafted: number;
+  readonly accepted: number;
 }
 
 export interface CreateMetricsOptions {
@@ -110,6 +123,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       hopLatency: NOOP_HISTOGRAM,
       kvBytes: NOOP_GAUGE,
       planEpoch: NOOP_GAUGE,
+      speculation: { record: noop },
       streamTimer: () => NOOP_TIMER,
       scrape: () => registry.metrics(),
       contentType: registry.contentType,
@@ -138,6 +152,27 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const hop = new Histogram({ name: 'hearth_hop_latency_seconds', help: 'Activation transfer time from one stage to the next.', buckets: HOP_BUCKETS, registers });
   const kv = new Gauge({ name: 'hearth_kv_bytes', help: 'KV cache bytes held by each worker.', labelNames: ['node'] as const, registers });
   const epoch = new Gauge({ name: 'hearth_plan_epoch', help: 'Epoch of the current partition plan.', registers });
+  const drafted = new Counter({ name: 'hearth_speculative_drafted_tokens_total', help: 'Draft tokens sent for verification (speculative decoding).', registers });
+  const accepted = new Counter({ name: 'hearth_speculative_accepted_tokens_total', help: 'Draft tokens the model agreed with (each saved a pipeline pass).', registers });
+  const passes = new Counter({ name: 'hearth_decode_passes_total', help: 'Decode passes through the pipeline (a verify step is one).', registers });
+  let seen: SpeculationTotals = { passes: 0, tokens: 0, drafted: 0, accepted: 0 };
+  new Gauge({
+    name: 'hearth_decode_passes_per_token',
+    help: 'Decode passes per generated token since start (1 without speculation).',
+    registers,
+    collect() {
+      this.set(seen.tokens > 0 ? seen.passes / seen.tokens : 1);
+    },
+  });
+  const speculation = {
+    record(t: SpeculationTotals): void {
+      // Counters only go up: add what grew since the last record.
+      if (t.drafted > seen.drafted) drafted.inc(t.drafted - seen.drafted);
+      if (t.accepted > seen.accepted) accepted.inc(t.accepted - seen.accepted);
+      if (t.passes > seen.passes) passes.inc(t.passes - seen.passes);
+      seen = { ...t };
+    },
+  };
 
   const generatedTokens: CounterHandle = {
     inc(n = 1) {
@@ -163,6 +198,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     hopLatency: { observe: (s) => hop.observe(s) },
     kvBytes: { set: (labels, v) => kv.set(labels, v), remove: (labels) => kv.remove(labels) },
     planEpoch: { set: (v) => epoch.set(v), inc: (n = 1) => epoch.inc(n), dec: (n = 1) => epoch.dec(n) },
+    speculation,
     streamTimer(startedAt = now()) {
       let last = startedAt;
       let first = true;
