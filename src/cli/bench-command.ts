@@ -12,13 +12,17 @@ import { HearthError } from '../errors/index.ts';
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8] [--hop-delays 0,2] [--json]
+hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
 limits.prefillChunk), decode tok/s after it, time to first token, RSS (peak and now) against
 weights + KV in use; --profile adds per-op time for each context's prefill and decode. --json prints
 one JSON object per context, one per line. Load time twice: first in a fresh child process (cold),
 then this process's own load (a cache hit once a shard cache exists); --single-load skips the first.
 --cluster: 2 worker processes over a real nats-server vs the same model in one process, 8 streams
-vs 1, hop latency p50/p99, with and without added per-hop delay. Ratios come from one run.`;
+vs 1, hop latency p50/p99, with and without added per-hop delay. Ratios come from one run.
+--cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
+2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
+in the prompt, and a plain prompt; says whether both gave the same tokens.`;
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
 
@@ -54,7 +58,8 @@ export async function run(argv: string[]): Promise<number> {
       'load-only': { type: 'boolean', default: false },
       cluster: { type: 'boolean', default: false },
       streams: { type: 'string', default: '8' },
-      'hop-delays': { type: 'string', default: '0,2' },
+      'hop-delays': { type: 'string' },
+      speculate: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -78,6 +83,19 @@ export async function run(argv: string[]): Promise<number> {
   };
   const threads = values.threads === undefined ? os.availableParallelism() : int('threads', values.threads, 1);
 
+  if (values.cluster && values.speculate) {
+    const { benchSpeculate, formatBenchSpeculate } = await import('../cluster/bench-speculate.ts');
+    const r = await benchSpeculate({
+      modelDir: values.model,
+      quant,
+      ...(values.threads === undefined ? {} : { threads }),
+      hopDelayMs: int('hop-delays', (values['hop-delays'] ?? '2').split(',')[0]!.trim()),
+      decodeTokens: values['decode-tokens'] === '64' ? 96 : int('decode-tokens', values['decode-tokens'], 2),
+      onProgress: progress,
+    });
+    process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchSpeculate(r) + '\n');
+    return 0;
+  }
   if (values.cluster) {
     const { benchCluster, formatBenchCluster } = await import('../cluster/bench-cluster.ts');
     const r = await benchCluster({
@@ -87,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       promptTokens: int('prompt-tokens', values['prompt-tokens']),
       decodeTokens: int('decode-tokens', values['decode-tokens']),
       streams: int('streams', values.streams),
-      hopDelaysMs: values['hop-delays'].split(',').map((s) => int('hop-delays', s.trim())),
+      hopDelaysMs: (values['hop-delays'] ?? '0,2').split(',').map((s) => int('hop-delays', s.trim())),
       onProgress: progress,
     });
     process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchCluster(r) + '\n');

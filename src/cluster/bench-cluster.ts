@@ -107,7 +107,7 @@ async function decodeRate(g: Generator, prompt: Int32Array, decode: number, stre
   return tokens / ((last - first) / 1000);
 }
 
-function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number }): { proc: ChildProcess; log: () => string } {
+export function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number }): { proc: ChildProcess; log: () => string } {
   // Equal --speed: both workers share this machine, so a probe could only measure its noise.
   // The token by environment: a command line is readable by every user (ps).
   const proc = spawn(process.execPath, [BIN, 'worker', '--join', url, '--cluster', cluster, '--name', name,
@@ -119,7 +119,7 @@ function spawnWorker(url: string, token: string, cluster: string, name: string, 
   return { proc, log: () => log };
 }
 
-async function waitLive(p: ClusterPipeline, stages: number, timeoutMs: number, logs: () => string): Promise<void> {
+export async function waitLive(p: ClusterPipeline, stages: number, timeoutMs: number, logs: () => string): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const plan = p.coordinator.plan();
