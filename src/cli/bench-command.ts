@@ -11,15 +11,16 @@ import { HearthError } from '../errors/index.ts';
 
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
-hearth bench --cluster --model DIR [--quant int4] [--streams 8] [--hop-delays 0,2] [--json]
+hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
 limits.prefillChunk), decode tok/s after it, time to first token, RSS (peak and now) against
 weights + KV in use; --profile adds per-op time for each context's prefill and decode. --json prints
 one JSON object per context, one per line. Load time twice: first in a fresh child process (cold),
 then this process's own load (a cache hit once a shard cache exists); --single-load skips the first.
---cluster: 2 worker processes over a real nats-server vs the same model in one process, 8 streams
-vs 1, hop latency p50/p99, with and without added per-hop delay. Ratios come from one run.
+--cluster: 2 worker processes over a real nats-server vs the same model in one process; 8 and 16
+(--streams, a list) concurrent streams vs 1; hop latency p50/p99; with and without added per-hop
+delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run.
 --cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
 2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
 in the prompt, and a plain prompt; says whether both gave the same tokens.`;
@@ -57,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       'single-load': { type: 'boolean', default: false },
       'load-only': { type: 'boolean', default: false },
       cluster: { type: 'boolean', default: false },
-      streams: { type: 'string', default: '8' },
+      streams: { type: 'string', default: '8,16' },
       'hop-delays': { type: 'string' },
       speculate: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -104,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values.threads === undefined ? {} : { threads }),
       promptTokens: int('prompt-tokens', values['prompt-tokens']),
       decodeTokens: int('decode-tokens', values['decode-tokens']),
-      streams: int('streams', values.streams),
+      streams: values.streams.split(',').map((v) => int('streams', v.trim(), 1)),
       hopDelaysMs: (values['hop-delays'] ?? '0,2').split(',').map((s) => int('hop-delays', s.trim())),
       onProgress: progress,
     });

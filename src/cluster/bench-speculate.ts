@@ -121,7 +121,8 @@ export async function benchSpeculate(opts: BenchSpeculateOptions): Promise<Bench
     say('loading 2 workers');
     bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
     pipeline = createClusterPipeline({
-      bus, cluster, cost, quant, settleMs: 1500, hopDelayMs,
+      // 'balanced': this compares on the 2-worker split (see bench-cluster.ts).
+      bus, cluster, cost, quant, settleMs: 1500, hopDelayMs, objective: 'balanced',
       model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
     });
     await waitLive(pipeline, 2, 900_000, () => workers.map((w) => w.log()).join('\n'));
