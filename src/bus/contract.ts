@@ -41,6 +41,15 @@ export const subjects = {
   probe: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.probe`,
   /** worker → the gateway or doctor that probed it. */
   probeReply: (cluster: string, from: string) => `hearth.${cluster}.gateway.${from}.probe`,
+  // --- trust (issue 14), additive ---
+  /** worker holding only the join token → gateway: "give node `id` a credential for this nkey". */
+  join: (cluster: string) => `hearth.${cluster}.join`,
+  /** gateway → that worker: the answer to its join (nothing secret: the worker made its own key). */
+  joined: (cluster: string, node: string) => `hearth.${cluster}.joined.${node}`,
+  /** any stage → the gateway: a step it could not run (a ResultMsg with `error` set). Errors travel
+   *  apart from results so that the bus can let only the last stage publish tokens (results),
+   *  while every stage can still say "I failed" — which at most makes the gateway replay. */
+  fault: (cluster: string, gateway: string) => `hearth.${cluster}.gateway.${gateway}.fault`,
 } as const;
 
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -270,11 +279,29 @@ export interface ProbeReplyMsg extends Base {
   readonly pad: Uint8Array | null;
 }
 
+/** A worker asks for its own NATS credential (sent with the join token's connection, which may
+ *  publish nothing else). The worker made the nkey pair itself: its seed never leaves it. */
+export interface JoinMsg extends Base {
+  readonly t: 'join';
+  readonly id: string;
+  readonly name: string;
+  /** Public nkey ("U…") the node will connect with. */
+  readonly nkey: string;
+}
+
+export interface JoinedMsg extends Base {
+  readonly t: 'joined';
+  readonly id: string;
+  readonly ok: boolean;
+  /** Why the join was refused (ok false). */
+  readonly error: string | null;
+}
+
 export type WireMessage =
   | AnnounceMsg | HeartbeatMsg | LeaveMsg | HelloMsg | PlanMsg | AssignMsg | LoadedMsg
-  | StepMsg | ResultMsg | FreeMsg | ProbeMsg | ProbeReplyMsg;
+  | StepMsg | ResultMsg | FreeMsg | ProbeMsg | ProbeReplyMsg | JoinMsg | JoinedMsg;
 export type WireType = WireMessage['t'];
-export const WIRE_TYPES = ['announce', 'heartbeat', 'leave', 'hello', 'plan', 'assign', 'loaded', 'step', 'result', 'free', 'probe', 'probe-reply'] as const satisfies readonly WireType[];
+export const WIRE_TYPES = ['announce', 'heartbeat', 'leave', 'hello', 'plan', 'assign', 'loaded', 'step', 'result', 'free', 'probe', 'probe-reply', 'join', 'joined'] as const satisfies readonly WireType[];
 
 /** Distributes Omit over the union, so `Draft<StepMsg>` is a StepMsg without `v`. */
 export type Draft<M extends WireMessage> = M extends WireMessage ? Omit<M, 'v'> : never;

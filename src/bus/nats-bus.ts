@@ -5,7 +5,7 @@
 // nats.js re-sends our subscriptions on reconnect and buffers publishes meanwhile.
 
 import { connect } from '@nats-io/transport-node';
-import { AuthorizationError, nkeyAuthenticator, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { AuthorizationError, nkeyAuthenticator, nkeys, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { HearthError } from '../errors/index.ts';
 import { FramedBus } from './framed-bus.ts';
 import { NatsKv, type KvBucketOptions } from './nats-kv.ts';
@@ -18,6 +18,9 @@ export interface NatsBusOptions {
   readonly token?: string;
   /** nkey seed ("SU…") for nkey auth instead of a token. */
   readonly nkeySeed?: string;
+  /** User + password (the join user of a `hearth up` server: password = the cluster token). */
+  readonly user?: string;
+  readonly pass?: string;
   /** TLS: true = verify against the system CAs; an object names the PEM files. */
   readonly tls?: boolean | { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   /** Connection name shown by the server's monitoring (e.g. "hearth-worker laptop"). */
@@ -45,7 +48,8 @@ export class NatsBus extends FramedBus {
       nc = await connect({
         servers: opts.servers.split(',').map((s) => s.trim()).filter((s) => s !== ''),
         name: opts.name,
-        ...(opts.token !== undefined && opts.nkeySeed === undefined ? { token: opts.token } : {}),
+        ...(opts.token !== undefined && opts.nkeySeed === undefined && opts.user === undefined ? { token: opts.token } : {}),
+        ...(opts.user !== undefined && opts.nkeySeed === undefined ? { user: opts.user, pass: opts.pass ?? '' } : {}),
         ...(opts.nkeySeed !== undefined ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed)) } : {}),
         ...(opts.tls === true ? { tls: {} } : typeof opts.tls === 'object' ? { tls: { ...opts.tls } } : {}),
         maxReconnectAttempts: -1,
@@ -88,6 +92,13 @@ export class NatsBus extends FramedBus {
     return () => { this.subs.delete(sub); sub.unsubscribe(); };
   }
 
+  /** Resolves when the connection is closed for good: by close(), or by the server (a revoked
+   *  credential is refused on every reconnect, and nats.js gives up on a repeated auth error). */
+  async closed(): Promise<Error | undefined> {
+    const e = await this.nc.closed();
+    return e === undefined ? undefined : e;
+  }
+
   /** A JetStream KV bucket on this connection (rejects when the server runs without JetStream). */
   openKv(opts: KvBucketOptions): Promise<NatsKv> {
     return NatsKv.open(this.nc, opts);
@@ -105,6 +116,22 @@ export class NatsBus extends FramedBus {
       await this.nc.close();
     }
     this.emitStatus('closed', '');
+  }
+}
+
+/** A fresh user nkey pair (Ed25519): the public key ("U…") is registered with the server, the
+ *  seed ("SU…") stays with whoever made it. */
+export function createUserNkey(): { publicKey: string; seed: string } {
+  const kp = nkeys.createUser();
+  return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
+}
+
+/** Whether a string is a well-formed public user nkey (checksum included). */
+export function isUserNkey(key: string): boolean {
+  try {
+    return key.startsWith('U') && nkeys.fromPublic(key).getPublicKey() === key;
+  } catch {
+    return false;
   }
 }
 

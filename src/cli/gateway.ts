@@ -7,6 +7,7 @@ import { createApp, jsonResponseStore, memoryKv, RESPONSE_STORE_DEFAULTS, type R
 import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
 import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
+import type { NodeTrust } from '../cluster/coordinator.ts';
 import type { HearthConfig } from '../config/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
@@ -31,6 +32,11 @@ export interface GatewayOptions {
   readonly expectWorkers?: boolean;
   /** How a device joins: the command without the token (page, /v1/cluster, no-worker errors). */
   readonly join?: JoinInfo;
+}
+
+export interface GatewayTrustOptions {
+  /** Per-node credentials (src/trust/authority.ts). */
+  readonly trust?: NodeTrust;
 }
 
 export interface JoinInfo {
@@ -92,7 +98,7 @@ export function reachableHost(host: string): string {
   return '127.0.0.1';
 }
 
-export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Promise<Gateway> {
   const { cfg, log } = o;
   const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext, o.notice);
   const ckpt = openCheckpoint(o.modelDir);
@@ -173,6 +179,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     objective: cfg.cluster.plan,
     expectWorkers: o.expectWorkers ?? false,
     ...(o.join !== undefined ? { joinHint: o.join.command } : {}),
+    ...(o.trust !== undefined ? { trust: o.trust } : {}),
   });
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,

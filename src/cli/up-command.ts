@@ -12,6 +12,7 @@ import { findNatsServerBinary, startNatsServer, type NatsServerHandle } from '..
 import { isLoopbackHost } from '../config/index.ts';
 import { HearthError } from '../errors/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
+import { GATEWAY_USER, TrustAuthority } from '../trust/index.ts';
 import { WorkerNode, measureSpeed } from '../worker/index.ts';
 import { startGateway, reachableHost, shellWord, type JoinInfo } from './gateway.ts';
 import { SERVE_OPTIONS, parseArgs, prepareServe } from './serve-common.ts';
@@ -85,11 +86,14 @@ export async function run(argv: string[]): Promise<number> {
   try {
     let nats: NatsServerHandle | null = null;
     let bus: Bus;
+    // With our own nats-server every node gets its own credential (issue 14): the gateway has a
+    // user of its own, the token is only the join user's password.
+    const gatewayPassword = randomBytes(24).toString('hex');
     let hub: MemoryHub | null = null;
     if (natsUrl === null && binary !== null) {
       try {
         // JetStream on: stored Responses (previous_response_id) live in its KV.
-        nats = await startNatsServer({ token, host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
+        nats = await startNatsServer({ token, users: TrustAuthority.initialUsers(cfg.cluster.name, gatewayPassword, token), host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
       } catch (e) {
         if (natsPort !== 0 && /address already in use/i.test((e as Error).message)) {
           throw new HearthError('HEARTH_ERR_PORT_BUSY', [natsPort, ' (NATS)', '--nats-port N (or HEARTH_NATS_PORT; 0 picks a free one)']);
@@ -104,7 +108,7 @@ export async function run(argv: string[]): Promise<number> {
         '           running the bus in this process instead: same contract, but no other device can join.\n');
     }
     if (natsUrl !== null) {
-      const b = await NatsBus.connect({ servers: natsUrl, token, name: 'hearth-gateway', log });
+      const b = await NatsBus.connect({ servers: natsUrl, name: 'hearth-gateway', log, ...(nats !== null ? { user: GATEWAY_USER, pass: gatewayPassword } : { token }) });
       started.add('bus', () => b.close());
       bus = b;
     } else {
@@ -113,7 +117,16 @@ export async function run(argv: string[]): Promise<number> {
     }
 
     const join = nats !== null ? joinInfo(token, natsHost, nats.port, cfg.cluster.name) : null;
+    let trust: TrustAuthority | undefined;
+    if (nats !== null) {
+      const server = nats;
+      trust = new TrustAuthority({ bus, cluster: cfg.cluster.name, server, gatewayPassword, joinPassword: token, log });
+      trust.start();
+      const tr = trust;
+      started.add('trust authority', async () => tr.close());
+    }
     const gateway = await startGateway({
+      ...(trust !== undefined ? { trust } : {}),
       cfg, modelDir, bus, token, log, expectWorkers: nWorkers > 0,
       ...(notice !== undefined ? { notice } : {}),
       ...(join !== null ? { join: { command: join.command.replace(shellWord(token), '<token>'), note: join.note } } : {}),

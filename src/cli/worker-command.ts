@@ -10,7 +10,8 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { WorkerNode, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
+import { joinForCredential } from '../trust/index.ts';
+import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
 
 export const usage = `HEARTH_TOKEN=T hearth worker --join nats://HOST:PORT [--cluster NAME] [--name N] [--memory BYTES]
               [--threads N] [--provider cpu|cuda] [--model DIR] [--cache DIR] [--speed GFLOPS]
@@ -95,28 +96,48 @@ export async function run(argv: string[]): Promise<number> {
     ? { ...(values['tls-ca'] !== undefined ? { caFile: values['tls-ca'] } : {}), ...(values['tls-cert'] !== undefined ? { certFile: values['tls-cert'] } : {}), ...(values['tls-key'] !== undefined ? { keyFile: values['tls-key'] } : {}) }
     : undefined;
 
+  const id = makeNodeId(values.name);
   let bus: NatsBus;
   try {
+    // The token only buys this node its own credential (issue 14); a server of the operator's
+    // own with one shared token (no join user) is joined with the token as before.
+    let seed = values['nkey-seed'];
+    if (seed === '' && token !== '') {
+      seed = await joinForCredential({ servers: values.join, token, cluster: values.cluster, id, name: values.name, log, ...(tls !== undefined ? { tls } : {}) }) ?? '';
+      if (seed !== '') log.info({ id }, 'admitted by the gateway: connected with this node\'s own credential');
+    }
     bus = await NatsBus.connect({
       servers: values.join, name: `hearth-worker ${values.name}`, log,
-      ...(token !== '' ? { token } : {}),
-      ...(values['nkey-seed'] !== '' ? { nkeySeed: values['nkey-seed'] } : {}),
+      ...(token !== '' && seed === '' ? { token } : {}),
+      ...(seed !== '' ? { nkeySeed: seed } : {}),
       ...(tls !== undefined ? { tls } : {}),
     });
   } catch (e) {
     process.stderr.write(`hearth worker: ${isHearthError(e) ? e.message : (e as Error).message}\n`);
     return isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED') ? 3 : 1;
   }
+  const perturb = Number(process.env['HEARTH_TEST_PERTURB_OUTPUT'] ?? '');
   const node = new WorkerNode({
-    bus, cluster: values.cluster, name: values.name, memory, threads, speed,
+    bus, id, cluster: values.cluster, name: values.name, memory, threads, speed,
     modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, provider, log,
     ...(slowdown > 1 ? { slowdown } : {}),
+    ...(Number.isFinite(perturb) && perturb > 0 ? { perturbOutput: perturb } : {}),
   });
   node.start();
   log.info({ id: node.id, join: values.join, cluster: values.cluster, memory, threads, speed, provider }, `worker joined the bus (provider ${provider}); waiting for an assignment`);
 
+  let revoked = false;
+  let leaving = false;
   await new Promise<void>((resolve) => {
-    const stop = (sig: string): void => { log.info({ sig }, 'leaving the cluster'); resolve(); };
+    const stop = (sig: string): void => { leaving = true; log.info({ sig }, 'leaving the cluster'); resolve(); };
+    // The server closes a connection whose credential the gateway revoked (this node was dropped,
+    // or forgotten after a long silence) and refuses it on every reconnect.
+    void bus.closed().then((e) => {
+      if (leaving) return;
+      revoked = true;
+      log.error({ err: e?.message }, 'the NATS server closed this node\'s connection (credential revoked or refused); exiting');
+      resolve();
+    });
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     // A local worker of `hearth up` leaves with it, even when `up` was killed without a chance to
@@ -130,5 +151,5 @@ export async function run(argv: string[]): Promise<number> {
   });
   await node.close();
   await bus.close();
-  return 0;
+  return revoked ? 3 : 0;
 }

@@ -11,7 +11,7 @@ import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
-import { Coordinator, type ClusterSnapshot, type LivePlan } from './coordinator.ts';
+import { Coordinator, type ClusterSnapshot, type LivePlan, type NodeTrust } from './coordinator.ts';
 import { HopStats, StageStats } from './hop-stats.ts';
 import type { ModelCost } from './planner.ts';
 import type { PlanObjective } from './plan-choice.ts';
@@ -44,6 +44,16 @@ export interface ClusterPipelineOptions {
   readonly joinHint?: string;
   /** The planner's objective (default 'fastest'; see plan-choice.ts). */
   readonly objective?: PlanObjective;
+  /** Per-node credentials (issue 14): the plan serves once the bus grants its edges. */
+  readonly trust?: NodeTrust;
+}
+
+/** Spot-checking (src/trust/spot-check.ts): the answer of a checked step is released to the
+ *  scheduler only once the check passed, so a node caught doing bad work never gets a token
+ *  into a stream — the sequence replays from its last checked token on the next plan. */
+export interface StepVerifier {
+  /** null: this step is not being checked. Else resolves true (passed) or false (failed). */
+  verdict(seq: string, stepId: number): Promise<boolean> | null;
 }
 
 export interface ClusterPipeline extends Pipeline {
@@ -59,6 +69,8 @@ export interface ClusterPipeline extends Pipeline {
   /** Steps this gateway sent to stage 0, and tokens that came back from steps the last stage
    *  chained (two hops per token) — for tests, metrics and the benchmark. */
   readonly counts: { sent: number; chained: number };
+  /** Installs (or removes) the spot-checker whose verdicts gate checked steps. */
+  setVerifier(v: StepVerifier | null): void;
 }
 
 interface Pending {
@@ -109,6 +121,7 @@ class BusPipeline implements ClusterPipeline {
   private hopDelayMs: number;
   private readonly liveWaiters = new Set<() => void>();
   private closed = false;
+  private verifier: StepVerifier | null = null;
 
   constructor(opts: ClusterPipelineOptions) {
     this.bus = opts.bus;
@@ -127,9 +140,13 @@ class BusPipeline implements ClusterPipeline {
       expectWorkers: opts.expectWorkers ?? true,
       ...(opts.joinHint !== undefined ? { joinHint: opts.joinHint } : {}),
       ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
+      ...(opts.trust !== undefined ? { trust: opts.trust } : {}),
     });
     this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
     this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));
+    // A stage's "I could not run this step" comes on its own subject (any member may publish it;
+    // only the last stage may publish results): only errors are taken from there.
+    this.unsubs.push(this.bus.subscribe(subjects.fault(this.cluster, this.gatewayId), (m) => { if (m.t === 'result' && m.error !== null) this.onResult(m); }));
     // Messages in flight while the NATS server is away may be lost: replay those steps (the plan
     // serves again once every stage is heard from on the new connection).
     this.unsubs.push(this.bus.onStatus((st) => {
@@ -147,6 +164,10 @@ class BusPipeline implements ClusterPipeline {
 
   epoch(): number {
     return this.coordinator.epoch();
+  }
+
+  setVerifier(v: StepVerifier | null): void {
+    this.verifier = v;
   }
 
   setHopDelay(ms: number): void {
@@ -337,11 +358,18 @@ class BusPipeline implements ClusterPipeline {
     this.stages.add(m.stageMs);
     if (m.error !== null) { p.reject(toError(m)); return; }
     if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
-    p.resolve({
+    const outcome: StepOutcome = {
       token: m.token,
       ...(m.tokens === undefined ? {} : { tokens: m.tokens }),
       ...(m.logits === null ? {} : { logits: f32(m.logits) }),
-    });
+    };
+    const check = this.verifier?.verdict(m.seq, m.stepId) ?? null;
+    if (check === null) { p.resolve(outcome); return; }
+    // A failed check has dropped the node (a new plan): the step replays there.
+    check.then((ok) => {
+      if (ok) p.resolve(outcome);
+      else p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
+    }, (e: unknown) => p.reject(e));
   }
 
   private onChained(st: ChainStream, m: ResultMsg): void {

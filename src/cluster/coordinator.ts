@@ -10,8 +10,17 @@ import type { Quant } from '../runtime/types.ts';
 import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
 import { explainNoPlan, type ModelCost, type PlanNode } from './planner.ts';
 
-export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost'] as const;
+export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
+
+/** Per-node credentials (src/trust/authority.ts, issue 14): the bus grants each node exactly the
+ *  subjects of its place in the plan. */
+export interface NodeTrust {
+  /** Grants the permissions of this plan; the plan goes live only once this resolves. */
+  authorize(gateway: string, stages: readonly PlanStage[]): Promise<void>;
+  /** The node left, was forgotten, or was dropped ('distrusted'): its credential stops working. */
+  revoke(node: string, why: string): void;
+}
 
 export interface CoordinatorOptions {
   readonly bus: Bus;
@@ -36,6 +45,8 @@ export interface CoordinatorOptions {
   /** 'fastest' (default): the plan predicted to decode fastest, leaving slow or far nodes out;
    *  'balanced': every node that makes the slowest stage faster gets a share. */
   readonly objective?: PlanObjective;
+  /** Per-node credentials; absent: one shared token, nothing to grant. */
+  readonly trust?: NodeTrust;
 }
 
 export interface LivePlan {
@@ -70,6 +81,8 @@ export interface NodeSnapshot {
   readonly linkMs: number | null;
   /** Why this node holds no stage (null when it holds one or is not a candidate). */
   readonly idleReason: string | null;
+  /** Why the node was dropped from the plan for bad work (a failed spot check), when it was. */
+  readonly distrusted?: { readonly at: number; readonly reason: string };
 }
 
 /** What the planner predicted for the running plan, and what the stages measured since. */
@@ -122,6 +135,7 @@ interface Member {
   /** Its last measured single-step ms and the range it was measured on. */
   stepMs: number | null;
   stepRange: readonly [number, number] | null;
+  distrusted?: { at: number; reason: string };
 }
 
 export type PlanListener = (plan: LivePlan | null, reason: string) => void;
@@ -131,7 +145,7 @@ export class Coordinator {
   private readonly log: Log;
   private readonly opts: CoordinatorOptions;
   private readonly members = new Map<string, Member>();
-  private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string>; prediction: PlanPrediction | null; idle: readonly IdleNode[] } | null = null;
+  private current: { epoch: number; stages: PlanStage[]; live: boolean; loaded: Set<string>; prediction: PlanPrediction | null; idle: readonly IdleNode[]; authorized: boolean } | null = null;
   /** Link probes in flight: nonce → (node, sent at). */
   private readonly probes = new Map<number, { node: string; at: number }>();
   private nextNonce = 1;
@@ -224,7 +238,7 @@ export class Coordinator {
   /** Known and not lost: messages from other ids are dropped by the gateway. */
   isMember(id: string): boolean {
     const m = this.members.get(id);
-    return m !== undefined && m.state !== 'lost';
+    return m !== undefined && m.state !== 'lost' && m.state !== 'distrusted';
   }
 
   /** Called on every epoch change (plan may be null: no plan) and when a plan goes live. */
@@ -265,6 +279,7 @@ export class Coordinator {
         speedBasis: m.msPerMb !== null ? 'measured' : 'probe',
         linkMs: m.legMs === null ? null : round3(m.legMs),
         idleReason: idleWhy.get(m.info.id) ?? null,
+        ...(m.distrusted !== undefined ? { distrusted: { ...m.distrusted } } : {}),
       }));
     return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes, forecast: this.forecast() };
   }
@@ -380,7 +395,7 @@ export class Coordinator {
     const p = this.current;
     // A node that missed its assignment (lost message, restart of its process under the same id)
     // is sent it again.
-    if (p !== null && m.epoch !== p.epoch && m.state !== 'loading' && mem.state !== 'failed' && Date.now() - mem.assignedAt > 2000) {
+    if (p !== null && m.epoch !== p.epoch && m.state !== 'loading' && mem.state !== 'failed' && mem.state !== 'distrusted' && Date.now() - mem.assignedAt > 2000) {
       this.assign(mem, p.epoch, p.stages);
     }
   }
@@ -391,6 +406,7 @@ export class Coordinator {
       this.dropUnknown(m.id, 'loaded');
       return;
     }
+    if (mem.state === 'distrusted') return;
     const p = this.current;
     if (p === null || m.epoch !== p.epoch) return; // stale
     mem.heldEpoch = m.epoch;
@@ -404,7 +420,12 @@ export class Coordinator {
     mem.state = inPlan ? 'ready' : 'idle';
     if (!inPlan) return;
     p.loaded.add(m.id);
-    if (!p.live && p.stages.every((s) => p.loaded.has(s.node))) {
+    this.maybeLive(p);
+  }
+
+  /** Live once every stage has loaded and (with per-node credentials) the bus grants the plan's edges. */
+  private maybeLive(p: NonNullable<Coordinator['current']>): void {
+    if (!p.live && p.authorized && p.stages.every((s) => p.loaded.has(s.node))) {
       p.live = true;
       this.log.info({ epoch: p.epoch, stages: p.stages }, 'plan is live');
       this.publishPlan();
@@ -437,7 +458,12 @@ export class Coordinator {
     const forget = this.opts.forgetLostMs ?? 60_000;
     for (const mem of this.members.values()) {
       if (mem.state === 'lost') {
-        if (now - mem.lostAt > forget) this.members.delete(mem.info.id);
+        if (now - mem.lostAt > forget) {
+          this.members.delete(mem.info.id);
+          this.opts.trust?.revoke(mem.info.id, 'forgotten');
+        }
+      } else if (mem.state === 'distrusted') {
+        continue; // stays on the page; its credential is gone already
       } else if (now - mem.lastSeen > timeout) {
         this.log.warn({ node: mem.info.id, name: mem.info.name, silentMs: now - mem.lastSeen }, 'worker lost (no heartbeat)');
         this.markLost(mem, 'heartbeat timeout');
@@ -445,7 +471,21 @@ export class Coordinator {
     }
   }
 
+  /** Drops a node whose work failed a spot check: out of the plan (in-flight sequences replay on
+   *  the new one), credential revoked, never planned again while this gateway runs. */
+  distrust(id: string, reason: string): void {
+    const mem = this.members.get(id);
+    if (mem === undefined || mem.state === 'distrusted') return;
+    this.log.error({ node: id, name: mem.info.name, reason }, 'node dropped: its work failed a spot check');
+    mem.state = 'distrusted';
+    mem.distrusted = { at: Date.now(), reason };
+    this.opts.trust?.revoke(id, 'distrusted');
+    const p = this.current;
+    if (p !== null && p.stages.some((s) => s.node === id)) this.replan(`distrusted ${mem.info.name}`);
+  }
+
   private markLost(mem: Member, why: string): void {
+    if (why === 'left') this.opts.trust?.revoke(mem.info.id, 'left');
     mem.state = 'lost';
     mem.lostAt = Date.now();
     const p = this.current;
@@ -462,7 +502,7 @@ export class Coordinator {
 
   private candidates(): PlanNode[] {
     return [...this.members.values()]
-      .filter((m) => m.state !== 'lost' && m.state !== 'failed')
+      .filter((m) => m.state !== 'lost' && m.state !== 'failed' && m.state !== 'distrusted')
       .map((m) => ({ id: m.info.id, name: m.info.name, memory: m.info.memory, speed: m.info.speed }));
   }
 
@@ -501,13 +541,19 @@ export class Coordinator {
     this.noPlan = null;
     this.noPlanAt = null;
     const prediction = choice?.prediction ?? null;
-    this.current = { epoch: this.epochNo, stages, live: false, loaded: new Set(), prediction, idle: choice?.idle ?? [] };
+    const next: NonNullable<Coordinator['current']> = { epoch: this.epochNo, stages, live: false, loaded: new Set(), prediction, idle: choice?.idle ?? [], authorized: this.opts.trust === undefined };
+    this.current = next;
+    // Per-node credentials: the bus grants this plan's edges before the plan serves.
+    this.opts.trust?.authorize(this.opts.gatewayId, stages).then(() => {
+      next.authorized = true;
+      if (this.current === next) this.maybeLive(next);
+    }, (e: unknown) => this.log.error({ epoch: next.epoch, err: (e as Error).message }, 'the bus did not take the permissions of the new plan; it cannot serve'));
     const predictedTokS = prediction === null ? null : round3(prediction.tokS);
     this.log.info({ epoch: this.epochNo, reason, stages, predictedTokS, predictedCapacityTokS: prediction === null ? null : round3(prediction.capacityTokS), basis: choice?.basis },
       `new plan: ${stages.length} stage(s), predicts ${predictedTokS?.toFixed(1) ?? '?'} tok/s for one stream`);
     for (const i of choice?.idle ?? []) this.log.info({ node: i.node, predictedTokS, withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
     for (const mem of this.members.values()) {
-      if (mem.state === 'lost' || mem.state === 'failed') continue;
+      if (mem.state === 'lost' || mem.state === 'failed' || mem.state === 'distrusted') continue;
       this.assign(mem, this.epochNo, stages);
     }
     this.publishPlan();

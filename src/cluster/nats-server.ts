@@ -13,8 +13,30 @@ import path from 'node:path';
 import { SILENT_LOG, type Log } from '../bus/types.ts';
 import { HearthError } from '../errors/index.ts';
 
+/** One user of the server's `authorization { users = [...] }` (nats-server's plain-config auth,
+ *  reloadable with SIGHUP: https://docs.nats.io/running-a-nats-service/configuration/securing_nats/authorization).
+ *  Either user + password or an nkey; without permissions the user may do everything. */
+export interface NatsUser {
+  readonly user?: string;
+  readonly password?: string;
+  /** Public user nkey ("U…"): the client proves it holds the seed by signing the server's nonce. */
+  readonly nkey?: string;
+  /** Allow-lists: everything else is refused by the server (publish: dropped + -ERR; subscribe: refused). */
+  readonly permissions?: { readonly publish: readonly string[]; readonly subscribe: readonly string[] };
+}
+
+/** TLS for the client port: PEM files (src/trust/ca.ts makes them for `hearth up`). */
+export interface NatsServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
 export interface NatsServerOptions {
+  /** Shared token (`authorization { token }`); ignored when `users` is given. */
   readonly token: string;
+  /** Per-user credentials and permissions instead of the one token (issue 14). */
+  readonly users?: readonly NatsUser[];
+  readonly tls?: NatsServerTls;
   /** Client port; 0 or absent = a free one. */
   readonly port?: number;
   /** Listen address (default 127.0.0.1; use 0.0.0.0 for workers on the LAN). */
@@ -45,6 +67,10 @@ export interface NatsServerHandle {
   readonly pid: number;
   /** How many times a supervised server was restarted. */
   readonly restarts: number;
+  /** Replaces the user list and reloads the server (SIGHUP); resolves once the server logged the
+   *  reload — from then on every connection runs under the new permissions, and a connection
+   *  whose user is gone has been closed by the server. */
+  setUsers(users: readonly NatsUser[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -76,11 +102,26 @@ process.once('exit', () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function configText(o: NatsServerOptions, host: string, port: number, dir: string): string {
+function usersText(users: readonly NatsUser[]): string {
+  const one = (u: NatsUser): string => {
+    const f: string[] = [];
+    if (u.user !== undefined) f.push(`user: ${JSON.stringify(u.user)}`);
+    if (u.password !== undefined) f.push(`password: ${JSON.stringify(u.password)}`);
+    if (u.nkey !== undefined) f.push(`nkey: ${JSON.stringify(u.nkey)}`);
+    if (u.permissions !== undefined) {
+      f.push(`permissions: { publish: { allow: ${JSON.stringify(u.permissions.publish)} }, subscribe: { allow: ${JSON.stringify(u.permissions.subscribe)} } }`);
+    }
+    return `    { ${f.join(', ')} }`;
+  };
+  return `authorization {\n  users = [\n${users.map(one).join('\n')}\n  ]\n}`;
+}
+
+function configText(o: NatsServerOptions, host: string, port: number, dir: string, users: readonly NatsUser[] | undefined): string {
   return [
     `listen: "${host}:${port > 0 ? port : -1}"`,
     `ports_file_dir: ${JSON.stringify(dir)}`,
-    `authorization { token: ${JSON.stringify(o.token)} }`,
+    users !== undefined ? usersText(users) : `authorization { token: ${JSON.stringify(o.token)} }`,
+    ...(o.tls !== undefined ? [`tls { cert_file: ${JSON.stringify(o.tls.certFile)}, key_file: ${JSON.stringify(o.tls.keyFile)}, timeout: 5 }`] : []),
     ...(o.maxPayload !== undefined ? [`max_payload: ${o.maxPayload}`] : []),
     ...(o.jetstream === true ? [`jetstream { store_dir: ${JSON.stringify(o.storeDir ?? path.join(dir, 'js'))} }`] : []),
   ].join('\n') + '\n';
@@ -91,6 +132,8 @@ interface Proc {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   exited: boolean;
   stderr: string;
+  /** Called with each chunk of its stderr (the reload acknowledgement is read from there). */
+  readonly listeners: Set<(chunk: string) => void>;
 }
 
 function spawnServer(binary: string, confFile: string, detached: boolean): Proc {
@@ -101,10 +144,15 @@ function spawnServer(binary: string, confFile: string, detached: boolean): Proc 
     child,
     exited: false,
     stderr: '',
+    listeners: new Set(),
     exit: new Promise((resolve) => child.once('exit', (code, signal) => { p.exited = true; live.delete(child); resolve({ code, signal }); })),
   };
   child.once('error', () => undefined); // reported through 'exit'
-  child.stderr?.on('data', (d: Buffer) => { if (p.stderr.length < 8000) p.stderr += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => {
+    const text = d.toString();
+    if (p.stderr.length < 8000) p.stderr += text;
+    for (const l of p.listeners) l(text);
+  });
   return p;
 }
 
@@ -124,7 +172,8 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host;
   // The token goes in a 0600 config file, not argv, where `ps` would show it to every user.
   const confFile = path.join(dir, 'nats.conf');
-  writeFileSync(confFile, configText(opts, host, opts.port ?? 0, dir), { mode: 0o600 });
+  let users = opts.users;
+  writeFileSync(confFile, configText(opts, host, opts.port ?? 0, dir, users), { mode: 0o600 });
 
   let proc = spawnServer(binary, confFile, opts.detached === true);
   let stopping = false;
@@ -177,13 +226,42 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     throw e;
   }
   // From now on the port is fixed: a restart must come back where the clients look for it.
-  writeFileSync(confFile, configText(opts, host, port, dir), { mode: 0o600 });
+  writeFileSync(confFile, configText(opts, host, port, dir, users), { mode: 0o600 });
   if (opts.supervise === true) supervise(proc);
+  // Reloads run one after another: each writes the latest list, signals, and waits for the ack.
+  let reloads: Promise<void> = Promise.resolve();
+  const setUsers = (next: readonly NatsUser[]): Promise<void> => {
+    users = next;
+    const run = reloads.then(() => reload());
+    reloads = run.catch(() => undefined);
+    return run;
+  };
+  const reload = async (): Promise<void> => {
+    if (stopping) return;
+    writeFileSync(confFile, configText(opts, host, port, dir, users), { mode: 0o600 });
+    const p = proc;
+    if (p.exited) return; // a supervised restart reads the new file
+    await new Promise<void>((resolve, reject) => {
+      let seen = '';
+      const done = (err: Error | null): void => { clearTimeout(timer); p.listeners.delete(on); if (err === null) resolve(); else reject(err); };
+      // nats-server logs "Reloaded server configuration" when the new config is in force, or
+      // "Failed to reload server configuration: …" (server/signal.go).
+      const on = (chunk: string): void => {
+        seen = (seen + chunk).slice(-4000);
+        if (/Reloaded server configuration/.test(seen)) done(null);
+        else if (/Failed to reload/.test(seen)) done(new HearthError('HEARTH_ERR_NATS_SERVER', [`config reload failed: ${seen.trim().split('\n').slice(-1)[0] ?? ''}`]));
+      };
+      const timer = setTimeout(() => done(new HearthError('HEARTH_ERR_NATS_SERVER', ['did not acknowledge a config reload within 10 s'])), 10_000);
+      p.listeners.add(on);
+      p.child.kill('SIGHUP');
+    });
+  };
   return {
     url: `nats://${urlHost}:${port}`,
     port,
     get pid() { return proc.child.pid ?? -1; },
     get restarts() { return restarts; },
+    setUsers,
     stop,
   };
 }

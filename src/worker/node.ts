@@ -47,6 +47,10 @@ export interface WorkerNodeOptions {
   readonly log?: Log;
   /** Engine factory (default: runtime's createShardEngine). */
   readonly createEngine?: (dir: string, spec: { start: number; end: number; quant: Quant; threads: number; provider: Provider }) => Promise<ShardEngine>;
+  /** TEST HOOK (issue 14's spot-check test): corrupt this node's output — hidden states scaled
+   *  noise of this relative size added, or, on the last stage, the next token id instead of the
+   *  sampled one. Set only by HEARTH_TEST_PERTURB_OUTPUT; never in normal operation. */
+  readonly perturbOutput?: number;
   /** Stage-weights fetcher (default: weights' ensureStageWeights). */
   readonly fetchWeights?: (a: AssignMsg, cacheDir: string, log: Log) => Promise<string>;
 }
@@ -332,9 +336,11 @@ export class WorkerNode {
         }
         if (a.next !== null) {
           if (r.hidden === undefined) throw new Error('stage produced no hidden states');
-          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(r.hidden), sentAt, hopMs: hops, stageMs: stages });
+          const out = this.opts.perturbOutput !== undefined ? perturbHidden(r.hidden, this.opts.perturbOutput) : r.hidden;
+          this.bus.publish(subjects.step(this.opts.cluster, a.next), { ...m, t: 'step', hidden: bin(out), sentAt, hopMs: hops, stageMs: stages });
         } else {
-          const token = r.token ?? null;
+          const tok = r.token ?? null;
+          const token = tok !== null && this.opts.perturbOutput !== undefined ? { token: (tok.token + 1) % (a.model.vocabSize || 1) } : tok;
           // The next step first (it is on the critical path), then the token to the gateway.
           if (token !== null) this.chainNext(m, a, token.token, sentAt);
           this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt, r.tokens);
@@ -371,10 +377,11 @@ export class WorkerNode {
   }
 
   private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs(), tokens?: readonly SampledToken[]): void {
-    this.bus.publish(subjects.result(this.opts.cluster, m.gateway), {
+    // Errors go to the fault subject (any stage may say it failed), results to the result subject
+    // (with per-node credentials only the last stage may publish there: issue 14).
+    this.bus.publish(error !== null ? subjects.fault(this.opts.cluster, m.gateway) : subjects.result(this.opts.cluster, m.gateway), {
       t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
       token: token === null ? null : plainToken(token),
-      ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
       ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
       logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops, stageMs,
     });
@@ -383,6 +390,15 @@ export class WorkerNode {
 
 /** Freed sequence ids remembered (a chained step in flight is at most a few steps behind). */
 const FREED_CAP = 4096;
+
+/** The test hook's corruption: deterministic noise of `rel` × the tensor's largest magnitude. */
+function perturbHidden(h: Float32Array, rel: number): Float32Array {
+  let max = 0;
+  for (let i = 0; i < h.length; i++) max = Math.max(max, Math.abs(h[i]!));
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = h[i]! + rel * max * Math.sin(i * 12.9898);
+  return out;
+}
 
 /** msgpack has no `undefined`: send only the fields that are set. */
 function plainToken(t: SampledToken): SampledToken {
