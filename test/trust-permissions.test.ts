@@ -58,11 +58,11 @@ t.test('a worker credential (bought with the join token) covers only its own sub
   const gw = await connect({ servers: nats.url, user: GATEWAY_USER, pass: gatewayPassword });
   t.teardown(() => gw.close());
   const results: string[] = [];
-  gw.subscribe(subjects.result(C, GW), { callback: (_e, m) => results.push(m.subject) });
+  gw.subscribe(subjects.result(C, GW), { callback: (_e, m) => { results.push(m.subject); } });
   const stage0Inputs: string[] = [];
-  gw.subscribe(subjects.step(C, 'node-a'), { callback: (_e, m) => stage0Inputs.push(m.subject) });
+  gw.subscribe(subjects.step(C, 'node-a'), { callback: (_e, m) => { stage0Inputs.push(m.subject); } });
   const stage1Inputs: string[] = [];
-  gw.subscribe(subjects.step(C, 'node-b'), { callback: (_e, m) => stage1Inputs.push(m.subject) });
+  gw.subscribe(subjects.step(C, 'node-b'), { callback: (_e, m) => { stage1Inputs.push(m.subject); } });
   await gw.flush();
 
   const { nc: r, errors } = await rogue(t, nats.url, { seed: seedA! });

@@ -78,6 +78,9 @@ export class NatsBus extends FramedBus {
   }
 
   protected publishRaw(subject: string, frame: Uint8Array): void {
+    // Fire and forget, also once the server has closed us for good (a revoked credential): the
+    // node's goodbye then goes nowhere instead of throwing out of its shutdown.
+    if (this.nc.isClosed()) return;
     this.nc.publish(subject, frame);
   }
 

@@ -8,6 +8,7 @@ import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
 import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
+import { SpotChecker } from '../trust/index.ts';
 import type { HearthConfig } from '../config/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
@@ -181,6 +182,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     ...(o.join !== undefined ? { joinHint: o.join.command } : {}),
     ...(o.trust !== undefined ? { trust: o.trust } : {}),
   });
+  // Spot-checking (issue 14): a sampled fraction of sequences recomputed here, off the event loop.
+  const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, log, metrics) : null;
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,
     maxQueue: cfg.limits.maxQueue,
@@ -204,6 +207,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       },
       load: sched.load(),
       join: o.join ?? null,
+      spotCheck: { rate: cfg.cluster.spotCheckRate, ...(spot?.stats ?? { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0 }) },
     };
   }
 
@@ -243,7 +247,23 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       await Promise.race([drained, timer]);
       sched.clear();
       await pipe.close();
+      await spot?.close();
       unguard();
     },
   };
+}
+
+function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], log: Logger, metrics: ReturnType<typeof createMetrics>): SpotChecker {
+  const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
+  const spot = new SpotChecker({
+    bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,
+    coordinator: pipeline.coordinator, log,
+    ...(Number.isFinite(tol) && tol > 0 ? { tolerance: tol } : {}),
+    // One thread: the check competes with nothing on a gateway of its own, and little on a shared box.
+    createEngine: async (start, end) => (await import('../runtime/index.ts')).createShardEngine(modelDir, { start, end, quant: cfg.model.quant, threads: 1, provider: 'cpu' }),
+    onCheck: (e) => metrics.spotChecks.inc({ node: e.node, result: e.ok ? 'pass' : 'fail' }),
+  });
+  spot.start();
+  pipeline.setVerifier(spot);
+  return spot;
 }

@@ -106,12 +106,23 @@ export async function run(argv: string[]): Promise<number> {
       seed = await joinForCredential({ servers: values.join, token, cluster: values.cluster, id, name: values.name, log, ...(tls !== undefined ? { tls } : {}) }) ?? '';
       if (seed !== '') log.info({ id }, 'admitted by the gateway: connected with this node\'s own credential');
     }
-    bus = await NatsBus.connect({
+    const connect = (): Promise<NatsBus> => NatsBus.connect({
       servers: values.join, name: `hearth-worker ${values.name}`, log,
       ...(token !== '' && seed === '' ? { token } : {}),
       ...(seed !== '' ? { nkeySeed: seed } : {}),
       ...(tls !== undefined ? { tls } : {}),
     });
+    // Right after admission the server may be busy reloading its config (another node's join):
+    // a first connect that times out then is tried again rather than failing the worker.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        bus = await connect();
+        break;
+      } catch (e) {
+        if (attempt >= 4 || !isHearthError(e, 'HEARTH_ERR_BUS_CONNECT')) throw e;
+        log.warn({ attempt, err: (e as Error).message }, 'connecting to NATS failed; trying again');
+      }
+    }
   } catch (e) {
     process.stderr.write(`hearth worker: ${isHearthError(e) ? e.message : (e as Error).message}\n`);
     return isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED') ? 3 : 1;

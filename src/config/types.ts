@@ -51,6 +51,8 @@ export interface ClusterSection {
   lostAfterMs: number;
   /** fastest = the plan predicted to decode fastest; balanced = every helpful device gets a share. */
   plan: 'fastest' | 'balanced';
+  /** Fraction of sequences the gateway recomputes to check the nodes' work (0 = off). */
+  spotCheckRate: number;
   tls: TlsConfig;
 }
 

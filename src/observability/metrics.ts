@@ -68,6 +68,9 @@ export interface Metrics {
    *  hearth_decode_passes_total and hearth_decode_passes_per_token (passes ÷ tokens they emitted;
    *  1 without speculation, lower the more drafts are accepted). */
   readonly speculation: { record(totals: SpeculationTotals): void };
+  /** hearth_spot_checks_total{node,result}: stage outputs the gateway recomputed and compared
+   *  (result pass|fail); a fail drops the node (issue 14). */
+  readonly spotChecks: LabeledCounterHandle<'node' | 'result'>;
   /** Starts timing one stream; its token() calls fill TTFT, ITL and generated tokens. */
   streamTimer(startedAt?: number): StreamTimer;
   /** Prometheus text exposition of everything in the registry. */
@@ -124,6 +127,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       kvBytes: NOOP_GAUGE,
       planEpoch: NOOP_GAUGE,
       speculation: { record: noop },
+      spotChecks: NOOP_COUNTER,
       streamTimer: () => NOOP_TIMER,
       scrape: () => registry.metrics(),
       contentType: registry.contentType,
@@ -133,6 +137,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const registers = [registry];
 
   const requests = new Counter({ name: 'hearth_requests_total', help: 'HTTP requests answered, by route pattern and status code.', labelNames: ['route', 'status'] as const, registers });
+  const spotChecks = new Counter({ name: 'hearth_spot_checks_total', help: 'Stage outputs the gateway recomputed and compared, by node and result (pass|fail); a fail drops the node.', labelNames: ['node', 'result'] as const, registers });
   const errors = new Counter({ name: 'hearth_errors_total', help: 'Errors by HEARTH_ERR_* code.', labelNames: ['code'] as const, registers });
   const ttft = new Histogram({ name: 'hearth_time_to_first_token_seconds', help: 'Time from request admission to the first generated token.', buckets: TTFT_BUCKETS, registers });
   const itl = new Histogram({ name: 'hearth_inter_token_latency_seconds', help: 'Time between consecutive tokens of one stream.', buckets: STEP_BUCKETS, registers });
@@ -199,6 +204,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     kvBytes: { set: (labels, v) => kv.set(labels, v), remove: (labels) => kv.remove(labels) },
     planEpoch: { set: (v) => epoch.set(v), inc: (n = 1) => epoch.inc(n), dec: (n = 1) => epoch.dec(n) },
     speculation,
+    spotChecks: { inc: (labels, n = 1) => spotChecks.inc(labels, n) },
     streamTimer(startedAt = now()) {
       let last = startedAt;
       let first = true;

@@ -34,11 +34,16 @@ export interface JoinOptions {
 export async function joinForCredential(o: JoinOptions): Promise<string | null> {
   const log = o.log ?? SILENT_LOG;
   let bus: NatsBus;
-  try {
-    bus = await NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) });
-  } catch (e) {
-    if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return null;
-    throw e;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      bus = await NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) });
+      break;
+    } catch (e) {
+      if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return null;
+      // A server busy reloading (another node's join) may let a first connect time out.
+      if (attempt >= 4 || !isHearthError(e, 'HEARTH_ERR_BUS_CONNECT')) throw e;
+      log.warn({ attempt, err: (e as Error).message }, 'connecting to NATS failed; trying again');
+    }
   }
   const key = createUserNkey();
   try {
@@ -48,7 +53,10 @@ export async function joinForCredential(o: JoinOptions): Promise<string | null> 
       const send = (): void => {
         if (!noticed && Date.now() - t0 >= (o.noticeMs ?? 5000)) {
           noticed = true;
-          log.warn({ cluster: o.cluster }, `no gateway of cluster "${o.cluster}" has answered the join request yet; still asking. Is a gateway running with this cluster name (--cluster NAME on its join line)?`);
+          const waited = Math.round((Date.now() - t0) / 1000);
+          log.warn({ cluster: o.cluster, waitedMs: Date.now() - t0 },
+            `no gateway of cluster "${o.cluster}" has been heard from in ${waited} s (it has not answered the join request); still waiting. ` +
+              'Is a gateway running with this cluster name? Its join line shows the name (--cluster NAME); a different name means this worker waits forever');
         }
         if (o.timeoutMs !== undefined && Date.now() - t0 > o.timeoutMs) {
           done();

@@ -160,6 +160,8 @@ function updateRow(li, n, numLayers) {
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
   if (typeof n.msPerLayer === 'number') parts.push(`${fmtNum(n.msPerLayer, 2)} ms/layer${n.speedBasis === 'measured' ? '' : ' (probe)'}`);
   if (typeof n.linkMs === 'number') parts.push(`link ${fmtNum(n.linkMs, 2)} ms`);
+  // Dropped for bad work (a failed spot check): say why, where the node is shown.
+  if (n.distrusted && typeof n.distrusted.reason === 'string') parts.push(`dropped: ${n.distrusted.reason}`);
   setText(li, '.node-facts', parts.join(' · '));
   const idle = setText(li, '.idle-reason', typeof n.idleReason === 'string' ? n.idleReason : '');
   idle.hidden = typeof n.idleReason !== 'string';
