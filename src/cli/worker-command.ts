@@ -119,8 +119,12 @@ export async function run(argv: string[]): Promise<number> {
         bus = await connect();
         break;
       } catch (e) {
-        if (attempt >= 4 || !isHearthError(e, 'HEARTH_ERR_BUS_CONNECT')) throw e;
-        log.warn({ attempt, err: (e as Error).message }, 'connecting to NATS failed; trying again');
+        // (an auth refusal too, when we were just admitted: the server's "Authentication Timeout"
+        // reads as one, and a loaded machine can be slow to sign the nonce).
+        const retry = isHearthError(e, 'HEARTH_ERR_BUS_CONNECT') || (seed !== '' && values['nkey-seed'] === '' && isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED'));
+        if (attempt >= 4 || !retry) throw e;
+        log.warn({ attempt, err: (e as Error).message, cause: String((e as Error).cause ?? '') }, 'connecting to NATS failed; trying again');
+        await new Promise((r) => setTimeout(r, 500 * attempt));
       }
     }
   } catch (e) {

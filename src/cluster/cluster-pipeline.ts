@@ -387,7 +387,16 @@ class BusPipeline implements ClusterPipeline {
     this.stages.add(m.stageMs);
     if (m.error !== null) { st.fail(toError(m)); return; }
     if (m.epoch !== st.epoch) { st.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
-    st.push({ token: m.token });
+    const check = this.verifier?.verdict(m.seq, m.stepId) ?? null;
+    if (check === null && st.gate === null) { st.push({ token: m.token }); return; }
+    // A checked token is released once its check passed; tokens behind it wait their turn.
+    const gate = (st.gate ?? Promise.resolve(true)).then((ok) => (ok ? (check ?? true) : false), () => false);
+    st.gate = gate;
+    void gate.then((ok) => {
+      if (st.gate === gate) st.gate = null;
+      if (ok) st.push({ token: m.token });
+      else st.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
+    });
   }
 
   private sweepTimeouts(): void {
@@ -416,6 +425,8 @@ class ChainStream {
   received = 0;
   /** performance.now() of the last result (0: none yet). */
   lastAt = 0;
+  /** Spot-checking: the verdict the next token waits behind (null: nothing pending). */
+  gate: Promise<boolean> | null = null;
   private queue: StepOutcome[] = [];
   private head = 0;
   private error: unknown = null;

@@ -113,7 +113,9 @@ function usersText(users: readonly NatsUser[]): string {
     }
     return `    { ${f.join(', ')} }`;
   };
-  return `authorization {\n  users = [\n${users.map(one).join('\n')}\n  ]\n}`;
+  // timeout: seconds a client has to authenticate after the server's INFO (default 2): signing
+  // the nonce with an nkey in a freshly started Node process on a loaded machine can take longer.
+  return `authorization {\n  timeout: 10\n  users = [\n${users.map(one).join('\n')}\n  ]\n}`;
 }
 
 function configText(o: NatsServerOptions, host: string, port: number, dir: string, users: readonly NatsUser[] | undefined): string {

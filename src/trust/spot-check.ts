@@ -193,7 +193,7 @@ export class SpotChecker implements StepVerifier {
     sc.chains[k] = sc.chains[k]!.then(async () => {
       if (sc.failed || this.seqs.get(sc.seq) !== sc) return;
       const engine = await this.engine(stage);
-      const [r] = await engine.run([{ seq: sc.mirror, pos: m.pos, n: m.n, tokens, ...(hidden !== undefined ? { hidden } : {}) }]);
+      const [r] = await engine.run([{ seq: sc.mirror, pos: m.pos, n: m.n, tokens, ...(hidden !== undefined ? { hidden } : {}), ...(m.exact === true ? { exact: true } : {}) }]);
       if (!last) {
         if (r?.hidden === undefined) throw new Error('no hidden states from the spot-check engine');
         this.put(sc, 'ours', m.stepId, k, r.hidden);
