@@ -11,7 +11,7 @@ import { HearthError } from '../errors/index.ts';
 
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
-hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--json]
+hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
 limits.prefillChunk), decode tok/s after it, time to first token, RSS (peak and now) against
@@ -23,7 +23,9 @@ then this process's own load (a cache hit once a shard cache exists); --single-l
 delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run.
 --cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
 2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
-in the prompt, and a plain prompt; says whether both gave the same tokens.`;
+in the prompt, and a plain prompt; says whether both gave the same tokens.
+--spot-check RATES: also measure, beside the unchecked cluster, 1 and N streams with the gateway
+  spot-checking that fraction of sequences (its own copy of the stages recomputes them).`;
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
 
@@ -58,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
       'single-load': { type: 'boolean', default: false },
       'load-only': { type: 'boolean', default: false },
       cluster: { type: 'boolean', default: false },
+      'spot-check': { type: 'string' },
       streams: { type: 'string', default: '8,16' },
       'hop-delays': { type: 'string' },
       speculate: { type: 'boolean', default: false },
@@ -108,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
       streams: values.streams.split(',').map((v) => int('streams', v.trim(), 1)),
       hopDelaysMs: (values['hop-delays'] ?? '0,2').split(',').map((s) => int('hop-delays', s.trim())),
       onProgress: progress,
+      ...(values['spot-check'] !== undefined ? { spotCheckRates: values['spot-check'].split(',').map((s) => spotRate(s.trim())) } : {}),
     });
     process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchCluster(r) + '\n');
     return 0;
@@ -155,4 +159,11 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (!values.json) process.stdout.write(formatBench(r, loadColdMs) + '\n');
   return 0;
+}
+
+/** --spot-check RATE[,RATE…]: fractions of sequences in [0, 1]. */
+function spotRate(s: string): number {
+  const n = Number(s);
+  if (s === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`--spot-check takes rates between 0 and 1 (e.g. 0.03,1); got "${s}"`]);
+  return n;
 }

@@ -33,6 +33,7 @@ import type { Generator } from '../scheduler/types.ts';
 import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.ts';
 import { modelCostsFromCheckpoint } from './model-costs.ts';
 import { startNatsServer } from './nats-server.ts';
+import { SpotChecker } from '../trust/spot-check.ts';
 
 export interface BenchClusterOptions {
   readonly modelDir: string;
@@ -52,6 +53,21 @@ export interface BenchClusterOptions {
   readonly rounds?: number;
   /** Progress lines (default: none). */
   readonly onProgress?: (line: string) => void;
+  /** Spot-checking rates to measure beside the unchecked cluster (issue 14; default none): at
+   *  hop delay 0, 1 and N streams again with the gateway checking that fraction of sequences. */
+  readonly spotCheckRates?: readonly number[];
+}
+
+export interface BenchSpotCheckRow {
+  readonly rate: number;
+  readonly clusterTokS: number;
+  readonly aggregateTokS: number;
+  /** Checked ÷ unchecked, 1 stream and N streams, measured in the same rounds. */
+  readonly singleRatio: number;
+  readonly aggregateRatio: number;
+  /** Sequences the gateway checked over those runs, of how many. */
+  readonly checkedSequences: number;
+  readonly sequences: number;
 }
 
 export interface BenchClusterRow {
@@ -90,6 +106,7 @@ export interface BenchClusterResult {
   readonly decodeTokens: number;
   readonly stages: readonly (readonly [number, number])[];
   readonly rows: readonly BenchClusterRow[];
+  readonly spotCheck?: readonly BenchSpotCheckRow[];
 }
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
@@ -158,6 +175,8 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   const token = randomBytes(16).toString('hex');
   const nats = await startNatsServer({ token });
   const rows: BenchClusterRow[] = [];
+  const spotRows: BenchSpotCheckRow[] = [];
+  let spot: SpotChecker | null = null;
   let stages: (readonly [number, number])[] = [];
   const cluster = 'bench';
   let bus: NatsBus | null = null;
@@ -185,6 +204,18 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     split = new LocalPipeline(splitEngines.map((e) => new StageRunner(e)));
     const splitGen = createScheduler(split, { prefixCache: 0 });
     const gen = createScheduler(pipeline, { prefixCache: 0, maxConcurrent: Math.max(16, maxStreams), maxPerRequest: Math.max(16, maxStreams) });
+    const rates = opts.spotCheckRates ?? [];
+    if (rates.length > 0) {
+      // The gateway's own copy of the stages, 1 thread each, as `hearth up`'s gateway runs it.
+      const p = pipeline;
+      spot = new SpotChecker({
+        bus, cluster, gatewayId: p.gatewayId, rate: 0, coordinator: p.coordinator,
+        createEngine: (start, end) => createShardEngine(opts.modelDir, { start, end, quant, threads: 1, provider: 'cpu' }),
+      });
+      spot.start();
+      p.setVerifier(spot);
+    }
+    const checked = rates.map(() => ({ one: 0, agg: 0, baseOne: 0, baseAgg: 0, seqs: 0, checkedSeqs: 0 }));
     await warm(localGen);
     let oneProcess = 0;
     let inSplit = 0;
@@ -211,8 +242,28 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
         pipeline.stages.reset();
         const oneNow = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`);
         if (oneNow > one) { one = oneNow; stageP50Ms = pipeline.stages.quantiles(0.5); }
+        const aggNow: number[] = [];
         for (const [i, n] of streamCounts.entries()) {
-          agg[i] = Math.max(agg[i] ?? 0, await decodeRate(gen, prompt, decode, n, `agg${n}-${hopDelayMs}-${r}`));
+          aggNow[i] = await decodeRate(gen, prompt, decode, n, `agg${n}-${hopDelayMs}-${r}`);
+          agg[i] = Math.max(agg[i] ?? 0, aggNow[i] ?? 0);
+        }
+        if (spot !== null && hopDelayMs === delays[0]) {
+          // Checked runs right after the unchecked ones of the same round: the ratio of the two
+          // bests is the cost (the same conditions, as for every other ratio here).
+          const n0 = streamCounts[0] ?? 8;
+          for (let i = 0; i < rates.length; i++) {
+            const c = checked[i]!;
+            spot.setRate(rates[i]!);
+            const before = spot.stats.sequences;
+            c.one = Math.max(c.one, await decodeRate(gen, prompt, decode, 1, `spot${i}-one-${r}`));
+            c.agg = Math.max(c.agg, await decodeRate(gen, prompt, decode, n0, `spot${i}-agg-${r}`));
+            c.seqs += 1 + n0;
+            c.checkedSeqs += spot.stats.sequences - before;
+            spot.setRate(0);
+            c.baseOne = Math.max(c.baseOne, oneNow);
+            c.baseAgg = Math.max(c.baseAgg, aggNow[0] ?? 0);
+            say(`spot-check rate ${rates[i]}, round ${r + 1}/${rounds}: 2 workers ${c.one.toFixed(1)}, ${n0} streams ${c.agg.toFixed(1)} tok/s (best so far; ${c.checkedSeqs} of ${c.seqs} sequences checked)`);
+          }
         }
         say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, split in-process ${inSplit.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streamCounts.map((n, i) => `${n} streams ${(agg[i] ?? 0).toFixed(1)}`).join(', ')} tok/s (best so far)`);
       }
@@ -227,7 +278,12 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
         stageP50Ms,
       });
     }
+    rates.forEach((rate, i) => {
+      const c = checked[i]!;
+      spotRows.push({ rate, clusterTokS: c.one, aggregateTokS: c.agg, singleRatio: c.one / c.baseOne, aggregateRatio: c.agg / c.baseAgg, checkedSequences: c.checkedSeqs, sequences: c.seqs });
+    });
   } finally {
+    await spot?.close();
     for (const w of workers) w.proc.kill('SIGTERM');
     await Promise.all(workers.map((w) => new Promise<void>((r) => {
       if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
@@ -240,7 +296,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     await split?.close();
     await nats.stop();
   }
-  return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows };
+  return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows, ...(spotRows.length > 0 ? { spotCheck: spotRows } : {}) };
 }
 
 export function formatBenchCluster(r: BenchClusterResult): string {
@@ -255,5 +311,13 @@ export function formatBenchCluster(r: BenchClusterResult): string {
     f(x.hopP50Ms, 2), f(x.hopP99Ms, 2), x.stageP50Ms.map((v) => f(v)).join(' / ')]);
   const w = cols.map((c, i) => Math.max(c.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join('  ');
-  return [head, line(cols), ...rows.map(line)].join('\n');
+  const out = [head, line(cols), ...rows.map(line)];
+  if (r.spotCheck !== undefined) {
+    const sc = ['spot-check rate', '2 workers tok/s', '÷ unchecked (≥0.95)', `${counts[0] ?? 'N'} streams tok/s`, '÷ unchecked (≥0.95)', 'sequences checked'];
+    const srows = r.spotCheck.map((x) => [String(x.rate), f(x.clusterTokS), f(x.singleRatio, 3), f(x.aggregateTokS), f(x.aggregateRatio, 3), `${x.checkedSequences} of ${x.sequences}`]);
+    const sw = sc.map((c, i) => Math.max(c.length, ...srows.map((row) => (row[i] ?? '').length)));
+    const sline = (cells: string[]): string => cells.map((c, i) => c.padStart(sw[i] ?? 0)).join('  ');
+    out.push('', 'spot-checking (hop delay 0; unchecked = the same rounds\' cluster figures above):', sline(sc), ...srows.map(sline));
+  }
+  return out.join('\n');
 }

@@ -89,6 +89,7 @@ export class SpotChecker implements StepVerifier {
   private readonly engines = new Map<string, Promise<ShardEngine>>();
   private readonly unsubs: (() => void)[] = [];
   private readonly random: () => number;
+  private rate: number;
   /** Counts for the status page and /metrics. */
   readonly stats = { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0 };
 
@@ -96,6 +97,7 @@ export class SpotChecker implements StepVerifier {
     this.o = o;
     this.log = o.log ?? SILENT_LOG;
     this.tolerance = o.tolerance ?? DEFAULT_TOLERANCE;
+    this.rate = o.rate;
     this.random = o.random ?? (() => randomInt(0, 2 ** 31) / 2 ** 31);
   }
 
@@ -117,6 +119,11 @@ export class SpotChecker implements StepVerifier {
     for (const e of all) await e.then((x) => x.close(), () => undefined);
   }
 
+  /** Changes the fraction of new sequences checked (`hearth bench --cluster --spot-check`). */
+  setRate(rate: number): void {
+    this.rate = Math.min(1, Math.max(0, rate));
+  }
+
   verdict(seq: string, stepId: number): Promise<boolean> | null {
     return this.seqs.get(seq)?.steps.get(stepId)?.promise ?? null;
   }
@@ -124,7 +131,7 @@ export class SpotChecker implements StepVerifier {
   // --- bus ---------------------------------------------------------------------------------
 
   private onStep(m: StepMsg, subject: string): void {
-    if (this.o.rate <= 0 || m.gateway !== this.o.gatewayId) return;
+    if (m.gateway !== this.o.gatewayId) return;
     const plan = this.o.coordinator.plan();
     if (plan === null || plan.epoch !== m.epoch) return;
     const node = subject.split('.')[3];
@@ -135,7 +142,7 @@ export class SpotChecker implements StepVerifier {
       // A new sequence (or a replay from its start): check it or not, from here on.
       if (sc !== undefined) this.drop(m.seq);
       sc = undefined;
-      if (m.fork === null && this.random() < this.o.rate) sc = this.begin(m.seq, plan);
+      if (m.fork === null && this.rate > 0 && this.random() < this.rate) sc = this.begin(m.seq, plan);
     }
     if (sc === undefined || sc.epoch !== m.epoch || sc.failed) return;
     if (k === 0) this.expectStep(sc, m.stepId);
