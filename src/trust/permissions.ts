@@ -32,6 +32,8 @@ export function nodePermissions(cluster: string, id: string, gateway: string | n
   const publish = [
     subjects.announce(cluster), subjects.heartbeat(cluster), subjects.leave(cluster), subjects.loaded(cluster),
     subjects.fault(cluster, '*'),
+    // Answers to link probes (the gateway's planner, issue 10).
+    subjects.probeReply(cluster, '*'),
   ];
   const k = stages.findIndex((s) => s.node === id);
   if (k >= 0 && gateway !== null) {
@@ -46,7 +48,7 @@ export function nodePermissions(cluster: string, id: string, gateway: string | n
   }
   return {
     publish: [...new Set(publish)],
-    subscribe: [subjects.assign(cluster, id), subjects.step(cluster, id), subjects.free(cluster), subjects.hello(cluster)],
+    subscribe: [subjects.assign(cluster, id), subjects.step(cluster, id), subjects.free(cluster), subjects.hello(cluster), subjects.probe(cluster, id)],
   };
 }
 
