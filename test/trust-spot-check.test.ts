@@ -26,7 +26,7 @@ t.test('a node that corrupts its output is caught, dropped, and the text is that
   const nats = await startNatsServer({ token, users: TrustAuthority.initialUsers('test', gatewayPassword, token) });
   t.teardown(() => nats.stop());
   const bus = await NatsBus.connect({ servers: nats.url, name: 'test-gateway', user: GATEWAY_USER, pass: gatewayPassword });
-  const cfg = loadConfig({ env: {}, flags: { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.spotCheckRate': 1 } });
+  const cfg = loadConfig({ env: {}, flags: { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.spotCheckRate': 1, 'cluster.plan': 'balanced' } });
   let lines = '';
   const log = createLogger({ level: 'info', pretty: false, logPrompts: false }, { destination: { write: (s: string) => { lines += s; return true; } } as unknown as NodeJS.WritableStream, name: 'gateway' });
   const trust = new TrustAuthority({ bus, cluster: 'test', server: nats, gatewayPassword, joinPassword: token, log });
