@@ -12,7 +12,7 @@ import { findNatsServerBinary, startNatsServer, type NatsServerHandle } from '..
 import { isLoopbackHost } from '../config/index.ts';
 import { HearthError } from '../errors/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { GATEWAY_USER, TrustAuthority } from '../trust/index.ts';
+import { GATEWAY_USER, TrustAuthority, ensureClusterTls, type ClusterTls } from '../trust/index.ts';
 import { WorkerNode, measureSpeed } from '../worker/index.ts';
 import { startGateway, reachableHost, shellWord, type JoinInfo } from './gateway.ts';
 import { SERVE_OPTIONS, parseArgs, prepareServe } from './serve-common.ts';
@@ -89,11 +89,16 @@ export async function run(argv: string[]): Promise<number> {
     // With our own nats-server every node gets its own credential (issue 14): the gateway has a
     // user of its own, the token is only the join user's password.
     const gatewayPassword = randomBytes(24).toString('hex');
+    // TLS by default when NATS listens beyond loopback: a CA of our own (kept in the state dir, so
+    // the join line's pin stays valid), a server certificate for the address workers dial.
+    const tls: ClusterTls | null = natsUrl === null && binary !== null && !isLoopbackHost(natsHost)
+      ? ensureClusterTls(path.join(stateDir(), 'tls'), [reachableHost(natsHost), '127.0.0.1', 'localhost', os.hostname()])
+      : null;
     let hub: MemoryHub | null = null;
     if (natsUrl === null && binary !== null) {
       try {
         // JetStream on: stored Responses (previous_response_id) live in its KV.
-        nats = await startNatsServer({ token, users: TrustAuthority.initialUsers(cfg.cluster.name, gatewayPassword, token), host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
+        nats = await startNatsServer({ token, users: TrustAuthority.initialUsers(cfg.cluster.name, gatewayPassword, token), ...(tls !== null ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } : {}), host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
       } catch (e) {
         if (natsPort !== 0 && /address already in use/i.test((e as Error).message)) {
           throw new HearthError('HEARTH_ERR_PORT_BUSY', [natsPort, ' (NATS)', '--nats-port N (or HEARTH_NATS_PORT; 0 picks a free one)']);
@@ -108,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
         '           running the bus in this process instead: same contract, but no other device can join.\n');
     }
     if (natsUrl !== null) {
-      const b = await NatsBus.connect({ servers: natsUrl, name: 'hearth-gateway', log, ...(nats !== null ? { user: GATEWAY_USER, pass: gatewayPassword } : { token }) });
+      const b = await NatsBus.connect({ servers: natsUrl, name: 'hearth-gateway', log, ...(nats !== null ? { user: GATEWAY_USER, pass: gatewayPassword } : { token }), ...(tls !== null ? { tls: { caFile: tls.caFile } } : {}) });
       started.add('bus', () => b.close());
       bus = b;
     } else {
@@ -116,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
       bus = hub.bus(log);
     }
 
-    const join = nats !== null ? joinInfo(token, natsHost, nats.port, cfg.cluster.name) : null;
+    const join = nats !== null ? joinInfo(token, natsHost, nats.port, cfg.cluster.name, tls?.caSha256 ?? null) : null;
     let trust: TrustAuthority | undefined;
     if (nats !== null) {
       const server = nats;
@@ -159,7 +164,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       // The token travels in the environment, not argv: `ps` and /proc/PID/cmdline show a command
       // line to every user of the machine; /proc/PID/environ only to this user.
-      const args = [BIN, 'worker', '--join', natsUrl!, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir,
+      const args = [BIN, 'worker', '--join', natsUrl!, '--name', name, '--cluster', cfg.cluster.name, '--model', modelDir, ...(tls !== null ? ['--tls-ca', tls.caFile] : []),
         '--threads', String(threads), '--memory', String(memShare), '--speed', String(speed), '--cache', cacheDir];
       const child = spawn(process.execPath, args, {
         stdio: ['ignore', 'inherit', 'inherit'],
@@ -224,13 +229,13 @@ function noBinaryReason(): string {
 }
 
 /** The line another device runs (from its hearth checkout), with the real address and port. */
-function joinInfo(token: string, natsHost: string, port: number, cluster: string): JoinInfo {
+function joinInfo(token: string, natsHost: string, port: number, cluster: string, caSha256: string | null): JoinInfo {
   const loopback = isLoopbackHost(natsHost);
   const host = loopback ? '127.0.0.1' : reachableHost(natsHost);
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
   return {
-    command: `HEARTH_TOKEN=${shellWord(token)} ${SELF} worker --join nats://${hostForUrl}:${port} --cluster ${shellWord(cluster)}`,
-    note: loopback ? 'NATS listens on this machine only (127.0.0.1): that line works here; to let other devices join, restart with --nats-host 0.0.0.0 (token auth stays on) and, to keep the line valid across restarts, --nats-port 4222' : null,
+    command: `HEARTH_TOKEN=${shellWord(token)} ${SELF} worker --join nats://${hostForUrl}:${port} --cluster ${shellWord(cluster)}${caSha256 !== null ? ` --ca-sha256 ${caSha256}` : ''}`,
+    note: loopback ? 'NATS listens on this machine only (127.0.0.1): that line works here; to let other devices join, restart with --nats-host 0.0.0.0 (token auth stays on, TLS turns on) and, to keep the line valid across restarts, --nats-port 4222' : null,
   };
 }
 

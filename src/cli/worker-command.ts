@@ -10,16 +10,19 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { joinForCredential } from '../trust/index.ts';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fetchPinnedCa, joinForCredential } from '../trust/index.ts';
 import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
 
 export const usage = `HEARTH_TOKEN=T hearth worker --join nats://HOST:PORT [--cluster NAME] [--name N] [--memory BYTES]
               [--threads N] [--provider cpu|cuda] [--model DIR] [--cache DIR] [--speed GFLOPS]
-              [--token-file FILE] [--hop-delay-ms MS] [--slowdown F] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
+              [--token-file FILE] [--hop-delay-ms MS] [--slowdown F] [--ca-sha256 HEX] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--nkey-seed SEED]
 Joins a cluster and runs the range of the model's layers the gateway assigns to this device.
 The cluster token comes from HEARTH_TOKEN or --token-file (--token T works too, but every user
 of this machine can read a command line with ps). Without --model the worker fetches only its
-own layers from the gateway (cached in --cache).
+own layers from the gateway (cached in --cache). The token only buys this node a credential of
+its own (an nkey it makes itself). --ca-sha256 (from the join line of \`hearth up\` on the LAN) pins
+the cluster's CA: TLS to NATS, verified against it.
 --hop-delay-ms and --slowdown simulate a far link and an F-times slower device (benchmarks and
 tests of the planner); the speed probe and link probes see them as the planner would.`;
 
@@ -48,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       'hop-delay-ms': { type: 'string', default: process.env['HEARTH_HOP_DELAY_MS'] ?? '0' },
       slowdown: { type: 'string', default: process.env['HEARTH_SLOWDOWN'] ?? '1' },
       'tls-ca': { type: 'string' },
+      'ca-sha256': { type: 'string', default: process.env['HEARTH_CA_SHA256'] ?? '' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'nkey-seed': { type: 'string', default: process.env['HEARTH_NKEY_SEED'] ?? '' },
@@ -92,8 +96,25 @@ export async function run(argv: string[]): Promise<number> {
   // A simulated slow device probes as slow as it will run.
   const speed = values.speed !== undefined ? Number(values.speed) : roundQuarterOctave(measureSpeed() / slowdown);
   const hopDelayMs = Number(values['hop-delay-ms']);
-  const tls = values['tls-ca'] !== undefined || values['tls-cert'] !== undefined
-    ? { ...(values['tls-ca'] !== undefined ? { caFile: values['tls-ca'] } : {}), ...(values['tls-cert'] !== undefined ? { certFile: values['tls-cert'] } : {}), ...(values['tls-key'] !== undefined ? { keyFile: values['tls-key'] } : {}) }
+  // A join line of `hearth up` on the LAN pins its CA (--ca-sha256): the CA certificate is taken
+  // from the chain the server presents, kept only if its fingerprint is the pin, and used to
+  // verify the server from then on (src/trust/tls.ts).
+  let pinnedCa: string | undefined;
+  if (values['ca-sha256'] !== '' && values['tls-ca'] === undefined) {
+    try {
+      const pem = await fetchPinnedCa(values.join, values['ca-sha256']);
+      const dir = path.join(values.cache, '..', 'cluster-ca');
+      mkdirSync(dir, { recursive: true });
+      pinnedCa = path.join(dir, `${values['ca-sha256'].replace(/[^0-9a-f]/gi, '').slice(0, 32).toLowerCase()}.pem`);
+      writeFileSync(pinnedCa, pem);
+    } catch (e) {
+      process.stderr.write(`hearth worker: ${(e as Error).message}\n`);
+      return 3;
+    }
+  }
+  const tlsCa = values['tls-ca'] ?? pinnedCa;
+  const tls = tlsCa !== undefined || values['tls-cert'] !== undefined
+    ? { ...(tlsCa !== undefined ? { caFile: tlsCa } : {}), ...(values['tls-cert'] !== undefined ? { certFile: values['tls-cert'] } : {}), ...(values['tls-key'] !== undefined ? { keyFile: values['tls-key'] } : {}) }
     : undefined;
 
   const id = makeNodeId(values.name);

@@ -3,3 +3,4 @@ export { joinForCredential, type JoinOptions } from './join.ts';
 export { GATEWAY_USER, JOIN_USER, joinPermissions, nodePermissions, serverUsers, type SubjectPermissions, type TrustedNode } from './permissions.ts';
 export { SpotChecker, DEFAULT_SPOT_CHECK_RATE, type SpotCheckEvent, type SpotCheckerOptions } from './spot-check.ts';
 export { DEFAULT_TOLERANCE, relativeError } from './compare.ts';
+export { ensureClusterTls, fetchPinnedCa, fingerprintOf, type ClusterTls } from './tls.ts';
