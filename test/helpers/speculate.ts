@@ -18,12 +18,16 @@ interface Tap {
 
 type Drafter = (tokens: Int32Array, total: number, max: number) => readonly number[];
 
+let runs = 0;
+
 export async function collect(p: Pipeline, req: GenerateRequest, speculate: boolean, drafter?: Drafter): Promise<{ tokens: number[]; reason: string; drafted: number; accepted: number; passes: number }> {
   const opts = { ...DEFAULT_SPECULATE_OPTIONS, ...(drafter === undefined ? {} : { drafter }) };
   const s = createScheduler(p, { prefixCache: 0, prefillChunk: 32, ...(speculate ? { speculate: opts } : {}) });
   const tokens: number[] = [];
   let reason = '';
-  for await (const ev of s.generate(req)) {
+  // Sequence ids are per scheduler: a fresh request id keeps them unique across schedulers (the
+  // workers drop steps of a sequence id they were told to free).
+  for await (const ev of s.generate({ ...req, id: `${req.id}-${runs++}` })) {
     if (ev.type === 'token') tokens.push(ev.token.token);
     else reason = ev.reason;
   }
@@ -32,7 +36,7 @@ export async function collect(p: Pipeline, req: GenerateRequest, speculate: bool
 }
 
 /** Drafts the known continuation, with every 5th generated position wrong. */
-function oracleDrafter(promptLen: number, answer: readonly number[]): Drafter {
+export function oracleDrafter(promptLen: number, answer: readonly number[]): Drafter {
   return (_tokens, total, max) => {
     const out: number[] = [];
     for (let i = total - promptLen; i < answer.length && out.length < max; i++) out.push(i % 5 === 4 ? answer[i]! + 1 : answer[i]!);
