@@ -78,7 +78,12 @@ export const FIXED_KEYS_SCHEMA = {
 
 interface Run { tokens: number[]; tokS: number; passes: number; decoded: number; drafted: number; accepted: number }
 
+let runs = 0;
+
 async function timed(s: Scheduler, req: GenerateRequest): Promise<Run> {
+  // Two schedulers share the pipeline and number their sequences alike: a fresh id per run keeps
+  // sequence ids unique (workers drop steps of an id they were told to free).
+  req = { ...req, id: `${req.id}-${runs++}` };
   const before = s.speculation();
   const tokens: number[] = [];
   let first = 0;

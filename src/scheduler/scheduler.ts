@@ -2,7 +2,7 @@ import { HearthError, isHearthError } from '../errors/index.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { Admission } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
-import { Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
+import { PassCost, Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
 import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
 
 export interface SchedulerOptions {
@@ -66,6 +66,8 @@ export class Scheduler implements Generator {
   private readonly admission: Admission;
   private nextSeq = 0;
   private readonly spec: SpeculationStats = emptySpeculationStats();
+  /** What a decode pass and a verify position cost on this pipeline (all sequences share it). */
+  private readonly passCost = new PassCost();
 
   constructor(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}) {
     this.pipeline = pipeline;
@@ -126,7 +128,7 @@ export class Scheduler implements Generator {
     // after a verify step includes rejected drafts (cut back by the next step's `rewind`).
     let fed = 0;
     let kv = 0;
-    const speculator = this.opts.speculate === null ? null : new Speculator(this.opts.speculate);
+    const speculator = this.opts.speculate === null ? null : new Speculator(this.opts.speculate, this.passCost);
     // With speculation on, decode steps run stepwise while drafts are found; where none is found,
     // a chained burst (two hops per token) of this many tokens runs, growing while none turns up.
     let burst = MIN_BURST;
@@ -163,6 +165,9 @@ export class Scheduler implements Generator {
             ? this.feed(seq, tokens, fed, total, promptLen, req, fork, n, stopIds, kv > fed)
             : this.verify(seq, tokens, total, draft.tokens, promptLen, req, kv > fed);
           if (draft === null && n > 1 && speculator !== null) burst = Math.min(MAX_BURST, burst * 2);
+          // Wall time per decode outcome, including the gateway's own work on it (a constraint's
+          // picks over k+1 rows): what drafting is weighed against.
+          let since = performance.now();
           for await (const out of steps) {
             if (fork !== null) {
               fork.entry.inUse--;
@@ -219,6 +224,9 @@ export class Scheduler implements Generator {
             if (decodePass) {
               this.spec.passes++;
               this.spec.tokens += total - base;
+              const now = performance.now();
+              if (speculator !== null) this.passCost.observe(rows, now - since);
+              since = now;
             }
             if (finished !== null) break;
             if (isAborted(signal)) {

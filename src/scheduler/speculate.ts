@@ -9,9 +9,10 @@
 //
 // Drafts cost nothing to make: grammar jump-forward (the constraint's forced continuation; the
 // model still verifies each token, it may prefer another tokenization) first, else prompt lookup.
-// k follows the measured acceptance: with a per-token acceptance rate a the accepted run is
-// geometric with mean a/(1−a), so k ≈ that (at least 1, at most maxDraft); a source whose rate
-// falls low drafts only now and then (a probe), since a rejected draft still costs compute.
+// k follows the measured acceptance and the measured cost of a pass (PassCost): with per-token
+// acceptance a a verify of k drafts yields (1 − a^(k+1))/(1 − a) tokens, and k is the length that
+// gives the most tokens per millisecond — 0 (no draft, but a probe now and then) where drafting
+// does not pay, so a plain prompt decodes as fast as without speculation.
 
 import { lookupDraft } from './draft-lookup.ts';
 import type { TokenConstraint } from './types.ts';
@@ -62,6 +63,46 @@ export interface Draft {
   readonly tokens: readonly number[];
 }
 
+/**
+ * What a pass costs on this pipeline, shared by all sequences: `base` ms for an ordinary decode
+ * token (a one-token step, or a chained step where the pipeline chains), and `perPos` ms more per
+ * extra position of a verify step. Where a verify chunk costs nearly a pass per position (int4
+ * runs exact chunks position by position) drafting only pays when acceptance is high; where it is
+ * cheap (fp32, or a LAN hop dwarfing compute) long drafts pay.
+ */
+export class PassCost {
+  private base = NaN;
+  private perPos = NaN;
+
+  /** One pass of `positions` positions took `ms` (an ordinary token: positions = 1). */
+  observe(positions: number, ms: number): void {
+    if (!(ms >= 0)) return;
+    if (positions <= 1) this.base = Number.isNaN(this.base) ? ms : 0.8 * this.base + 0.2 * ms;
+    else if (!Number.isNaN(this.base)) {
+      const per = Math.max(0, ms - this.base) / (positions - 1);
+      this.perPos = Number.isNaN(this.perPos) ? per : 0.8 * this.perPos + 0.2 * per;
+    }
+  }
+
+  /**
+   * The draft length that maximizes expected tokens per ms for per-token acceptance a: a verify
+   * of k drafts yields (1 − a^(k+1)) / (1 − a) tokens for base + k·perPos ms. 0: don't draft.
+   * Before anything is measured, drafts are assumed cheap (a tenth of a pass per position).
+   */
+  bestK(a: number, cap: number): number {
+    const base = Number.isNaN(this.base) ? 1 : this.base;
+    const per = Number.isNaN(this.perPos) ? 0.1 * base : this.perPos;
+    const p = Math.min(a, 0.98);
+    let best = 0;
+    let bestRate = 1 / base;
+    for (let k = 1; k <= cap; k++) {
+      const rate = (1 - p ** (k + 1)) / (1 - p) / (base + k * per);
+      if (rate > bestRate * 1.02) { best = k; bestRate = rate; }
+    }
+    return best;
+  }
+}
+
 /** Acceptance of one draft source, as decayed counts of accepted and rejected draft tokens. */
 class Rate {
   private hits = 0;
@@ -73,16 +114,12 @@ class Rate {
     return (this.hits + 1.5) / (this.hits + this.misses + 2);
   }
 
-  /** Draft length for the next step. */
-  k(max: number): number {
-    const a = Math.min(this.rate(), 0.95);
-    return Math.max(1, Math.min(max, Math.round(a / (1 - a))));
-  }
-
-  /** A low rate drafts only every 8th chance (a probe), so the rate can recover. */
-  worthIt(): boolean {
-    if (this.rate() >= 0.3) return true;
-    return ++this.skipped % 8 === 0;
+  /** Draft length for the next step (0: none). When drafting does not pay, every 16th chance
+   *  still drafts one or two tokens (a probe), so a rate that improves is noticed. */
+  k(cost: PassCost, cap: number): number {
+    const k = cost.bestK(this.rate(), cap);
+    if (k > 0) return k;
+    return ++this.skipped % 16 === 0 ? Math.min(cap, 2) : 0;
   }
 
   /** One verify step: `accepted` of `drafted` agreed (a run, cut at the first disagreement). */
@@ -96,9 +133,11 @@ class Rate {
 export class Speculator {
   private readonly opts: SpeculateOptions;
   private readonly rates: Record<DraftSource, Rate> = { grammar: new Rate(), drafter: new Rate(), lookup: new Rate() };
+  private readonly cost: PassCost;
 
-  constructor(opts: SpeculateOptions) {
+  constructor(opts: SpeculateOptions, cost: PassCost = new PassCost()) {
     this.opts = opts;
+    this.cost = cost;
   }
 
   /**
@@ -109,21 +148,21 @@ export class Speculator {
     const cap = Math.min(room, this.opts.maxDraft);
     if (cap <= 0) return null;
     if (constraint !== undefined && this.opts.jumpForward && constraint.forced !== undefined) {
-      const r = this.rates.grammar;
-      // The grammar's forced text is drafted whole (up to the cap): no other text can follow, so
-      // only a tokenization the model prefers over the tokenizer's can reject it.
-      const forced = r.worthIt() ? constraint.forced(cap) : [];
+      // The grammar's forced text: no other text can follow, so only a tokenization the model
+      // prefers over the tokenizer's can reject it.
+      const k = this.rates.grammar.k(this.cost, cap);
+      const forced = k > 0 ? constraint.forced(k) : [];
       if (forced.length > 0) return { source: 'grammar', tokens: forced };
     }
     const drafter = this.opts.drafter;
-    if (drafter !== undefined && this.rates.drafter.worthIt()) {
-      const found = drafter(tokens, total, this.rates.drafter.k(cap)).slice(0, cap);
+    if (drafter !== undefined) {
+      const k = this.rates.drafter.k(this.cost, cap);
+      const found = k > 0 ? drafter(tokens, total, k).slice(0, k) : [];
       if (found.length > 0) return { source: 'drafter', tokens: found };
     }
     if (this.opts.lookup) {
-      const r = this.rates.lookup;
-      if (!r.worthIt()) return null;
-      const found = lookupDraft(tokens, total, r.k(cap), this.opts.ngramMax, this.opts.ngramMin);
+      const k = this.rates.lookup.k(this.cost, cap);
+      const found = k > 0 ? lookupDraft(tokens, total, k, this.opts.ngramMax, this.opts.ngramMin) : [];
       if (found.length > 0) return { source: 'lookup', tokens: found };
     }
     return null;
