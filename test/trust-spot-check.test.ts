@@ -95,6 +95,17 @@ t.test('a node that corrupts its output is caught, dropped, and the text is that
   t.equal(await bad.exited, 3, 'the dropped worker was disconnected by the server and exited');
   t.notOk(trust.admitted().includes(badId), 'no credential left for it');
   t.same(await ask(), honest, 'later requests: same honest text');
+
+  // Again with the corrupting node on the last stage (stages are ordered by node id): there it
+  // sends a wrong token, which its check against the gateway's own sampling catches.
+  const last = start('zbad', { HEARTH_TEST_PERTURB_OUTPUT: '0.05' });
+  await waitFor(stagesLive((n) => n.length === 2 && n[1]?.startsWith('zbad-') === true), 'a plan with the bad node last');
+  const lastId = coord.plan()!.stages[1]!.node;
+  t.equal(await ask(), honest, 'a wrong token from the last stage never reaches the text');
+  const lastNode = gateway.pipeline.clusterSnapshot().nodes.find((n) => n.id === lastId);
+  t.equal(lastNode?.state, 'distrusted', 'the last-stage node is dropped too');
+  t.match(lastNode?.distrusted?.reason ?? '', /stage 1 output differs.*sent token \d+, recomputed \d+/, `reason: ${lastNode?.distrusted?.reason}`);
+  t.equal(await last.exited, 3, 'and cut off the bus');
   void w1;
   t.comment(lines.split('\n').filter((l) => /spot check failed|node dropped/.test(l)).slice(0, 2).join('\n'));
 });
