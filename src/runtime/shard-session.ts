@@ -55,6 +55,8 @@ export interface ShardInfo {
   readonly config: ModelConfig;
   readonly attention: AttentionKind;
   readonly kvDtype: KvDtype;
+  /** int4 block size along K (int4 shards only). */
+  readonly int4Block?: number;
   /** Weights every step reads (resident while serving). */
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
@@ -251,6 +253,7 @@ export class ShardSession {
           config,
           attention: files.attention,
           kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
+          ...(spec.quant === 'int4' ? { int4Block: prep.int4Block } : {}),
           weightBytes: files.weightBytes,
           lookupBytes: files.lookupBytes,
           buildMs: t1 - t0,
@@ -316,13 +319,14 @@ export class ShardSession {
   /**
    * Whether one session.run computes an exact chunk bit for bit as decode would: the fused graph's
    * exact branch does for its attention, and fp32 projections give every row the same bits
-   * whatever the row count. int4 MatMulNBits does not: a lone row (decode) takes another kernel than
-   * rows in a chunk (logits differ by up to ~0.1 on stories260k), and plain/gqa attention have no
-   * exact branch; there an exact item runs as n one-position steps in this stage (the speculative
-   * pass still costs one trip through the pipeline, just not one batched product).
+   * whatever the row count. int4 MatMulNBits does so only at block 32: at 64 and 128 a lone row
+   * (decode) takes another kernel than rows in a chunk (logits differ by up to ~0.1 on stories260k;
+   * measured per M from 1 to 32), and plain/gqa attention have no exact branch; there an exact item
+   * runs as n one-position steps in this stage (the speculative pass still costs one trip through the
+   * pipeline, just not one batched product).
    */
   private get exactChunks(): boolean {
-    return this.info.attention === 'fused' && this.spec.quant !== 'int4';
+    return this.info.attention === 'fused' && (this.spec.quant !== 'int4' || (this.info.int4Block ?? 0) <= 32);
   }
 
   /** An exact item as n one-position steps; hidden rows (or the last logitRows logits) gathered. */
