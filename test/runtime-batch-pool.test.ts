@@ -99,3 +99,37 @@ t.test('a prompt chunk over the score budget runs in parts and still equals the 
   t.equal(split[1]?.kv.length('P'), 13);
   t.equal(split[0]?.runs, 5, 'in 5 session runs');
 });
+
+t.test('a decode batch of very different lengths runs split by length, still exact', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-qwen2');
+  // splitBytes 1: any saving splits (the default waits for 32 MB of KV not read).
+  const s = await ShardSession.create(dir, { start: 0, end: 4, quant: 'none', threads: 1, provider: 'cpu' }, { cacheDir: null, splitBytes: 1 });
+  t.teardown(() => s.release());
+  const prompts: Record<string, number> = { X: 3, Y: 4, Z: 20 };
+  const toks: Record<string, number[]> = {};
+  const refs: Record<string, Float32Array[]> = {};
+  Object.keys(prompts).forEach((seq, i) => {
+    toks[seq] = tokenStream(30, 151936, 50 + i);
+    refs[seq] = reference(dir, toks[seq] as number[]);
+  });
+  for (const seq of Object.keys(prompts)) {
+    const n = prompts[seq] as number;
+    await s.run([{ seq, pos: 0, n, tokens: Int32Array.from((toks[seq] as number[]).slice(0, n)) }]);
+  }
+  let maxDiff = 0;
+  const runs0 = s.runs;
+  for (let step = 0; step < 3; step++) {
+    const seqs = ['Z', 'X', 'Y'];
+    const items = seqs.map((seq) => {
+      const pos = (prompts[seq] as number) + step;
+      return { seq, pos, n: 1, tokens: Int32Array.from((toks[seq] as number[]).slice(pos, pos + 1)) };
+    });
+    const res = await s.run(items);
+    items.forEach((it, i) => {
+      t.equal(res[i]?.seq, it.seq);
+      maxDiff = Math.max(maxDiff, maxAbsDiff(res[i]?.logits ?? [], refs[it.seq]?.[it.pos] ?? []));
+    });
+  }
+  t.equal(s.runs - runs0, 9, 'lengths 3, 4 and 20 run as three parts each step');
+  t.ok(maxDiff <= 1e-4, `max |diff| ${maxDiff.toExponential(2)}`);
+});
