@@ -1,12 +1,15 @@
 // `hearth doctor` against a real nats-server and real workers: per node round trip, bandwidth of
 // a 1 MB payload, clock skew, version, ms per layer; a far node (simulated link delay) and a
-// missing gateway are said as things to do; a wrong token is told apart from a dead address.
+// missing gateway are said as things to do; a wrong token is told apart from a dead address; and
+// through a running gateway, which holds the credentials to reach every node.
 import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import { runCli } from './helpers/cli.ts';
+import { startCluster } from './helpers/gateway.ts';
+import { tinyCheckpoint } from './helpers/hearth.ts';
 import { natsMissing, repoRoot, spawnWorker, until, withNats } from './helpers/nats.ts';
 
 const skip = natsMissing();
@@ -53,4 +56,21 @@ t.test('doctor: nodes, links, and what to do', { skip }, async (t) => {
   const none = await runCli(['doctor', '--join', 'nats://127.0.0.1:1', '--cluster', 'doc'], { HEARTH_TOKEN: nats.token, HEARTH_HOME: home });
   t.equal(none.code, 1);
   t.match(none.stderr, /to do: nothing answers at nats:\/\/127\.0\.0\.1:1/);
+});
+
+t.test('doctor through the gateway (GET /v1/cluster/doctor): it may reach every node', { skip }, async (t) => {
+  const dir = await tinyCheckpoint('llama');
+  const c = await startCluster(t, dir, { workers: 2 });
+  const r = await runCli(['doctor', '--url', c.origin, '--json']);
+  const rep = JSON.parse(r.stdout) as { nodes: { name: string; state: string; rttMs: number; bandwidthMBs: number }[]; problems: string[]; predicted: { stages: string[] } | null };
+  t.same(rep.problems, [], 'nothing blocks a join or a plan');
+  t.equal(r.code, 0, 'exit 0');
+  t.same(rep.nodes.map((n) => n.name).sort(), ['w1', 'w2'], 'both workers, reached by the gateway');
+  t.ok(rep.nodes.every((n) => n.rttMs > 0 && n.bandwidthMBs > 0), 'round trip and bandwidth per node');
+  t.ok((rep.predicted?.stages.length ?? 0) >= 1, `the plan for the served model: ${rep.predicted?.stages.join(' → ')}`);
+  const text = await runCli(['doctor', '--url', c.origin]);
+  t.match(text.stdout, /ok: nothing blocks a join or a plan/);
+  const none = await runCli(['doctor', '--url', 'http://127.0.0.1:1']);
+  t.equal(none.code, 1);
+  t.match(none.stderr, /to do: no gateway answers at http:\/\/127\.0\.0\.1:1/);
 });

@@ -104,6 +104,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', model: opts.model.id });
   });
   app.get('/v1/cluster', async () => opts.cluster?.() ?? { nodes: [] });
+  app.get('/v1/cluster/doctor', async () => (await opts.clusterDoctor?.()) ?? { nodes: [], problems: ['this gateway runs no cluster (in-process model): nothing to check'] });
   registerModelRoutes(app, opts.model);
   registerChatRoute(app, ctx);
   registerCompletionsRoute(app, ctx);

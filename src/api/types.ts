@@ -46,6 +46,9 @@ export interface AppOptions {
   readonly limits: ApiLimits;
   /** Body of GET /v1/cluster. */
   readonly cluster?: () => unknown;
+  /** Body of GET /v1/cluster/doctor (`hearth doctor` run by the gateway, which may speak to every
+   *  node: under per-node credentials nobody else can). */
+  readonly clusterDoctor?: () => Promise<unknown>;
   /** Whether a plan can serve (GET /ready). Absent = always ready. */
   readonly ready?: () => boolean;
   /** pino options, or false for no logs (tests). */

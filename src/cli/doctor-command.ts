@@ -11,17 +11,22 @@ import { HearthError, isHearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import { stateDir } from './state-dir.ts';
 
-export const usage = `hearth doctor [--join nats://HOST:PORT] [--cluster NAME] [--token-file FILE] [--model DIR [--quant int4]] [--listen-ms MS] [--json]
-Checks every node of a cluster over NATS: round trip, bandwidth of a 1 MB payload, clock skew,
+export const usage = `hearth doctor [--url http://127.0.0.1:8080] [--api-key KEY] [--json]
+hearth doctor --join nats://HOST:PORT [--cluster NAME] [--token-file FILE] [--model DIR [--quant int4]] [--listen-ms MS] [--json]
+Checks every node of a cluster: round trip, bandwidth of a 1 MB payload, clock skew,
 version, ms per layer (measured once a node has served, else from its speed probe); with --model,
 the plan the planner would choose and its predicted tok/s. Says what blocks a join or a plan, as
-something to do. The token comes from HEARTH_TOKEN, --token-file, or the one \`hearth up\` keeps.`;
+something to do. Without --join it asks the running gateway (GET /v1/cluster/doctor: the gateway
+may speak to every node, also under per-node credentials). With --join it speaks NATS itself, for a
+bus with the one cluster token (HEARTH_TOKEN, --token-file, or the one \`hearth up\` keeps).`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      join: { type: 'string', default: process.env['HEARTH_JOIN'] ?? process.env['HEARTH_NATS_URL'] ?? '' },
+      join: { type: 'string', default: '' },
+      url: { type: 'string', default: process.env['HEARTH_URL'] ?? 'http://127.0.0.1:8080' },
+      'api-key': { type: 'string', default: process.env['HEARTH_API_KEY'] ?? '' },
       cluster: { type: 'string', default: process.env['HEARTH_CLUSTER'] ?? 'default' },
       'token-file': { type: 'string' },
       model: { type: 'string' },
@@ -35,10 +40,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(usage + '\n');
     return 0;
   }
-  if (values.join === '') {
-    process.stderr.write(`hearth doctor: --join nats://HOST:PORT is required (the address in the join line \`hearth up\` printed)\n${usage}\n`);
-    return 2;
-  }
+  if (values.join === '') return viaGateway(values.url, values['api-key'], values.json);
   let token = process.env['HEARTH_TOKEN'] ?? '';
   if (values['token-file'] !== undefined) {
     try {
@@ -82,9 +84,31 @@ export async function run(argv: string[]): Promise<number> {
   return report.problems.length === 0 ? 0 : 1;
 }
 
+/** Asks the running gateway to check its cluster (it holds the credentials to reach every node). */
+async function viaGateway(url: string, apiKey: string, json: boolean): Promise<number> {
+  const headers: Record<string, string> = apiKey === '' ? {} : { authorization: `Bearer ${apiKey}` };
+  let res: Response;
+  try {
+    res = await fetch(new URL('/v1/cluster/doctor', url), { headers });
+  } catch (e) {
+    const what = `no gateway answers at ${url}: start \`hearth up\`, pass its address with --url, or check a bus directly with --join nats://HOST:PORT`;
+    if (json) process.stdout.write(JSON.stringify({ nodes: [], problems: [what], error: (e as Error).message }, null, 2) + '\n');
+    else process.stderr.write(`hearth doctor: cannot reach ${url} (${(e as Error).message})\n  to do: ${what}\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    const what = res.status === 401 ? 'the gateway wants an API key: pass --api-key KEY (or HEARTH_API_KEY)' : `the gateway answered ${res.status}: ${(await res.text()).slice(0, 300)}`;
+    process.stderr.write(`hearth doctor: ${url}/v1/cluster/doctor failed\n  to do: ${what}\n`);
+    return 1;
+  }
+  const report = (await res.json()) as DoctorReport;
+  process.stdout.write(json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report, url) + '\n');
+  return report.problems.length === 0 ? 0 : 1;
+}
+
 export function formatDoctor(r: DoctorReport, url: string): string {
   const f = (x: number | null, d = 2): string => (x === null ? '-' : x.toFixed(d));
-  const lines = [`hearth doctor: ${url}, cluster "${r.cluster}", ${r.nodes.length} node(s); this machine runs hearth ${r.version}`];
+  const lines = [`hearth doctor: ${url}, cluster "${r.cluster ?? '?'}", ${r.nodes.length} node(s); ${url.startsWith('http') ? 'the gateway' : 'this machine'} runs hearth ${r.version ?? '?'}`];
   const rows = [['NODE', 'VERSION', 'STATE', 'LAYERS', 'RTT ms', '1MB MB/s', 'SKEW ms', 'MS/LAYER', 'THREADS', 'SPEED', 'MEMORY']];
   for (const n of r.nodes) {
     rows.push([
@@ -98,7 +122,7 @@ export function formatDoctor(r: DoctorReport, url: string): string {
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
     for (const row of rows) lines.push(row.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd());
   }
-  if (r.predicted !== null) {
+  if (r.predicted !== null && r.predicted !== undefined) {
     lines.push(`plan for this model: ${r.predicted.stages.join(' → ')}, predicts ${r.predicted.tokS.toFixed(1)} tok/s for one stream`);
     for (const why of r.predicted.idle) lines.push(`  ${why}`);
   }

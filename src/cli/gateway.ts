@@ -139,6 +139,14 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       maxTokens: cfg.limits.maxTokens,
     },
     cluster: () => clusterView(),
+    clusterDoctor: async () => {
+      if (pipeline === null) return undefined;
+      const { runDoctor } = await import('../cluster/doctor.ts');
+      return runDoctor({
+        bus: o.bus, cluster: cfg.cluster.name, url: 'nats://HOST:PORT', listenMs: 1200, cost, gatewayOnBus: true,
+        ...(o.join !== undefined ? { joinCommand: o.join.command.replace(/HEARTH_TOKEN=\S+/, 'HEARTH_TOKEN=…') } : {}),
+      });
+    },
     ready: () => pipeline?.coordinator.plan()?.live === true,
     logger: false,
     logPrompts: cfg.logging.logPrompts,

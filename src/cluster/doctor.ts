@@ -23,6 +23,10 @@ export interface DoctorOptions {
   /** The model to plan (for ms per layer, the predicted plan and memory checks). */
   readonly cost?: ModelCost;
   readonly modelName?: string;
+  /** The gateway runs this check itself (GET /v1/cluster/doctor): a gateway is there. */
+  readonly gatewayOnBus?: boolean;
+  /** How a worker joins (the gateway's join line, token elided), for the "no worker" advice. */
+  readonly joinCommand?: string;
 }
 
 export interface DoctorNode {
@@ -175,7 +179,9 @@ function advise(o: DoctorOptions, nodes: readonly DoctorNode[]): string[] {
   const out: string[] = [];
   const mine = hearthVersion();
   if (nodes.length === 0) {
-    out.push(`no worker answered on cluster "${o.cluster}": start one with \`HEARTH_TOKEN=… hearth worker --join ${o.url} --cluster ${o.cluster}\` (the same --cluster name and token as the gateway)`);
+    out.push(o.joinCommand !== undefined
+      ? `no worker answered on cluster "${o.cluster}": start one with \`${o.joinCommand}\``
+      : `no worker answered on cluster "${o.cluster}": start one with \`HEARTH_TOKEN=… ./hearth worker --join ${o.url} --cluster ${o.cluster}\` (the same --cluster name and token as the gateway)`);
     return out;
   }
   for (const n of nodes) {
@@ -190,7 +196,7 @@ function advise(o: DoctorOptions, nodes: readonly DoctorNode[]): string[] {
     if (n.state === 'failed') out.push(`node ${n.name} failed to load its layers: read its log (the gateway re-plans without it); --memory may be too small or the model files unreadable`);
     if (!n.hasModel && n.state !== 'ready') out.push(`node ${n.name} has no model folder: it fetches its layers from the gateway over HTTP, so the gateway's address must be reachable from it`);
   }
-  if (nodes.every((n) => n.epoch === -1 || n.epoch === null)) {
+  if (o.gatewayOnBus !== true && nodes.every((n) => n.epoch === -1 || n.epoch === null)) {
     out.push(`no gateway has assigned layers to any worker: start the gateway (\`hearth up\` or \`hearth gateway\`) with --cluster ${o.cluster} on this bus`);
   }
   return out;
