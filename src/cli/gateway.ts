@@ -144,6 +144,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       const { runDoctor } = await import('../cluster/doctor.ts');
       return runDoctor({
         bus: o.bus, cluster: cfg.cluster.name, url: 'nats://HOST:PORT', listenMs: 1200, cost, gatewayOnBus: true,
+        stages: pipeline.coordinator.plan()?.stages ?? [],
         ...(o.join !== undefined ? { joinCommand: o.join.command.replace(/HEARTH_TOKEN=\S+/, 'HEARTH_TOKEN=…') } : {}),
       });
     },

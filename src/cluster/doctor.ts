@@ -27,6 +27,8 @@ export interface DoctorOptions {
   readonly gatewayOnBus?: boolean;
   /** How a worker joins (the gateway's join line, token elided), for the "no worker" advice. */
   readonly joinCommand?: string;
+  /** The running plan's stages, when the caller knows them (the gateway): each node's range. */
+  readonly stages?: readonly { readonly node: string; readonly start: number; readonly end: number }[];
 }
 
 export interface DoctorNode {
@@ -139,7 +141,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       nodes.push({
         id: a.id, name: a.name, version: best?.reply.version ?? null, provider: a.provider ?? 'unknown', threads: a.threads,
         memory: a.memory, speed: a.speed, hasModel: a.hasModel, state: hb?.state ?? null, epoch: hb?.epoch ?? null,
-        range: hb !== undefined && hb.state === 'ready' ? range : null,
+        range: rangeOf(o, plan, a.id) ?? (hb !== undefined && hb.state === 'ready' ? range : null),
         rttMs: best === null ? null : round2(best.rtt), bandwidthMBs: bandwidth === null ? null : round2(bandwidth),
         skewMs: best === null ? null : round2(best.skew), msPerLayer: null, msPerLayerBasis: null,
       });
@@ -200,6 +202,12 @@ function advise(o: DoctorOptions, nodes: readonly DoctorNode[]): string[] {
     out.push(`no gateway has assigned layers to any worker: start the gateway (\`hearth up\` or \`hearth gateway\`) with --cluster ${o.cluster} on this bus`);
   }
   return out;
+}
+
+/** A node's layer range in the running plan: from the caller, else from a plan message heard. */
+function rangeOf(o: DoctorOptions, plan: PlanMsg | null, id: string): readonly [number, number] | null {
+  const s = (o.stages ?? plan?.stages ?? []).find((x) => x.node === id);
+  return s === undefined ? null : [s.start, s.end];
 }
 
 function round2(x: number): number {

@@ -221,9 +221,14 @@ function idleReason(
   }
   if (withIt === null) return { node: n.id, name: n.name, why: `node ${n.name} left out: no plan that uses it fits in memory`, withTokS: null };
   const w = withIt.p.tokS;
-  const why = w < without
-    ? `node ${n.name} left out: the plan with it predicts ${f1(w)} tok/s, without it ${f1(without)}`
-    : `node ${n.name} left out: the plan with it predicts ${f1(w)} tok/s, without it ${f1(without)}, and the plan without it serves more streams at once (capacity ${f1(chosen.p.capacityTokS)} vs ${f1(withIt.p.capacityTokS)} tok/s)`;
+  const base = `node ${n.name} left out: the plan with it predicts ${f1(w)} tok/s, without it ${f1(without)}`;
+  let why = base;
+  if (w >= without * 0.995) {
+    const cap = chosen.p.capacityTokS > withIt.p.capacityTokS * 1.005;
+    why = cap
+      ? `${base}, and the plan without it serves more streams at once (capacity ${f1(chosen.p.capacityTokS)} vs ${f1(withIt.p.capacityTokS)} tok/s)`
+      : `${base}: no faster with it, so the plan keeps fewer nodes and shorter links`;
+  }
   return { node: n.id, name: n.name, why, withTokS: w };
 }
 
