@@ -64,7 +64,16 @@ export async function run(argv: string[]): Promise<number> {
 
   let bus: NatsBus;
   try {
-    bus = await NatsBus.connect({ servers: values.join, name: 'hearth-doctor', ...(token !== '' ? { token } : {}) });
+    try {
+      bus = await NatsBus.connect({ servers: values.join, name: 'hearth-doctor', ...(token !== '' ? { token } : {}) });
+    } catch (e) {
+      // `hearth up`'s bus takes the token only for joining (issue 14): on this machine, the
+      // gateway's credential it left in the state dir (0600) gives the doctor the gateway's view.
+      const cred = path.join(stateDir(), 'gateway-credential');
+      if (!existsSync(cred)) throw e;
+      const c = JSON.parse(readFileSync(cred, 'utf8')) as { user: string; password: string; caFile?: string };
+      bus = await NatsBus.connect({ servers: values.join, name: 'hearth-doctor', user: c.user, pass: c.password, ...(c.caFile !== undefined ? { tls: { caFile: c.caFile } } : {}) });
+    }
   } catch (e) {
     const msg = isHearthError(e) ? e.message : (e as Error).message;
     const what = isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')

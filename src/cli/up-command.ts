@@ -2,6 +2,7 @@
 // supervised), the gateway, and N local worker processes — and the line another device runs to join.
 // Whatever fails at start, what was started is stopped again and the error is one line.
 
+import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -107,6 +108,11 @@ export async function run(argv: string[]): Promise<number> {
       }
       const n = nats;
       started.add('nats-server', () => n.stop());
+      // The gateway's own bus credential, for `hearth doctor` run by this user on this machine (the
+      // join token buys only a node credential; doctor needs the gateway's view). 0600, removed on stop.
+      const credFile = path.join(stateDir(), 'gateway-credential');
+      writeFileSync(credFile, JSON.stringify({ user: GATEWAY_USER, password: gatewayPassword, ...(tls !== null ? { caFile: tls.caFile } : {}) }) + '\n', { mode: 0o600 });
+      started.add('gateway credential file', async () => { rmSync(credFile, { force: true }); });
       natsUrl = n.url;
     } else if (natsUrl === null) {
       process.stderr.write('hearth up: no nats-server binary found (apt install nats-server, or set HEARTH_NATS_SERVER);\n' +
