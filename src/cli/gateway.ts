@@ -8,7 +8,7 @@ import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
 import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
-import { SpotChecker } from '../trust/index.ts';
+import { SpotChecker, toleranceFor } from '../trust/index.ts';
 import type { HearthConfig } from '../config/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '../observability/index.ts';
@@ -267,7 +267,7 @@ function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string,
   const spot = new SpotChecker({
     bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,
     coordinator: pipeline.coordinator, log,
-    ...(Number.isFinite(tol) && tol > 0 ? { tolerance: tol } : {}),
+    tolerance: Number.isFinite(tol) && tol > 0 ? tol : toleranceFor(cfg.model.quant),
     // One thread: the check competes with nothing on a gateway of its own, and little on a shared box.
     createEngine: async (start, end) => (await import('../runtime/index.ts')).createShardEngine(modelDir, { start, end, quant: cfg.model.quant, threads: 1, provider: 'cpu' }),
     onCheck: (e) => metrics.spotChecks.inc({ node: e.node, result: e.ok ? 'pass' : 'fail' }),

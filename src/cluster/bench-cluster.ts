@@ -34,6 +34,7 @@ import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.
 import { modelCostsFromCheckpoint } from './model-costs.ts';
 import { startNatsServer } from './nats-server.ts';
 import { SpotChecker } from '../trust/spot-check.ts';
+import { toleranceFor } from '../trust/compare.ts';
 
 export interface BenchClusterOptions {
   readonly modelDir: string;
@@ -68,6 +69,9 @@ export interface BenchSpotCheckRow {
   /** Sequences the gateway checked over those runs, of how many. */
   readonly checkedSequences: number;
   readonly sequences: number;
+  /** Comparisons made and failed (a failure drops a node: the figures are then not comparable). */
+  readonly comparisons: number;
+  readonly failures: number;
 }
 
 export interface BenchClusterRow {
@@ -209,13 +213,14 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
       // The gateway's own copy of the stages, 1 thread each, as `hearth up`'s gateway runs it.
       const p = pipeline;
       spot = new SpotChecker({
-        bus, cluster, gatewayId: p.gatewayId, rate: 0, coordinator: p.coordinator,
+        bus, cluster, gatewayId: p.gatewayId, rate: 0, coordinator: p.coordinator, tolerance: toleranceFor(quant),
         createEngine: (start, end) => createShardEngine(opts.modelDir, { start, end, quant, threads: 1, provider: 'cpu' }),
+        onCheck: (e) => { if (!e.ok) say(`spot check FAILED on ${e.node} (stage ${e.stage}): ${e.detail}`); },
       });
       spot.start();
       p.setVerifier(spot);
     }
-    const checked = rates.map(() => ({ one: 0, agg: 0, baseOne: 0, baseAgg: 0, seqs: 0, checkedSeqs: 0 }));
+    const checked = rates.map(() => ({ one: 0, agg: 0, baseOne: 0, baseAgg: 0, seqs: 0, checkedSeqs: 0, comparisons: 0, failures: 0 }));
     await warm(localGen);
     let oneProcess = 0;
     let inSplit = 0;
@@ -255,10 +260,14 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
             const c = checked[i]!;
             spot.setRate(rates[i]!);
             const before = spot.stats.sequences;
+            const cmp0 = spot.stats.comparisons;
+            const fail0 = spot.stats.failures;
             c.one = Math.max(c.one, await decodeRate(gen, prompt, decode, 1, `spot${i}-one-${r}`));
             c.agg = Math.max(c.agg, await decodeRate(gen, prompt, decode, n0, `spot${i}-agg-${r}`));
             c.seqs += 1 + n0;
             c.checkedSeqs += spot.stats.sequences - before;
+            c.comparisons += spot.stats.comparisons - cmp0;
+            c.failures += spot.stats.failures - fail0;
             spot.setRate(0);
             c.baseOne = Math.max(c.baseOne, oneNow);
             c.baseAgg = Math.max(c.baseAgg, aggNow[0] ?? 0);
@@ -280,7 +289,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     }
     rates.forEach((rate, i) => {
       const c = checked[i]!;
-      spotRows.push({ rate, clusterTokS: c.one, aggregateTokS: c.agg, singleRatio: c.one / c.baseOne, aggregateRatio: c.agg / c.baseAgg, checkedSequences: c.checkedSeqs, sequences: c.seqs });
+      spotRows.push({ rate, clusterTokS: c.one, aggregateTokS: c.agg, singleRatio: c.one / c.baseOne, aggregateRatio: c.agg / c.baseAgg, checkedSequences: c.checkedSeqs, sequences: c.seqs, comparisons: c.comparisons, failures: c.failures });
     });
   } finally {
     await spot?.close();
@@ -313,8 +322,8 @@ export function formatBenchCluster(r: BenchClusterResult): string {
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join('  ');
   const out = [head, line(cols), ...rows.map(line)];
   if (r.spotCheck !== undefined) {
-    const sc = ['spot-check rate', '2 workers tok/s', '÷ unchecked (≥0.95)', `${counts[0] ?? 'N'} streams tok/s`, '÷ unchecked (≥0.95)', 'sequences checked'];
-    const srows = r.spotCheck.map((x) => [String(x.rate), f(x.clusterTokS), f(x.singleRatio, 3), f(x.aggregateTokS), f(x.aggregateRatio, 3), `${x.checkedSequences} of ${x.sequences}`]);
+    const sc = ['spot-check rate', '2 workers tok/s', '÷ unchecked (≥0.95)', `${counts[0] ?? 'N'} streams tok/s`, '÷ unchecked (≥0.95)', 'sequences checked', 'comparisons (failed)'];
+    const srows = r.spotCheck.map((x) => [String(x.rate), f(x.clusterTokS), f(x.singleRatio, 3), f(x.aggregateTokS), f(x.aggregateRatio, 3), `${x.checkedSequences} of ${x.sequences}`, `${x.comparisons} (${x.failures})`]);
     const sw = sc.map((c, i) => Math.max(c.length, ...srows.map((row) => (row[i] ?? '').length)));
     const sline = (cells: string[]): string => cells.map((c, i) => c.padStart(sw[i] ?? 0)).join('  ');
     out.push('', 'spot-checking (hop delay 0; unchecked = the same rounds\' cluster figures above):', sline(sc), ...srows.map(sline));
