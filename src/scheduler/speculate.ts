@@ -30,6 +30,9 @@ export interface SpeculateOptions {
   /** Another draft source (a small draft model beside the gateway, a test's oracle): up to `max`
    *  tokens continuing tokens[0, total). Asked before prompt lookup. */
   readonly drafter?: (tokens: Int32Array, total: number, max: number) => readonly number[];
+  /** Pick k from measured acceptance and pass cost (default true). false: always offer up to
+   *  maxDraft — the tests use it, since measured timings would make what gets drafted vary. */
+  readonly adaptive?: boolean;
 }
 
 export const DEFAULT_SPECULATE_OPTIONS: SpeculateOptions = Object.freeze({
@@ -135,6 +138,10 @@ export class Speculator {
   private readonly rates: Record<DraftSource, Rate> = { grammar: new Rate(), drafter: new Rate(), lookup: new Rate() };
   private readonly cost: PassCost;
 
+  private draftLength(source: DraftSource, cap: number): number {
+    return this.opts.adaptive === false ? cap : this.rates[source].k(this.cost, cap);
+  }
+
   constructor(opts: SpeculateOptions, cost: PassCost = new PassCost()) {
     this.opts = opts;
     this.cost = cost;
@@ -150,18 +157,18 @@ export class Speculator {
     if (constraint !== undefined && this.opts.jumpForward && constraint.forced !== undefined) {
       // The grammar's forced text: no other text can follow, so only a tokenization the model
       // prefers over the tokenizer's can reject it.
-      const k = this.rates.grammar.k(this.cost, cap);
+      const k = this.draftLength('grammar', cap);
       const forced = k > 0 ? constraint.forced(k) : [];
       if (forced.length > 0) return { source: 'grammar', tokens: forced };
     }
     const drafter = this.opts.drafter;
     if (drafter !== undefined) {
-      const k = this.rates.drafter.k(this.cost, cap);
+      const k = this.draftLength('drafter', cap);
       const found = k > 0 ? drafter(tokens, total, k).slice(0, k) : [];
       if (found.length > 0) return { source: 'drafter', tokens: found };
     }
     if (this.opts.lookup) {
-      const k = this.rates.lookup.k(this.cost, cap);
+      const k = this.draftLength('lookup', cap);
       const found = k > 0 ? lookupDraft(tokens, total, k, this.opts.ngramMax, this.opts.ngramMin) : [];
       if (found.length > 0) return { source: 'lookup', tokens: found };
     }

@@ -21,7 +21,9 @@ type Drafter = (tokens: Int32Array, total: number, max: number) => readonly numb
 let runs = 0;
 
 export async function collect(p: Pipeline, req: GenerateRequest, speculate: boolean, drafter?: Drafter): Promise<{ tokens: number[]; reason: string; drafted: number; accepted: number; passes: number }> {
-  const opts = { ...DEFAULT_SPECULATE_OPTIONS, ...(drafter === undefined ? {} : { drafter }) };
+  // Fixed draft lengths: adaptive k follows measured timings, which would make what is drafted
+  // (and so which paths a test exercises) vary from run to run.
+  const opts = { ...DEFAULT_SPECULATE_OPTIONS, adaptive: false, ...(drafter === undefined ? {} : { drafter }) };
   const s = createScheduler(p, { prefixCache: 0, prefillChunk: 32, ...(speculate ? { speculate: opts } : {}) });
   const tokens: number[] = [];
   let reason = '';
