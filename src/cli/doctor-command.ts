@@ -2,6 +2,7 @@
 // plan, as something to do. Exit code 0 when nothing does, 1 when something does, 2 on usage.
 
 import { existsSync, readFileSync } from 'node:fs';
+import { clusterToken } from './token-file.ts';
 import path from 'node:path';
 import { parseFlags as parseArgs } from './flags.ts';
 import { NatsBus } from '../bus/index.ts';
@@ -41,14 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.join === '') return viaGateway(values.url, values['api-key'], values.json);
-  let token = process.env['HEARTH_TOKEN'] ?? '';
-  if (values['token-file'] !== undefined) {
-    try {
-      token = readFileSync(values['token-file'], 'utf8').trim();
-    } catch (e) {
-      throw new HearthError('HEARTH_ERR_USAGE', [`--token-file: cannot read ${values['token-file']} (${(e as Error).message})`]);
-    }
-  }
+  let token = clusterToken(values['token-file']);
   const kept = path.join(stateDir(), 'cluster-token');
   if (token === '' && existsSync(kept)) token = readFileSync(kept, 'utf8').trim();
   const quant = values.quant;

@@ -1,6 +1,6 @@
 // `hearth worker`: join a cluster over NATS and serve the layer range the gateway assigns.
 
-import { readFileSync } from 'node:fs';
+import { clusterToken } from './token-file.ts';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -73,14 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^HEARTH_(LOG_|LOGGING_|PROVIDER$|WORKER_PROVIDER$)/.test(k)));
   const cfg = loadConfig({ env, flags: { logLevel: values['log-level'], provider: values.provider } });
   const log = createLogger(cfg.logging, { name: 'hearth-worker', destination: pino.destination(2), isTTY: process.stderr.isTTY === true });
-  let token = process.env['HEARTH_TOKEN'] ?? '';
-  if (values['token-file'] !== undefined) {
-    try {
-      token = readFileSync(values['token-file'], 'utf8').trim();
-    } catch (e) {
-      throw new HearthError('HEARTH_ERR_USAGE', [`--token-file: cannot read ${values['token-file']} (${(e as Error).message})`]);
-    }
-  }
+  let token = clusterToken(values['token-file']);
   if (values.token !== undefined) {
     token = values.token;
     log.warn('--token on the command line is readable by every user of this machine (ps); prefer HEARTH_TOKEN=T in the environment or --token-file FILE');

@@ -136,6 +136,16 @@ async function decodeRate(g: Generator, prompt: Int32Array, decode: number, stre
   return tokens / ((last - first) / 1000);
 }
 
+/** SIGTERM to every bench worker, SIGKILL to any still running 5 s later; resolves when all exited. */
+export async function stopWorkers(workers: readonly { readonly proc: ChildProcess }[]): Promise<void> {
+  for (const w of workers) w.proc.kill('SIGTERM');
+  await Promise.all(workers.map((w) => new Promise<void>((r) => {
+    if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
+    const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
+    w.proc.once('exit', () => { clearTimeout(t); r(); });
+  })));
+}
+
 export function spawnWorker(url: string, token: string, cluster: string, name: string, opts: { modelDir: string; threads: number }): { proc: ChildProcess; log: () => string } {
   // Equal --speed: both workers share this machine, so a probe could only measure its noise.
   // The token by environment: a command line is readable by every user (ps).
@@ -293,12 +303,7 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     });
   } finally {
     await spot?.close();
-    for (const w of workers) w.proc.kill('SIGTERM');
-    await Promise.all(workers.map((w) => new Promise<void>((r) => {
-      if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
-      const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
-      w.proc.once('exit', () => { clearTimeout(t); r(); });
-    })));
+    await stopWorkers(workers);
     await pipeline?.close();
     await bus?.close();
     await local?.close();

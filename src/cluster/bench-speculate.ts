@@ -20,7 +20,7 @@ import { GREEDY } from '../sampling/types.ts';
 import { DEFAULT_SPECULATE_OPTIONS, createScheduler, type Scheduler } from '../scheduler/index.ts';
 import type { GenerateRequest, TokenConstraint } from '../scheduler/types.ts';
 import { loadTokenizer } from '../tokenizer/index.ts';
-import { spawnWorker, waitLive } from './bench-cluster.ts';
+import { spawnWorker, stopWorkers, waitLive } from './bench-cluster.ts';
 import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.ts';
 import { modelCostsFromCheckpoint } from './model-costs.ts';
 import { startNatsServer } from './nats-server.ts';
@@ -177,12 +177,7 @@ export async function benchSpeculate(opts: BenchSpeculateOptions): Promise<Bench
       });
     }
   } finally {
-    for (const w of workers) w.proc.kill('SIGTERM');
-    await Promise.all(workers.map((w) => new Promise<void>((r) => {
-      if (w.proc.exitCode !== null || w.proc.signalCode !== null) { r(); return; }
-      const t = setTimeout(() => w.proc.kill('SIGKILL'), 5000);
-      w.proc.once('exit', () => { clearTimeout(t); r(); });
-    })));
+    await stopWorkers(workers);
     await pipeline?.close();
     await bus?.close();
     await nats.stop();
