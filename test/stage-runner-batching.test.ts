@@ -42,3 +42,26 @@ t.test('batched streams and a chunk split beside them equal each stream alone', 
   // 4 x 24 + 24 decode items plus 5 prompts; one step per arrival would make items/run ~1.
   t.ok((s0?.items ?? 0) / (s0?.runs ?? 1) >= 2.5, `decode steps batch: ${s0?.items} items in ${s0?.runs} runs`);
 });
+
+t.test('a sequence freed while its step waits in the queue does not fail the steps batched beside it', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-llama');
+  const engine = await createShardEngine(dir, { start: 0, end: 4, quant: 'none', threads: 1, provider: 'cpu' });
+  const runner = new StageRunner(engine);
+  t.teardown(() => engine.close());
+  const vocab = engine.config.vocabSize;
+  const work = (seq: string, pos: number, tokens: Int32Array) => ({
+    item: { seq, pos, n: tokens.length, tokens }, promptLen: pos + tokens.length, sampling: GREEDY, wantToken: true, wantLogits: false,
+  });
+  for (const seq of ['a', 'b']) await runner.submit(work(seq, 0, Int32Array.from(tokenStream(6, vocab, seq.charCodeAt(0)))));
+  // A long prompt keeps the engine busy while a's and b's next steps queue behind it.
+  const busy = runner.submit(work('c', 0, Int32Array.from(tokenStream(48, vocab, 7))));
+  // Settled at once so the rejection is handled before the test awaits it.
+  const a = runner.submit(work('a', 6, Int32Array.of(3))).then(() => null, (e: unknown) => e as Error);
+  const b = runner.submit(work('b', 6, Int32Array.of(4)));
+  runner.free('a'); // the client of a went away
+  await busy;
+  t.match((await a)?.message, /freed before its step ran/, "a's queued step is dropped");
+  const r = await b;
+  t.ok(r.token !== null && r.token !== undefined, `b's step ran (token ${r.token?.token})`);
+  t.equal(engine.kvLength('b'), 7, "b's KV holds its new position");
+});

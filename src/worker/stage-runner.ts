@@ -1,6 +1,7 @@
 import type { StageItem, ShardEngine } from '../runtime/types.ts';
 import type { SampledToken, SamplingParams } from '../sampling/types.ts';
 import { sampleToken } from '../sampling/index.ts';
+import { HearthError } from '../errors/index.ts';
 
 /** One step of one sequence on this stage. */
 export interface StageWork {
@@ -100,9 +101,23 @@ export class StageRunner {
     });
   }
 
+  /**
+   * Ends seq here: its KV goes, and so do its steps still queued. A queued step of a freed sequence
+   * would otherwise reach the engine in a batch with others, fail its position check (no KV), and
+   * fail the whole batch: one client going away mid-stream cost every stream batched beside it.
+   */
   free(seq: string): void {
     this.histories.delete(seq);
     this.arrived(seq);
+    let dropped: Pending[] | null = null;
+    for (let i = this.head; i < this.queue.length; i++) {
+      if (this.queue[i]!.work.item.seq === seq) (dropped ??= []).push(this.queue[i]!);
+    }
+    if (dropped !== null) {
+      this.queue = this.queue.slice(this.head).filter((p) => p.work.item.seq !== seq);
+      this.head = 0;
+      for (const p of dropped) p.reject(new HearthError('HEARTH_ERR_ENGINE', [`sequence ${seq} was freed before its step ran`]));
+    }
     this.engine.free(seq);
   }
 
