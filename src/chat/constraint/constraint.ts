@@ -82,6 +82,13 @@ class Constraint implements GrammarConstraint {
 
   pick(logits: Float32Array, sampling: SamplingParams, pos: number): SampledToken {
     if (this.done()) return { token: this.ix.eos[0] ?? 0 };
+    // Inside text the grammar forces, the tokenizer's own spelling of it is the only choice.
+    const canon = this.canonical()[0];
+    if (canon !== undefined) {
+      this.mask.fill(0);
+      this.mask[canon] = 1;
+      return sampleToken(logits, sampling, { history: this.history, promptLen: 0, pos, allowed: this.mask });
+    }
     // Invariant: distance + margin ≤ tokens left. Closing starts when it is tight; before that no
     // token may break it, so closing (≥ 1 byte nearer per token) always ends inside the budget.
     const left = this.budget - this.history.length;
@@ -118,9 +125,11 @@ class Constraint implements GrammarConstraint {
     }
     const bytes = this.ix.bytes[token];
     if (!bytes) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} cannot appear in the output`]);
-    let s: MState = this.state;
-    for (let i = 0; i < bytes.length && s.length > 0; i++) s = stepState(s, bytes[i]!);
+    const s = advance(this.state, bytes);
     if (s.length === 0) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} breaks the grammar`]);
+    // The canonical chain stays valid along its own first token.
+    const chain = this.chain;
+    this.chain = chain !== null && chain.state === this.state && chain.tokens[0] === token ? { state: s, tokens: chain.tokens.slice(1), ...(chain.end === undefined ? {} : { end: chain.end }) } : null;
     this.state = s;
     this.history.push(token);
   }
@@ -131,11 +140,56 @@ class Constraint implements GrammarConstraint {
 
   forced(max: number): number[] {
     if (max <= 0 || this.done()) return [];
-    const bytes = forcedBytes(this.state, FORCED_BYTES);
-    if (bytes.length === 0) return [];
-    return (this.encode === null ? null : encodedTokens(this.ix, this.encode, bytes, max)) ?? forcedTokens(this.ix, bytes, max);
+    // The canonical tokens pick() will choose, then the tokenizer's guess at the span's last one
+    // (the model chooses that one, since what follows the span may merge with it).
+    const canon = this.canonical();
+    if (canon.length >= max) return canon.slice(0, max);
+    if (canon.length > 0 && this.chain?.end === undefined) return [...canon];
+    const at = this.chain?.end ?? this.state;
+    const bytes = forcedBytes(at, FORCED_BYTES);
+    if (bytes.length === 0) return [...canon];
+    const rest = (this.encode === null ? null : encodedTokens(this.ix, this.encode, bytes, max - canon.length)) ?? forcedTokens(this.ix, bytes, max - canon.length);
+    return [...canon, ...rest];
   }
+
+  /**
+   * Canonical constrained decoding: where the grammar forces the next bytes (a key, punctuation,
+   * the rest of an enum value), the tokens the tokenizer's encoder makes of them, which pick()
+   * then allows alone. A model may spell forced text other ways (a random model does, 50-60% of
+   * the time), but the spelling it was trained on is the encoder's, and this makes the output
+   * canonical and every grammar draft (speculative decoding) certain to be accepted. The span's
+   * last token is left to the model: the bytes after the span may merge with it. Without the
+   * tokenizer's encoder (a bare vocabulary) nothing is forced. Cached along its own tokens.
+   */
+  private canonical(): readonly number[] {
+    if (this.encode === null) return [];
+    if (this.chain !== null && this.chain.state === this.state) return this.chain.tokens;
+    const tokens: number[] = [];
+    let s: MState = this.state;
+    while (tokens.length < CANONICAL_TOKENS && !this.done()) {
+      const bytes = forcedBytes(s, FORCED_BYTES);
+      if (bytes.length === 0) break;
+      const ids = encodedTokens(this.ix, this.encode, bytes, 2);
+      if (ids === null || ids.length < 2) break;
+      const first = this.ix.bytes[ids[0]!];
+      if (first === null || first === undefined) break;
+      tokens.push(ids[0]!);
+      s = advance(s, first);
+    }
+    this.chain = { state: this.state, tokens, end: s };
+    return tokens;
+  }
+  private chain: { readonly state: MState; readonly tokens: readonly number[]; readonly end?: MState } | null = null;
 }
+
+function advance(state: MState, bytes: Uint8Array): MState {
+  let s: MState = state;
+  for (let i = 0; i < bytes.length && s.length > 0; i++) s = stepState(s, bytes[i]!);
+  return s;
+}
+
+/** Most canonical tokens worked out ahead at once (a key and its punctuation are a few). */
+const CANONICAL_TOKENS = 16;
 
 /** Longest forced text looked at per draft (a draft is at most a few tokens anyway). */
 const FORCED_BYTES = 96;

@@ -197,10 +197,22 @@ class ObjFrame extends Frame {
     for (let i = 0; i < ps.length; i++) if (ps[i]!.required && (seen & (1 << i)) === 0) return true;
     return false;
   }
+  /**
+   * Declared keys come in the schema's order: after the last one written (the highest bit of
+   * `seen`), any later key up to and including the next required one. A fixed set of required
+   * keys is then one forced text, which canonical decoding and jump-forward drafts exploit.
+   */
+  private mayWrite(i: number): boolean {
+    const last = 31 - Math.clz32(this.seen);
+    if (i <= last) return false;
+    const ps = this.node.props;
+    for (let j = last + 1; j < i; j++) if (ps[j]!.required) return false;
+    return true;
+  }
   private canAddKey(): boolean {
     const ps = this.node.props;
     if (ps.length === 0) return this.node.extra !== null;
-    for (let i = 0; i < ps.length; i++) if ((this.seen & (1 << i)) === 0) return true;
+    for (let i = 0; i < ps.length; i++) if (this.mayWrite(i)) return true;
     return false;
   }
   private valueNode(): GNode {
@@ -233,7 +245,7 @@ class ObjFrame extends Frame {
     const ids: number[] = [];
     const tails: number[] = [];
     for (let i = 0; i < ps.length; i++) {
-      if ((this.seen & (1 << i)) !== 0) continue;
+      if (!this.mayWrite(i)) continue;
       const p: PropNode = ps[i]!;
       opts.push(p.key);
       ids.push(i);
@@ -271,7 +283,7 @@ class ObjFrame extends Frame {
         if (ps.length === 0) return 3 + minLen(this.node.extra!) + 1;
         let m = Infinity;
         for (let i = 0; i < ps.length; i++) {
-          if ((this.seen & (1 << i)) === 0) m = Math.min(m, ps[i]!.key.length + 1 + minLen(ps[i]!.node));
+          if (this.mayWrite(i)) m = Math.min(m, ps[i]!.key.length + 1 + minLen(ps[i]!.node));
         }
         return m + 1;
       }

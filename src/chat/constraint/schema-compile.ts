@@ -19,7 +19,7 @@ import type { GNode, PropNode } from './grammar-node.ts';
 type Schema = Record<string, unknown>;
 
 const utf8 = new TextEncoder();
-/** Keys are tracked in a 31-bit mask; schemas beyond that keep their first 31 (required first). */
+/** Keys are tracked in a 31-bit mask; schemas beyond that keep every required key and the first optional ones. */
 const MAX_PROPS = 31;
 
 const isObj = (v: unknown): v is Schema => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -225,11 +225,14 @@ export function compileSchema(root: unknown, where: string): GNode {
   const objectNode = (s: Schema): GNode => {
     const props = isObj(s.properties) ? s.properties : {};
     const required = new Set(Array.isArray(s.required) ? s.required.filter((r): r is string => typeof r === 'string') : []);
-    const names = [...new Set([...required, ...Object.keys(props)])];
-    // Required keys first, so capping at MAX_PROPS never drops one.
-    names.sort((a, b) => Number(required.has(b)) - Number(required.has(a)));
-    if (names.filter((n) => required.has(n)).length > MAX_PROPS) return bad(`more than ${MAX_PROPS} required properties`);
-    const list: PropNode[] = names.slice(0, MAX_PROPS).map((name) => ({
+    // Keys are written in the schema's order (as OpenAI's structured outputs and llama.cpp's
+    // grammars write them): declared properties, then required names declared nowhere else.
+    const all = [...new Set([...Object.keys(props), ...required])];
+    if (all.filter((n) => required.has(n)).length > MAX_PROPS) return bad(`more than ${MAX_PROPS} required properties`);
+    // Capping at MAX_PROPS drops optional keys from the end, never a required one.
+    let optional = MAX_PROPS - all.filter((n) => required.has(n)).length;
+    const names = all.filter((n) => required.has(n) || optional-- > 0);
+    const list: PropNode[] = names.map((name) => ({
       name,
       key: utf8.encode(JSON.stringify(name)),
       node: compile(props[name]),
