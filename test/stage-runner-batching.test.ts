@@ -28,7 +28,7 @@ t.test('batched streams and a chunk split beside them equal each stream alone', 
   };
   const alone: number[][] = [];
   for (let k = 0; k < prompts.length; k++) alone.push(await run(k, 24));
-  for (const r of runners) Object.assign(r.stats, { runs: 0, items: 0, positions: 0, busyMs: 0, chunkParts: 0 });
+  for (const r of runners) Object.assign(r.stats, { runs: 0, items: 0, positions: 0, busyMs: 0, chunkParts: 0, maxItems: 0 });
   // Four streams decode together; the long prompt joins once they are under way.
   let started!: () => void;
   const underWay = new Promise<void>((r) => (started = r));
@@ -39,8 +39,10 @@ t.test('batched streams and a chunk split beside them equal each stream alone', 
   together.forEach((toks, k) => t.same(toks, alone[k], `stream ${k}: the same tokens as alone`));
   const s0 = runners[0]?.stats;
   t.ok((s0?.chunkParts ?? 0) >= 2, `the 40-token prompt ran in parts beside decode steps (${s0?.chunkParts} parts)`);
-  // 4 x 24 + 24 decode items plus 5 prompts; one step per arrival would make items/run ~1.
-  t.ok((s0?.items ?? 0) / (s0?.runs ?? 1) >= 2.5, `decode steps batch: ${s0?.items} items in ${s0?.runs} runs`);
+  // 4 x 24 + 24 decode items plus 5 prompts; one step per arrival would make items/run ~1. On 2
+  // stages they run as 2 micro-batches of ceil(4 / 2) = 2 decodes (+ a prompt part).
+  t.ok((s0?.items ?? 0) / (s0?.runs ?? 1) >= 1.6, `decode steps batch: ${s0?.items} items in ${s0?.runs} runs`);
+  t.ok((s0?.maxItems ?? 0) <= 3, `at most ceil(streams / stages) decodes and a prompt part per run (largest run: ${s0?.maxItems})`);
 });
 
 t.test('a sequence freed while its step waits in the queue does not fail the steps batched beside it', async (t) => {
@@ -64,4 +66,32 @@ t.test('a sequence freed while its step waits in the queue does not fail the ste
   const r = await b;
   t.ok(r.token !== null && r.token !== undefined, `b's step ran (token ${r.token?.token})`);
   t.equal(engine.kvLength('b'), 7, "b's KV holds its new position");
+});
+
+t.test('a stage steps ceil(decoding sequences / stages) at a time: one micro-batch per stage', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-llama');
+  const engine = await createShardEngine(dir, { start: 0, end: 4, quant: 'none', threads: 1, provider: 'cpu' });
+  t.teardown(() => engine.close());
+  const vocab = engine.config.vocabSize;
+  const work = (seq: string, pos: number, tokens: Int32Array) => ({
+    item: { seq, pos, n: tokens.length, tokens }, promptLen: pos + tokens.length, sampling: GREEDY, wantToken: true, wantLogits: false,
+  });
+  const seqs = ['a', 'b', 'c', 'd'];
+  const largest = async (stages: number, tag: string): Promise<number> => {
+    const runner = new StageRunner(engine);
+    runner.setStages(stages);
+    for (const q of seqs) await runner.submit(work(tag + q, 0, Int32Array.from(tokenStream(6, vocab, q.charCodeAt(0)))));
+    runner.stats.maxItems = 0;
+    // A long prompt keeps the engine busy while the four decode steps queue behind it.
+    const busy = runner.submit(work(`${tag}e`, 0, Int32Array.from(tokenStream(48, vocab, 7))));
+    // Let it start alone (a prompt chunk rides along with decode steps that are already queued).
+    await new Promise((r) => setTimeout(r, 3));
+    const steps = seqs.map((q) => runner.submit(work(tag + q, 6, Int32Array.of(3))));
+    await Promise.all([busy, ...steps]);
+    for (const q of [...seqs, 'e']) runner.free(tag + q);
+    return runner.stats.maxItems;
+  };
+  t.equal(await largest(1, 'one'), 4, 'one stage: the four decode steps run as one batch');
+  t.equal(await largest(2, 'two'), 2, 'two stages: two micro-batches of 2');
+  t.equal(await largest(4, 'four'), 1, 'four stages: one each');
 });

@@ -159,6 +159,10 @@ export interface AssignMsg extends Base {
   /** Node id of stage 0: the last stage sends a chained step (StepMsg.chain) there. Absent from
    *  older gateways (then nothing is chained). */
   readonly first?: string | null;
+  /** Stages in the plan (absent from older gateways: taken as 1). A stage then steps at most
+   *  ceil(decoding sequences / stages) of them at a time, so the batch splits into one micro-batch
+   *  per stage and every stage has one to work on instead of the whole batch moving together. */
+  readonly stages?: number;
   readonly quant: 'none' | 'int4';
   readonly threads: number;
 }

@@ -579,6 +579,7 @@ export class Coordinator {
       range: stage === undefined ? null : { start: stage.start, end: stage.end },
       next: stages[idx + 1]?.node ?? null,
       first: stages[0]?.node ?? null,
+      stages: stages.length,
       quant: this.opts.quant,
       threads: mem.info.threads,
     });

@@ -12,6 +12,7 @@ export class LocalPipeline implements Pipeline {
   constructor(stages: readonly StageRunner[]) {
     if (stages.length === 0) throw new Error('LocalPipeline needs at least one stage');
     this.stages = stages;
+    for (const s of stages) s.setStages(stages.length);
   }
 
   async step(req: StepRequest): Promise<StepOutcome> {

@@ -223,6 +223,7 @@ export class WorkerNode {
       this.stepRange = range;
     }
     if (this.loaded !== null && this.loaded.key === key) {
+      this.loaded.runner.setStages(m.stages ?? 1);
       this.active = m;
       this.state = 'ready';
       this.publishLoaded(m, true, null);
@@ -238,6 +239,7 @@ export class WorkerNode {
       const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' });
       if (this.wanted !== m || this.closed) { await engine.close(); return; }
       this.loaded = { key, engine, runner: new StageRunner(engine, this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}) };
+      this.loaded.runner.setStages(m.stages ?? 1);
       this.active = m;
       this.state = 'ready';
       this.log.info({ epoch: m.epoch, range: m.range, next: m.next, ms: Date.now() - t0, weightBytes: engine.weightBytes() }, 'stage loaded');
