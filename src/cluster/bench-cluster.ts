@@ -11,7 +11,8 @@
 //  and, to tell the cost of splitting from the cost of the relay, the same 2-stage split with
 //  both stages in this process (no NATS);
 //  then 2–3 again with a delay added before every hop (default 2 ms: a LAN, not loopback).
-//  Each figure is the best of `rounds` runs, one process and cluster runs interleaved.
+//  Each figure is the best of `rounds` runs; every round runs the one process and the cluster at
+//  every delay, so each ratio compares runs made minutes apart at most.
 //
 // It drives the scheduler (scheduler → cluster is the usual direction; this harness sits above
 // both, like the CLI that calls it).
@@ -286,38 +287,43 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     await warm(localGen);
     let oneProcess = 0;
     let inSplit = 0;
-    // The same loaded workers serve every delay: the delay travels in each step message.
-    for (const hopDelayMs of delays) {
-      pipeline.setHopDelay(hopDelayMs);
-      await warm(gen);
-      pipeline.hops.reset();
-      let one = 0;
-      const agg = streamCounts.map(() => 0);
-      const ramp = streamCounts.map(() => 0);
-      let stageP50Ms: number[] = [];
-      const counts0 = { ...pipeline.counts };
-      for (let r = 0; r < rounds; r++) {
-        // Each side is warmed right before it is timed: the idle side's weights may have been
-        // paged out meanwhile (onnxruntime maps them from files, and the kernel reclaims
-        // file pages that sit idle), and the first tokens would measure the disk, not the relay.
-        if (hopDelayMs === delays[0]) {
-          await warm(localGen);
-          oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
-          await warm(splitGen);
-          inSplit = Math.max(inSplit, await decodeRate(splitGen, prompt, decode, 1, `split${r}`));
-        }
+    // Per hop delay: the best of each figure over the rounds, and what the runs saw on the way.
+    const acc = delays.map(() => ({
+      one: 0, agg: streamCounts.map(() => 0), ramp: streamCounts.map(() => 0), stageP50Ms: [] as number[],
+      hops: [] as number[], sent: 0, chained: 0,
+    }));
+    // Every round measures every delay, one after the other: a ratio between two delays then
+    // compares runs minutes apart at most, not a whole pass over the other delay (this host's
+    // speed drifts by 10-20% over minutes). The same loaded workers serve every delay: the delay
+    // travels in each step message.
+    for (let r = 0; r < rounds; r++) {
+      // Each side is warmed right before it is timed: the idle side's weights may have been
+      // paged out meanwhile (onnxruntime maps them from files, and the kernel reclaims
+      // file pages that sit idle), and the first tokens would measure the disk, not the relay.
+      await warm(localGen);
+      oneProcess = Math.max(oneProcess, await decodeRate(localGen, prompt, decode, 1, `local${r}`));
+      await warm(splitGen);
+      inSplit = Math.max(inSplit, await decodeRate(splitGen, prompt, decode, 1, `split${r}`));
+      for (const [d, hopDelayMs] of delays.entries()) {
+        const a = acc[d]!;
+        pipeline.setHopDelay(hopDelayMs);
         await warm(gen);
+        pipeline.hops.reset();
         pipeline.stages.reset();
+        const counts0 = { ...pipeline.counts };
         const oneNow = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`);
-        if (oneNow > one) { one = oneNow; stageP50Ms = pipeline.stages.quantiles(0.5); }
+        if (oneNow > a.one) { a.one = oneNow; a.stageP50Ms = pipeline.stages.quantiles(0.5); }
         const aggNow: number[] = [];
         for (const [i, n] of streamCounts.entries()) {
           const m = await measureDecode(gen, prompt, decode, n, `agg${n}-${hopDelayMs}-${r}`);
           aggNow[i] = m.steady;
-          agg[i] = Math.max(agg[i] ?? 0, m.steady);
-          ramp[i] = Math.max(ramp[i] ?? 0, m.withRamp);
+          a.agg[i] = Math.max(a.agg[i] ?? 0, m.steady);
+          a.ramp[i] = Math.max(a.ramp[i] ?? 0, m.withRamp);
         }
-        if (spot !== null && hopDelayMs === delays[0]) {
+        a.hops.push(...pipeline.hops.samples());
+        a.sent += pipeline.counts.sent - counts0.sent;
+        a.chained += pipeline.counts.chained - counts0.chained;
+        if (spot !== null && d === 0) {
           // Checked runs right after the unchecked ones of the same round: the ratio of the two
           // bests is the cost (the same conditions, as for every other ratio here).
           const n0 = streamCounts[0] ?? 8;
@@ -339,17 +345,20 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
             say(`spot-check rate ${rates[i]}, round ${r + 1}/${rounds}: 2 workers ${c.one.toFixed(1)}, ${n0} streams ${c.agg.toFixed(1)} tok/s (best so far; ${c.checkedSeqs} of ${c.seqs} sequences checked)`);
           }
         }
-        say(`hop delay ${hopDelayMs} ms, round ${r + 1}/${rounds}: one process ${oneProcess.toFixed(1)}, split in-process ${inSplit.toFixed(1)}, 2 workers ${one.toFixed(1)}, ${streamCounts.map((n, i) => `${n} streams ${(agg[i] ?? 0).toFixed(1)}`).join(', ')} tok/s (best so far)`);
+        say(`round ${r + 1}/${rounds}, hop delay ${hopDelayMs} ms: one process ${oneProcess.toFixed(1)}, split in-process ${inSplit.toFixed(1)}, 2 workers ${a.one.toFixed(1)}, ${streamCounts.map((n, i) => `${n} streams ${(a.agg[i] ?? 0).toFixed(1)}`).join(', ')} tok/s (best so far)`);
       }
-      const multi = streamCounts.map((n, i) => ({ streams: n, tokS: agg[i] ?? 0, ratio: (agg[i] ?? 0) / one, withRampTokS: ramp[i] ?? 0 }));
-      const sent = pipeline.counts.sent - counts0.sent;
-      const chained = pipeline.counts.chained - counts0.chained;
+    }
+    for (const [d, hopDelayMs] of delays.entries()) {
+      const a = acc[d]!;
+      const multi = streamCounts.map((n, i) => ({ streams: n, tokS: a.agg[i] ?? 0, ratio: (a.agg[i] ?? 0) / a.one, withRampTokS: a.ramp[i] ?? 0 }));
+      const hops = Float64Array.from(a.hops).sort();
+      const q = (x: number): number => (hops.length === 0 ? Number.NaN : hops[Math.min(hops.length - 1, Math.round(x * (hops.length - 1)))]!);
       rows.push({
-        hopDelayMs, oneProcessTokS: oneProcess, inProcessSplitTokS: inSplit, clusterTokS: one, clusterRatio: one / oneProcess,
+        hopDelayMs, oneProcessTokS: oneProcess, inProcessSplitTokS: inSplit, clusterTokS: a.one, clusterRatio: a.one / oneProcess,
         streams: multi[0]?.streams ?? 0, aggregateTokS: multi[0]?.tokS ?? 0, concurrencyRatio: multi[0]?.ratio ?? 0, multi,
-        vsNoDelay: one / (rows[0]?.clusterTokS ?? one), chainedShare: chained / Math.max(1, sent + chained),
-        hopP50Ms: pipeline.hops.quantile(0.5), hopP99Ms: pipeline.hops.quantile(0.99), hops: pipeline.hops.count(),
-        stageP50Ms,
+        vsNoDelay: a.one / (acc[0]?.one ?? a.one), chainedShare: a.chained / Math.max(1, a.sent + a.chained),
+        hopP50Ms: q(0.5), hopP99Ms: q(0.99), hops: hops.length,
+        stageP50Ms: a.stageP50Ms,
       });
     }
     rates.forEach((rate, i) => {
