@@ -15,7 +15,7 @@ import { Coordinator, type ClusterSnapshot, type LivePlan, type NodeTrust } from
 import { HopStats, StageStats } from './hop-stats.ts';
 import type { ModelCost } from './planner.ts';
 import type { PlanObjective } from './plan-choice.ts';
-import { linkDelay, wallMs } from '../bus/wall-clock.ts';
+import { wallMs } from '../bus/wall-clock.ts';
 
 export interface ClusterPipelineOptions {
   readonly bus: Bus;
@@ -240,7 +240,7 @@ class BusPipeline implements ClusterPipeline {
     const key = `${req.seq}\u0000${stepId}`;
     const sentAt = wallMs();
     if (this.hopDelayMs > 0) {
-      await linkDelay(this.hopDelayMs, sentAt);
+      await new Promise((r) => setTimeout(r, this.hopDelayMs));
       // A re-plan during the delay: stage 0 of the old plan may be gone.
       if (this.coordinator.epoch() !== epoch) throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]);
     }

@@ -17,7 +17,7 @@ import { isHearthError } from '../errors/index.ts';
 import type { ShardEngine, Provider, Quant } from '../runtime/types.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { StageRunner } from './stage-runner.ts';
-import { linkDelay, wallMs } from '../bus/wall-clock.ts';
+import { wallMs } from '../bus/wall-clock.ts';
 
 export interface WorkerNodeOptions {
   readonly bus: Bus;
@@ -180,7 +180,7 @@ export class WorkerNode {
   private async onProbe(m: ProbeMsg): Promise<void> {
     if (this.closed || !isValidId(m.from)) return;
     const delay = this.opts.hopDelayMs ?? 0;
-    if (delay > 0) await linkDelay(delay);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     this.bus.publish(subjects.probeReply(this.opts.cluster, m.from), {
       t: 'probe-reply', id: this.id, nonce: m.nonce, wall: wallMs(), version: hearthVersion(),
       got: m.pad?.byteLength ?? 0, pad: m.echo ? m.pad : null,
@@ -329,7 +329,7 @@ export class WorkerNode {
         const sentAt = wallMs();
         const stages = [...m.stageMs, sentAt - arrived];
         const delay = Math.max(this.opts.hopDelayMs ?? 0, m.delayMs);
-        if (delay > 0) await linkDelay(delay, sentAt);
+        if (delay > 0) await new Promise((res) => setTimeout(res, delay));
         if (this.freed.has(m.seq)) {
           // Freed while this step ran: the engine may hold KV again for it.
           this.seqs.delete(m.seq);
