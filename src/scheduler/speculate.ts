@@ -155,8 +155,8 @@ export class Speculator {
     const cap = Math.min(room, this.opts.maxDraft);
     if (cap <= 0) return null;
     if (constraint !== undefined && this.opts.jumpForward && constraint.forced !== undefined) {
-      // The grammar's forced text: no other text can follow, so only a tokenization the model
-      // prefers over the tokenizer's can reject it.
+      // The grammar's forced text, as the constraint itself will spell it (canonical tokens):
+      // every draft but a forced span's last token is certain to be accepted.
       const k = this.draftLength('grammar', cap);
       const forced = k > 0 ? constraint.forced(k) : [];
       if (forced.length > 0) return { source: 'grammar', tokens: forced };
