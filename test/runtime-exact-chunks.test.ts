@@ -1,6 +1,6 @@
 // Bit-exact invariants of the engine. Exact chunks: a multi-position step marked `exact` gives, at
 // every position, bit for bit the logits that token-by-token decode gives (what makes speculative
-// decoding and replays change nothing). Batch invariance (fp32): a decode step gives a sequence the
+// decoding and replays change nothing). Batch invariance (fp32, int4): a decode step gives a sequence the
 // same bits alone or batched with sequences of other lengths.
 // A plain prefill chunk is only close (~1e-5): the test shows both, so it fails if exact chunks
 // lose their guarantee and says so if plain chunks ever become exact too.
@@ -40,30 +40,32 @@ async function compare(t: Test, dir: string, vocab: number, ranges: readonly (re
   }
 }
 
-t.test('exact chunks equal token-by-token decode bit for bit (fp32, fused attention)', async (t) => {
+t.test('exact chunks equal token-by-token decode bit for bit (fused attention: fp32, int4)', async (t) => {
   for (const preset of ['tiny-qwen3', 'tiny-llama'] as const) {
     const dir = await tinyCheckpoint(t, preset);
     await compare(t, dir, 151936, [[0, 4]], `${preset}, 1 stage`);
     await compare(t, dir, 151936, [[0, 1], [1, 3], [3, 4]], `${preset}, 3 stages`);
   }
+  // int4 at block 128: one batched product per chunk too (the graph evens out odd row counts).
+  await compare(t, await tinyCheckpoint(t, 'tiny-qwen3'), 151936, [[0, 2], [2, 4]], 'tiny-qwen3 int4 block 128, 2 stages', 'int4', 128);
 });
 
 t.test('exact chunks on stories260k, fp32 and int4', { skip: fs.existsSync(stories260kDir) ? false : 'no ../shared/models/stories260k' }, async (t) => {
   await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k, 2 stages');
-  // int4: MatMulNBits rounds a lone row apart from rows in a chunk, so exact items run position by
-  // position inside each stage — still one trip through the pipeline.
-  await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k int4, 2 stages', 'int4');
-  // At block 32 MatMulNBits is row-invariant, so the chunk runs as one product through the exact branch.
+  // int4 at the default block (128): MatMulNBits rounds the last row of an odd row count apart, so
+  // the graph evens the count out and the chunk runs as one product through the exact branch.
+  await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k int4 block 128, 2 stages', 'int4', 128);
+  // At block 32 MatMulNBits is row-invariant as it is.
   await compare(t, stories260kDir, 512, [[0, 2], [2, 5]], 'stories260k int4 block 32, 2 stages', 'int4', 32);
 });
 
-t.test('decode is batch-invariant (fp32, int4 at block 32): a sequence gets the same bits alone or in a ragged batch', async (t) => {
+t.test('decode is batch-invariant (fp32, int4): a sequence gets the same bits alone or in a ragged batch', async (t) => {
   const dir = await tinyCheckpoint(t, 'tiny-qwen3');
   const vocab = 151936;
-  // int4 at block 32 too: there MatMulNBits gives a row the same bits at any row count (at 64 and
-  // 128 its one-row kernel rounds apart, so int4 batching is close, not exact).
-  for (const [ranges, quant] of [[[[0, 4]], 'none'], [[[0, 2], [2, 4]], 'none'], [[[0, 2], [2, 4]], 'int4']] as const) {
-    const chain = await Chain.open(t, dir, ranges, quant, { int4Block: 32 });
+  // int4 at block 32 MatMulNBits gives a row the same bits at any row count; at 128 only at even
+  // counts, which the graph makes (alone: 1 row + a zero row; this batch: 3 + 1).
+  for (const [ranges, quant, block] of [[[[0, 4]], 'none', 32], [[[0, 2], [2, 4]], 'none', 32], [[[0, 2], [2, 4]], 'int4', 32], [[[0, 2], [2, 4]], 'int4', 128]] as const) {
+    const chain = await Chain.open(t, dir, ranges, quant, { int4Block: block });
     const lens = [5, 23, 11];
     const prompt = (k: number): Int32Array => Int32Array.from(tokenStream(lens[k] as number, vocab, 100 + k));
     const next = (k: number, i: number): Int32Array => Int32Array.of((k * 7919 + i * 104729) % vocab);
@@ -86,6 +88,6 @@ t.test('decode is batch-invariant (fp32, int4 at block 32): a sequence gets the 
         if (r.logits?.length === want.length && r.logits.every((x, j) => x === want[j])) same++;
       });
     }
-    t.equal(same, 12, `${quant}, ${ranges.length} stage(s): all 12 batched decode steps (lengths 5, 23, 11) equal decoding alone bit for bit`);
+    t.equal(same, 12, `${quant}${quant === 'int4' ? ` block ${block}` : ''}, ${ranges.length} stage(s): all 12 batched decode steps (lengths 5, 23, 11) equal decoding alone bit for bit`);
   }
 });

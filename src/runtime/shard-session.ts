@@ -326,15 +326,14 @@ export class ShardSession {
 
   /**
    * Whether one session.run computes an exact chunk bit for bit as decode would: the fused graph's
-   * exact branch does for its attention, and fp32 projections give every row the same bits
-   * whatever the row count. int4 MatMulNBits does so only at block 32: at 64 and 128 a lone row
-   * (decode) takes another kernel than rows in a chunk (logits differ by up to ~0.1 on stories260k;
-   * measured per M from 1 to 32), and plain/gqa attention have no exact branch; there an exact item
-   * runs as n one-position steps in this stage (the speculative pass still costs one trip through the
-   * pipeline, just not one batched product).
+   * exact branch does for its attention, fp32 projections give every row the same bits whatever
+   * the row count, and so do int4 ones since the graph evens out odd row counts (build-shard.ts:
+   * MatMulNBits at blocks over 32 rounds the last row of an odd count apart). plain/gqa attention
+   * have no exact branch: there an exact item runs as n one-position steps in this stage (the
+   * speculative pass still costs one trip through the pipeline, just not one batched product).
    */
   private get exactChunks(): boolean {
-    return this.info.attention === 'fused' && (this.spec.quant !== 'int4' || (this.info.int4Block ?? 0) <= 32);
+    return this.info.attention === 'fused';
   }
 
   /** An exact item as n one-position steps; hidden rows (or the last logitRows logits) gathered. */

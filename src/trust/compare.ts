@@ -8,10 +8,11 @@
 // over that, while corrupted work (noise, a swapped layer, a skipped layer, another checkpoint)
 // moves activations by tens of percent. HEARTH_SPOT_CHECK_TOLERANCE overrides it.
 export const DEFAULT_TOLERANCE = 1e-2;
-/** int4 (MatMulNBits) is not batch-invariant: a lone row is rounded apart from a batch's rows, and
- *  the difference grows over the layers of a stage. Measured on the 0.5B shape (17 layers, 8
- *  streams batched on the node, the gateway's mirror one at a time): honest stage outputs up to
- *  3.2e-2; 0.15 leaves ~5× room and still catches noise, a wrong or skipped layer. */
+/** int4 (MatMulNBits): before int4 graphs evened out odd row counts, a lone row was rounded apart
+ *  from a batch's rows and the difference grew over a stage's layers: on the 0.5B shape (17 layers,
+ *  8 streams batched on the node, the gateway's mirror one at a time) honest stage outputs differed
+ *  by up to 3.2e-2. Kept at 0.15 (~5× that): another CPU's int4 kernels may round differently, and
+ *  it still catches noise, a wrong or skipped layer. */
 export const INT4_TOLERANCE = 0.15;
 
 export function toleranceFor(quant: string): number {

@@ -129,9 +129,9 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     const m = w.fusedInt4(names, undefined, block);
     const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
     const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-    const ins = [x, b, s];
-    if (biases) ins.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
-    return g.op('MatMulNBits', ins, { K: m.cols, N: m.rows, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN);
+    const rest = [b, s];
+    if (biases) rest.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
+    return nbits(x, rest, { K: m.cols, N: m.rows }, bs);
   };
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
@@ -205,6 +205,36 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const to2d = (t: string, width: number): string => (flat ? g.op('Reshape', [t, g.i64([-1, width])]) : t);
   const x2 = to2d(x3, h);
 
+  // int4 at blocks over 32: MatMulNBits computes the last row of an odd row count with its one-row
+  // kernel, whose rounding differs from the two-row tiles every other row gets (measured: row 0 of
+  // 1, row 2 of 3, row 4 of 5… differ from the same rows in a 16-row call; even counts are
+  // row-invariant). A zero row is appended to odd counts and cut off after, so a row's bits never
+  // depend on how many rows ran with it: a lone decode step, the same step in a batch and a
+  // position of a verify chunk agree bit for bit. Costs one row on odd counts and four small nodes
+  // per product.
+  const evenRows = quant === 'int4' && block > 32;
+  const rowInfo = new Map<string, { rows: string; pads: string; out: Map<number, string> }>();
+  /** MatMulNBits of x ([lead..., K], lead = [B, S] given as the shape tensor `lead`). */
+  const nbits = (x: string, rest: readonly string[], attrs: { K: number; N: number }, lead: string): string => {
+    const all = { ...attrs, bits: 4, block_size: block, accuracy_level: accuracyLevel };
+    if (!evenRows) return g.op('MatMulNBits', [x, ...rest], all, MS_DOMAIN);
+    let info = rowInfo.get(lead);
+    if (info === undefined) {
+      const rows = g.op('Mul', [g.op('Slice', [lead, g.i64([0]), g.i64([1])]), g.op('Slice', [lead, g.i64([1]), g.i64([2])])]);
+      const pads = g.op('Concat', [g.i64([0, 0]), g.op('Mod', [rows, g.i64([2])]), g.i64([0])], { axis: 0 });
+      info = { rows, pads, out: new Map() };
+      rowInfo.set(lead, info);
+    }
+    let out = info.out.get(attrs.N);
+    if (out === undefined) {
+      out = g.op('Concat', [lead, g.i64([attrs.N])], { axis: 0 });
+      info.out.set(attrs.N, out);
+    }
+    const padded = g.op('Pad', [g.op('Reshape', [x, g.i64([-1, attrs.K])]), info.pads]);
+    const y = g.op('MatMulNBits', [padded, ...rest], all, MS_DOMAIN);
+    return g.op('Reshape', [g.op('Slice', [y, g.i64([0]), info.rows, g.i64([0])]), out]);
+  };
+
   // --- layers ----------------------------------------------------------------------------------------
   const positions = opts.maxPositions ?? cfg.maxPositions;
   const { cos, sin } = ropeTables(cfg, positions);
@@ -273,6 +303,9 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     const rowsIn = g.input(IO.logitRows, DT.int64, [1]);
     const lastPos = to2d(g.op('Slice', [final3, g.op('Neg', [rowsIn]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), h); // [B*R,H] or [B,R,H]
     const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
+    // int4 (3-D): the head's rows are [B, R] (R logit rows per item), not the stage's [B, S].
+    let lead: string | null = null;
+    const headLead = (): string => (lead ??= g.op('Slice', [g.op('Shape', [normedLast]), g.i64([0]), g.i64([2])]));
     const head = lmHeadName(cfg);
     // The [V, H] head runs in row slices of at most 128 MB (fp32) whose logits are concatenated:
     // onnxruntime prepacks one initializer at a time and drops its source after, so slicing caps
@@ -295,14 +328,14 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
         const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, block / 2], r0 * rowBytes, (r1 - r0) * rowBytes);
         const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
         lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
-        parts.push(g.op('MatMulNBits', [normedLast, b, sc], { K: h, N: r1 - r0, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead()));
         continue;
       }
       if (quant === 'int4') {
         const m = w.fusedInt4([head], [r0, r1], block);
         const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
         const s = g.init(`${name}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-        parts.push(g.op('MatMulNBits', [normedLast, b, s], { K: h, N: r1 - r0, bits: 4, block_size: block, accuracy_level: accuracyLevel }, MS_DOMAIN));
+        parts.push(nbits(normedLast, [b, s], { K: h, N: r1 - r0 }, headLead()));
         continue;
       }
       const wPart = inPlace
