@@ -6,4 +6,3 @@ import { performance } from 'node:perf_hooks';
 export function wallMs(): number {
   return performance.timeOrigin + performance.now();
 }
-

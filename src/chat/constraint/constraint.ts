@@ -127,9 +127,12 @@ class Constraint implements GrammarConstraint {
     if (!bytes) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} cannot appear in the output`]);
     const s = advance(this.state, bytes);
     if (s.length === 0) throw new HearthError('HEARTH_ERR_INTERNAL', [`constrained decoding: token ${token} breaks the grammar`]);
-    // The canonical chain stays valid along its own first token.
+    // The canonical chain stays valid along its own first token (worked out afresh once used up:
+    // it stops at CANONICAL_TOKENS).
     const chain = this.chain;
-    this.chain = chain !== null && chain.state === this.state && chain.tokens[0] === token ? { state: s, tokens: chain.tokens.slice(1), ...(chain.end === undefined ? {} : { end: chain.end }) } : null;
+    this.chain = chain !== null && chain.state === this.state && chain.tokens[0] === token && chain.tokens.length > 1
+      ? { state: s, tokens: chain.tokens.slice(1), end: chain.end }
+      : null;
     this.state = s;
     this.history.push(token);
   }
@@ -144,7 +147,6 @@ class Constraint implements GrammarConstraint {
     // (the model chooses that one, since what follows the span may merge with it).
     const canon = this.canonical();
     if (canon.length >= max) return canon.slice(0, max);
-    if (canon.length > 0 && this.chain?.end === undefined) return [...canon];
     const at = this.chain?.end ?? this.state;
     const bytes = forcedBytes(at, FORCED_BYTES);
     if (bytes.length === 0) return [...canon];
@@ -179,7 +181,9 @@ class Constraint implements GrammarConstraint {
     this.chain = { state: this.state, tokens, end: s };
     return tokens;
   }
-  private chain: { readonly state: MState; readonly tokens: readonly number[]; readonly end?: MState } | null = null;
+  /** canonical()'s tokens from `state`, and the state after them (where the span's free last
+   *  token starts). */
+  private chain: { readonly state: MState; readonly tokens: readonly number[]; readonly end: MState } | null = null;
 }
 
 function advance(state: MState, bytes: Uint8Array): MState {
