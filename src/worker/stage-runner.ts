@@ -209,9 +209,12 @@ export class StageRunner {
       if (batch.length < this.maxBatch && !seqs.has(p.work.item.seq) && (isPrefill ? !prefill : decodes < cap)) {
         batch.push(p);
         seqs.add(p.work.item.seq);
-        if (isPrefill) prefill = true;
-        else this.lastRun.set(p.work.item.seq, this.stats.runs);
-        if (!isPrefill) decodes++;
+        if (isPrefill) {
+          prefill = true;
+        } else {
+          this.lastRun.set(p.work.item.seq, this.stats.runs);
+          decodes++;
+        }
       } else {
         rest.push(p);
       }
