@@ -57,8 +57,6 @@ export interface ShardInfo {
   readonly config: ModelConfig;
   readonly attention: AttentionKind;
   readonly kvDtype: KvDtype;
-  /** int4 block size along K (int4 shards only). */
-  readonly int4Block?: number;
   /** Weights every step reads (resident while serving). */
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
@@ -258,7 +256,6 @@ export class ShardSession {
           config,
           attention: files.attention,
           kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
-          ...(spec.quant === 'int4' ? { int4Block: prep.int4Block } : {}),
           weightBytes: files.weightBytes,
           lookupBytes: files.lookupBytes,
           buildMs: t1 - t0,

@@ -7,8 +7,9 @@
 // deterministic sampler: acceptance is equality, no probability ratio needed). Rejected positions
 // stay in the stages' KV until the sequence's next step, which carries `rewind` and cuts them.
 //
-// Drafts cost nothing to make: grammar jump-forward (the constraint's forced continuation; the
-// model still verifies each token, it may prefer another tokenization) first, else prompt lookup.
+// Drafts cost nothing to make: grammar jump-forward (the constraint's forced continuation, spelled
+// as the constraint itself will pick it, so only a forced span's last token can be rejected) first,
+// else prompt lookup.
 // k follows the measured acceptance and the measured cost of a pass (PassCost): with per-token
 // acceptance a a verify of k drafts yields (1 − a^(k+1))/(1 − a) tokens, and k is the length that
 // gives the most tokens per millisecond — 0 (no draft, but a probe now and then) where drafting
