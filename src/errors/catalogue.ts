@@ -22,6 +22,7 @@ export const ERRORS = {
   HEARTH_ERR_SAFETENSORS_CORRUPT: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}: {1}' },
   // --- runtime -----------------------------------------------------------------------------
   HEARTH_ERR_KV_POSITION: { status: 500, type: 'server_error', openaiCode: null, message: 'sequence {0}: step at position {1} but this stage holds {2} positions' },
+  HEARTH_ERR_KV_FULL: { status: 503, type: 'service_unavailable', openaiCode: null, message: 'sequence {0} needs KV for {1} positions on layers {2}, which leaves more than this node offers ({3}); retry shorter, later, or give the node more memory (--memory)' },
   HEARTH_ERR_ENGINE: { status: 500, type: 'server_error', openaiCode: null, message: 'inference failed: {0}' },
   HEARTH_ERR_PROVIDER: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'execution provider {0} is not available: {1}' },
   // --- cluster -----------------------------------------------------------------------------
@@ -38,6 +39,7 @@ export const ERRORS = {
   HEARTH_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'We could not parse the JSON body of your request: {0}' },
   HEARTH_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', openaiCode: null, message: 'request body is larger than {0} bytes (config limits.bodyBytes)' },
   HEARTH_ERR_CONTEXT_LENGTH: { status: 400, type: 'invalid_request_error', openaiCode: 'context_length_exceeded', message: "This model's maximum context length is {0} tokens. However, your messages resulted in {1} tokens{2}. Please reduce the length of the messages or completion." },
+  HEARTH_ERR_TOKEN_OUT_OF_VOCAB: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Token id {0} at prompt position {1} is outside this model's vocabulary (ids 0..{2}){3}." },
   HEARTH_ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', openaiCode: null, message: 'Unsupported Content-Type {0}: send application/json' },
   HEARTH_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: 'model_not_found', message: 'The model `{0}` does not exist. Available: {1}' },
   HEARTH_ERR_FIM_UNSUPPORTED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid value for 'suffix': fill-in-the-middle needs FIM tokens ({0}) and the tokenizer of model {1} has none." },
