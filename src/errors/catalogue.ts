@@ -44,6 +44,7 @@ export const ERRORS = {
   HEARTH_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: 'model_not_found', message: 'The model `{0}` does not exist. Available: {1}' },
   HEARTH_ERR_FIM_UNSUPPORTED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid value for 'suffix': fill-in-the-middle needs FIM tokens ({0}) and the tokenizer of model {1} has none." },
   HEARTH_ERR_RESPONSE_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: null, message: "Response with id '{0}' not found." },
+  HEARTH_ERR_RESPONSE_STORE: { status: 503, type: 'service_unavailable', openaiCode: null, message: 'The store of responses is unavailable ({0}); retry, or send the whole conversation as input.' },
   HEARTH_ERR_RESPONSE_SCHEMA: { status: 400, type: 'invalid_request_error', openaiCode: 'invalid_json_schema', message: "Invalid schema for response_format '{0}': {1}" },
   HEARTH_ERR_ROUTE_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: null, message: 'Unknown request URL: {0} {1}' },
   HEARTH_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: 'invalid_api_key', message: 'Incorrect or missing API key. Send Authorization: Bearer <key>' },
