@@ -3,10 +3,10 @@
 
 import os from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { createApp, jsonResponseStore, memoryKv, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
+import { createApp, jsonResponseStore, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
 import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
-import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../cluster/index.ts';
+import { createClusterPipeline, modelCostsFromCheckpoint, stageBytes, type ClusterPipeline, type ModelCost } from '../cluster/index.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
 import { SpotChecker, toleranceFor } from '../trust/index.ts';
 import type { HearthConfig } from '../config/index.ts';
@@ -65,20 +65,23 @@ export interface Gateway {
 /**
  * Stored Responses (previous_response_id) in NATS JetStream KV, so every gateway of the cluster can
  * continue them; in this process when the bus is not NATS or the server runs without JetStream.
+ * One bucket per owner (API key hash), each with its share of the bytes (response-store.ts).
  */
-async function openResponseStore(bus: Bus, cluster: string, log: Logger): Promise<ResponseStore> {
+async function openResponseStore(bus: Bus, cluster: string, owners: number, log: Logger): Promise<ResponseStore> {
   const d = RESPONSE_STORE_DEFAULTS;
+  const share = ownerShareBytes(owners, d);
   if (bus instanceof NatsBus) {
-    const bucket = `hearth_responses_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const prefix = `hearth_responses_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const open = (owner: string) => bus.openKv({ bucket: `${prefix}_${owner}`, ttlMs: d.ttlMs, maxBytes: share, maxValueBytes: d.maxEntryBytes });
     try {
-      const kv = await bus.openKv({ bucket, ttlMs: d.ttlMs, maxBytes: d.maxBytes, maxValueBytes: d.maxEntryBytes });
-      log.info({ bucket }, 'stored responses in NATS JetStream KV');
-      return jsonResponseStore(kv, d.maxEntryBytes);
+      await open('probe');
+      log.info({ bucket: `${prefix}_*`, ownerBytes: share }, 'stored responses in NATS JetStream KV, a bucket per API key');
+      return jsonResponseStore(open, d.maxEntryBytes);
     } catch (e) {
       log.warn({ err: String(e) }, 'NATS JetStream KV unavailable (enable jetstream in nats-server.conf); stored responses stay in this gateway\'s memory');
     }
   }
-  return jsonResponseStore(memoryKv(d), d.maxEntryBytes);
+  return memoryResponseStore(share, d);
 }
 
 /** EADDRINUSE / EACCES from listen, as one line that says what to do. */
@@ -124,7 +127,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     }
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
-  const responseStore = await openResponseStore(o.bus, cfg.cluster.name, log);
+  const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys.length, log);
   const app = await createApp({
     model,
     responseStore,
@@ -192,7 +195,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     ...(o.trust !== undefined ? { trust: o.trust } : {}),
   });
   // Spot-checking (issue 14): a sampled fraction of sequences recomputed here, off the event loop.
-  const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, log, metrics) : null;
+  const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, cost, log, metrics) : null;
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,
     maxQueue: cfg.limits.maxQueue,
@@ -200,6 +203,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     prefillChunk: cfg.limits.prefillChunk,
     speculate: cfg.limits.speculativeDraft > 0 ? { ...DEFAULT_SPECULATE_OPTIONS, maxDraft: cfg.limits.speculativeDraft } : null,
     contextLength: model.contextLength,
+    vocabSize: config.vocabSize,
+    tokenizerVocab: model.tokenizer.vocabSize,
     onReplay: (seq, epoch, tokens) => log.warn({ seq, epoch, tokens }, 'replaying a sequence on the new plan'),
   });
   const pipe = pipeline;
@@ -216,7 +221,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       },
       load: sched.load(),
       join: o.join ?? null,
-      spotCheck: { rate: cfg.cluster.spotCheckRate, ...(spot?.stats ?? { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0 }) },
+      spotCheck: { rate: cfg.cluster.spotCheckRate, memoryMb: cfg.cluster.spotCheckMemoryMb, ...(spot?.stats ?? { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0, uncheckable: [], peakEngines: 0 }) },
     };
   }
 
@@ -262,7 +267,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   };
 }
 
-function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], log: Logger, metrics: ReturnType<typeof createMetrics>): SpotChecker {
+function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>): SpotChecker {
   const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
   const spot = new SpotChecker({
     bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,
@@ -270,6 +275,9 @@ function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string,
     tolerance: Number.isFinite(tol) && tol > 0 ? tol : toleranceFor(cfg.model.quant),
     // One thread: the check competes with nothing on a gateway of its own, and little on a shared box.
     createEngine: async (start, end) => (await import('../runtime/index.ts')).createShardEngine(modelDir, { start, end, quant: cfg.model.quant, threads: 1, provider: 'cpu' }),
+    // The planner's figure for the stage's weights as built (its KV here is one short mirror).
+    engineBytes: (start, end) => stageBytes({ ...cost, kvBytesPerLayer: 0 }, start, end),
+    memoryBudget: cfg.cluster.spotCheckMemoryMb * 2 ** 20,
     onCheck: (e) => metrics.spotChecks.inc({ node: e.node, result: e.ok ? 'pass' : 'fail' }),
   });
   spot.start();

@@ -171,3 +171,31 @@ export class Admission {
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new Error('aborted');
 }
+
+/**
+ * Refuses a prompt with a token id the model has no embedding row for. The tokenizer may know more
+ * ids than the model's vocab_size (a checkpoint paired with a larger tokenizer, a token-array
+ * prompt): such an id would reach the first stage's embedding lookup and fail there as a 500 with
+ * onnxruntime's raw text (issue 20). Every API hands its prompt to Scheduler.generate, which calls
+ * this before taking a slot, so one check covers chat, completions, responses and messages.
+ */
+export function checkPromptIds(prompt: Int32Array, vocabSize: number | null, tokenizerVocab?: number): void {
+  if (vocabSize === null) return;
+  for (let i = 0; i < prompt.length; i++) {
+    const id = prompt[i] as number;
+    if (id >= 0 && id < vocabSize) continue;
+    const why = tokenizerVocab !== undefined && tokenizerVocab > vocabSize && id < tokenizerVocab
+      ? `: the tokenizer has ${tokenizerVocab} ids and the model only ${vocabSize}, so text that tokenizes to the higher ids cannot be served by this model`
+      : '';
+    throw new HearthError('HEARTH_ERR_TOKEN_OUT_OF_VOCAB', [id, i, vocabSize - 1, why]);
+  }
+}
+
+/** logit_bias keys past the model's vocab would bias logits that do not exist: refused the same way. */
+export function checkBiasIds(bias: Readonly<Record<number, number>> | null, vocabSize: number | null): void {
+  if (bias === null || vocabSize === null) return;
+  for (const k of Object.keys(bias)) {
+    const id = Number(k);
+    if (id >= vocabSize) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid key in 'logit_bias': token id ${id} is outside this model's vocabulary (ids 0..${vocabSize - 1}).`], { param: 'logit_bias' });
+  }
+}

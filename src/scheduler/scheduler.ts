@@ -1,6 +1,6 @@
 import { HearthError, isHearthError } from '../errors/index.ts';
 import type { SampledToken } from '../sampling/types.ts';
-import { Admission } from './admission.ts';
+import { Admission, checkBiasIds, checkPromptIds } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { PassCost, Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
 import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
@@ -17,6 +17,11 @@ export interface SchedulerOptions {
   readonly prefillChunk: number;
   /** Model context length: generation stops with 'length' there. */
   readonly contextLength: number;
+  /** The model's vocab_size: a prompt id at or past it is refused (HEARTH_ERR_TOKEN_OUT_OF_VOCAB);
+   *  null = unchecked. */
+  readonly vocabSize?: number | null;
+  /** The tokenizer's id count, only to say why in that error. */
+  readonly tokenizerVocab?: number;
   /** How long a request waits for a live plan (a re-plan after a node loss) before 503. */
   readonly readyTimeoutMs: number;
   /** Replays of one sequence after plan changes before giving up. */
@@ -99,6 +104,8 @@ export class Scheduler implements Generator {
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    checkPromptIds(req.prompt, this.opts.vocabSize ?? null, this.opts.tokenizerVocab);
+    checkBiasIds(req.sampling.logitBias, this.opts.vocabSize ?? null);
     const slot = await this.admission.acquire(req.group ?? req.id, req.signal);
     try {
       yield* this.run(req);
