@@ -34,6 +34,7 @@ export const ERRORS = {
   HEARTH_ERR_NODE_UNAUTHORIZED: { status: 401, type: 'authentication_error', openaiCode: null, message: 'node {0} was refused: {1}' },
   HEARTH_ERR_WIRE_VERSION: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'message from {0} speaks wire version {1}; this node speaks {2}' },
   HEARTH_ERR_WEIGHTS_FETCH: { status: 502, type: 'server_error', openaiCode: null, message: 'fetching {0} from the gateway failed: {1}' },
+  HEARTH_ERR_WEIGHTS_FORBIDDEN: { status: 403, type: 'invalid_request_error', openaiCode: null, message: 'node {0} may not fetch {1}: its grant covers only the tensors of layers [{2}, {3})' },
   // --- API ---------------------------------------------------------------------------------
   HEARTH_ERR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}' },
   HEARTH_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'We could not parse the JSON body of your request: {0}' },
