@@ -13,7 +13,7 @@ import { toHttpError } from './http-errors.ts';
 import { isAnthropicRoute, registerMessagesRoutes } from './messages-route.ts';
 import { registerModelRoutes } from './models-route.ts';
 import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
-import { jsonResponseStore, memoryKv } from './response-store.ts';
+import { memoryResponseStore, ownerShareBytes } from './response-store.ts';
 import { registerResponsesRoutes } from './responses-route.ts';
 import { createApiContext } from './route-support.ts';
 import type { AppOptions, RequestDoneInfo } from './types.ts';
@@ -108,7 +108,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   registerModelRoutes(app, opts.model);
   registerChatRoute(app, ctx);
   registerCompletionsRoute(app, ctx);
-  registerResponsesRoutes(app, ctx, opts.responseStore ?? jsonResponseStore(memoryKv()));
+  registerResponsesRoutes(app, ctx, opts.responseStore ?? memoryResponseStore(ownerShareBytes(opts.apiKeys.length)));
   registerMessagesRoutes(app, ctx);
   if (opts.extraRoutes !== undefined) await opts.extraRoutes(app);
   await app.ready();

@@ -5,6 +5,7 @@ import { HearthError } from '../errors/index.ts';
 // API keys. OpenAI clients send `Authorization: Bearer <key>`; Azure-style clients send `api-key`,
 // some others `x-api-key`: all three are read. Keys are compared as SHA-256 digests with
 // timingSafeEqual, so neither the length nor a prefix of a key leaks through response timing.
+// The key a request was admitted with also names the owner of what it stores (ownerOf).
 
 /** Routes that never need a key: probes, the API's own documentation, and the workers' weights
  *  routes (they check the cluster token themselves). */
@@ -17,6 +18,25 @@ export interface RouteAuthConfig {
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
+}
+
+/** Owners of admitted requests, set by the auth hook (absent when auth is off). */
+const owners = new WeakMap<FastifyRequest, string>();
+
+/** The owner when no keys are configured: every client is the same one. */
+export const ANONYMOUS_OWNER = 'anonymous';
+
+/**
+ * Who a request acts for, for what it stores (stored Responses): a hash of its API key, never the
+ * key itself (the owner names NATS KV buckets every gateway can list), or ANONYMOUS_OWNER when auth
+ * is off. Domain-separated from the digest keys are compared with, so neither reveals the other.
+ */
+export function ownerOf(req: FastifyRequest): string {
+  return owners.get(req) ?? ANONYMOUS_OWNER;
+}
+
+function ownerHash(key: string): string {
+  return createHash('sha256').update(`hearth response owner\0${key}`).digest('hex').slice(0, 32);
 }
 
 export function presentedKey(headers: FastifyRequest['headers']): string | undefined {
@@ -46,7 +66,10 @@ export function createAuthHook(keys: readonly string[]): ((req: FastifyRequest) 
       // Compare against every key (no early exit) so timing does not say which one matched.
       let ok = false;
       for (const k of digests) ok = timingSafeEqual(d, k) || ok;
-      if (ok) return;
+      if (ok) {
+        owners.set(req, ownerHash(key));
+        return;
+      }
     }
     throw new HearthError('HEARTH_ERR_UNAUTHORIZED');
   };

@@ -10,5 +10,6 @@ export type { ChatPlan } from './chat-request.ts';
 export { planCompletion } from './completion-request.ts';
 export { presentedKey } from './auth.ts';
 export type { RouteAuthConfig } from './auth.ts';
-export { jsonResponseStore, memoryKv, RESPONSE_STORE_DEFAULTS } from './response-store.ts';
-export type { BytesKv, ResponseStore, StoredResponse } from './response-store.ts';
+export { jsonResponseStore, memoryKv, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS } from './response-store.ts';
+export type { BytesKv, PutOutcome, ResponseStore, StoredResponse } from './response-store.ts';
+export { METADATA_LIMITS, checkMetadata } from './metadata-limits.ts';

@@ -1,12 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError, isHearthError } from '../errors/index.ts';
+import { ownerOf } from './auth.ts';
 import { planChat, type ChatPlan } from './chat-request.ts';
 import { checkOutput, type ToolCallOut } from './chat-route.ts';
 import { ChoiceCancelled, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import { openNamedStream } from './event-stream.ts';
 import { schemaRef } from './openapi.ts';
 import { runPlanChoice } from './plan-choice.ts';
-import type { ResponseStore } from './response-store.ts';
+import { checkMetadata } from './metadata-limits.ts';
+import { isResponseId, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store.ts';
 import { ResponseOutputBuilder, type OutputItem, type ResponseStreamEvent } from './responses-events.ts';
 import { responsesParam, translateResponsesRequest } from './responses-request.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
@@ -15,15 +17,43 @@ import { admit, completionId, watchDisconnect, type ApiContext } from './route-s
 // POST /v1/responses, GET and DELETE /v1/responses/{response_id}: OpenAI's Responses API over the
 // chat machinery. The request becomes a chat plan (responses-request.ts), one choice runs, and
 // responses-events.ts folds its events into output items (and typed stream events).
+// Stored responses belong to the API key that stored them (ownerOf): every route reads and writes
+// only its caller's own store, and another key's id is the same 404 as an id that never existed,
+// as OpenAI answers across projects. Ids are checked at the route (isResponseId): nothing else
+// reaches a store, whose keys become NATS subjects.
+
+/** The 404 for an id this caller has no stored response under (or that is not an id at all). */
+function notFound(id: string, param: string): HearthError {
+  // The id is quoted back, so cut it short and keep only printable characters.
+  return new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [id.slice(0, 128).replace(/[^\x20-\x7e]/g, '?')], { param });
+}
+
+/** A store failure as a 503 (logged), never a 500 that quotes the store's own error. */
+async function storeCall<T>(req: FastifyRequest, what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    req.log.warn({ err: String(e) }, `stored responses: ${what} failed`);
+    throw new HearthError('HEARTH_ERR_RESPONSE_STORE', [`${what} failed`], { cause: e });
+  }
+}
+
+/** The caller's stored response `id`, or the 404. */
+async function findOwn(req: FastifyRequest, store: ResponseStore, id: string, param: string): Promise<StoredResponse> {
+  if (!isResponseId(id)) throw notFound(id, param);
+  const found = await storeCall(req, 'reading a response', () => store.get(ownerOf(req), id));
+  if (found === null) throw notFound(id, param);
+  return found;
+}
 
 export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, store: ResponseStore): void {
   app.post('/v1/responses', { schema: { body: schemaRef('CreateResponseRequest') } }, async (req, reply) => {
     const body = req.body as CreateResponseBody;
+    checkMetadata(body.metadata);
     const prevId = body.previous_response_id ?? null;
     let history: ResponseInputItem[] = [];
     if (prevId !== null) {
-      const prev = await store.get(prevId);
-      if (prev === null) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [prevId.slice(0, 128)], { param: 'previous_response_id' });
+      const prev = await findOwn(req, store, prevId, 'previous_response_id');
       history = [...(prev.items as ResponseInputItem[]), ...(prev.response['output'] as ResponseInputItem[])];
     }
     const { chat, items } = translateResponsesRequest(body, history);
@@ -38,10 +68,10 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
     const ac = watchDisconnect(reply);
     const started = performance.now();
     const events = runPlanChoice(ctx, plan, id, ac.signal);
-    const run: Run = { ctx, plan, body, id, items, store, started, createdAt: Math.floor(Date.now() / 1000) };
+    const run: Run = { ctx, plan, body, id, items, store, owner: ownerOf(req), started, createdAt: Math.floor(Date.now() / 1000) };
     try {
       if (body.stream === true) return await streamResponse(req, reply, run, events);
-      return await answerResponse(req, run, events);
+      return await answerResponse(req, reply, run, events);
     } catch (e) {
       ac.abort();
       if (e instanceof ChoiceCancelled) {
@@ -55,14 +85,13 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
 
   app.get('/v1/responses/:response_id', async (req) => {
     const { response_id: id } = req.params as { response_id: string };
-    const found = await store.get(id);
-    if (found === null) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [id.slice(0, 128)], { param: 'response_id' });
-    return found.response;
+    return (await findOwn(req, store, id, 'response_id')).response;
   });
 
   app.delete('/v1/responses/:response_id', async (req) => {
     const { response_id: id } = req.params as { response_id: string };
-    if (!(await store.delete(id))) throw new HearthError('HEARTH_ERR_RESPONSE_NOT_FOUND', [id.slice(0, 128)], { param: 'response_id' });
+    if (!isResponseId(id)) throw notFound(id, 'response_id');
+    if (!(await storeCall(req, 'deleting a response', () => store.delete(ownerOf(req), id)))) throw notFound(id, 'response_id');
     return { id, object: 'response', deleted: true };
   });
 }
@@ -74,6 +103,8 @@ interface Run {
   readonly id: string;
   readonly items: readonly ResponseInputItem[];
   readonly store: ResponseStore;
+  /** Whose store the response goes to (ownerOf the request). */
+  readonly owner: string;
   readonly started: number;
   readonly createdAt: number;
 }
@@ -119,7 +150,12 @@ function responseObject(run: Run, status: string, output: readonly OutputItem[],
 interface Outcome {
   readonly response: Record<string, unknown>;
   readonly completionTokens: number;
+  /** Why a response asked to be stored was not (null: stored, or not asked). */
+  readonly notStored: string | null;
 }
+
+/** The header that says why a response was not stored (non-streamed answers). */
+export const NOT_STORED_HEADER = 'x-hearth-not-stored';
 
 /** Checks constrained output, builds the final object and stores it (store: true, the default). */
 async function complete(req: FastifyRequest, run: Run, builder: ResponseOutputBuilder, finish: ChoiceFinish, completionTokens: number): Promise<Outcome> {
@@ -142,17 +178,20 @@ async function complete(req: FastifyRequest, run: Run, builder: ResponseOutputBu
     total_tokens: inputTokens + completionTokens,
   };
   const response = responseObject(run, finish === 'length' ? 'incomplete' : 'completed', output, usage, finish);
-  if (run.body.store !== false) {
-    const stored = await run.store.put(run.id, { response, items: run.items }).catch((e: unknown) => {
-      req.log.warn({ err: String(e) }, 'storing the response failed');
-      return false;
-    });
-    if (!stored) req.log.warn({ id: run.id }, 'response not stored (over the store\'s entry size or the store failed); previous_response_id cannot continue it');
-  }
-  return { response, completionTokens };
+  if (run.body.store === false) return { response, completionTokens, notStored: null };
+  const outcome: PutOutcome = await run.store.put(run.owner, run.id, { response, items: run.items }).catch((e: unknown) => {
+    req.log.warn({ err: String(e) }, 'storing the response failed');
+    return { stored: false, reason: 'the store of responses failed' };
+  });
+  if (outcome.stored) return { response, completionTokens, notStored: null };
+  // Said to the client as vLLM does when it cannot store (`store: false` in the object it returns),
+  // plus the reason in a header on a plain answer: a client that continues with
+  // previous_response_id learns now, not from a 404 later.
+  req.log.warn({ id: run.id, reason: outcome.reason }, 'response not stored; previous_response_id cannot continue it');
+  return { response: { ...response, store: false }, completionTokens, notStored: outcome.reason };
 }
 
-async function answerResponse(req: FastifyRequest, run: Run, events: AsyncGenerator<ChoiceEvent>): Promise<unknown> {
+async function answerResponse(req: FastifyRequest, reply: FastifyReply, run: Run, events: AsyncGenerator<ChoiceEvent>): Promise<unknown> {
   const builder = new ResponseOutputBuilder();
   let ttft: number | null = null;
   let finish: ChoiceFinish = 'stop';
@@ -167,6 +206,7 @@ async function answerResponse(req: FastifyRequest, run: Run, events: AsyncGenera
   }
   builder.finish(finish === 'length');
   const out = await complete(req, run, builder, finish, tokens);
+  if (out.notStored !== null) void reply.header(NOT_STORED_HEADER, out.notStored);
   run.ctx.done(req, { route: 'responses', stream: false, status: 200, error: null, promptTokens: run.plan.prompt.length, completionTokens: tokens, ttftMs: ttft, durationMs: performance.now() - run.started });
   return out.response;
 }

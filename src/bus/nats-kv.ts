@@ -3,6 +3,8 @@
 // The bucket keeps one revision per key, expires values after ttlMs (the stream's max_age) and
 // holds at most maxBytes: KV buckets are created with discard "new" (a full bucket refuses
 // writes), so the stream is switched to discard "old" — a full bucket drops its oldest entries.
+// Keys become NATS subjects ($KV.<bucket>.<key>), so only plain keys are taken: a caller's `*`,
+// `>` or `.` would otherwise be a wildcard or another subject (issue 19).
 
 import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -23,17 +25,22 @@ export class NatsKv {
     const jsm = await jetstreamManager(nc);
     const stream = `KV_${opts.bucket}`;
     const info = await jsm.streams.info(stream);
-    if (info.config.discard !== DiscardPolicy.Old) await jsm.streams.update(stream, { ...info.config, discard: DiscardPolicy.Old });
+    // An existing bucket takes this gateway's size (the share per owner changes with the number of keys).
+    if (info.config.discard !== DiscardPolicy.Old || info.config.max_bytes !== opts.maxBytes) {
+      await jsm.streams.update(stream, { ...info.config, discard: DiscardPolicy.Old, max_bytes: opts.maxBytes });
+    }
     return new NatsKv(kv);
   }
 
   async get(key: string): Promise<Uint8Array | null> {
+    checkKey(key);
     const e = await this.kv.get(key);
     if (e === null || e.operation !== 'PUT') return null;
     return e.value;
   }
 
   async put(key: string, value: Uint8Array): Promise<void> {
+    checkKey(key);
     await this.kv.put(key, value);
   }
 
@@ -42,4 +49,10 @@ export class NatsKv {
     if (had) await this.kv.purge(key);
     return had;
   }
+}
+
+const PLAIN_KEY = /^[A-Za-z0-9_-]{1,256}$/;
+
+function checkKey(key: string): void {
+  if (!PLAIN_KEY.test(key)) throw new Error(`kv key must match ${String(PLAIN_KEY)}`);
 }
