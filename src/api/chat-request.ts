@@ -61,8 +61,18 @@ export function checkModel(requested: string, model: ServedModel): void {
   if (requested !== model.id) throw new HearthError('HEARTH_ERR_MODEL_NOT_FOUND', [requested.slice(0, 256), model.id], { param: 'model' });
 }
 
+/**
+ * Most messages one request may hold. Rendering costs ~50 µs a message on the event loop (100k
+ * one-character messages stalled the gateway 8-9 s, issue 19); long agent sessions hold hundreds
+ * to a few thousand before the client compacts them.
+ */
+export const MAX_MESSAGES = 4096;
+
 export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): ChatPlan {
   checkModel(body.model, model);
+  if (body.messages.length > MAX_MESSAGES) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Too many messages: ${body.messages.length} (limit ${MAX_MESSAGES} messages per request); compact the conversation.`], { param: 'messages' });
+  }
   const tok = model.tokenizer;
   const n = body.n ?? 1;
   if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true) {

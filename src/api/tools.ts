@@ -1,4 +1,5 @@
 import type { ValidateFunction } from 'ajv';
+import { newTally } from '../chat/constraint/index.ts';
 import { HearthError } from '../errors/index.ts';
 import type { ToolDef } from '../tokenizer/types.ts';
 import type { ToolBody, ToolChoiceBody } from './openai-types.ts';
@@ -40,6 +41,8 @@ export function planTools(tools: readonly ToolBody[] | undefined, choice: ToolCh
   const validators = new Map<string, ValidateFunction>();
   const defs: ToolDef[] = [];
   let anyStrict = false;
+  // The tools decode as one grammar (a call to any of them): their schemas share one budget.
+  const tally = newTally();
   list.forEach((t, i) => {
     const f = t.function;
     if (validators.has(f.name)) {
@@ -48,7 +51,7 @@ export function planTools(tools: readonly ToolBody[] | undefined, choice: ToolCh
     const params = f.parameters ?? EMPTY_OBJECT_SCHEMA;
     let validate: ValidateFunction;
     try {
-      validate = compileUserSchema(params);
+      validate = compileUserSchema(params, tally);
     } catch (e) {
       throw new HearthError('HEARTH_ERR_TOOL_SCHEMA', [f.name, (e as Error).message.slice(0, 300)], { param: `tools[${i}].function.parameters`, cause: e });
     }

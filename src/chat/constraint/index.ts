@@ -6,3 +6,5 @@ export { vocabIndex } from './vocab-index.ts';
 export type { ByteVocab, VocabIndex } from './vocab-index.ts';
 export { byteVocabFromTokenizerJson } from './vocab-from-json.ts';
 export { linearRegExp } from './linear-regexp.ts';
+export { checkSchemaBudget, newTally, SCHEMA_BUDGET, SchemaTooCostly } from './schema-budget.ts';
+export type { SchemaBudget, SchemaTally } from './schema-budget.ts';

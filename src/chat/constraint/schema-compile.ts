@@ -14,6 +14,7 @@ import type { BoundedNum } from './num-frame.ts';
 import { INF, patternTable, remAt } from './pattern-table.ts';
 import { dfaFor } from './regex-dfa.ts';
 import { RegexRefused } from './regex-parse.ts';
+import { SchemaTooCostly, checkSchemaBudget } from './schema-budget.ts';
 import type { GNode, PropNode } from './grammar-node.ts';
 
 type Schema = Record<string, unknown>;
@@ -245,5 +246,12 @@ export function compileSchema(root: unknown, where: string): GNode {
     return { k: 'obj', props: list, extra };
   };
 
+  // Bounded before compiling: a $ref cycle that writes nothing would recurse without end below.
+  try {
+    checkSchemaBudget(root);
+  } catch (e) {
+    if (e instanceof SchemaTooCostly) return bad(e.message, e.limit);
+    throw e;
+  }
   return compile(root);
 }
