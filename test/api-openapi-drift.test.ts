@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApp, DEFAULT_LIMITS, registeredRoutes } from '../src/api/index.ts';
 import { uiRoutes } from '../src/api/ui/index.ts';
 import { createMetrics, instrumentRequests, metricsRoute } from '../src/observability/index.ts';
-import { weightsRoutes } from '../src/weights/index.ts';
+import { WeightsGrants, weightsRoutes } from '../src/weights/index.ts';
 import { documentRoutes, EXAMPLE_MODEL, loadOpenApiDocument, servedDocument, toFastifyPath, validatorFor } from '../src/api/openapi.ts';
 import { startHearth, tinyCheckpoint } from './helpers/hearth.ts';
 
@@ -30,6 +30,7 @@ t.test("with the gateway's extra routes (metrics, status page, weights), still b
   // The same extraRoutes src/cli/gateway.ts registers.
   const metrics = createMetrics({ enabled: true });
   const dir = await tinyCheckpoint('qwen3');
+  const grants = new WeightsGrants();
   const full = await createApp({
     model: h.local!.model,
     generator: h.local!.scheduler,
@@ -40,14 +41,14 @@ t.test("with the gateway's extra routes (metrics, status page, weights), still b
       instrumentRequests(a, metrics);
       metricsRoute(a, metrics);
       uiRoutes(a);
-      await a.register(weightsRoutes, { modelDir: dir, modelId: h.local!.model.id, token: 't'.repeat(24) });
+      await a.register(weightsRoutes, { modelDir: dir, modelId: h.local!.model.id, grants });
     },
   });
   t.teardown(() => full.close());
   t.same(served(full), documentRoutes(doc).map((r) => `${r.method} ${r.url}`).sort(), 'every route documented, every documented route served');
-  // Worker routes authenticate with the cluster token themselves; an API key must not be demanded.
-  const w = await full.inject({ method: 'GET', url: `/internal/weights/${h.local!.model.id}/manifest`, headers: { authorization: `Bearer ${'t'.repeat(24)}` } });
-  t.equal(w.statusCode, 200, 'a worker with the cluster token gets the manifest though API keys are on');
+  // Worker routes authenticate with the node's weights grant themselves; an API key must not be demanded.
+  const w = await full.inject({ method: 'GET', url: `/internal/weights/${h.local!.model.id}/manifest`, headers: { authorization: `Bearer ${grants.grant('n', 0, 1)}` } });
+  t.equal(w.statusCode, 200, 'a worker with its weights grant gets the manifest though API keys are on');
   const noToken = await full.inject({ method: 'GET', url: `/internal/weights/${h.local!.model.id}/manifest` });
   t.equal(noToken.statusCode, 401, 'and without it is refused by the weights route');
   t.equal((await full.inject({ method: 'GET', url: '/v1/models' })).statusCode, 401, 'API routes still need the key');

@@ -76,15 +76,15 @@ t.test('a nats-server restart is survived: subscriptions come back', { skip }, a
   t.teardown(async () => { await a.close(); await b.close(); });
   const statuses: string[] = [];
   b.onStatus((st) => statuses.push(st));
-  const got = collect(b, subjects.leave('r'));
+  const got = collect(b, subjects.leave('r', 'n'));
   await b.flush();
-  a.publish(subjects.leave('r'), { t: 'leave', id: 'before' });
+  a.publish(subjects.leave('r', 'n'), { t: 'leave', id: 'before' });
   await until(() => got.length === 1, 3000, 'message before restart');
   await s.stop();
   s = await startNatsServer({ token, port });
   await until(() => statuses.includes('reconnected'), 10_000, 'reconnect');
   await until(() => {
-    a.publish(subjects.leave('r'), { t: 'leave', id: 'after' });
+    a.publish(subjects.leave('r', 'n'), { t: 'leave', id: 'after' });
     return got.some((m) => m.t === 'leave' && m.id === 'after');
   }, 10_000, 'message after restart');
   t.ok(statuses.includes('disconnected'), 'saw the disconnect');

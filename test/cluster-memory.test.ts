@@ -59,12 +59,12 @@ t.test('in-process bus: two worker nodes serve the same tokens as one process', 
   // A result from a node that never announced is dropped and logged; so is another wire version.
   const intruder = hub.bus();
   intruder.publish(subjects.result('mem', pipeline.gatewayId), { t: 'result', id: 'ghost', epoch: 1, seq: 's', stepId: 1, token: { token: 1 }, logits: null, error: null, sentAt: 0, hopMs: [], stageMs: [] });
-  intruder.publish(subjects.heartbeat('mem'), { t: 'heartbeat', id: 'ghost', epoch: 1, state: 'ready', kvBytes: 0, freeMemory: 0, tokS: 0 });
+  intruder.publish(subjects.heartbeat('mem', 'ghost'), { t: 'heartbeat', id: 'ghost', epoch: 1, state: 'ready', kvBytes: 0, freeMemory: 0, tokS: 0 });
   // Another wire version, framed by hand (the bus always stamps its own version).
   const raw = encodeMessage({ v: WIRE_VERSION + 1, t: 'announce', id: 'future' } as never);
   const frame = new Uint8Array(raw.length + 1);
   frame.set(raw, 1);
-  hub.publish(subjects.announce('mem'), frame);
+  hub.publish(subjects.announce('mem', 'future'), frame);
   await until(() => log.lines.filter((l) => /unknown node|wire version/.test(l.msg)).length >= 3, 3000, 'three drops logged');
   t.ok(log.lines.some((l) => l.msg.includes('dropped a result from an unknown node') && (l.obj as { node?: string }).node === 'ghost'), 'unknown result logged');
   t.ok(log.lines.some((l) => l.msg.includes('dropped a message from an unknown node')), 'unknown heartbeat logged');

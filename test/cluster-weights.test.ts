@@ -10,7 +10,7 @@ import { loadLocalModel } from '../src/cli/local-model.ts';
 import { createClusterPipeline, modelCostsFromCheckpoint } from '../src/cluster/index.ts';
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import { openCheckpoint } from '../src/model/index.ts';
-import { weightsRoutes } from '../src/weights/index.ts';
+import { WeightsGrants, weightsRoutes } from '../src/weights/index.ts';
 import { greedy, natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
 
 const skip = natsMissing();
@@ -36,7 +36,8 @@ t.test('workers without the model fetch only their layers from the gateway', { s
 
   const nats = await withNats(t);
   const app = Fastify();
-  await app.register(weightsRoutes, { modelDir: model, modelId: 'tiny', token: nats.token });
+  const grants = new WeightsGrants();
+  await app.register(weightsRoutes, { modelDir: model, modelId: 'tiny', grants });
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const addr = app.server.address();
@@ -49,13 +50,17 @@ t.test('workers without the model fetch only their layers from the gateway', { s
   const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'gw' });
   const pipeline = createClusterPipeline({
     bus, cost, cluster: 'wf', settleMs: 1500, objective: 'balanced',
-    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl, weightsToken: nats.token },
+    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl, weightsToken: '' },
+    weightsGrants: grants,
   });
   t.teardown(async () => { await pipeline.close(); await bus.close(); });
   const caches = ['c1', 'c2'].map((c) => path.join(dir, c));
   caches.forEach((cache, i) => spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'wf', '--name', `w${i + 1}`, '--cache', cache, '--threads', '1', '--speed', '10', '--memory', '1G']));
   await until(() => { const p = pipeline.coordinator.plan(); return p !== null && p.live && p.stages.length === 2; }, 90_000, 'two live stages');
   t.same(await greedy(pipeline, 's', prompt, 12), want, 'fetched stages serve the same tokens');
+  // Issue 19: the cluster token alone reads no weights; each worker fetched with its own grant.
+  const noGrant = await fetch(`${gatewayUrl}/internal/weights/tiny/manifest`, { headers: { authorization: `Bearer ${nats.token}` } });
+  t.equal(noGrant.status, 401, 'the cluster token is not a weights grant');
   const full = bytesUnder(model);
   for (const cache of caches) {
     const held = bytesUnder(cache);

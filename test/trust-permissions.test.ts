@@ -5,7 +5,7 @@
 import t from 'tap';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { nkeyAuthenticator } from '@nats-io/nats-core';
-import { NatsBus, subjects, encodeMessage } from '../src/bus/index.ts';
+import { NatsBus, WIRE_VERSION, subjects, encodeMessage } from '../src/bus/index.ts';
 import { startNatsServer } from '../src/cluster/index.ts';
 import { GATEWAY_USER, JOIN_USER, TrustAuthority, joinForCredential } from '../src/trust/index.ts';
 import { natsMissing, until } from './helpers/nats.ts';
@@ -41,7 +41,7 @@ t.test('a worker credential (bought with the join token) covers only its own sub
   t.teardown(() => nats.stop());
   const gwBus = await NatsBus.connect({ servers: nats.url, name: 'gateway', user: GATEWAY_USER, pass: gatewayPassword });
   t.teardown(() => gwBus.close());
-  const authority = new TrustAuthority({ bus: gwBus, cluster: C, server: nats, gatewayPassword, joinPassword: token });
+  const authority = new TrustAuthority({ bus: gwBus, cluster: C, server: nats, gatewayPassword, joinPassword: token, announceWithinMs: 600_000 });
   authority.start();
   t.teardown(() => authority.close());
 
@@ -78,14 +78,14 @@ t.test('a worker credential (bought with the join token) covers only its own sub
   t.match(res.err(), /permissions violation/i, `subscribe to the gateway's results: ${res.err()}`);
   t.equal(own.err(), null, 'its own input subject is allowed');
   // The gateway sends to both stages: the rogue sees only its own.
-  gw.publish(subjects.step(C, 'node-b'), encodeMessage({ v: 1, t: 'free', seqs: ['x'] }));
-  gw.publish(subjects.step(C, 'node-a'), encodeMessage({ v: 1, t: 'free', seqs: ['y'] }));
+  gw.publish(subjects.step(C, 'node-b'), encodeMessage({ v: WIRE_VERSION, t: 'free', seqs: ['x'] }));
+  gw.publish(subjects.step(C, 'node-a'), encodeMessage({ v: WIRE_VERSION, t: 'free', seqs: ['y'] }));
   await gw.flush();
   await until(() => own.got.length === 1, 5000, 'its own input');
   t.same([everything.got, other.got, res.got], [[], [], []], 'nothing of other subjects reached it');
 
   // (b) publish a result (and a prompt to stage 0): dropped by the server with an error.
-  const forged = encodeMessage({ v: 1, t: 'result', id: 'node-b', epoch: 1, seq: 's', stepId: 1, token: { token: 42 }, logits: null, error: null, sentAt: 0, hopMs: [], stageMs: [] });
+  const forged = encodeMessage({ v: WIRE_VERSION, t: 'result', id: 'node-b', epoch: 1, seq: 's', stepId: 1, token: { token: 42 }, logits: null, error: null, sentAt: 0, hopMs: [], stageMs: [] });
   r.publish(subjects.result(C, GW), forged);
   r.publish(subjects.step(C, 'node-a'), forged);
   // Positive control: its one allowed edge (stage 0 → stage 1) does arrive, so the test can tell.

@@ -1,5 +1,6 @@
 // Weights to workers: a worker fetches only its own layers' tensors from the gateway (HTTP byte
-// ranges, bearer token), verifies them, caches them, and the folder opens as a real checkpoint.
+// ranges, bearer grant), verifies them, caches them, and the folder opens as a real checkpoint.
+// Issue 19: the cluster token reads nothing here; a node's grant reads only its own layers.
 import { mkdtemp, readdir, readFile, rm, stat, truncate, utimes, writeFile, open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import t from 'tap';
 
 import { isHearthError } from '../src/errors/index.ts';
 import * as modelApi from '../src/model/index.ts';
-import { ensureStageWeights, layoutSafetensors, readSafetensorsHeader, weightsRoutes, type WeightsManifest } from '../src/weights/index.ts';
+import { WeightsGrants, ensureStageWeights, layoutSafetensors, readSafetensorsHeader, weightsRoutes, type WeightsManifest } from '../src/weights/index.ts';
 
 const MODEL = 'test-org/tiny-llama';
 const TOKEN = 'cluster-secret-token';
@@ -87,16 +88,24 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     seen.requests++;
     if (req.url.includes('/file/') && reply.statusCode < 300) seen.fileBytes += Number(reply.getHeader('content-length') ?? 0);
   });
-  await app.register(weightsRoutes, { modelDir, modelId: MODEL, token: TOKEN });
+  const grants = new WeightsGrants();
+  await app.register(weightsRoutes, { modelDir, modelId: MODEL, grants });
   const gatewayUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const base = `${gatewayUrl}/internal/weights/${encodeURIComponent(MODEL)}`;
-  const auth = { authorization: `Bearer ${TOKEN}` };
+  // One grant per (node, stage), as the coordinator hands them out with assignments.
+  const g13 = grants.grant('n13', 1, 3);
+  const g01 = grants.grant('n01', 0, 1);
+  const g34 = grants.grant('n34', 3, 4);
+  const g02 = grants.grant('n02', 0, 2);
+  const g24 = grants.grant('n24', 2, 4);
+  const gAll = grants.grant('nall', 0, NUM_LAYERS);
+  const auth = { authorization: `Bearer ${gAll}` };
   const cacheDir = path.join(tmp, 'cache');
 
   await t.test('layers [1,3) of 4: folder opens and every tensor equals the original', async (t) => {
     const progress: [number, number][] = [];
-    const dir = await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir, onProgress: (d, n) => progress.push([d, n]) });
+    const dir = await ensureStageWeights({ gatewayUrl, token: g13, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir, onProgress: (d, n) => progress.push([d, n]) });
     t.ok(dir.startsWith(path.resolve(cacheDir)), 'folder is under cacheDir');
     const ckpt = modelApi.openCheckpoint(dir, { range: [1, 3] });
     const orig = modelApi.openCheckpoint(modelDir);
@@ -127,18 +136,18 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
 
   await t.test('second call hits the cache: no requests', async (t) => {
     const before = seen.requests;
-    const dir = await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir, verifyCache: 'full' });
+    const dir = await ensureStageWeights({ gatewayUrl, token: g13, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir, verifyCache: 'full' });
     t.equal(seen.requests, before, 'no HTTP request');
     // A damaged cache (truncated file) is not trusted: it is fetched again.
     await truncate(path.join(dir, 'model.safetensors'), 100);
-    await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir });
+    await ensureStageWeights({ gatewayUrl, token: g13, model: MODEL, start: 1, end: 3, numLayers: NUM_LAYERS, cacheDir });
     t.ok(seen.requests > before, 'refetched after damage');
     t.ok(modelApi.openCheckpoint(dir, { range: [1, 3] }), 'and it opens again');
   });
 
   await t.test('first and last stages carry embedding / norm + lm_head', async (t) => {
-    const first = await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 0, end: 1, numLayers: NUM_LAYERS, cacheDir });
-    const last = await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 3, end: 4, numLayers: NUM_LAYERS, cacheDir });
+    const first = await ensureStageWeights({ gatewayUrl, token: g01, model: MODEL, start: 0, end: 1, numLayers: NUM_LAYERS, cacheDir });
+    const last = await ensureStageWeights({ gatewayUrl, token: g34, model: MODEL, start: 3, end: 4, numLayers: NUM_LAYERS, cacheDir });
     const f = await rawTensorBytes(first);
     const l = await rawTensorBytes(last);
     t.ok(f.has('model.embed_tokens.weight') && !f.has('lm_head.weight') && !f.has('model.norm.weight'), 'first: embedding only');
@@ -148,8 +157,8 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     t.ok((l.get('lm_head.weight') as Buffer).equals(original.get('lm_head.weight') as Buffer), 'lm_head bytes identical');
   });
 
-  await t.test('wrong or missing token: 401', async (t) => {
-    for (const headers of [{ authorization: 'Bearer nope' }, {}, { authorization: TOKEN }]) {
+  await t.test('wrong or missing grant, or the cluster token: 401', async (t) => {
+    for (const headers of [{ authorization: 'Bearer nope' }, {}, { authorization: g13 }, { authorization: `Bearer ${TOKEN}` }]) {
       t.equal((await fetch(`${base}/manifest`, { headers })).status, 401, `manifest ${JSON.stringify(headers)}`);
       t.equal((await fetch(`${base}/file/config.json`, { headers })).status, 401, `file ${JSON.stringify(headers)}`);
     }
@@ -168,13 +177,14 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     t.equal(other.status, 404, 'other model id → 404');
     const shard = shardNames[0] as string;
     const whole = await readFile(path.join(modelDir, shard));
-    const r = await fetch(`${base}/file/${shard}`, { headers: { ...auth, range: 'bytes=10-109' } });
+    const at = (await readSafetensorsHeader(path.join(modelDir, shard))).tensors[0]!.byteStart;
+    const r = await fetch(`${base}/file/${shard}`, { headers: { ...auth, range: `bytes=${at + 10}-${at + 109}` } });
     t.equal(r.status, 206);
-    t.equal(r.headers.get('content-range'), `bytes 10-109/${whole.length}`);
-    t.ok(Buffer.from(await r.arrayBuffer()).equals(whole.subarray(10, 110)), 'range bytes match');
+    t.equal(r.headers.get('content-range'), `bytes ${at + 10}-${at + 109}/${whole.length}`);
+    t.ok(Buffer.from(await r.arrayBuffer()).equals(whole.subarray(at + 10, at + 110)), 'range bytes match');
     const r416 = await fetch(`${base}/file/${shard}`, { headers: { ...auth, range: `bytes=${whole.length}-` } });
     t.equal(r416.status, 416, 'range past the end → 416');
-    t.equal((await fetch(`${base}/manifest?start=2&end=9`, { headers: auth })).status, 400, 'range past the last layer → 400');
+    t.equal((await fetch(`${base}/manifest?start=2&end=9`, { headers: { authorization: `Bearer ${grants.grant('n29', 2, 9)}` } })).status, 400, 'range past the last layer → 400');
     t.equal((await fetch(`${base}/manifest?start=x&end=2`, { headers: auth })).status, 400, 'malformed range → 400');
     const m = (await (await fetch(`${base}/manifest`, { headers: auth })).json()) as WeightsManifest;
     t.equal(m.numLayers, NUM_LAYERS);
@@ -182,11 +192,40 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     t.ok(m.files.every((f) => !f.name.includes('/')), 'flat file names');
   });
 
+  await t.test('a grant reads only the tensors of its own layers (issue 19)', async (t) => {
+    const a13 = { authorization: `Bearer ${g13}` };
+    const own = (await (await fetch(`${base}/manifest`, { headers: a13 })).json()) as WeightsManifest;
+    t.ok(own.tensors.length > 0 && own.tensors.every((x) => /^model\.layers\.[12]\./.test(x.name)), 'no range asked: the grant\'s layers only');
+    for (const q of ['', '?start=0&end=4', '?start=0&end=1', '?start=1&end=4']) {
+      if (q === '') continue;
+      const r = await fetch(`${base}/manifest${q}`, { headers: a13 });
+      t.equal(r.status, 403, `manifest${q} → 403`);
+      t.equal(((await r.json()) as { error: { code: string } }).error.code, 'HEARTH_ERR_WEIGHTS_FORBIDDEN');
+    }
+    const full = (await (await fetch(`${base}/manifest`, { headers: auth })).json()) as WeightsManifest;
+    for (const name of ['model.embed_tokens.weight', 'lm_head.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.3.self_attn.q_proj.weight']) {
+      const x = full.tensors.find((y) => y.name === name);
+      if (x === undefined) throw new Error(`${name} missing`);
+      const r = await fetch(`${base}/file/${x.file}`, { headers: { ...a13, range: `bytes=${x.byteStart}-${x.byteEnd - 1}` } });
+      t.equal(r.status, 403, `${name}: another layer's bytes → 403`);
+    }
+    const mine = own.tensors[0]!;
+    const ok = await fetch(`${base}/file/${mine.file}`, { headers: { ...a13, range: `bytes=${mine.byteStart}-${mine.byteEnd - 1}` } });
+    t.equal(ok.status, 206, 'its own tensor → 206');
+    t.equal((await fetch(`${base}/file/${mine.file}`, { headers: a13 })).status, 403, 'a whole weights file → 403');
+    t.equal((await fetch(`${base}/file/config.json`, { headers: a13 })).status, 200, 'config.json is not weights → 200');
+    // A node's new grant replaces its old one.
+    const again = grants.grant('n13', 0, 1);
+    t.equal((await fetch(`${base}/manifest`, { headers: a13 })).status, 401, 'the replaced grant stops working');
+    grants.revoke('n13');
+    t.equal((await fetch(`${base}/manifest`, { headers: { authorization: `Bearer ${again}` } })).status, 401, 'a revoked grant stops working');
+  });
+
   await t.test('an aborted fetch leaves nothing behind', async (t) => {
     const c3 = path.join(tmp, 'cache-abort');
     const ac = new AbortController();
     const err = await ensureStageWeights({
-      gatewayUrl, token: TOKEN, model: MODEL, start: 0, end: 2, numLayers: NUM_LAYERS, cacheDir: c3, signal: ac.signal,
+      gatewayUrl, token: g02, model: MODEL, start: 0, end: 2, numLayers: NUM_LAYERS, cacheDir: c3, signal: ac.signal,
       onProgress: (done) => { if (done > 0) ac.abort(); },
     }).catch((e: unknown) => e);
     t.ok(isHearthError(err, 'HEARTH_ERR_WEIGHTS_FETCH'), `HEARTH_ERR_WEIGHTS_FETCH: ${(err as Error).message}`);
@@ -196,9 +235,10 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
   await t.test('a corrupted byte fails the checksum and leaves nothing behind', async (t) => {
     const c2 = path.join(tmp, 'cache-corrupt');
     // The gateway hashes lazily: warm its hashes, then rot one byte on disk (mtime kept, as bit rot does).
-    t.equal((await fetch(`${base}/manifest?start=2&end=4`, { headers: auth })).status, 200);
+    const a24 = { authorization: `Bearer ${g24}` };
+    t.equal((await fetch(`${base}/manifest?start=2&end=4`, { headers: a24 })).status, 200);
     const victim = 'model.layers.3.mlp.up_proj.weight';
-    const m = (await (await fetch(`${base}/manifest?start=2&end=4`, { headers: auth })).json()) as WeightsManifest;
+    const m = (await (await fetch(`${base}/manifest?start=2&end=4`, { headers: a24 })).json()) as WeightsManifest;
     const info = m.tensors.find((x) => x.name === victim);
     if (info === undefined) throw new Error('victim tensor missing from the manifest');
     const abs = path.join(modelDir, info.file);
@@ -210,7 +250,7 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     await fh.write(b, 0, 1, info.byteStart + 5);
     await fh.close();
     await utimes(abs, st.atimeMs / 1000, st.mtimeMs / 1000);
-    const err = await ensureStageWeights({ gatewayUrl, token: TOKEN, model: MODEL, start: 2, end: 4, numLayers: NUM_LAYERS, cacheDir: c2 }).catch((e: unknown) => e);
+    const err = await ensureStageWeights({ gatewayUrl, token: g24, model: MODEL, start: 2, end: 4, numLayers: NUM_LAYERS, cacheDir: c2 }).catch((e: unknown) => e);
     t.ok(isHearthError(err, 'HEARTH_ERR_WEIGHTS_FETCH'), 'HEARTH_ERR_WEIGHTS_FETCH');
     t.match((err as Error).message, new RegExp(`${victim.replace(/\./g, '\\.')}.*sha256`), `names the tensor: ${(err as Error).message}`);
     const left = await readdir(path.join(c2, 'test-org--tiny-llama')).catch(() => []);

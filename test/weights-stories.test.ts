@@ -12,24 +12,24 @@ import t from 'tap';
 
 import { openCheckpoint } from '../src/model/index.ts';
 import { createShardEngine, type ShardEngine } from '../src/runtime/index.ts';
-import { ensureStageWeights, weightsRoutes } from '../src/weights/index.ts';
+import { WeightsGrants, ensureStageWeights, weightsRoutes } from '../src/weights/index.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STORIES = path.resolve(repoRoot, '../shared/models/stories260k');
-const TOKEN = 'stories-token';
 
 t.test('stories260k: fetched stages run exactly like the original', { skip: !existsSync(path.join(STORIES, 'config.json')) && 'stories260k absent' }, async (t) => {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'hearth-weights-stories-'));
   t.teardown(() => rm(tmp, { recursive: true, force: true }));
   const app = Fastify();
-  await app.register(weightsRoutes, { modelDir: STORIES, modelId: 'stories260k', token: TOKEN });
+  const grants = new WeightsGrants();
+  await app.register(weightsRoutes, { modelDir: STORIES, modelId: 'stories260k', grants });
   const gatewayUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
 
   const numLayers = 5;
   const split: [number, number][] = [[0, 2], [2, 5]];
   const dirs = await Promise.all(split.map(([start, end]) =>
-    ensureStageWeights({ gatewayUrl, token: TOKEN, model: 'stories260k', start, end, numLayers, cacheDir: path.join(tmp, 'cache') })));
+    ensureStageWeights({ gatewayUrl, token: grants.grant(`n${start}`, start, end), model: 'stories260k', start, end, numLayers, cacheDir: path.join(tmp, 'cache') })));
 
   // Tied embeddings: the last stage carries embed_tokens (its lm_head), the first carries it as the embedding.
   const orig = openCheckpoint(STORIES);

@@ -10,19 +10,26 @@
 
 import type { SampledToken, SamplingParams } from '../sampling/types.ts';
 
-export const WIRE_VERSION = 1;
+// 2 (issue 19): membership, fault and probe-reply subjects carry the sender's node id, so the
+// server's per-node permissions bind each such message to the credential that sent it; and
+// AssignMsg.model.weightsToken is a per-node grant for that node's layers only.
+export const WIRE_VERSION = 2;
 
 // --- subjects ------------------------------------------------------------------------------
 // Everything lives under `hearth.<cluster>.` so several clusters can share one nats-server.
 // Node and gateway ids are [A-Za-z0-9_-] (see isValidId) so they are always one subject token.
 
 export const subjects = {
+  // Membership subjects name their sender (issue 19): `node` is the sending node's id, and a
+  // node's credential may publish only under its own id (src/trust/permissions.ts), so nats-server
+  // itself refuses a node speaking in another's name. Receivers subscribe with node = '*' and
+  // drop a message whose body `id` is not the subject's (see senderOf).
   /** worker → gateway: "I am here" (sent at start and whenever a gateway says hello). */
-  announce: (cluster: string) => `hearth.${cluster}.announce`,
+  announce: (cluster: string, node: string) => `hearth.${cluster}.member.${node}.announce`,
   /** worker → gateway, every HEARTBEAT_MS. */
-  heartbeat: (cluster: string) => `hearth.${cluster}.heartbeat`,
+  heartbeat: (cluster: string, node: string) => `hearth.${cluster}.member.${node}.heartbeat`,
   /** worker → gateway: leaving cleanly (SIGTERM); the gateway re-plans at once. */
-  leave: (cluster: string) => `hearth.${cluster}.leave`,
+  leave: (cluster: string, node: string) => `hearth.${cluster}.member.${node}.leave`,
   /** gateway → all workers: a gateway (re)started; workers answer with an announce. */
   hello: (cluster: string) => `hearth.${cluster}.hello`,
   /** gateway → all: the current plan (for observers such as `hearth status`). */
@@ -30,7 +37,7 @@ export const subjects = {
   /** gateway → one worker: load this layer range for this epoch. */
   assign: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.assign`,
   /** worker → gateway: the assignment of an epoch is loaded (or failed). */
-  loaded: (cluster: string) => `hearth.${cluster}.loaded`,
+  loaded: (cluster: string, node: string) => `hearth.${cluster}.member.${node}.loaded`,
   /** previous stage (or the gateway for stage 0) → one worker: run these positions. */
   step: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.step`,
   /** last stage (or any stage, on error) → the gateway that sent the step. */
@@ -40,7 +47,7 @@ export const subjects = {
   /** gateway or `hearth doctor` → one worker: answer this probe (link round trip, bandwidth). */
   probe: (cluster: string, node: string) => `hearth.${cluster}.node.${node}.probe`,
   /** worker → the gateway or doctor that probed it. */
-  probeReply: (cluster: string, from: string) => `hearth.${cluster}.gateway.${from}.probe`,
+  probeReply: (cluster: string, from: string, node: string) => `hearth.${cluster}.gateway.${from}.probe.${node}`,
   // --- trust (issue 14), additive ---
   /** worker holding only the join token → gateway: "give node `id` a credential for this nkey". */
   join: (cluster: string) => `hearth.${cluster}.join`,
@@ -49,12 +56,28 @@ export const subjects = {
   /** any stage → the gateway: a step it could not run (a ResultMsg with `error` set). Errors travel
    *  apart from results so that the bus can let only the last stage publish tokens (results),
    *  while every stage can still say "I failed" — which at most makes the gateway replay. */
-  fault: (cluster: string, gateway: string) => `hearth.${cluster}.gateway.${gateway}.fault`,
+  fault: (cluster: string, gateway: string, node: string) => `hearth.${cluster}.gateway.${gateway}.fault.${node}`,
 } as const;
 
+/** The node a sender-bound subject (announce, heartbeat, leave, loaded, fault, probe-reply) names
+ *  as its sender, or null for any other subject. */
+export function senderOf(subject: string): string | null {
+  const p = subject.split('.');
+  if (p.length === 5 && p[2] === 'member') return p[3] ?? null;
+  if (p.length === 6 && p[2] === 'gateway' && (p[4] === 'fault' || p[4] === 'probe')) return p[5] ?? null;
+  return null;
+}
+
+/** Whether a message's claimed id is the id its subject binds it to (issue 19: a node may speak
+ *  only for itself; the server lets a credential publish only under its own id). */
+export function speaksForItself(subject: string, id: unknown): boolean {
+  const s = senderOf(subject);
+  return s !== null && s === id;
+}
+
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
-export function isValidId(id: string): boolean {
-  return ID_RE.test(id);
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && ID_RE.test(id);
 }
 
 // --- timing --------------------------------------------------------------------------------

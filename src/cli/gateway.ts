@@ -15,7 +15,7 @@ import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '..
 import { DEFAULT_SPECULATE_OPTIONS, createScheduler, type Scheduler } from '../scheduler/index.ts';
 import type { GenerateRequest, Generator } from '../scheduler/types.ts';
 import { HearthError } from '../errors/index.ts';
-import { weightsRoutes } from '../weights/index.ts';
+import { WeightsGrants, weightsRoutes } from '../weights/index.ts';
 import { guardProcess } from './process-guard.ts';
 import { loadServedModel } from './served-model.ts';
 
@@ -127,6 +127,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     }
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
+  const weightsGrants = new WeightsGrants();
   const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys.length, log);
   const app = await createApp({
     model,
@@ -135,6 +136,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     apiKeys: cfg.server.apiKeys,
     limits: {
       bodyBytes: cfg.limits.bodyBytes,
+      requestTimeoutMs: cfg.limits.requestTimeoutMs,
+      bodyIdleMs: cfg.limits.bodyIdleMs,
       maxTokensDefault: cfg.limits.defaultMaxTokens,
       maxQueue: cfg.limits.maxQueue,
       maxConcurrent: cfg.limits.maxConcurrentSequences,
@@ -159,8 +162,9 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       instrumentRequests(a, metrics);
       metricsRoute(a, metrics);
       if (cfg.server.ui) uiRoutes(a);
-      // Workers fetch only their own layers' tensors here (cluster token, not an API key).
-      await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, token: o.token });
+      // Workers fetch only their own layers' tensors here, with the grant of their assignment
+      // (not the cluster token, not an API key: issue 19).
+      await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, grants: weightsGrants });
     },
   });
   try {
@@ -183,7 +187,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       hiddenSize: config.hiddenSize,
       vocabSize: config.vocabSize,
       gatewayUrl: `http://${hostForUrl(publicHost)}:${port}`,
-      weightsToken: o.token,
+      // Replaced per node and stage by a grant from weightsGrants (issue 19).
+      weightsToken: '',
     },
     cost,
     quant: cfg.model.quant,
@@ -193,6 +198,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     expectWorkers: o.expectWorkers ?? false,
     ...(o.join !== undefined ? { joinHint: o.join.command } : {}),
     ...(o.trust !== undefined ? { trust: o.trust } : {}),
+    weightsGrants,
   });
   // Spot-checking (issue 14): a sampled fraction of sequences recomputed here, off the event loop.
   const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, cost, log, metrics) : null;

@@ -6,12 +6,12 @@
 // replays it from its tokens on the new plan.
 
 import { randomBytes } from 'node:crypto';
-import { bin, f32, subjects, type ModelRef, type ResultMsg, type StepChain, type WireMessage } from '../bus/contract.ts';
+import { bin, f32, speaksForItself, subjects, type ModelRef, type ResultMsg, type StepChain, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
-import { Coordinator, type ClusterSnapshot, type LivePlan, type NodeTrust } from './coordinator.ts';
+import { Coordinator, type ClusterSnapshot, type LivePlan, type NodeTrust, type WeightsGrantIssuer } from './coordinator.ts';
 import { HopStats, StageStats } from './hop-stats.ts';
 import type { ModelCost } from './planner.ts';
 import type { PlanObjective } from './plan-choice.ts';
@@ -46,6 +46,8 @@ export interface ClusterPipelineOptions {
   readonly objective?: PlanObjective;
   /** Per-node credentials (issue 14): the plan serves once the bus grants its edges. */
   readonly trust?: NodeTrust;
+  /** Per-node weights grants (issue 19): each assignment lets its node fetch only its layers. */
+  readonly weightsGrants?: WeightsGrantIssuer;
 }
 
 /** Spot-checking (src/trust/spot-check.ts): the answer of a checked step is released to the
@@ -141,12 +143,14 @@ class BusPipeline implements ClusterPipeline {
       ...(opts.joinHint !== undefined ? { joinHint: opts.joinHint } : {}),
       ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
       ...(opts.trust !== undefined ? { trust: opts.trust } : {}),
+      ...(opts.weightsGrants !== undefined ? { weightsGrants: opts.weightsGrants } : {}),
     });
     this.unsubs.push(this.coordinator.onPlan((plan) => this.onPlan(plan)));
     this.unsubs.push(this.bus.subscribe(subjects.result(this.cluster, this.gatewayId), (m) => this.onResult(m)));
     // A stage's "I could not run this step" comes on its own subject (any member may publish it;
     // only the last stage may publish results): only errors are taken from there.
-    this.unsubs.push(this.bus.subscribe(subjects.fault(this.cluster, this.gatewayId), (m) => { if (m.t === 'result' && m.error !== null) this.onResult(m); }));
+    // The subject names the faulting node (issue 19): a fault in another node's name is dropped.
+    this.unsubs.push(this.bus.subscribe(subjects.fault(this.cluster, this.gatewayId, '*'), (m, subj) => { if (m.t === 'result' && m.error !== null && speaksForItself(subj, m.id)) this.onResult(m); }));
     // Messages in flight while the NATS server is away may be lost: replay those steps (the plan
     // serves again once every stage is heard from on the new connection).
     this.unsubs.push(this.bus.onStatus((st) => {

@@ -3,7 +3,7 @@
 // GET /v1/cluster. State lives in NATS messages only: a restarted gateway says `hello` and the
 // workers announce themselves again.
 
-import { HEARTBEAT_MS, NODE_TIMEOUT_MS, subjects, type AnnounceMsg, type HeartbeatMsg, type LoadedMsg, type ModelRef, type PlanStage, type ProbeReplyMsg, type WireMessage } from '../bus/contract.ts';
+import { HEARTBEAT_MS, NODE_TIMEOUT_MS, senderOf, subjects, type AnnounceMsg, type HeartbeatMsg, type LoadedMsg, type ModelRef, type PlanStage, type ProbeReplyMsg, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { wallMs } from '../bus/wall-clock.ts';
 import type { Quant } from '../runtime/types.ts';
@@ -20,6 +20,18 @@ export interface NodeTrust {
   authorize(gateway: string, stages: readonly PlanStage[]): Promise<void>;
   /** The node left, was forgotten, or was dropped ('distrusted'): its credential stops working. */
   revoke(node: string, why: string): void;
+  /** Whether this id holds a credential now: an announce from any other id (a phantom) is
+   *  ignored even if it reached us (issue 19). Absent: every id the bus lets through counts. */
+  isAdmitted?(node: string): boolean;
+}
+
+/** Per-node, per-range weights grants (src/weights/weights-grants.ts, issue 19): the assignment
+ *  carries a grant that lets only this node fetch only its stage's tensors. */
+export interface WeightsGrantIssuer {
+  /** A grant for `node` to fetch layers [start, end); replaces the node's earlier grant. */
+  grant(node: string, start: number, end: number): string;
+  /** The node holds no stage (or left): its grant stops working. */
+  revoke(node: string): void;
 }
 
 export interface CoordinatorOptions {
@@ -47,6 +59,8 @@ export interface CoordinatorOptions {
   readonly objective?: PlanObjective;
   /** Per-node credentials; absent: one shared token, nothing to grant. */
   readonly trust?: NodeTrust;
+  /** Per-node weights grants; absent: assignments carry model.weightsToken as given. */
+  readonly weightsGrants?: WeightsGrantIssuer;
 }
 
 export interface LivePlan {
@@ -162,6 +176,8 @@ export class Coordinator {
   private connected = true;
   private reconnectedAt = 0;
   private readonly droppedFrom = new Set<string>();
+  /** Senders caught speaking in another's name → when that was last logged. */
+  private readonly spoofLogged = new Map<string, number>();
   private everJoined = false;
 
   constructor(opts: CoordinatorOptions) {
@@ -173,12 +189,12 @@ export class Coordinator {
 
   start(): void {
     const c = this.opts.cluster;
-    const on = (subject: string): void => { this.unsubs.push(this.bus.subscribe(subject, (m) => this.onMessage(m))); };
-    on(subjects.announce(c));
-    on(subjects.heartbeat(c));
-    on(subjects.leave(c));
-    on(subjects.loaded(c));
-    on(subjects.probeReply(c, this.opts.gatewayId));
+    const on = (subject: string): void => { this.unsubs.push(this.bus.subscribe(subject, (m, subj) => this.onMessage(m, subj))); };
+    on(subjects.announce(c, '*'));
+    on(subjects.heartbeat(c, '*'));
+    on(subjects.leave(c, '*'));
+    on(subjects.loaded(c, '*'));
+    on(subjects.probeReply(c, this.opts.gatewayId, '*'));
     this.unsubs.push(this.bus.onStatus((st) => {
       if (st === 'disconnected') {
         this.connected = false;
@@ -313,7 +329,16 @@ export class Coordinator {
 
   // --- messages ----------------------------------------------------------------------------
 
-  private onMessage(m: WireMessage): void {
+  private onMessage(m: WireMessage, subject: string): void {
+    // A node speaks only for itself (issue 19): the server lets a credential publish only under
+    // its own id, and a body naming another id than its subject is someone speaking in another's
+    // name (or a gateway-side bug): dropped and logged, never acted on.
+    const claimed = (m as { id?: unknown }).id;
+    const sender = senderOf(subject);
+    if (sender === null || claimed !== sender) {
+      this.reportSpoof(sender ?? subject, typeof claimed === 'string' ? claimed : String(typeof claimed), m.t);
+      return;
+    }
     switch (m.t) {
       case 'announce': return this.onAnnounce(m);
       case 'heartbeat': return this.onHeartbeat(m);
@@ -330,7 +355,23 @@ export class Coordinator {
     }
   }
 
+  /** Logs a message sent in another node's name (at most once a second per sender). */
+  private reportSpoof(sender: string, claimed: string, what: string): void {
+    const now = Date.now();
+    const last = this.spoofLogged.get(sender) ?? 0;
+    if (now - last < 1000) return;
+    if (this.spoofLogged.size > 1000) this.spoofLogged.clear();
+    this.spoofLogged.set(sender, now);
+    this.log.warn({ sender, claimed, what }, 'dropped a membership message sent in another node\'s name');
+  }
+
   private onAnnounce(m: AnnounceMsg): void {
+    // A phantom: an id that holds no credential (only reachable when the gateway's own side or a
+    // shared-token server let it through) never becomes a member, so never enters a plan.
+    if (this.opts.trust?.isAdmitted !== undefined && !this.opts.trust.isAdmitted(m.id)) {
+      this.reportSpoof(m.id, m.id, 'announce without a credential');
+      return;
+    }
     const now = Date.now();
     const known = this.members.get(m.id);
     if (known !== undefined && known.state !== 'lost') {
@@ -480,12 +521,14 @@ export class Coordinator {
     mem.state = 'distrusted';
     mem.distrusted = { at: Date.now(), reason };
     this.opts.trust?.revoke(id, 'distrusted');
+    this.opts.weightsGrants?.revoke(id);
     const p = this.current;
     if (p !== null && p.stages.some((s) => s.node === id)) this.replan(`distrusted ${mem.info.name}`);
   }
 
   private markLost(mem: Member, why: string): void {
     if (why === 'left') this.opts.trust?.revoke(mem.info.id, 'left');
+    this.opts.weightsGrants?.revoke(mem.info.id);
     mem.state = 'lost';
     mem.lostAt = Date.now();
     const p = this.current;
@@ -571,11 +614,16 @@ export class Coordinator {
     const stage = stages[idx];
     mem.assignedAt = Date.now();
     if (stage !== undefined) mem.state = 'loading';
+    // The weights grant travels on the node's own assign subject (only its credential reads it)
+    // and covers only its stage's layers (issue 19).
+    const g = this.opts.weightsGrants;
+    if (g !== undefined && stage === undefined) g.revoke(mem.info.id);
+    const model = g === undefined || stage === undefined ? this.opts.model : { ...this.opts.model, weightsToken: g.grant(mem.info.id, stage.start, stage.end) };
     this.bus.publish(subjects.assign(this.opts.cluster, mem.info.id), {
       t: 'assign',
       epoch,
       gateway: this.opts.gatewayId,
-      model: this.opts.model,
+      model,
       range: stage === undefined ? null : { start: stage.start, end: stage.end },
       next: stages[idx + 1]?.node ?? null,
       first: stages[0]?.node ?? null,

@@ -4,7 +4,7 @@
 // it needs no gateway running, and answers in seconds.
 
 import { randomBytes } from 'node:crypto';
-import { subjects, type AnnounceMsg, type HeartbeatMsg, type PlanMsg, type ProbeReplyMsg } from '../bus/contract.ts';
+import { speaksForItself, subjects, type AnnounceMsg, type HeartbeatMsg, type PlanMsg, type ProbeReplyMsg } from '../bus/contract.ts';
 import type { Bus } from '../bus/types.ts';
 import { hearthVersion } from '../bus/version.ts';
 import { wallMs } from '../bus/wall-clock.ts';
@@ -82,10 +82,10 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const waiting = new Map<number, (r: ProbeReplyMsg, at: number) => void>();
   const c = o.cluster;
   const unsubs = [
-    o.bus.subscribe(subjects.announce(c), (m) => { if (m.t === 'announce') announces.set(m.id, m); }),
-    o.bus.subscribe(subjects.heartbeat(c), (m) => { if (m.t === 'heartbeat') beats.set(m.id, m); }),
+    o.bus.subscribe(subjects.announce(c, '*'), (m, subj) => { if (m.t === 'announce' && speaksForItself(subj, m.id)) announces.set(m.id, m); }),
+    o.bus.subscribe(subjects.heartbeat(c, '*'), (m, subj) => { if (m.t === 'heartbeat' && speaksForItself(subj, m.id)) beats.set(m.id, m); }),
     o.bus.subscribe(subjects.plan(c), (m) => { if (m.t === 'plan') plan = m; }),
-    o.bus.subscribe(subjects.probeReply(c, me), (m) => {
+    o.bus.subscribe(subjects.probeReply(c, me, '*'), (m) => {
       if (m.t !== 'probe-reply') return;
       const w = waiting.get(m.nonce);
       if (w !== undefined) { waiting.delete(m.nonce); w(m, wallMs()); }

@@ -3,8 +3,11 @@
 // whenever the plan changes (the plan serves only once the server has them), and revokes a
 // node's credential when it leaves, is forgotten, or is dropped for failing a spot check.
 // The user list lives in the nats-server's config; every change is one reload (SIGHUP).
+// A join token holder must not be able to fill that list (issue 19): admissions are rate-limited
+// (a token bucket), and a credential whose node does not announce itself within a few seconds of
+// its admission is revoked again.
 
-import { isValidId, subjects, type JoinMsg, type PlanStage, type WireMessage } from '../bus/contract.ts';
+import { isValidId, speaksForItself, subjects, type JoinMsg, type PlanStage, type WireMessage } from '../bus/contract.ts';
 import { isUserNkey } from '../bus/index.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
@@ -22,7 +25,16 @@ export interface TrustAuthorityOptions {
   readonly log?: Log;
   /** At most this many admitted nodes (a flood of joins cannot grow the config without bound). */
   readonly maxNodes?: number;
+  /** Admissions per second, sustained (default 2), and the burst allowed above it (default 5). */
+  readonly joinRatePerSec?: number;
+  readonly joinBurst?: number;
+  /** A node admitted that has not announced itself within this loses its credential (default 5 s). */
+  readonly announceWithinMs?: number;
 }
+
+export const DEFAULT_JOIN_RATE_PER_SEC = 2;
+export const DEFAULT_JOIN_BURST = 5;
+export const DEFAULT_ANNOUNCE_WITHIN_MS = 5000;
 
 export class TrustAuthority implements NodeTrust {
   private readonly o: TrustAuthorityOptions;
@@ -32,11 +44,21 @@ export class TrustAuthority implements NodeTrust {
   private readonly banned = new Set<string>();
   private gateway: string | null = null;
   private stages: readonly PlanStage[] = [];
-  private unsub: (() => void) | null = null;
+  private readonly unsubs: (() => void)[] = [];
+  /** Admitted nodes not yet heard announcing → when they were admitted. */
+  private readonly pending = new Map<string, number>();
+  /** Token bucket of admissions (tokens, refilled at joinRatePerSec up to joinBurst). */
+  private bucket: number;
+  private bucketAt = Date.now();
+  /** Join requests dropped by the rate limit since the last time that was logged. */
+  private dropped = 0;
+  private droppedLoggedAt = 0;
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(o: TrustAuthorityOptions) {
     this.o = o;
     this.log = o.log ?? SILENT_LOG;
+    this.bucket = o.joinBurst ?? DEFAULT_JOIN_BURST;
   }
 
   /** The users a fresh server starts with: the gateway and the join user. */
@@ -45,16 +67,62 @@ export class TrustAuthority implements NodeTrust {
   }
 
   start(): void {
-    this.unsub = this.o.bus.subscribe(subjects.join(this.o.cluster), (m) => { void this.onJoin(m); });
+    this.unsubs.push(this.o.bus.subscribe(subjects.join(this.o.cluster), (m) => { void this.onJoin(m); }));
+    // An announce can only come from the credential of the id its subject names (permissions.ts).
+    this.unsubs.push(this.o.bus.subscribe(subjects.announce(this.o.cluster, '*'), (m, subj) => {
+      if (m.t === 'announce' && speaksForItself(subj, m.id)) this.pending.delete(m.id);
+    }));
+    const within = this.o.announceWithinMs ?? DEFAULT_ANNOUNCE_WITHIN_MS;
+    this.sweeper = setInterval(() => this.sweep(within), Math.max(100, Math.min(1000, within / 4)));
+    this.sweeper.unref();
   }
 
   close(): void {
-    this.unsub?.();
+    for (const u of this.unsubs) u();
+    if (this.sweeper !== null) clearInterval(this.sweeper);
   }
 
   /** Ids holding a credential now. */
   admitted(): string[] {
     return [...this.nodes.keys()];
+  }
+
+  isAdmitted(id: string): boolean {
+    return this.nodes.has(id);
+  }
+
+  /** Revokes, in one reload, every credential whose node has not announced in time. */
+  private sweep(within: number): void {
+    const now = Date.now();
+    const late = [...this.pending].filter(([, at]) => now - at > within).map(([id]) => id);
+    if (late.length === 0) return;
+    for (const id of late) {
+      this.pending.delete(id);
+      this.nodes.delete(id);
+    }
+    this.log.warn({ nodes: late.slice(0, 20), count: late.length, withinMs: within }, `credential revoked: ${late.length} admitted node(s) did not announce within ${within} ms`);
+    this.apply().catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'revoking credentials failed'));
+  }
+
+  /** Takes one admission from the token bucket; false when the rate limit is reached. */
+  private takeAdmission(): boolean {
+    const rate = this.o.joinRatePerSec ?? DEFAULT_JOIN_RATE_PER_SEC;
+    const burst = this.o.joinBurst ?? DEFAULT_JOIN_BURST;
+    const now = Date.now();
+    this.bucket = Math.min(burst, this.bucket + ((now - this.bucketAt) / 1000) * rate);
+    this.bucketAt = now;
+    if (this.bucket < 1) {
+      this.dropped++;
+      if (now - this.droppedLoggedAt >= 5000) {
+        this.log.warn({ dropped: this.dropped, ratePerSec: rate, burst },
+          `join rate limit reached (${rate}/s, burst ${burst}): dropped ${this.dropped} join request(s); a real worker keeps asking and gets in once the flood stops`);
+        this.dropped = 0;
+        this.droppedLoggedAt = now;
+      }
+      return false;
+    }
+    this.bucket -= 1;
+    return true;
   }
 
   authorize(gateway: string, stages: readonly PlanStage[]): Promise<void> {
@@ -69,6 +137,7 @@ export class TrustAuthority implements NodeTrust {
       const key = this.nodes.get(id)?.nkey;
       if (key !== undefined) this.banned.add(key);
     }
+    this.pending.delete(id);
     if (!this.nodes.delete(id)) return;
     this.log.warn({ node: id, why }, 'credential revoked');
     this.apply().catch((e: unknown) => this.log.error({ node: id, err: (e as Error).message }, 'revoking a credential failed'));
@@ -85,12 +154,20 @@ export class TrustAuthority implements NodeTrust {
     if (this.banned.has(m.id) || this.banned.has(m.nkey)) return refuse('this node was dropped for failing a spot check of its work');
     const known = this.nodes.get(m.id);
     if (known !== undefined && known.nkey !== m.nkey) return refuse(`node id ${m.id} is taken`);
+    // Rate limit (issue 19): dropped without an answer, so a real worker (which asks again every
+    // 2 s) is not turned away for good by someone else's flood. A re-sent request of a node
+    // already admitted costs nothing and is answered again.
+    if (known === undefined && !this.takeAdmission()) return;
     if (known === undefined && this.nodes.size >= (this.o.maxNodes ?? 256)) return refuse('too many nodes');
-    if (known === undefined) this.nodes.set(m.id, { id: m.id, nkey: m.nkey });
+    if (known === undefined) {
+      this.nodes.set(m.id, { id: m.id, nkey: m.nkey });
+      this.pending.set(m.id, Date.now());
+    }
     try {
       await this.apply();
     } catch (e) {
       this.nodes.delete(m.id);
+      this.pending.delete(m.id);
       return refuse(`the server did not take the credential: ${(e as Error).message}`);
     }
     this.log.info({ node: m.id, name: (m as JoinMsg).name }, 'node admitted with its own credential');

@@ -6,8 +6,9 @@
 //   - stage k publishes steps only to stage k+1; the last stage publishes results (tokens) only to
 //     its gateway, and steps to stage 0 (issue 10's two-hop path: the last stage sends the next
 //     decode step straight to stage 0, so that edge is part of the plan too);
-//   - every member may publish membership (announce/heartbeat/leave/loaded) and faults (a step
-//     it could not run: at most it makes the gateway replay);
+//   - every member may publish membership (announce/heartbeat/leave/loaded), faults (a step it
+//     could not run: at most it makes the gateway replay) and probe replies — each only on the
+//     subjects that carry its OWN id (issue 19), so it cannot speak in another node's name;
 //   - only the gateway receives results, sends prompts (steps to stage 0) and assignments.
 // The join user (password = the cluster token) may only ask for a credential.
 
@@ -30,10 +31,10 @@ export function joinPermissions(): SubjectPermissions {
 /** A worker node's permissions under a plan (stages = [] or a plan without it: idle member). */
 export function nodePermissions(cluster: string, id: string, gateway: string | null, stages: readonly PlanStage[]): SubjectPermissions {
   const publish = [
-    subjects.announce(cluster), subjects.heartbeat(cluster), subjects.leave(cluster), subjects.loaded(cluster),
-    subjects.fault(cluster, '*'),
+    subjects.announce(cluster, id), subjects.heartbeat(cluster, id), subjects.leave(cluster, id), subjects.loaded(cluster, id),
+    subjects.fault(cluster, '*', id),
     // Answers to link probes (the gateway's planner, issue 10).
-    subjects.probeReply(cluster, '*'),
+    subjects.probeReply(cluster, '*', id),
   ];
   const k = stages.findIndex((s) => s.node === id);
   if (k >= 0 && gateway !== null) {

@@ -64,6 +64,24 @@ export class CheckpointIndex {
     return { version: MANIFEST_VERSION, model: this.#model, numLayers, tieEmbeddings, files, tensors };
   }
 
+  /** Byte intervals [start, end) per .safetensors file holding the tensors of stage [start, end)
+   *  (what a grant for that stage may read; issue 19). No hashing: cheap per request. */
+  async stageIntervals(range: { start: number; end: number }): Promise<Map<string, [number, number][]>> {
+    await this.#refresh();
+    const { numLayers, tieEmbeddings } = await this.#config();
+    const all: { f: FileState; t: SafetensorsEntry }[] = [];
+    for (const f of this.#files.values()) for (const t of f.tensors) all.push({ f, t });
+    const keep = new Set(stageTensorNames(all.map((x) => x.t.name), range.start, range.end, Math.max(numLayers, range.end), tieEmbeddings ?? undefined));
+    const out = new Map<string, [number, number][]>();
+    for (const { f, t } of all) {
+      if (!keep.has(t.name)) continue;
+      const list = out.get(f.name) ?? [];
+      list.push([t.byteStart, t.byteEnd]);
+      out.set(f.name, list);
+    }
+    return out;
+  }
+
   async #config(): Promise<{ numLayers: number; tieEmbeddings: boolean | null }> {
     const text = await readFile(path.join(this.#dir, 'config.json'), 'utf8').catch(() => {
       throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [this.#dir]);

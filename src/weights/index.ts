@@ -1,3 +1,4 @@
+export { WeightsGrants, type WeightsGrant } from './weights-grants.ts';
 export { weightsRoutes, WEIGHTS_PREFIX, type WeightsRoutesOptions } from './weights-routes.ts';
 export { ensureStageWeights, STAGE_WEIGHTS_FILE, type EnsureStageWeightsOptions } from './fetch-stage-weights.ts';
 export { MANIFEST_VERSION, type ManifestFile, type ManifestTensor, type WeightsManifest } from './manifest-types.ts';

@@ -1,21 +1,24 @@
 // The gateway side of "weights to workers": a worker that lacks the checkpoint asks for the
 // manifest, then fetches just its stage's tensors as byte ranges of the .safetensors files.
 // Peers (exo, llama.cpp RPC) make every device download the whole model; this is the fix.
-// Every route needs the cluster token; only files the manifest lists can be read.
+// Every request carries the node's weights grant (src/weights/weights-grants.ts, issue 19): the
+// cluster token alone reads nothing here, and a grant reads only the tensors of its own layers
+// (plus the small non-weight files: config, tokenizer, template). Only files the index lists
+// can be read.
 import { createReadStream } from 'node:fs';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import { HearthError, isHearthError } from '../errors/index.ts';
-import { bearerMatches } from './bearer-auth.ts';
 import { CheckpointIndex } from './checkpoint-index.ts';
 import { parseRange } from './http-range.ts';
+import type { WeightsGrant, WeightsGrants } from './weights-grants.ts';
 
 export interface WeightsRoutesOptions {
   readonly modelDir: string;
   readonly modelId: string;
-  /** The cluster token workers join with. */
-  readonly token: string;
+  /** The grants the coordinator hands out with each assignment. */
+  readonly grants: WeightsGrants;
 }
 
 export const WEIGHTS_PREFIX = '/internal/weights';
@@ -24,15 +27,31 @@ function sendError(reply: FastifyReply, err: HearthError): FastifyReply {
   return reply.code(err.status).send({ error: { message: err.message, type: err.type, param: err.param, code: err.code } });
 }
 
+const BEARER_RE = /^Bearer\s+(\S+)$/i;
+
+/** Whether [a, b] (inclusive) lies inside the union of the intervals [s, e) (exclusive). */
+function covered(a: number, b: number, intervals: readonly (readonly [number, number])[]): boolean {
+  const sorted = [...intervals].sort((x, y) => x[0] - y[0]);
+  let at = a;
+  for (const [s, e] of sorted) {
+    if (s > at) break;
+    if (e > at) at = e;
+    if (at > b) return true;
+  }
+  return at > b;
+}
+
 export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOptions): Promise<void> {
-  if (opts.token.length === 0) throw new HearthError('HEARTH_ERR_CONFIG', ['weightsRoutes needs a non-empty cluster token']);
   const index = new CheckpointIndex(opts.modelDir, opts.modelId);
+  const grantOf = new WeakMap<FastifyRequest, WeightsGrant>();
 
   // Per-route hook (not app.addHook) so registering without encapsulation cannot put other routes
-  // behind the cluster token.
+  // behind the grant check.
   const onRequest = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!bearerMatches(req.headers.authorization, opts.token)) {
-      await sendError(reply, new HearthError('HEARTH_ERR_NODE_UNAUTHORIZED', [req.ip, 'weights need Authorization: Bearer <cluster token>']));
+    const m = BEARER_RE.exec((req.headers.authorization ?? '').trim());
+    const grant = m === null ? null : opts.grants.check(m[1] ?? '');
+    if (grant === null) {
+      await sendError(reply, new HearthError('HEARTH_ERR_NODE_UNAUTHORIZED', [req.ip, 'weights need Authorization: Bearer <the weights grant of this node\'s assignment>; the cluster token is not one']));
       return reply;
     }
     const model = (req.params as { model?: string }).model;
@@ -40,21 +59,23 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
       await sendError(reply, new HearthError('HEARTH_ERR_MODEL_NOT_FOUND', [model ?? '', opts.modelId]));
       return reply;
     }
+    grantOf.set(req, grant);
   };
+  const forbidden = (g: WeightsGrant, what: string): HearthError => new HearthError('HEARTH_ERR_WEIGHTS_FORBIDDEN', [g.node, what, g.start, g.end]);
 
   app.get(`${WEIGHTS_PREFIX}/:model/manifest`, { onRequest }, async (req, reply) => {
+    const g = grantOf.get(req) as WeightsGrant;
     const q = req.query as { start?: string; end?: string };
-    let range: { start: number; end: number } | undefined;
-    if (q.start !== undefined || q.end !== undefined) {
-      const start = Number(q.start);
-      const end = Number(q.end);
-      if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start) {
-        return sendError(reply, new HearthError('HEARTH_ERR_INVALID_REQUEST', [`bad layer range start=${q.start} end=${q.end}`], { param: 'start' }));
-      }
-      range = { start, end };
+    // No range: the grant's. Another range than the grant's: refused (the manifest names tensors
+    // and their hashes; a node learns those of its own layers only).
+    const start = q.start === undefined ? g.start : Number(q.start);
+    const end = q.end === undefined ? g.end : Number(q.end);
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start) {
+      return sendError(reply, new HearthError('HEARTH_ERR_INVALID_REQUEST', [`bad layer range start=${q.start} end=${q.end}`], { param: 'start' }));
     }
+    if (start !== g.start || end !== g.end) return sendError(reply, forbidden(g, `the manifest of layers [${start}, ${end})`));
     try {
-      return await reply.header('cache-control', 'no-store').send(await index.manifest(range));
+      return await reply.header('cache-control', 'no-store').send(await index.manifest({ start, end }));
     } catch (e) {
       // Checkpoint problems are HearthErrors: answer them in hearth's error shape, whatever the host app's handler.
       if (isHearthError(e)) return sendError(reply, e);
@@ -63,16 +84,24 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
   });
 
   app.get(`${WEIGHTS_PREFIX}/:model/file/:name`, { onRequest }, async (req, reply) => {
+    const g = grantOf.get(req) as WeightsGrant;
     const { name } = req.params as { name: string };
     let f: { abs: string; size: number } | null;
+    let allowed: [number, number][] | null = null;
     try {
       f = await index.file(name);
+      // Weight files: only the byte ranges of the grant's tensors.
+      if (name.endsWith('.safetensors')) allowed = (await index.stageIntervals(g)).get(name) ?? [];
     } catch (e) {
       if (isHearthError(e)) return sendError(reply, e);
       throw e;
     }
     if (f === null) return sendError(reply, new HearthError('HEARTH_ERR_ROUTE_NOT_FOUND', ['GET', `${WEIGHTS_PREFIX}/${opts.modelId}/file/${name}`]));
     const r = parseRange(req.headers.range, f.size);
+    if (allowed !== null && r.kind !== 'unsatisfiable') {
+      const [a, b] = r.kind === 'none' ? [0, f.size - 1] : [r.start, r.end];
+      if (!covered(a, b, allowed)) return sendError(reply, forbidden(g, `bytes ${a}-${b} of ${name}`));
+    }
     reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');
     if (r.kind === 'unsatisfiable') {
       return reply.code(416).header('content-range', `bytes */${f.size}`).send();

@@ -131,7 +131,7 @@ export class WorkerNode {
     this.closed = true;
     if (this.hb !== null) clearInterval(this.hb);
     if (this.notice !== null) clearTimeout(this.notice);
-    this.bus.publish(subjects.leave(this.opts.cluster), { t: 'leave', id: this.id });
+    this.bus.publish(subjects.leave(this.opts.cluster, this.id), { t: 'leave', id: this.id });
     for (const u of this.unsubs) u();
     await this.bus.flush().catch(() => undefined);
     await this.unload();
@@ -141,7 +141,7 @@ export class WorkerNode {
 
   private announce(): void {
     if (this.closed) return;
-    this.bus.publish(subjects.announce(this.opts.cluster), {
+    this.bus.publish(subjects.announce(this.opts.cluster, this.id), {
       t: 'announce', id: this.id, name: this.opts.name, memory: this.opts.memory, freeMemory: os.freemem(),
       threads: this.opts.threads, speed: this.opts.speed, hasModel: this.opts.modelDir !== null,
       provider: this.opts.provider ?? 'cpu', totalMemory: os.totalmem(),
@@ -155,7 +155,7 @@ export class WorkerNode {
     this.tokS = 0.5 * this.tokS + 0.5 * rate; // smoothed: one heartbeat is a noisy window
     this.lastHb = { at: now, positions: this.positions };
     const step = this.measuredStepMs();
-    this.bus.publish(subjects.heartbeat(this.opts.cluster), {
+    this.bus.publish(subjects.heartbeat(this.opts.cluster, this.id), {
       t: 'heartbeat', id: this.id, epoch: this.active?.epoch ?? -1, state: this.state,
       kvBytes: this.loaded?.engine.kvBytes() ?? 0, weightBytes: this.loaded?.engine.weightBytes() ?? 0, freeMemory: os.freemem(), tokS: Math.round(this.tokS * 10) / 10,
       ...(step !== null && this.stepRange !== null ? { stepMs: Math.round(step * 1000) / 1000, stepRange: this.stepRange } : {}),
@@ -181,7 +181,7 @@ export class WorkerNode {
     if (this.closed || !isValidId(m.from)) return;
     const delay = this.opts.hopDelayMs ?? 0;
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-    this.bus.publish(subjects.probeReply(this.opts.cluster, m.from), {
+    this.bus.publish(subjects.probeReply(this.opts.cluster, m.from, this.id), {
       t: 'probe-reply', id: this.id, nonce: m.nonce, wall: wallMs(), version: hearthVersion(),
       got: m.pad?.byteLength ?? 0, pad: m.echo ? m.pad : null,
     });
@@ -270,7 +270,7 @@ export class WorkerNode {
   }
 
   private publishLoaded(m: AssignMsg, ok: boolean, error: string | null): void {
-    this.bus.publish(subjects.loaded(this.opts.cluster), {
+    this.bus.publish(subjects.loaded(this.opts.cluster, this.id), {
       t: 'loaded', id: this.id, epoch: m.epoch, ok, error, weightBytes: this.loaded?.engine.weightBytes() ?? 0,
     });
   }
@@ -381,7 +381,7 @@ export class WorkerNode {
   private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs(), tokens?: readonly SampledToken[]): void {
     // Errors go to the fault subject (any stage may say it failed), results to the result subject
     // (with per-node credentials only the last stage may publish there: issue 14).
-    this.bus.publish(error !== null ? subjects.fault(this.opts.cluster, m.gateway) : subjects.result(this.opts.cluster, m.gateway), {
+    this.bus.publish(error !== null ? subjects.fault(this.opts.cluster, m.gateway, this.id) : subjects.result(this.opts.cluster, m.gateway), {
       t: 'result', id: this.id, epoch: m.epoch, seq: m.seq, stepId: m.stepId,
       token: token === null ? null : plainToken(token),
       ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
