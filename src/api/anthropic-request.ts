@@ -1,6 +1,6 @@
 import { HearthError } from '../errors/index.ts';
 import type { AnthropicBlock, AnthropicTextBlock, AnthropicToolResultBlock, AnthropicToolUseBlock, CreateMessageBody } from './anthropic-types.ts';
-import { wellFormed } from './messages.ts';
+import { jsonValueTooDeep, tooDeepError, wellFormed } from './messages.ts';
 import type { ChatMessageBody, ChatRequestBody, ToolBody, ToolChoiceBody } from './openai-types.ts';
 
 // An Anthropic Messages request → the chat request hearth plans: `system` becomes a system message,
@@ -57,6 +57,8 @@ export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'mess
         case 'tool_use': {
           if (m.role !== 'assistant') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${bat}: tool_use blocks belong to assistant messages.`], { param: bat });
           const u = block as AnthropicToolUseBlock;
+          // Checked before JSON.stringify, which recurses (and overflows on a deep enough input).
+          if (jsonValueTooDeep(u.input)) throw tooDeepError(`${bat}.input`);
           calls.push({ id: u.id, type: 'function', function: { name: u.name, arguments: JSON.stringify(u.input ?? {}) } });
           break;
         }

@@ -5,7 +5,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { HearthError } from '../errors/index.ts';
 import { anthropicErrorBody } from './anthropic-request.ts';
 import { createAuthHook } from './auth.ts';
-import { drainBody } from './body-drain.ts';
+import { drainBody, watchBodyIdle } from './body-drain.ts';
 import { registerChatRoute } from './chat-route.ts';
 import { registerCompletionsRoute } from './completions-route.ts';
 import { longestToken } from './generation-fields.ts';
@@ -15,7 +15,7 @@ import { registerModelRoutes } from './models-route.ts';
 import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
 import { memoryResponseStore, ownerShareBytes } from './response-store.ts';
 import { registerResponsesRoutes } from './responses-route.ts';
-import { createApiContext } from './route-support.ts';
+import { createApiContext, logInternalError } from './route-support.ts';
 import type { AppOptions, RequestDoneInfo } from './types.ts';
 
 // The gateway's HTTP app: OpenAI's routes, hearth's own, the OpenAPI document and Swagger UI.
@@ -34,6 +34,10 @@ export interface RegisteredRoute {
 /** Generating routes, by the name requests report under (metrics, logs). */
 const ROUTE_NAMES: Readonly<Record<string, RequestDoneInfo['route']>> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completions', '/v1/responses': 'responses', '/v1/messages': 'messages' };
 
+/** Defaults of config limits.requestTimeoutMs / limits.bodyIdleMs (config/schema.json). */
+const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+const DEFAULT_BODY_IDLE_MS = 30_000;
+
 const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();
 
 /** Every route the app registered (the OpenAPI drift test compares them with the document). */
@@ -42,9 +46,17 @@ export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute
 }
 
 export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
+  // A client must send its whole request within requestTimeoutMs (node answers 408 and closes)
+  // and never leave its body silent for bodyIdleMs: otherwise a client dripping one byte per 5 s
+  // holds a socket forever (issue 19). Neither applies once the body is in, so long SSE streams
+  // and slow queues are untouched; node checks the deadline every connectionsCheckingInterval.
+  const requestTimeout = opts.limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const bodyIdle = opts.limits.bodyIdleMs ?? DEFAULT_BODY_IDLE_MS;
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.limits.bodyBytes,
+    requestTimeout,
+    http: { headersTimeout: Math.min(60_000, requestTimeout), connectionsCheckingInterval: Math.min(1000, requestTimeout) },
     genReqId: () => `req_${randomBytes(12).toString('hex')}`,
     // The JSON body parser (secure-json-parse) refuses __proto__ / constructor.prototype keys.
     onProtoPoisoning: 'error',
@@ -69,6 +81,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
     return payload;
   });
+  app.addHook('onRequest', async (req) => watchBodyIdle(req.raw, bodyIdle));
   const auth = createAuthHook(opts.apiKeys);
   if (auth !== null) app.addHook('onRequest', auth);
 
@@ -79,7 +92,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     const h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
     // Answer a too-large body once the client has sent it all (see body-drain.ts).
     if (h.status === 413 && !(await drainBody(req.raw))) void reply.header('connection', 'close');
-    if (h.internal) req.log.error({ err }, 'request failed');
+    if (h.internal) logInternalError(opts, req, err, 'request failed');
     else req.log.info({ code: h.code, status: h.status, param: h.body.error.param }, h.body.error.message);
     const route = ROUTE_NAMES[req.routeOptions.url ?? ''] ?? null;
     if (route !== null) opts.onRequestDone?.({ route, stream: false, status: h.status, error: h.code, promptTokens: 0, completionTokens: 0, ttftMs: null, durationMs: reply.elapsedTime });

@@ -43,3 +43,27 @@ export function drainBody(req: IncomingMessage, bound = DRAIN_BOUND_BYTES, timeo
     req.resume();
   });
 }
+
+/**
+ * Closes the connection when the request body goes `idleMs` without a byte (issue 19: a body
+ * sent one byte per 5 s held its socket forever). The socket's own inactivity timer is used, not
+ * a 'data' listener (that would take the body from fastify's parser), and only until the body
+ * has arrived: a stream being answered may be quiet for as long as the queue and prefill take.
+ * The whole request's deadline is node's requestTimeout (app.ts).
+ */
+export function watchBodyIdle(req: IncomingMessage, idleMs: number): void {
+  if (req.complete) return;
+  const socket = req.socket;
+  const onTimeout = (): void => {
+    socket.destroy();
+  };
+  const done = (): void => {
+    socket.removeListener('timeout', onTimeout);
+    // Back to the server's own socket timeout (fastify's connectionTimeout, 0 = none).
+    socket.setTimeout(0);
+  };
+  socket.setTimeout(idleMs);
+  socket.once('timeout', onTimeout);
+  req.once('end', done);
+  req.once('close', done);
+}

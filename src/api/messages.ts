@@ -16,6 +16,46 @@ export function wellFormed(s: string): string {
   return w.isWellFormed() ? s : w.toWellFormed();
 }
 
+/**
+ * Deepest nesting allowed in tool-call arguments (a chat message's tool_calls, an Anthropic
+ * tool_use input). Templates render them with recursive `tojson`, and a 5,000-deep input
+ * overflowed the stack into a 500 (issue 19); real arguments nest a handful of levels.
+ */
+export const MAX_ARGUMENT_DEPTH = 64;
+
+/** Whether JSON text nests objects/arrays deeper than `max` (a scan, no parse, no recursion). */
+export function jsonTextTooDeep(text: string, max = MAX_ARGUMENT_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+/** Whether a parsed JSON value nests deeper than `max` (iterative: no stack to overflow). */
+export function jsonValueTooDeep(value: unknown, max = MAX_ARGUMENT_DEPTH): boolean {
+  const stack: { v: unknown; d: number }[] = [{ v: value, d: 0 }];
+  while (stack.length > 0) {
+    const { v, d } = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d + 1 > max) return true;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push({ v: x, d: d + 1 });
+  }
+  return false;
+}
+
+export function tooDeepError(param: string): HearthError {
+  return new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid '${param}': tool arguments nest deeper than ${MAX_ARGUMENT_DEPTH} levels (limit ${MAX_ARGUMENT_DEPTH}).`], { param });
+}
+
 /** A message's content as text: strings as they are, text parts joined with newlines. */
 export function contentText(content: ChatMessageBody['content'], param: string): string | null {
   if (content === undefined || content === null) return null;
@@ -60,7 +100,10 @@ export function toChatMessages(messages: readonly ChatMessageBody[]): ChatMessag
         if (content === null && calls.length === 0) {
           throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid '${at}': an assistant message needs 'content' or 'tool_calls'.`], { param: `${at}.content` });
         }
-        for (const c of calls) callIds.add(c.id);
+        calls.forEach((c, k) => {
+          if (jsonTextTooDeep(c.function.arguments)) throw tooDeepError(`${at}.tool_calls[${k}].function.arguments`);
+          callIds.add(c.id);
+        });
         out.push({
           role: 'assistant',
           content,

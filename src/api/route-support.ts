@@ -22,6 +22,23 @@ export interface ApiContext {
   streamError(req: FastifyRequest, err: unknown, route: RequestDoneInfo['route'], promptTokens: number, completionTokens: number, started: number): OpenAIErrorBody;
 }
 
+/**
+ * Logs an unexpected error (a 5xx) without the request's contents (privacy: prompts stay out of
+ * logs unless logging.logPrompts): the request id, route, the error's class, a bounded message and
+ * its stack. fastify's own request logger is off in the gateway, so `errorLog` is the gateway's.
+ */
+export function logInternalError(opts: Pick<AppOptions, 'errorLog'>, req: FastifyRequest, err: unknown, what: string): void {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const cause = e.cause instanceof Error ? e.cause : null;
+  const fields = {
+    reqId: req.id,
+    method: req.method,
+    route: req.routeOptions.url ?? req.url.split('?', 1)[0]!.slice(0, 200),
+    err: { type: e.name, message: e.message.slice(0, 300), stack: e.stack ?? '', ...(cause === null ? {} : { cause: { type: cause.name, message: cause.message.slice(0, 300), stack: cause.stack ?? '' } }) },
+  };
+  (opts.errorLog ?? req.log).error(fields, what);
+}
+
 export function createApiContext(opts: AppOptions): ApiContext {
   const onDone = opts.onRequestDone;
   return {
@@ -36,7 +53,7 @@ export function createApiContext(opts: AppOptions): ApiContext {
     },
     streamError(req, err, route, promptTokens, completionTokens, started) {
       const h = toHttpError(err);
-      if (h.internal) req.log.error({ err }, 'stream failed');
+      if (h.internal) logInternalError(opts, req, err, 'stream failed');
       else req.log.warn({ code: h.code, msg: h.body.error.message }, 'stream failed');
       onDone?.({ route, stream: true, status: h.status, error: h.code, promptTokens, completionTokens, ttftMs: null, durationMs: performance.now() - started });
       return h.body;

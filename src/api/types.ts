@@ -24,6 +24,10 @@ export interface ServedModel {
 export interface ApiLimits {
   /** Largest request body accepted (413 beyond). */
   readonly bodyBytes: number;
+  /** Whole request (headers + body) must arrive within this; 408 after (default 120 s). */
+  readonly requestTimeoutMs?: number;
+  /** A request body silent this long closes the connection (default 30 s). */
+  readonly bodyIdleMs?: number;
   /** Completion tokens when the request gives no max_tokens (clamped to the context left). */
   readonly maxTokensDefault: number;
   /** Most completion tokens one choice may run to; larger max_tokens are clamped (finish_reason "length"). */
@@ -53,6 +57,9 @@ export interface AppOptions {
   readonly ready?: () => boolean;
   /** pino options, or false for no logs (tests). */
   readonly logger?: LoggerOptions | false;
+  /** Where unexpected (5xx) errors are logged when `logger` is false (the gateway passes its pino
+   *  logger): they must never pass silently. */
+  readonly errorLog?: { error(obj: object, msg: string): void };
   /** Log prompts and completions (off by default: they are the user's data). */
   readonly logPrompts?: boolean;
   /** More routes (metrics, status page, weights); registered after the API's own. */

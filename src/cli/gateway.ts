@@ -138,6 +138,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       bodyBytes: cfg.limits.bodyBytes,
       requestTimeoutMs: cfg.limits.requestTimeoutMs,
       bodyIdleMs: cfg.limits.bodyIdleMs,
+      requestTimeoutMs: cfg.limits.requestTimeoutMs,
+      bodyIdleMs: cfg.limits.bodyIdleMs,
       maxTokensDefault: cfg.limits.defaultMaxTokens,
       maxQueue: cfg.limits.maxQueue,
       maxConcurrent: cfg.limits.maxConcurrentSequences,
@@ -156,6 +158,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     },
     ready: () => pipeline?.coordinator.plan()?.live === true,
     logger: false,
+    errorLog: log,
     logPrompts: cfg.logging.logPrompts,
     onRequestDone,
     extraRoutes: async (a) => {

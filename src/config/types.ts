@@ -53,6 +53,9 @@ export interface ClusterSection {
   plan: 'fastest' | 'balanced';
   /** Fraction of sequences the gateway recomputes to check the nodes' work (0 = off). */
   spotCheckRate: number;
+  /** The most memory (MiB) the gateway's spot-check engines hold at once (one stage at a time when
+   *  the stages do not all fit; a stage larger than this goes unchecked). */
+  spotCheckMemoryMb: number;
   tls: TlsConfig;
 }
 
@@ -68,6 +71,10 @@ export interface WorkerSection {
 
 export interface LimitsConfig {
   bodyBytes: number;
+  /** Whole request (headers + body) must arrive within this (408 after). */
+  requestTimeoutMs: number;
+  /** A request body silent this long closes the connection. */
+  bodyIdleMs: number;
   maxConcurrentSequences: number;
   /** null = half of maxConcurrentSequences. */
   maxSequencesPerRequest: number | null;
