@@ -10,6 +10,7 @@ import { runPlanChoice } from './plan-choice.ts';
 import { checkMetadata } from './metadata-limits.ts';
 import { isResponseId, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store.ts';
 import { ResponseOutputBuilder, type OutputItem, type ResponseStreamEvent } from './responses-events.ts';
+import { listInputItems, type InputItemsQuery } from './responses-input-items.ts';
 import { responsesParam, translateResponsesRequest } from './responses-request.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
 import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
@@ -86,6 +87,12 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
   app.get('/v1/responses/:response_id', async (req) => {
     const { response_id: id } = req.params as { response_id: string };
     return (await findOwn(req, store, id, 'response_id')).response;
+  });
+
+  app.get('/v1/responses/:response_id/input_items', async (req) => {
+    const { response_id: id } = req.params as { response_id: string };
+    const found = await findOwn(req, store, id, 'response_id');
+    return listInputItems(id, found.items, req.query as InputItemsQuery);
   });
 
   app.delete('/v1/responses/:response_id', async (req) => {

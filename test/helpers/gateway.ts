@@ -31,12 +31,14 @@ export interface TestCluster {
   stageWorker(i: number): WorkerProc;
 }
 
-export async function startCluster(t: Tap, modelDir: string, opts: { workers: number; limits?: Record<string, number | null>; logLevel?: string } = { workers: 2 }): Promise<TestCluster> {
-  // A token as `hearth up` makes one (the config wants at least 16 characters).
-  const nats = await withNats(t, { token: randomBytes(16).toString('hex') });
+export async function startCluster(t: Tap, modelDir: string, opts: { workers: number; limits?: Record<string, number | null>; logLevel?: string; flags?: Record<string, unknown>; jetstream?: boolean } = { workers: 2 }): Promise<TestCluster> {
+  // A token as `hearth up` makes one (the config wants at least 16 characters). JetStream: stored
+  // responses live in its KV, as under `hearth up`.
+  const nats = await withNats(t, { token: randomBytes(16).toString('hex'), ...(opts.jetstream === true ? { jetstream: true } : {}) });
   const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
   const flags: Record<string, unknown> = { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.plan': 'balanced' };
   for (const [k, v] of Object.entries(opts.limits ?? {})) flags[`limits.${k}`] = v;
+  Object.assign(flags, opts.flags);
   const cfg = loadConfig({ env: {}, flags });
   let lines = '';
   const sink = new Writable({

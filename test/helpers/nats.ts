@@ -20,9 +20,9 @@ export function natsMissing(): string | false {
   return findNatsServerBinary() === null ? 'nats-server is not installed' : false;
 }
 
-export async function withNats(t: Tap, opts: { token?: string; maxPayload?: number } = {}): Promise<NatsServerHandle & { token: string }> {
+export async function withNats(t: Tap, opts: { token?: string; maxPayload?: number; jetstream?: boolean } = {}): Promise<NatsServerHandle & { token: string }> {
   const token = opts.token ?? `tok-${Math.random().toString(36).slice(2)}`;
-  const s = await startNatsServer({ token, ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}) });
+  const s = await startNatsServer({ token, ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}), ...(opts.jetstream === true ? { jetstream: true } : {}) });
   t.teardown(() => s.stop());
   return { ...s, token };
 }
