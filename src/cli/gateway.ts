@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApp, jsonResponseStore, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
 import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
-import { createClusterPipeline, modelCostsFromCheckpoint, stageBytes, type ClusterPipeline, type ModelCost } from '../cluster/index.ts';
+import { createClusterPipeline, kvReserveTokens, modelCostsFromCheckpoint, stageBytes, type ClusterPipeline, type ModelCost } from '../cluster/index.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
 import { SpotChecker, toleranceFor } from '../trust/index.ts';
 import type { HearthConfig } from '../config/index.ts';
@@ -106,8 +106,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   const { cfg, log } = o;
   const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext, o.notice);
   const ckpt = openCheckpoint(o.modelDir);
-  // Reserve KV for a couple of full-length sequences per stage; more sequences share what is left.
-  const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: Math.min(model.contextLength * 2, 32_768) });
+  // Plan with a KV reserve (model-costs.ts kvReserveTokens); KV grows past it within each node's offer.
+  const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: kvReserveTokens(model.contextLength) });
   ckpt.close();
   const metrics = createMetrics({ enabled: cfg.metrics.enabled });
 

@@ -1,20 +1,58 @@
-// Turns a checkpoint's tensor table into the planner's ModelCost: bytes per layer as a worker
-// will hold them (the engine converts stored f16/bf16 to fp32; int4 keeps 4 bits + one fp32 scale
-// per block of 32), KV bytes per layer at the planned context, and the first/last stage extras.
+// Turns a checkpoint's tensor table into the planner's ModelCost: the bytes a stage holds as the
+// engine builds them (src/model/onnx/build-shard.ts), the KV its working set needs, and the
+// runtime's own overhead, measured (issue 20: the old count reserved KV for 32k tokens, counted
+// the embedding as fp32 and int4 at 0.625 B/weight, and refused an 8B that fits).
+//
+// As built, int4 (quant 'int4'):
+// - every projection is a MatMulNBits weight: per row, ceil(K/block) blocks of block/2 packed
+//   bytes + one fp32 scale (zero point implicit); q|k|v and gate|up are fused, biases stay fp32;
+// - the first stage's embedding is an int4 GatherBlockQuantized table (when hidden % block == 0),
+//   mapped and paged in by the rows looked up; counted whole, since over many prompts every row is;
+// - the lm_head is int4 in row slices; a tied head on a stage that also holds the embedding reads
+//   the lookup table's bytes (counted once), on a later stage it is quantized from the checkpoint;
+// - norms and the two rotary tables [positions, headDim/2] fp32 are held as fp32.
+// onnxruntime prepacks each MatMulNBits weight for its int8 kernels (accuracy_level 4), adding one
+// fp32 block sum per block: 4 bytes per block, held in memory but not streamed per token.
+// 'none' keeps projections and the head as fp32 (4 bytes), the embedding as stored (mapped).
+//
+// Measured (0.5B shape, Qwen2.5-0.5B config, int4 block 128, 1 thread, loaded from the shard
+// cache, RSS from /proc/self/status before ShardSession.create and after a 64-token prompt + 16
+// decode steps; node 20, onnxruntime-node 1.30): the whole model as one stage, engine weightBytes
+// 271.1 MB, this file 271.1 MB (+ 15.0 MB block sums), resident delta 373.5 MB; layers 12-24 (+ head)
+// 175.9 MB built, delta 252.0 MB; layers 0-12 (+ embedding) 103.6 MB + 72.3 MB table, delta
+// 162.0 MB. The rest, 50-85 MB a stage, is onnxruntime's session and arena plus file pages it keeps
+// mapped (RssFile +30 MB): STAGE_OVERHEAD_BYTES. The process itself (node + onnxruntime, before
+// any model) is another ~96 MB that no offer needs to cover.
 
+import { defaultInt4BlockSize, int4Blocks, int4MatrixBytes } from '../model/index.ts';
+import { EMBED_TOKENS, LM_HEAD } from '../model/index.ts';
 import type { Checkpoint, ModelConfig } from '../model/types.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
 
-/** int4 MatMulNBits: 0.5 byte per weight + an fp32 scale per 32 (zero points implicit). */
-const INT4_BYTES_PER_PARAM = 0.5 + 4 / 32;
-/** Runtime, arena and activation headroom every stage needs on top of weights and KV. */
-export const STAGE_OVERHEAD_BYTES = 96 * 1024 * 1024;
+/** onnxruntime's session, its arena after a step, and file pages it keeps mapped, per stage
+ *  (measured 50-85 MB on the 0.5B shape, see above). */
+export const STAGE_OVERHEAD_BYTES = 80 * 1024 * 1024;
+/** KV tokens each stage reserves at plan time when nothing says otherwise: one sequence of 1024
+ *  positions, or several shorter ones. KV then grows on demand within the node's offer (the
+ *  planner leaves every byte it does not assign to weights for it). */
+export const KV_RESERVE_TOKENS = 1024;
 
 export interface CostOptions {
   readonly quant: Quant;
-  /** Context tokens each stage reserves KV for (all sequences together). */
+  /** KV tokens each stage reserves at plan time (all its sequences together); see kvReserveTokens. */
   readonly kvTokens: number;
+  /** int4 block size along K (default: the engine's, HEARTH_INT4_BLOCK or 128). */
+  readonly int4Block?: number;
+  /** Bytes per KV element: 4 (float32, default) or 2 (HEARTH_KV_DTYPE=float16). */
+  readonly kvElementBytes?: number;
+  /** Rotary table length every stage builds (default: the model's max_position_embeddings). */
+  readonly maxPositions?: number;
+}
+
+/** The KV working set to plan for: the reserve, never more than one full context. */
+export function kvReserveTokens(contextLength: number): number {
+  return Math.max(1, Math.min(contextLength, KV_RESERVE_TOKENS));
 }
 
 const LAYER_RE = /\.layers\.(\d+)\./;
@@ -23,48 +61,82 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Matrices the engine may quantize: 2-D projection weights and the lm_head. Norms, biases and
- *  the embedding gather table stay fp32. */
-function heldBytes(name: string, shape: readonly number[], quant: Quant, asHead: boolean): number {
-  const n = numel(shape);
-  const matrix = shape.length === 2 && (asHead || /proj\.weight$/.test(name) || name === 'lm_head.weight');
-  return quant === 'int4' && matrix ? n * INT4_BYTES_PER_PARAM : n * 4;
+export function kvBytesPerLayer(config: ModelConfig, kvTokens: number, elementBytes = 4): number {
+  return 2 * config.numKvHeads * config.headDim * elementBytes * kvTokens;
 }
 
-export function kvBytesPerLayer(config: ModelConfig, kvTokens: number): number {
-  return 2 * config.numKvHeads * config.headDim * 4 * kvTokens;
+/** Bytes of one tensor as the engine holds it, and the prepacked block sums on top (int4 only). */
+function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { bytes: number; prepack: number } {
+  const info = ckpt.info(name);
+  const shape = info.shape;
+  const matrix = shape.length === 2 && /proj\.weight$/.test(name);
+  if (quant === 'int4' && matrix) {
+    const [rows, cols] = shape as [number, number];
+    return { bytes: int4MatrixBytes(rows, cols, block), prepack: rows * int4Blocks(cols, block) * 4 };
+  }
+  return { bytes: numel(shape) * 4, prepack: 0 };
+}
+
+function storedBytes(ckpt: Checkpoint, name: string): number {
+  const info = ckpt.info(name);
+  return numel(info.shape) * (info.dtype === 'F32' ? 4 : 2);
 }
 
 export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): ModelCost {
   const cfg = ckpt.config;
   const L = cfg.numLayers;
+  const block = opts.int4Block ?? defaultInt4BlockSize();
+  const int4 = opts.quant === 'int4';
   const layerBytes = new Array<number>(L).fill(0);
-  const first = new Set(ckpt.tensorsForRange(0, 1).filter((n) => !LAYER_RE.test(n)));
-  const last = new Set(ckpt.tensorsForRange(L - 1, L).filter((n) => !LAYER_RE.test(n)));
+  const layerPrepackBytes = new Array<number>(L).fill(0);
   for (const name of ckpt.tensorsForRange(0, L)) {
     const m = LAYER_RE.exec(name);
     if (m === null) continue;
     const i = Number(m[1]);
-    if (i < L) layerBytes[i] = (layerBytes[i] as number) + heldBytes(name, ckpt.info(name).shape, opts.quant, false);
+    if (i >= L) continue;
+    const h = held(ckpt, name, opts.quant, block);
+    layerBytes[i] = (layerBytes[i] as number) + h.bytes;
+    layerPrepackBytes[i] = (layerPrepackBytes[i] as number) + h.prepack;
   }
-  let firstBytes = 0;
-  for (const name of first) firstBytes += heldBytes(name, ckpt.info(name).shape, opts.quant, false);
-  let lastBytes = 0;
-  let headCost = 0;
-  for (const name of last) {
-    // On the last stage the (possibly tied) embedding matrix is the lm_head: a matmul per token.
-    const asHead = name === 'lm_head.weight' || (cfg.tieEmbeddings && /embed_tokens\.weight$/.test(name));
-    const b = heldBytes(name, ckpt.info(name).shape, opts.quant, asHead);
-    lastBytes += b;
-    if (asHead) headCost += b;
-  }
+  const H = cfg.hiddenSize;
+  const V = cfg.vocabSize;
+  // First stage: the lookup table (int4 when the graph quantizes it, else mapped as stored).
+  const embedInt4 = int4 && H % block === 0;
+  const firstBytes = embedInt4 ? int4MatrixBytes(V, H, block) : storedBytes(ckpt, EMBED_TOKENS);
+  // Last stage: final norm + the head.
+  const headBytes = int4 ? int4MatrixBytes(V, H, block) : V * H * 4;
+  const lastPrepackBytes = int4 ? V * int4Blocks(H, block) * 4 : 0;
+  const lastBytes = headBytes + H * 4;
+  // An untied fp32 head over an fp32 checkpoint is read in place: the same 4 bytes a weight.
+  void LM_HEAD;
+  // One stage holding both: a tied int4 head is a view of the lookup table (build-shard.ts); a
+  // tied fp32 head over an fp32 checkpoint reads the same mapped bytes.
+  let firstLastSharedBytes = 0;
+  if (cfg.tieEmbeddings && embedInt4) firstLastSharedBytes = headBytes;
+  else if (cfg.tieEmbeddings && !int4 && ckpt.info(EMBED_TOKENS).dtype === 'F32') firstLastSharedBytes = firstBytes;
+  const positions = opts.maxPositions ?? cfg.maxPositions;
+  const ropeBytes = 2 * positions * (cfg.headDim / 2) * 4;
   return {
     numLayers: L,
     layerBytes,
-    kvBytesPerLayer: kvBytesPerLayer(cfg, opts.kvTokens),
+    layerPrepackBytes,
+    kvBytesPerLayer: kvBytesPerLayer(cfg, opts.kvTokens, opts.kvElementBytes ?? 4),
     firstBytes,
     lastBytes,
-    headCost,
-    stageOverheadBytes: STAGE_OVERHEAD_BYTES,
+    lastPrepackBytes,
+    firstLastSharedBytes,
+    headCost: headBytes,
+    stageOverheadBytes: STAGE_OVERHEAD_BYTES + ropeBytes,
   };
+}
+
+/** Bytes of weights a stage holds as built (no block sums, KV or overhead): what the engine
+ *  reports as weightBytes + lookupBytes, less its rotary tables. */
+export function stageWeightBytes(cost: ModelCost, start: number, end: number): number {
+  let b = 0;
+  for (let i = start; i < end; i++) b += cost.layerBytes[i] ?? 0;
+  if (start === 0) b += cost.firstBytes;
+  if (end === cost.numLayers) b += cost.lastBytes;
+  if (start === 0 && end === cost.numLayers) b -= cost.firstLastSharedBytes ?? 0;
+  return b;
 }

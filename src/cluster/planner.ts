@@ -1,8 +1,9 @@
 // The layer-range planner: pure, deterministic, unit-tested without a cluster.
 //
 // Stage k runs layers [start, end) on one node. A plan must (1) fit every stage in its node's
-// memory budget — weights of its layers + their KV cache at the planned context, plus the
-// embedding on the first stage and final norm + lm_head on the last — and (2) make the slowest
+// memory budget — weights of its layers as built (model-costs.ts) + their KV reserve, plus the
+// embedding on the first stage and final norm + lm_head on the last, plus the runtime's overhead —
+// and (2) make the slowest
 // stage as fast as possible: minimise max over stages of cost(stage) / speed(node), where a
 // layer's cost is the bytes of weights it streams per token (decode is memory-bound) and the last
 // stage also pays for the lm_head. Pipeline throughput is set by that slowest stage (GPipe's
@@ -24,6 +25,13 @@ export interface ModelCost {
   readonly firstBytes: number;
   /** Extra bytes on the last stage (final norm + lm_head; the embedding when tied). */
   readonly lastBytes: number;
+  /** Memory-only bytes per layer on top of layerBytes (onnxruntime's prepacked int4 block sums). */
+  readonly layerPrepackBytes?: readonly number[];
+  /** Memory-only bytes on top of lastBytes (the head's prepacked block sums). */
+  readonly lastPrepackBytes?: number;
+  /** Bytes firstBytes and lastBytes share when one stage holds both (a tied head that reads the
+   *  embedding table's bytes): counted once there. */
+  readonly firstLastSharedBytes?: number;
   /** Per-token cost of the last stage's head, in the same unit as layerBytes. */
   readonly headCost: number;
   /** Fixed bytes every stage needs besides weights and KV (runtime, activations). */
@@ -68,7 +76,7 @@ function prefix(model: ModelCost): { bytes: Float64Array; cost: Float64Array } {
   const cost = new Float64Array(L + 1);
   for (let i = 0; i < L; i++) {
     const b = model.layerBytes[i] ?? 0;
-    bytes[i + 1] = (bytes[i] as number) + b + model.kvBytesPerLayer;
+    bytes[i + 1] = (bytes[i] as number) + b + (model.layerPrepackBytes?.[i] ?? 0) + model.kvBytesPerLayer;
     cost[i + 1] = (cost[i] as number) + b;
   }
   return { bytes, cost };
@@ -76,9 +84,18 @@ function prefix(model: ModelCost): { bytes: Float64Array; cost: Float64Array } {
 
 export function stageBytes(model: ModelCost, start: number, end: number): number {
   let b = model.stageOverheadBytes;
-  for (let i = start; i < end; i++) b += (model.layerBytes[i] ?? 0) + model.kvBytesPerLayer;
-  if (start === 0) b += model.firstBytes;
-  if (end === model.numLayers) b += model.lastBytes;
+  for (let i = start; i < end; i++) b += (model.layerBytes[i] ?? 0) + (model.layerPrepackBytes?.[i] ?? 0) + model.kvBytesPerLayer;
+  return b + edgeBytes(model, start, end);
+}
+
+/** First/last-stage extras of [start, end): embedding, final norm + head, counted once if shared. */
+function edgeBytes(model: ModelCost, start: number, end: number): number {
+  const first = start === 0;
+  const last = end === model.numLayers;
+  let b = 0;
+  if (first) b += model.firstBytes;
+  if (last) b += model.lastBytes + (model.lastPrepackBytes ?? 0);
+  if (first && last) b -= model.firstLastSharedBytes ?? 0;
   return b;
 }
 
@@ -119,8 +136,7 @@ export function tryPlan(model: ModelCost, nodesIn: readonly PlanNode[]): StagePl
       const prev = bi[s] as number;
       if (prev === INF) continue;
       for (let e = s + 1; e <= L; e++) {
-        const need = (bytes[e] as number) - (bytes[s] as number) + model.stageOverheadBytes
-          + (s === 0 ? model.firstBytes : 0) + (e === L ? model.lastBytes : 0);
+        const need = (bytes[e] as number) - (bytes[s] as number) + model.stageOverheadBytes + edgeBytes(model, s, e);
         if (need > node.memory) break; // longer ranges only need more
         const t = ((cost[e] as number) - (cost[s] as number) + (e === L ? model.headCost : 0)) / node.speed;
         const v = Math.max(prev, t);

@@ -79,6 +79,53 @@ export const PRESETS = {
     ropeScaling: null,
     tieEmbeddings: true,
   },
+  // The shapes users run across devices (issue 20), from each model's published config.json.
+  // Their weights are random; the tokenizer is still Qwen3's (see generateCheckpoint).
+  'llama3.2-3b': {
+    family: 'llama',
+    hiddenSize: 3072,
+    intermediateSize: 8192,
+    numLayers: 28,
+    numHeads: 24,
+    numKvHeads: 8,
+    headDim: 128,
+    vocabSize: 128256,
+    maxPositions: 131072,
+    rmsNormEps: 1e-5,
+    ropeTheta: 500000,
+    ropeScaling: { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
+    tieEmbeddings: true,
+  },
+  'llama3.1-8b': {
+    family: 'llama',
+    hiddenSize: 4096,
+    intermediateSize: 14336,
+    numLayers: 32,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    vocabSize: 128256,
+    maxPositions: 131072,
+    rmsNormEps: 1e-5,
+    ropeTheta: 500000,
+    ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
+    tieEmbeddings: false,
+  },
+  'qwen2.5-7b': {
+    family: 'qwen2',
+    hiddenSize: 3584,
+    intermediateSize: 18944,
+    numLayers: 28,
+    numHeads: 28,
+    numKvHeads: 4,
+    headDim: 128,
+    vocabSize: 152064,
+    maxPositions: 32768,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1000000,
+    ropeScaling: null,
+    tieEmbeddings: false,
+  },
 } as const satisfies Record<string, ModelShape>;
 export type PresetName = keyof typeof PRESETS;
 
@@ -93,6 +140,40 @@ export interface GenerateOptions extends Partial<ModelShape> {
   readonly shards?: number;
   /** Write tokenizer.json + tokenizer_config.json (default true). */
   readonly tokenizer?: boolean;
+  /** Called after each piece written: bytes of tensor data so far and in all. */
+  readonly onProgress?: (written: number, total: number) => void;
+}
+
+/** Values per piece written (16 MB of fp32): what the generator holds at once, whatever the model. */
+const WRITE_CHUNK = 4 * 2 ** 20;
+/** HF's own shard size limit (save_pretrained's max_shard_size, 5 GB). */
+export const DEFAULT_SHARD_BYTES = 5e9;
+
+/** What generateCheckpoint will write for these options, without writing it (make-model --dry-run). */
+export function checkpointPlan(opts: GenerateOptions = {}): { config: Record<string, unknown>; files: { file: string; bytes: number; tensors: number }[]; totalBytes: number } {
+  const shape = resolveShape(opts);
+  const dtype = opts.dtype ?? 'f32';
+  const specs: TensorSpec[] = allTensorShapes(shapeToConfig(shape)).map(([name, sh]) => ({ name, dtype: ST_DTYPE[dtype], shape: sh }));
+  const groups = shardGroups(specs, opts.shards ?? 1);
+  const files = groups.map((g, i) => ({ file: shardFileName(i, groups.length), bytes: g.reduce((a, t) => a + numel(t.shape) * DTYPE_BYTES[t.dtype], 0), tensors: g.length }));
+  return { config: configJson(shape, dtype), files, totalBytes: files.reduce((a, f) => a + f.bytes, 0) };
+}
+
+/** Shards needed to keep each under HF's 5 GB, for this model in this dtype. */
+export function defaultShardCount(opts: GenerateOptions = {}): number {
+  const shape = resolveShape(opts);
+  const dtype = opts.dtype ?? 'f32';
+  const bytes = allTensorShapes(shapeToConfig(shape)).reduce((a, [, sh]) => a + numel(sh) * DTYPE_BYTES[ST_DTYPE[dtype]], 0);
+  return Math.max(1, Math.ceil(bytes / DEFAULT_SHARD_BYTES));
+}
+
+function shardFileName(g: number, n: number): string {
+  return n === 1 ? SINGLE_FILE : `model-${String(g + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+}
+
+function shardGroups(specs: readonly TensorSpec[], n: number): TensorSpec[][] {
+  if (!Number.isInteger(n) || n < 1 || n > specs.length) bad(`shards must be an integer in [1, ${specs.length}], got ${n}`);
+  return n === 1 ? [[...specs]] : splitShards(specs, n);
 }
 
 function bad(msg: string): never {
@@ -154,24 +235,38 @@ function streamSeed(seed: number, name: string): number {
  * RNG) inlined for speed. Uniform rather than normal: the same first two moments at a fraction of
  * Box-Muller's cost, which matters for 0.5B parameters.
  */
-function fill(n: number, seed: number, name: string, mean: number, std: number): Float32Array {
+/** One tensor's stream of values, in parts of at most `chunk` values (one buffer reused): a tensor
+ *  of an 8B model (the 2.1 GB embedding in fp32) never needs to be held whole. */
+function* fillParts(n: number, seed: number, name: string, mean: number, std: number, chunk: number): Generator<Float32Array> {
   let a = 0x9e3779b9 | 0;
   let b = 0x243f6a88 | 0;
   let c = 0xb7e15162 | 0;
   let d = streamSeed(seed, name) | 0;
-  const out = new Float32Array(n);
   const scale = (std * Math.sqrt(3)) / 2 ** 31; // uniform on [-√3·std, √3·std)
-  for (let i = -15; i < n; i++) {
+  // The first 15 outputs are discarded to mix the seed in (sfc32's usual warm-up).
+  for (let i = 0; i < 15; i++) {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;
     a = b ^ (b >>> 9);
     b = (c + (c << 3)) | 0;
     c = (c << 21) | (c >>> 11);
     c = (c + t) | 0;
-    // The first 15 outputs are discarded to mix the seed in (sfc32's usual warm-up).
-    if (i >= 0) out[i] = mean + t * scale;
   }
-  return out;
+  const buf = new Float32Array(Math.max(1, Math.min(n, chunk)));
+  for (let done = 0; done < n; ) {
+    const m = Math.min(buf.length, n - done);
+    for (let i = 0; i < m; i++) {
+      const t = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + t) | 0;
+      buf[i] = mean + t * scale;
+    }
+    done += m;
+    yield m === buf.length ? buf : buf.subarray(0, m);
+  }
 }
 
 /**
@@ -286,7 +381,6 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
   const cfg = shapeToConfig(shape);
   const specs: TensorSpec[] = allTensorShapes(cfg).map(([name, sh]) => ({ name, dtype: ST_DTYPE[dtype], shape: sh }));
   const nShards = opts.shards ?? 1;
-  if (!Number.isInteger(nShards) || nShards < 1 || nShards > specs.length) bad(`shards must be an integer in [1, ${specs.length}], got ${nShards}`);
 
   await fs.promises.mkdir(dir, { recursive: true });
   await fs.promises.writeFile(path.join(dir, 'config.json'), json(configJson(shape, dtype)));
@@ -300,21 +394,25 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
     await fs.promises.copyFile(src.tokenizerConfigJson, path.join(dir, 'tokenizer_config.json'));
   }
 
-  const groups = nShards === 1 ? [specs] : splitShards(specs, nShards);
+  const groups = shardGroups(specs, nShards);
   const weightMap: Record<string, string> = {};
+  const allBytes = specs.reduce((a, t) => a + numel(t.shape) * DTYPE_BYTES[t.dtype], 0);
   let totalSize = 0;
   for (let g = 0; g < groups.length; g++) {
     const group = groups[g]!;
-    const file = groups.length === 1 ? SINGLE_FILE : `model-${String(g + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`;
+    const file = shardFileName(g, groups.length);
     const w = new SafetensorsWriter(path.join(dir, file), group);
     for (const s of group) {
       const { mean, std } = initFor(s.name, s.shape, shape.hiddenSize);
       // The family joins the stream name so same-seed models of different families differ.
-      w.write(s.name, fill(numel(s.shape), seed, `${shape.family}/${s.name}`, mean, std));
+      for (const part of fillParts(numel(s.shape), seed, `${shape.family}/${s.name}`, mean, std, WRITE_CHUNK)) {
+        w.writePart(s.name, part);
+        totalSize += part.length * DTYPE_BYTES[s.dtype];
+        opts.onProgress?.(totalSize, allBytes);
+        // Yield between pieces so a caller's event loop (a server, a test's timers) keeps moving.
+        await new Promise<void>((r) => setImmediate(r));
+      }
       weightMap[s.name] = file;
-      totalSize += numel(s.shape) * DTYPE_BYTES[s.dtype];
-      // Yield between tensors so a caller's event loop (a server, a test's timers) keeps moving.
-      await new Promise<void>((r) => setImmediate(r));
     }
     w.close();
   }

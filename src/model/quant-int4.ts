@@ -113,3 +113,19 @@ export function dequantizeInt4(m: Int4Matrix): Float32Array {
   }
   return out;
 }
+
+/**
+ * int4 block size when the caller names none: HEARTH_INT4_BLOCK, else 128 (the engine's default,
+ * see runtime/shard-session.ts defaultInt4Block, which measured it). Here so that the planner,
+ * which must not load onnxruntime, counts the same bytes the engine builds.
+ */
+export function defaultInt4BlockSize(): number {
+  const env = Number(process.env['HEARTH_INT4_BLOCK']);
+  return (INT4_BLOCK_SIZES as readonly number[]).includes(env) ? env : 128;
+}
+
+/** Bytes of a MatMulNBits weight [rows, cols] as built: packed nibbles + one fp32 scale per block
+ *  (the zero point is the implicit 8, so none is stored). */
+export function int4MatrixBytes(rows: number, cols: number, block: number): number {
+  return rows * int4Blocks(cols, block) * (block / 2 + 4);
+}

@@ -269,6 +269,27 @@ export class SafetensorsWriter {
     this.#next++;
   }
 
+  #partial = 0;
+
+  /**
+   * Appends part of the next tensor (parts in order, fp32 converted): a tensor larger than memory
+   * should hold is written in pieces. The tensor is complete once its numel values have come.
+   */
+  writePart(name: string, data: Float32Array): void {
+    const spec = this.#specs[this.#next];
+    if (!spec || spec.name !== name) throw new Error(`SafetensorsWriter: expected ${spec?.name ?? 'no more tensors'}, got ${name}`);
+    const total = numel(spec.shape);
+    if (this.#partial + data.length > total) throw new Error(`SafetensorsWriter: ${name} got more than the ${total} values its shape needs`);
+    const bytes = fromFloat32(data, spec.dtype);
+    let done = 0;
+    while (done < bytes.byteLength) done += fs.writeSync(this.#fd, bytes, done, bytes.byteLength - done);
+    this.#partial += data.length;
+    if (this.#partial === total) {
+      this.#partial = 0;
+      this.#next++;
+    }
+  }
+
   close(): void {
     if (this.#next !== this.#specs.length) {
       fs.closeSync(this.#fd);
