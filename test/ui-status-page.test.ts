@@ -156,6 +156,26 @@ async function run(): Promise<void> {
     if (process.env.HEARTH_UI_SCREENSHOT !== undefined) await page.screenshot({ path: process.env.HEARTH_UI_SCREENSHOT, fullPage: true });
   });
 
+  await t.test('odd node fields (issue 19) leave the badge and the other rows drawn', async (t) => {
+    // What a gateway of another version (or a bug) might relay: the page must not trust types.
+    const real = await target.cluster();
+    const hostile = {
+      ...real,
+      nodes: [
+        { id: 'odd-1', name: { toString: null }, state: { toString: null }, threads: { toString: null }, range: [{ valueOf: null }, 2], memory: { offered: { toString: null }, weights: 'x' }, tokS: 'fast' },
+        { id: { toString: null }, name: '\u001b[31mred\u001b[0m', state: 'ready', range: null, memory: null },
+        ...real.nodes,
+      ],
+    };
+    await page.route('**/v1/cluster', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(hostile) }));
+    t.teardown(() => page.unroute('**/v1/cluster'));
+    await page.locator('li.node[data-node-id="odd-1"]').waitFor({ timeout: 10_000 });
+    await page.locator('#conn[data-state="ok"]').waitFor({ timeout: 10_000 });
+    t.equal(await page.textContent('#conn'), 'serving', 'the badge still says the cluster serves');
+    t.equal(await page.textContent('li.node[data-node-id="odd-1"] .node-name'), 'odd-1', 'a name that is not text shows as the id');
+    for (const n of real.nodes) t.equal(await page.textContent(`li.node[data-node-id="${n.id}"] .node-name`), n.name, `${n.name} is still drawn`);
+  });
+
   await t.test('no script errors or CSP violations', async (t) => {
     t.same(pageErrors, []);
   });

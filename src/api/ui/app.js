@@ -38,6 +38,17 @@ function fmtBytes(n) {
   return `${v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
+/** Text of a value the server relayed from a node (issue 19): only strings and finite numbers
+ *  are shown; anything else (an object such as {toString: null}, which String() cannot convert)
+ *  becomes the fallback, so one odd field cannot break the page or its badge. */
+function txt(v, fallback = '–') {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return fallback;
+}
+
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
 function fmtNum(n, digits = 1) {
   return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '–';
 }
@@ -66,11 +77,11 @@ function needKey(message) {
 function renderCluster(body) {
   const model = body.model ?? {};
   const numLayers = Number.isInteger(model.numLayers) && model.numLayers > 0 ? model.numLayers : null;
-  const nodes = Array.isArray(body.nodes) ? body.nodes : [];
+  const nodes = (Array.isArray(body.nodes) ? body.nodes : []).filter((n) => typeof n === 'object' && n !== null);
   if (typeof model.id === 'string') state.modelId = model.id;
-  $('model-id').textContent = model.id ?? '–';
-  $('model-layers').textContent = numLayers ?? '–';
-  $('epoch').textContent = body.epoch ?? '–';
+  $('model-id').textContent = txt(model.id);
+  $('model-layers').textContent = txt(numLayers);
+  $('epoch').textContent = txt(body.epoch);
   $('node-count').textContent = String(nodes.length);
   const total = nodes.reduce((s, n) => s + (typeof n.tokS === 'number' ? n.tokS : 0), 0);
   $('total-toks').textContent = fmtNum(typeof body.tokS === 'number' ? body.tokS : total);
@@ -100,7 +111,7 @@ function renderCluster(body) {
   forecast.hidden = fc === null || typeof fc.predictedTokS !== 'number';
   if (!forecast.hidden) {
     const measured = typeof fc.measuredTokS === 'number' ? `, measured ${fmtNum(fc.measuredTokS)}` : ', not measured yet';
-    const text = `Plan predicts ${fmtNum(fc.predictedTokS)} tok/s for one stream${measured} (${fc.objective ?? 'fastest'} plan).`;
+    const text = `Plan predicts ${fmtNum(fc.predictedTokS)} tok/s for one stream${measured} (${txt(fc.objective, 'fastest')} plan).`;
     if (forecast.textContent !== text) forecast.textContent = text;
   }
 
@@ -109,7 +120,7 @@ function renderCluster(body) {
   const list = $('nodes');
   const keep = new Set();
   nodes.forEach((n, i) => {
-    const id = String(n.id ?? i);
+    const id = txt(n.id, `#${i}`);
     keep.add(id);
     let li = rows.get(id);
     if (li === undefined) {
@@ -117,7 +128,12 @@ function renderCluster(body) {
       rows.set(id, li);
     }
     if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
-    updateRow(li, n, numLayers);
+    // One node's odd fields must not stop the others (or the badge) from being drawn.
+    try {
+      updateRow(li, n, numLayers);
+    } catch {
+      setText(li, '.node-name', id);
+    }
   });
   for (const [id, li] of rows) {
     if (!keep.has(id)) {
@@ -150,18 +166,18 @@ function setText(root, sel, text) {
 }
 
 function updateRow(li, n, numLayers) {
-  const st = String(n.state ?? 'unknown');
+  const st = txt(n.state, 'unknown');
   li.dataset.state = st;
-  setText(li, '.node-name', String(n.name ?? n.id ?? '?'));
+  setText(li, '.node-name', txt(n.name, txt(n.id, '?')));
   setText(li, '.badge', st).className = `badge state-${st.replace(/[^a-z0-9-]/gi, '')}`;
   const parts = [];
   if (typeof n.provider === 'string') parts.push(n.provider);
-  if (n.threads !== undefined && n.threads !== null) parts.push(`${n.threads} thread${n.threads === 1 ? "" : "s"}`);
+  if (num(n.threads) !== null) parts.push(`${n.threads} thread${n.threads === 1 ? "" : "s"}`);
   if (typeof n.speed === 'number') parts.push(`speed ${fmtNum(n.speed, 2)}`);
   if (typeof n.msPerLayer === 'number') parts.push(`${fmtNum(n.msPerLayer, 2)} ms/layer${n.speedBasis === 'measured' ? '' : ' (probe)'}`);
   if (typeof n.linkMs === 'number') parts.push(`link ${fmtNum(n.linkMs, 2)} ms`);
   // Dropped for bad work (a failed spot check): say why, where the node is shown.
-  if (n.distrusted && typeof n.distrusted.reason === 'string') parts.push(`dropped: ${n.distrusted.reason}`);
+  if (typeof n.distrusted === 'object' && n.distrusted !== null && typeof n.distrusted.reason === 'string') parts.push(`dropped: ${n.distrusted.reason}`);
   setText(li, '.node-facts', parts.join(' · '));
   const idle = setText(li, '.idle-reason', typeof n.idleReason === 'string' ? n.idleReason : '');
   idle.hidden = typeof n.idleReason !== 'string';
@@ -171,7 +187,7 @@ function updateRow(li, n, numLayers) {
   const track = /** @type {HTMLElement} */ (li.querySelector('.layer-track'));
   const bar = /** @type {HTMLElement} */ (li.querySelector('.layer-range'));
   if (numLayers !== null) track.style.setProperty('--layers', String(numLayers));
-  const range = Array.isArray(n.range) && n.range.length === 2 ? n.range : null;
+  const range = Array.isArray(n.range) && n.range.length === 2 && num(n.range[0]) !== null && num(n.range[1]) !== null ? n.range : null;
   bar.hidden = range === null || numLayers === null;
   if (range !== null && numLayers !== null) {
     const [a, b] = range;
@@ -182,15 +198,15 @@ function updateRow(li, n, numLayers) {
   setText(li, '.range-text', range === null ? 'no layers assigned' : `layers ${range[0]}–${range[1] - 1} (${range[1] - range[0]})`);
 
   // Memory, all within what the node offered to the cluster: weights held + KV in use + free.
-  const mem = n.memory ?? {};
+  const mem = typeof n.memory === 'object' && n.memory !== null ? n.memory : {};
   const usedSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-used'));
   const kvSeg = /** @type {HTMLElement} */ (li.querySelector('.mem-kv'));
-  const offered = typeof mem.offered === 'number' ? mem.offered : mem.total;
+  const offered = num(mem.offered) ?? num(mem.total);
   let memText = 'memory unknown';
-  if (typeof offered === 'number' && offered > 0) {
-    const weights = Math.max(0, mem.weights ?? 0);
-    const kv = Math.max(0, mem.kvBytes ?? 0);
-    const free = typeof mem.free === 'number' ? Math.max(0, mem.free) : Math.max(0, offered - weights - kv);
+  if (offered !== null && offered > 0) {
+    const weights = Math.max(0, num(mem.weights) ?? 0);
+    const kv = Math.max(0, num(mem.kvBytes) ?? 0);
+    const free = num(mem.free) !== null ? Math.max(0, mem.free) : Math.max(0, offered - weights - kv);
     usedSeg.style.width = `${Math.min(100, (100 * weights) / offered)}%`;
     kvSeg.style.width = `${Math.min(100, (100 * kv) / offered)}%`;
     memText = `${fmtBytes(weights)} weights + ${fmtBytes(kv)} KV · ${fmtBytes(free)} free of ${fmtBytes(offered)} offered`;
@@ -212,7 +228,7 @@ async function poll() {
       const body = await res.json();
       renderCluster(body);
       // The badge tells whether a request would be answered now, not merely that the page loads.
-      const workers = (Array.isArray(body.nodes) ? body.nodes : []).filter((n) => n.state !== 'lost').length;
+      const workers = (Array.isArray(body.nodes) ? body.nodes : []).filter((n) => typeof n === 'object' && n !== null && n.state !== 'lost').length;
       if (body.live === true) setConn('ok', 'serving');
       else if (workers === 0) setConn('warn', 'no workers');
       else setConn('warn', 'not ready');
