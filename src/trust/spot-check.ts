@@ -1,10 +1,18 @@
 // Spot-checking of every node's work (issue 14). The gateway holds the checkpoint, so it can
-// recompute: for a sampled fraction of sequences it mirrors every step of that sequence on every
-// stage with engines of its own (onnxruntime in worker threads, off the event loop) and compares:
-// what stage k sent on to stage k+1 against its own output for stage k, and the last stage's token
+// recompute: for a sampled fraction of sequences it mirrors every step of that sequence on a
+// stage with an engine of its own (onnxruntime in worker threads, off the event loop) and compares
+// what stage k sent on to stage k+1 against its own output for stage k, or the last stage's token
 // against the token its own logits give (same sampler, same seed and position). A checked
 // sequence must be mirrored from its first position, because a decode step depends on the KV of
 // everything before it; so the unit sampled is a sequence, not a step.
+//
+// No device should need the whole model (issue 20), the gateway included: the engines it holds
+// stay within a memory budget (cluster.spotCheckMemoryMb). Stage k's input is on the bus (stage
+// k-1's output, or the prompt), so one stage can be checked on its own. When every stage fits the
+// budget at once, a checked sequence is mirrored on all of them; otherwise on one stage, the
+// "focus", which moves to the next stage that fits after a few checked sequences, so every stage
+// that fits is checked in turn and only one stage's weights are resident at a time. A stage
+// larger than the budget is never checked (logged once per plan; /v1/cluster shows which).
 //
 // Inputs and outputs are read off the bus with the gateway's own permission: it subscribes to
 // every stage's step subject (a stage's input is the previous stage's output) and its result
@@ -27,6 +35,11 @@ import { DEFAULT_TOLERANCE, nearTie, relativeError } from './compare.ts';
 export const DEFAULT_SPOT_CHECK_RATE = 0.03;
 /** A checked step whose check cannot finish in this long is released unchecked (and logged). */
 const VERDICT_TIMEOUT_MS = 60_000;
+/** Default budget for the gateway's spot-check engines: small, so a gateway on a small device
+ *  (a Raspberry Pi, a NAS) never holds more than a slice of the model. */
+export const DEFAULT_SPOT_CHECK_MEMORY_MB = 256;
+/** Checked sequences on one focus stage before the focus moves on (each move may load a stage). */
+const FOCUS_SEQUENCES = 4;
 
 export interface SpotCheckEvent {
   readonly node: string;
@@ -51,6 +64,10 @@ export interface SpotCheckerOptions {
   };
   /** An engine for layers [start, end) of the served checkpoint. */
   readonly createEngine: (start: number, end: number) => Promise<ShardEngine>;
+  /** Bytes an engine for layers [start, end) holds (weights as built + runtime overhead). */
+  readonly engineBytes?: (start: number, end: number) => number;
+  /** The most bytes of engines held at once (default: no limit). */
+  readonly memoryBudget?: number;
   readonly log?: Log;
   /** Every comparison made (metrics, the status page). */
   readonly onCheck?: (e: SpotCheckEvent) => void;
@@ -72,6 +89,8 @@ interface SeqCheck {
   readonly mirror: string;
   readonly epoch: number;
   readonly stages: readonly PlanStage[];
+  /** The stages this sequence is mirrored on (all of them, or the one in focus). */
+  readonly checked: ReadonlySet<number>;
   readonly chains: Promise<void>[];
   /** stage k's own output for (stepId, k), waiting for what the node sent, or the other way round. */
   readonly ours: Map<string, Float32Array | number>;
@@ -90,8 +109,12 @@ export class SpotChecker implements StepVerifier {
   private readonly unsubs: (() => void)[] = [];
   private readonly random: () => number;
   private rate: number;
+  private focus = 0;
+  private onFocus = 0;
+  /** Epoch of the plan whose over-budget stages were last logged. */
+  private warnedEpoch = -1;
   /** Counts for the status page and /metrics. */
-  readonly stats = { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0 };
+  readonly stats = { sequences: 0, comparisons: 0, failures: 0, worstPassingError: 0, uncheckable: [] as number[], peakEngines: 0 };
 
   constructor(o: SpotCheckerOptions) {
     this.o = o;
@@ -152,13 +175,13 @@ export class SpotChecker implements StepVerifier {
       return;
     }
     if (k === 0) this.expectStep(sc, m.stepId);
-    else if (m.hidden !== null) this.put(sc, 'theirs', m.stepId, k - 1, f32(m.hidden));
-    this.mirror(sc, k, m);
+    else if (m.hidden !== null && sc.checked.has(k - 1)) this.put(sc, 'theirs', m.stepId, k - 1, f32(m.hidden));
+    if (sc.checked.has(k)) this.mirror(sc, k, m);
   }
 
   private onToken(seq: string, stepId: number, token: number): void {
     const sc = this.seqs.get(seq);
-    if (sc === undefined || sc.failed) return;
+    if (sc === undefined || sc.failed || !sc.checked.has(sc.stages.length - 1)) return;
     this.put(sc, 'theirs', stepId, sc.stages.length - 1, token);
   }
 
@@ -176,10 +199,38 @@ export class SpotChecker implements StepVerifier {
 
   // --- mirroring -----------------------------------------------------------------------------
 
-  private begin(seq: string, plan: LivePlan): SeqCheck {
+  /** The stages a newly sampled sequence is mirrored on, within the memory budget (empty: none fits). */
+  private chooseStages(plan: LivePlan): Set<number> {
+    const budget = this.o.memoryBudget ?? Infinity;
+    const bytes = plan.stages.map((s) => this.o.engineBytes?.(s.start, s.end) ?? 0);
+    if (bytes.reduce((a, b) => a + b, 0) <= budget) { this.stats.uncheckable = []; return new Set(plan.stages.map((_, i) => i)); }
+    const fits = plan.stages.map((_, i) => i).filter((i) => (bytes[i] as number) <= budget);
+    const over = plan.stages.map((_, i) => i).filter((i) => (bytes[i] as number) > budget);
+    this.stats.uncheckable = over;
+    if (this.warnedEpoch !== plan.epoch && over.length > 0) {
+      this.warnedEpoch = plan.epoch;
+      this.log.warn({ stages: over, budgetMb: Math.round(budget / 2 ** 20), stageMb: over.map((i) => Math.round((bytes[i] as number) / 2 ** 20)) },
+        'spot check: these stages are larger than the gateway\'s spot-check memory budget and go unchecked (raise cluster.spotCheckMemoryMb to check them)');
+    }
+    if (fits.length === 0) return new Set();
+    if (this.onFocus >= FOCUS_SEQUENCES) {
+      this.focus++;
+      this.onFocus = 0;
+      // Checks still running on the old focus stop here (their steps go out unchecked), so its
+      // engine can be closed before the next one loads: one stage resident at a time.
+      const next = fits[this.focus % fits.length] as number;
+      for (const sc of [...this.seqs.values()]) if (!sc.checked.has(next)) this.drop(sc.seq);
+    }
+    this.onFocus++;
+    return new Set([fits[this.focus % fits.length] as number]);
+  }
+
+  private begin(seq: string, plan: LivePlan): SeqCheck | undefined {
+    const checked = this.chooseStages(plan);
+    if (checked.size === 0) return undefined;
     this.stats.sequences++;
     const sc: SeqCheck = {
-      seq, mirror: `spot:${seq}`, epoch: plan.epoch, stages: plan.stages, chains: plan.stages.map(() => Promise.resolve()),
+      seq, mirror: `spot:${seq}`, epoch: plan.epoch, stages: plan.stages, checked, chains: plan.stages.map(() => Promise.resolve()),
       ours: new Map(), theirs: new Map(), steps: new Map(), history: new Int32Array(0), failed: false,
     };
     this.seqs.set(seq, sc);
@@ -195,7 +246,7 @@ export class SpotChecker implements StepVerifier {
       this.settle(sc, stepId, true);
     }, VERDICT_TIMEOUT_MS);
     timer.unref();
-    sc.steps.set(stepId, { left: sc.stages.length, ok: true, promise, resolve, timer });
+    sc.steps.set(stepId, { left: sc.checked.size, ok: true, promise, resolve, timer });
   }
 
   private mirror(sc: SeqCheck, k: number, m: StepMsg): void {
@@ -290,12 +341,31 @@ export class SpotChecker implements StepVerifier {
     }
   }
 
+  /** Closes engines no running check mirrors on, until one for stage s fits the budget. */
+  private evictFor(s: PlanStage): void {
+    const budget = this.o.memoryBudget;
+    const size = this.o.engineBytes;
+    if (budget === undefined || size === undefined) return;
+    const inUse = new Set<string>();
+    for (const sc of this.seqs.values()) for (const k of sc.checked) { const st = sc.stages[k]; if (st !== undefined) inUse.add(`${st.start}-${st.end}`); }
+    const held = (): number => [...this.engines.keys()].reduce((a, key) => { const [a0, b0] = key.split('-').map(Number); return a + size(a0 as number, b0 as number); }, 0);
+    for (const key of [...this.engines.keys()]) {
+      if (held() + size(s.start, s.end) <= budget) return;
+      if (inUse.has(key)) continue;
+      const e = this.engines.get(key);
+      this.engines.delete(key);
+      void e?.then((x) => x.close(), () => undefined);
+    }
+  }
+
   private engine(s: PlanStage): Promise<ShardEngine> {
     const key = `${s.start}-${s.end}`;
     let e = this.engines.get(key);
     if (e === undefined) {
+      this.evictFor(s);
       e = this.o.createEngine(s.start, s.end);
       this.engines.set(key, e);
+      this.stats.peakEngines = Math.max(this.stats.peakEngines, this.engines.size);
       e.catch(() => this.engines.delete(key));
     }
     return e;
