@@ -1,7 +1,9 @@
 // The planner on real workers (issue 10): a worker made 8× slower (the --slowdown hook, which its
 // speed probe sees too) serves alone; a fast worker joins and the planner moves the model to it,
-// leaves the slow one out and says why (with both predictions); the predicted and the measured
-// single-stream tok/s both rise, and /v1/cluster's forecast shows them side by side.
+// leaves the slow one out and says why (with both predictions), and /v1/cluster's forecast shows
+// a predicted and a measured tok/s side by side. Whether the speeds rose is measured by
+// `hearth bench --planner-live` (src/cluster/bench-planner-live.ts), not asserted here: a test
+// on measured speeds fails whenever the machine is busy (issue 19 item 10).
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -22,7 +24,7 @@ async function serve(s: Scheduler, tag: string, n: number): Promise<void> {
   }
 }
 
-t.test('a slow worker is left out once a fast one joins; predicted and measured tok/s rise', { skip }, async (t) => {
+t.test('a slow worker is left out once a fast one joins, and says why; the forecast shows predicted and measured tok/s', { skip }, async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-plan-live-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const model = path.join(dir, 'tiny');
@@ -58,6 +60,7 @@ t.test('a slow worker is left out once a fast one joins; predicted and measured 
   await until(() => pipeline.clusterSnapshot().forecast?.stages[0]?.measuredMs != null, 5000, 'a measured stage time');
   const before = pipeline.clusterSnapshot().forecast;
   t.ok(before !== null && before.measuredTokS !== null, `slow alone: predicted ${before?.predictedTokS} tok/s, measured ${before?.measuredTokS}`);
+  t.ok(before !== null && Number.isFinite(before.predictedTokS) && before.predictedTokS > 0, 'the forecast has a prediction');
 
   worker('fast');
   await until(servedBy('fast'), 90_000, 'the fast worker serving alone');
@@ -75,7 +78,9 @@ t.test('a slow worker is left out once a fast one joins; predicted and measured 
   await serve(sched, 'b', 3);
   await until(() => pipeline.clusterSnapshot().forecast?.measuredTokS != null, 5000, 'a measured tok/s on the new plan');
   const after = pipeline.clusterSnapshot().forecast;
-  t.ok(after !== null && before !== null && after.predictedTokS > before.predictedTokS, `predicted ${before?.predictedTokS} → ${after?.predictedTokS} tok/s`);
-  t.ok(after !== null && before !== null && (after.measuredTokS ?? 0) > (before.measuredTokS ?? Infinity), `measured ${before?.measuredTokS} → ${after?.measuredTokS} tok/s`);
+  // Shown, not compared (see the top of this file).
+  t.comment(`predicted ${before?.predictedTokS} → ${after?.predictedTokS} tok/s, measured ${before?.measuredTokS} → ${after?.measuredTokS}`);
+  t.ok(after !== null && Number.isFinite(after.predictedTokS) && after.predictedTokS > 0 && after.measuredTokS !== null, 'the new plan has a prediction and a measured tok/s');
+  t.equal(pipeline.clusterSnapshot().forecast?.stages[0]?.node.startsWith('fast'), true, "the forecast is the new plan's");
   t.ok(snap.nodes.every((n) => n.msPerLayer !== null && n.linkMs !== null), 'every node has ms per layer and a probed link');
 });

@@ -13,6 +13,7 @@ export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 1
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
+hearth bench --planner-live --model DIR [--slowdown 8] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
 limits.prefillChunk), decode tok/s after it, time to first token, RSS (peak and now) against
 weights + KV in use; --profile adds per-op time for each context's prefill and decode. --json prints
@@ -24,6 +25,8 @@ delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run.
 --cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
 2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
 in the prompt, and a plain prompt; says whether both gave the same tokens.
+--planner-live: a worker --slowdown times slower serves alone, a normal one joins; the planner's
+predicted and the measured single-stream tok/s before and after the move, and their ratios.
 --spot-check RATES: also measure, beside the unchecked cluster, 1 and N streams with the gateway
   spot-checking that fraction of sequences (its own copy of the stages recomputes them).`;
 
@@ -64,6 +67,8 @@ export async function run(argv: string[]): Promise<number> {
       streams: { type: 'string', default: '8,16' },
       'hop-delays': { type: 'string' },
       speculate: { type: 'boolean', default: false },
+      'planner-live': { type: 'boolean', default: false },
+      slowdown: { type: 'string', default: '8' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -87,6 +92,12 @@ export async function run(argv: string[]): Promise<number> {
   };
   const threads = values.threads === undefined ? os.availableParallelism() : int('threads', values.threads, 1);
 
+  if (values['planner-live']) {
+    const { benchPlannerLive, formatBenchPlannerLive } = await import('../cluster/bench-planner-live.ts');
+    const r = await benchPlannerLive({ modelDir: values.model, slowdown: int('slowdown', values.slowdown, 1), ...(values.threads === undefined ? {} : { threads }), onProgress: progress });
+    process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchPlannerLive(r) + '\n');
+    return 0;
+  }
   if (values.cluster && values.speculate) {
     const { benchSpeculate, formatBenchSpeculate } = await import('../cluster/bench-speculate.ts');
     const r = await benchSpeculate({
