@@ -138,8 +138,6 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       bodyBytes: cfg.limits.bodyBytes,
       requestTimeoutMs: cfg.limits.requestTimeoutMs,
       bodyIdleMs: cfg.limits.bodyIdleMs,
-      requestTimeoutMs: cfg.limits.requestTimeoutMs,
-      bodyIdleMs: cfg.limits.bodyIdleMs,
       maxTokensDefault: cfg.limits.defaultMaxTokens,
       maxQueue: cfg.limits.maxQueue,
       maxConcurrent: cfg.limits.maxConcurrentSequences,
