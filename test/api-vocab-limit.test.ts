@@ -17,7 +17,8 @@ const VOCAB = 2000;
 t.test('ids past the model vocab: 400 (HEARTH_ERR_TOKEN_OUT_OF_VOCAB) on every API; ids inside serve', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-vocab-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  await generateCheckpoint(dir, { preset: 'tiny-qwen3', vocabSize: VOCAB, seed: 3 });
+  // 'full': the uncut tokenizer (a generated one is cut to the vocab by default, see api-vocab-fit).
+  await generateCheckpoint(dir, { preset: 'tiny-qwen3', vocabSize: VOCAB, seed: 3, tokenizer: 'full' });
   const h = await startHearth(t, { modelDir: dir, workers: 2 });
   t.teardown(() => h.stop());
   const client = new OpenAI({ baseURL: h.baseURL, apiKey: h.apiKey, maxRetries: 0 });

@@ -38,11 +38,15 @@ t.test('a small variant writes sharded, deterministic, readable files with progr
   const out: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
+  let rc: number;
   try {
-    t.equal(await makeModel([dry, '--preset', 'llama3.1-8b', '--dry-run']), 0);
+    rc = await makeModel([dry, '--preset', 'llama3.1-8b', '--dry-run']);
   } finally {
     process.stdout.write = write;
   }
+  // Asserted after stdout is back: tap prints its result lines there.
+  t.equal(rc, 0);
+  t.match(out.join(''), /"eos_token_id": 128230/, 'the config names the cut tokenizer\'s <|endoftext|> (128256 - 26)');
   t.match(out.join(''), /model-00004-of-00004\.safetensors/, 'dry run lists the 4 files');
   t.notOk(fs.existsSync(dry), 'and writes nothing');
 });

