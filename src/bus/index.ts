@@ -4,7 +4,7 @@ export { Framer, Reassembler } from './framing.ts';
 export { subjectMatches } from './subject-match.ts';
 export { FramedBus } from './framed-bus.ts';
 export { MemoryHub, MemoryBus } from './memory-bus.ts';
-export { NatsBus, createUserNkey, isUserNkey, type NatsBusOptions } from './nats-bus.ts';
+export { NatsBus, createUserNkey, isUserNkey, type BusCredential, type NatsBusOptions } from './nats-bus.ts';
 export { NatsKv, type KvBucketOptions } from './nats-kv.ts';
 export { wallMs } from './wall-clock.ts';
 export { BUS_STATUSES, SILENT_LOG, type Bus, type BusStatus, type Log } from './types.ts';

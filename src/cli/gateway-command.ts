@@ -2,6 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { NatsBus } from '../bus/index.ts';
+import { connectPatiently } from '../trust/index.ts';
 import { shellWord, startGateway } from './gateway.ts';
 import { SERVE_OPTIONS, parseArgs, prepareServe, untilSignal } from './serve-common.ts';
 
@@ -21,7 +22,9 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const token = cfg.cluster.token ?? randomBytes(24).toString('hex');
-  const bus = await NatsBus.connect({ servers: cfg.cluster.natsUrl, token, name: 'hearth-gateway', log });
+  // A nats-server that is not up yet (started alongside, e.g. by systemd or compose) is waited for.
+  const natsUrl = cfg.cluster.natsUrl;
+  const bus = await connectPatiently(() => NatsBus.connect({ servers: natsUrl, token, name: 'hearth-gateway', log }), log);
   const command = `HEARTH_TOKEN=<token> ./hearth worker --join ${shellWord(cfg.cluster.natsUrl)} --cluster ${shellWord(cfg.cluster.name)}`;
   let gateway;
   try {

@@ -2,7 +2,7 @@
 // supervised), the gateway, and N local worker processes — and the line another device runs to join.
 // Whatever fails at start, what was started is stopped again and the error is one line.
 
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,8 +25,9 @@ Starts a private nats-server (auth on), the gateway (OpenAI API on --port, defau
 workers, and prints the command other devices run to join. --model ORG/NAME that is not here yet is
 pulled from the Hugging Face Hub first. Without --model it serves a small random demo checkpoint
 generated offline. Without a nats-server binary it runs everything in this process. The generated
-cluster token is kept in ${stateDir()}/cluster-token, so with a fixed --nats-port the join line
-stays valid across restarts.`;
+cluster token is kept in ${stateDir()}/cluster-token and the NATS port in ${stateDir()}/nats-port
+(reused while free; --nats-port fixes it), so the join line stays valid across restarts and
+workers that joined before rejoin by themselves.`;
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
 /** What a person runs from a hearth checkout (the npm name `hearth` is someone else's package). */
@@ -97,15 +98,26 @@ export async function run(argv: string[]): Promise<number> {
       : null;
     let hub: MemoryHub | null = null;
     if (natsUrl === null && binary !== null) {
+      // JetStream on: stored Responses (previous_response_id) live in its KV.
+      const startNats = (port: number): Promise<NatsServerHandle> => startNatsServer({ token, users: TrustAuthority.initialUsers(cfg.cluster.name, gatewayPassword, token), ...(tls !== null ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } : {}), host: natsHost, port, binary: binary!, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
+      const busy = (e: unknown): boolean => /address already in use/i.test((e as Error).message);
+      // Without --nats-port, a restart comes back on the port of the last start (kept in the
+      // state dir), so workers that joined before find the server at the URL they know and rejoin
+      // by themselves (issue 20); only when another program holds it now is a free one taken.
+      const remembered = natsPort === 0 ? rememberedNatsPort() : 0;
       try {
-        // JetStream on: stored Responses (previous_response_id) live in its KV.
-        nats = await startNatsServer({ token, users: TrustAuthority.initialUsers(cfg.cluster.name, gatewayPassword, token), ...(tls !== null ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } : {}), host: natsHost, port: natsPort, binary, jetstream: true, dir: natsRunDir(), supervise: true, detached: true, log });
+        nats = await startNats(remembered !== 0 ? remembered : natsPort);
       } catch (e) {
-        if (natsPort !== 0 && /address already in use/i.test((e as Error).message)) {
+        if (remembered !== 0 && busy(e)) {
+          nats = await startNats(0);
+          log.warn({ was: remembered, now: nats.port }, `NATS port ${remembered} of the last start is taken: listening on ${nats.port}; workers that joined before must be restarted with the new join line (--nats-port fixes the port)`);
+        } else if (natsPort !== 0 && busy(e)) {
           throw new HearthError('HEARTH_ERR_PORT_BUSY', [natsPort, ' (NATS)', '--nats-port N (or HEARTH_NATS_PORT; 0 picks a free one)']);
+        } else {
+          throw e;
         }
-        throw e;
       }
+      rememberNatsPort(nats.port);
       const n = nats;
       started.add('nats-server', () => n.stop());
       // The gateway's own bus credential, for `hearth doctor` run by this user on this machine (the
@@ -227,6 +239,24 @@ function firstSignal(log: { warn(o: object, m?: string): void }): Promise<string
     process.on('SIGINT', on('SIGINT'));
     process.on('SIGTERM', on('SIGTERM'));
   });
+}
+
+/** The state dir's record of the port the last `hearth up` listened on for NATS. */
+const natsPortFile = (): string => path.join(stateDir(), 'nats-port');
+
+function rememberedNatsPort(): number {
+  try {
+    const port = Number(readFileSync(natsPortFile(), 'utf8').trim());
+    return Number.isInteger(port) && port > 0 && port < 65536 ? port : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function rememberNatsPort(port: number): void {
+  try {
+    writeFileSync(natsPortFile(), `${port}\n`, { mode: 0o600 });
+  } catch { /* a read-only state dir: the next start picks a free port, as before */ }
 }
 
 function noBinaryReason(): string {

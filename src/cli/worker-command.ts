@@ -11,7 +11,7 @@ import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { fetchPinnedCa, joinForCredential } from '../trust/index.ts';
+import { JoinRefusedError, connectNode, fetchPinnedCa } from '../trust/index.ts';
 import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
 
 export const usage = `HEARTH_TOKEN=T hearth worker --join nats://HOST:PORT [--cluster NAME] [--name N] [--memory BYTES]
@@ -114,33 +114,14 @@ export async function run(argv: string[]): Promise<number> {
   let bus: NatsBus;
   try {
     // The token only buys this node its own credential (issue 14); a server of the operator's
-    // own with one shared token (no join user) is joined with the token as before.
-    let seed = values['nkey-seed'];
-    if (seed === '' && token !== '') {
-      seed = await joinForCredential({ servers: values.join, token, cluster: values.cluster, id, name: values.name, log, ...(tls !== undefined ? { tls } : {}) }) ?? '';
-      if (seed !== '') log.info({ id }, 'admitted by the gateway: connected with this node\'s own credential');
-    }
-    const connect = (): Promise<NatsBus> => NatsBus.connect({
-      servers: values.join, name: `hearth-worker ${values.name}`, log,
-      ...(token !== '' && seed === '' ? { token } : {}),
-      ...(seed !== '' ? { nkeySeed: seed } : {}),
+    // own with one shared token (no join user) is joined with the token as before. A server that
+    // is not up yet is waited for, and a credential it refuses later is renewed with the token
+    // (issue 20: workers outlive a restarted gateway).
+    bus = await connectNode({
+      servers: values.join, token, cluster: values.cluster, id, name: values.name, log, busName: `hearth-worker ${values.name}`,
+      ...(values['nkey-seed'] !== '' ? { nkeySeed: values['nkey-seed'] } : {}),
       ...(tls !== undefined ? { tls } : {}),
     });
-    // Right after admission the server may be busy reloading its config (another node's join):
-    // a first connect that times out then is tried again rather than failing the worker.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        bus = await connect();
-        break;
-      } catch (e) {
-        // (an auth refusal too, when we were just admitted: the server's "Authentication Timeout"
-        // reads as one, and a loaded machine can be slow to sign the nonce).
-        const retry = isHearthError(e, 'HEARTH_ERR_BUS_CONNECT') || (seed !== '' && values['nkey-seed'] === '' && isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED'));
-        if (attempt >= 4 || !retry) throw e;
-        log.warn({ attempt, err: (e as Error).message, cause: String((e as Error).cause ?? '') }, 'connecting to NATS failed; trying again');
-        await new Promise((r) => setTimeout(r, 500 * attempt));
-      }
-    }
   } catch (e) {
     process.stderr.write(`hearth worker: ${isHearthError(e) ? e.message : (e as Error).message}\n`);
     return isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED') ? 3 : 1;
@@ -159,12 +140,14 @@ export async function run(argv: string[]): Promise<number> {
   let leaving = false;
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => { leaving = true; log.info({ sig }, 'leaving the cluster'); resolve(); };
-    // The server closes a connection whose credential the gateway revoked (this node was dropped,
-    // or forgotten after a long silence) and refuses it on every reconnect.
+    // The bus renews a refused credential by itself (a restarted gateway, a node forgotten after
+    // a long silence); it closes only when that cannot work: the gateway refused to admit this
+    // node again (it distrusts it: its work failed a spot check), or the token itself is refused.
     void bus.closed().then((e) => {
       if (leaving) return;
       revoked = true;
-      log.error({ err: e?.message }, 'the NATS server closed this node\'s connection (credential revoked or refused); exiting');
+      if (e instanceof JoinRefusedError) log.error({ reason: e.reason }, `the gateway refused to admit this node again (${e.reason}); exiting`);
+      else log.error({ err: e?.message }, 'the NATS server closed this node\'s connection (credential revoked or refused); exiting');
       resolve();
     });
     process.once('SIGINT', () => stop('SIGINT'));

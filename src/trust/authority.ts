@@ -151,7 +151,10 @@ export class TrustAuthority implements NodeTrust {
     };
     if (!isValidId(m.id)) return refuse('invalid node id');
     if (!isUserNkey(m.nkey)) return refuse('invalid nkey');
-    if (this.banned.has(m.id) || this.banned.has(m.nkey)) return refuse('this node was dropped for failing a spot check of its work');
+    // A distrusted node asks again at once (its bus renews a refused credential, src/trust/join.ts):
+    // it is told no, and the worker ends. The list lives in this process: a restarted gateway
+    // forgets it (docs/operator.md), as it forgets every credential.
+    if (this.banned.has(m.id) || this.banned.has(m.nkey)) return refuse('distrusted: this node was dropped for failing a spot check of its work, and is not admitted again while this gateway runs');
     const known = this.nodes.get(m.id);
     if (known !== undefined && known.nkey !== m.nkey) return refuse(`node id ${m.id} is taken`);
     // Rate limit (issue 19): dropped without an answer, so a real worker (which asks again every

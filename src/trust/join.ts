@@ -3,11 +3,18 @@
 // public half of an nkey pair it made itself, and waits for the gateway to admit that key; then
 // it connects again as its own nkey user and never uses the token on the bus again. Nothing
 // secret crosses the bus: the seed stays here, the token is checked by nats-server itself.
+// Workers outlive the gateway (issue 20): a server that is not there yet, or is down, is waited
+// for forever (capped, jittered backoff); a credential the server refuses later (a restarted
+// `hearth up` never admitted this nkey, or the gateway forgot a node lost for a minute) is replaced
+// by joining again with the token, which the worker keeps. Only the gateway's own refusal of that
+// join (a node it distrusts: its work failed a spot check) ends the worker.
 
 import { HearthError, isHearthError } from '../errors/index.ts';
-import { NatsBus, createUserNkey, type NatsBusOptions } from '../bus/index.ts';
+import { NatsBus, createUserNkey, type BusCredential, type NatsBusOptions } from '../bus/index.ts';
+import { RateLimitedWarning, backoffMs } from '../bus/backoff.ts';
 import { subjects, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Log } from '../bus/types.ts';
+import { DEFAULT_ANNOUNCE_WITHIN_MS } from './authority.ts';
 import { JOIN_USER } from './permissions.ts';
 
 export interface JoinOptions {
@@ -34,16 +41,11 @@ export interface JoinOptions {
 export async function joinForCredential(o: JoinOptions): Promise<string | null> {
   const log = o.log ?? SILENT_LOG;
   let bus: NatsBus;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      bus = await NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) });
-      break;
-    } catch (e) {
-      if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return null;
-      // A server busy reloading (another node's join) may let a first connect time out.
-      if (attempt >= 4 || !isHearthError(e, 'HEARTH_ERR_BUS_CONNECT')) throw e;
-      log.warn({ attempt, err: (e as Error).message }, 'connecting to NATS failed; trying again');
-    }
+  try {
+    bus = await connectPatiently(() => NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) }), log);
+  } catch (e) {
+    if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return null;
+    throw e;
   }
   const key = createUserNkey();
   try {
@@ -69,7 +71,7 @@ export async function joinForCredential(o: JoinOptions): Promise<string | null> 
         if (m.t !== 'joined' || m.id !== o.id) return;
         done();
         if (m.ok) resolve(key.seed);
-        else reject(new HearthError('HEARTH_ERR_NODE_UNAUTHORIZED', [o.name, `the gateway refused to admit this node: ${m.error ?? 'no reason given'}`]));
+        else reject(new JoinRefusedError(o.name, m.error ?? 'no reason given'));
       });
       const timer = setInterval(send, o.retryMs ?? 2000);
       const done = (): void => { clearInterval(timer); unsub(); };
@@ -79,4 +81,119 @@ export async function joinForCredential(o: JoinOptions): Promise<string | null> 
   } finally {
     await bus.close();
   }
+}
+
+/** The gateway itself answered a join with no (a node it distrusts, an id taken, too many nodes):
+ *  asking again would get the same answer. */
+export class JoinRefusedError extends HearthError {
+  constructor(name: string, readonly reason: string) {
+    super('HEARTH_ERR_NODE_UNAUTHORIZED', [name, `the gateway refused to admit this node: ${reason}`]);
+  }
+}
+
+export interface NodeConnectOptions extends JoinOptions {
+  /** The bus connection's name (nats-server monitoring). */
+  readonly busName: string;
+  /** An nkey seed the operator provisioned (--nkey-seed): used as is, never replaced. */
+  readonly nkeySeed?: string;
+}
+
+/**
+ * A worker's bus: waits for the server however long it takes, joins with the token for a
+ * credential of its own (or connects with the token itself where the server has no join user, or
+ * with a provisioned seed), and — when it holds the token — renews that credential whenever the
+ * server refuses it later (rejoinOnRefusal). Throws only what waiting cannot fix: the gateway's
+ * refusal, a refused token or seed, a TLS failure.
+ */
+export async function connectNode(o: NodeConnectOptions): Promise<NatsBus> {
+  const log = o.log ?? SILENT_LOG;
+  const fixed = o.nkeySeed ?? '';
+  const canRejoin = o.token !== '' && fixed === '';
+  for (let round = 0; ; round++) {
+    const seed = fixed !== '' || o.token === '' ? fixed : (await joinForCredential(o)) ?? '';
+    if (seed !== '' && fixed === '') log.info({ id: o.id }, 'admitted by the gateway: connected with this node\'s own credential');
+    const useToken = seed === '';
+    const connect = (): Promise<NatsBus> => NatsBus.connect({
+      servers: o.servers, name: o.busName, log,
+      ...(useToken && o.token !== '' ? { token: o.token } : {}),
+      ...(seed !== '' ? { nkeySeed: seed } : {}),
+      ...(o.tls !== undefined ? { tls: o.tls } : {}),
+      ...(canRejoin ? { renew: rejoinOnRefusal(o, useToken ? 'token' : 'nkey') } : {}),
+    });
+    // Right after admission the server may be slow to take the new credential (a reload for
+    // another node's join; a loaded machine slow to sign the nonce reads as an auth refusal):
+    // the same credential is tried a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await connectPatiently(connect, log);
+      } catch (e) {
+        const fresh = seed !== '' && fixed === '';
+        if (!fresh || !isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) throw e;
+        if (attempt >= 4) {
+          // Still refused (a server restarted between the join and now): the gateway revokes an
+          // admission that never announces within a few seconds, after which this id may join again.
+          log.warn({ round, err: (e as Error).message }, 'the server refused the credential it was just given; joining again');
+          await new Promise((r) => setTimeout(r, DEFAULT_ANNOUNCE_WITHIN_MS + backoffMs(round, 1000, 30_000)));
+          break;
+        }
+        log.warn({ attempt, err: (e as Error).message }, 'connecting with the new credential failed; trying again');
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
+  }
+}
+
+const WAIT_MIN_MS = 250;
+const WAIT_MAX_MS = 5000;
+
+/**
+ * Connects, and while the server cannot be reached (not started yet, restarting, a network
+ * outage) tries again forever: capped, jittered backoff, logged once and then every 30 s. A
+ * refused credential, a TLS failure or any other error is thrown at once.
+ */
+export async function connectPatiently(connect: () => Promise<NatsBus>, log: Log): Promise<NatsBus> {
+  const warn = new RateLimitedWarning(log);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await connect();
+    } catch (e) {
+      if (!isHearthError(e, 'HEARTH_ERR_BUS_CONNECT')) throw e;
+      warn.note({ err: (e as Error).message }, 'the NATS server cannot be reached yet; trying again (forever, every 5 s at most)');
+      await new Promise((r) => setTimeout(r, backoffMs(attempt, WAIT_MIN_MS, WAIT_MAX_MS)));
+    }
+  }
+}
+
+/**
+ * What a worker's bus does when the server refuses its credential on a reconnect (NatsBus's
+ * `renew`): join again with the token for a new nkey credential. `start` is what the bus connected
+ * with: with the token itself (a server of the operator's own, no join user) a refusal means the
+ * token changed, and nothing can be done. The gateway's refusal of the join (JoinRefusedError: a
+ * node it distrusts) is final too. Renewals that follow one another within a minute back off (1 s
+ * doubling to 30 s), so a credential that keeps being refused never turns into a tight join loop.
+ */
+export function rejoinOnRefusal(o: JoinOptions, start: 'nkey' | 'token'): (refusal: Error) => Promise<BusCredential> {
+  const log = o.log ?? SILENT_LOG;
+  let usingToken = start === 'token';
+  let streak = 0;
+  let lastAt = 0;
+  return async (refusal) => {
+    if (usingToken) {
+      throw new HearthError('HEARTH_ERR_NODE_UNAUTHORIZED', [o.name, `the NATS server at ${o.servers} refused the cluster token (${refusal.message}); was the token changed?`]);
+    }
+    streak = Date.now() - lastAt < 60_000 ? streak + 1 : 0;
+    const waitMs = streak === 0 ? 0 : backoffMs(streak - 1, 1000, 30_000);
+    log.warn({ err: refusal.message, waitMs },
+      'the NATS server refused this node\'s credential (a restarted server that never admitted it, or a gateway that forgot this node): joining again with the cluster token');
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    const seed = await joinForCredential(o);
+    lastAt = Date.now();
+    if (seed === null) {
+      usingToken = true;
+      log.warn({}, 'the server has no join user: reconnecting with the cluster token itself');
+      return { token: o.token };
+    }
+    log.info({ id: o.id }, 'admitted again by the gateway: reconnecting with this node\'s new credential');
+    return { nkeySeed: seed };
+  };
 }

@@ -75,8 +75,9 @@ export interface UpProcess {
  * `hearth up ARGS` in its own process group (like a shell job), in a fresh HEARTH_HOME; resolves
  * once it printed its URL. `ready` also waits for GET /ready. Killed (whole group) at teardown.
  */
-export async function startUp(t: Tap, args: readonly string[], opts: { env?: Record<string, string>; ready?: boolean; npmStart?: boolean } = {}): Promise<UpProcess> {
-  const home = tempHome(t, 'hearth-up-');
+export async function startUp(t: Tap, args: readonly string[], opts: { env?: Record<string, string>; ready?: boolean; npmStart?: boolean; home?: string } = {}): Promise<UpProcess> {
+  // `home`: the state dir of an earlier start (a restart of the same `hearth up`).
+  const home = opts.home ?? tempHome(t, 'hearth-up-');
   // `npm start -- ARGS` is what the README tells people to run (npm forwards signals again).
   const [cmd, argv] = opts.npmStart === true ? ['npm', ['start', '--', '--port', '0', ...args]] : [process.execPath, [BIN, 'up', '--port', '0', ...args]];
   const child = spawn(cmd, argv, {

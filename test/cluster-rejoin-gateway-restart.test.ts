@@ -1,0 +1,62 @@
+// Issue 20 item 4, Must show: "Gateway restarted (same flags) while both workers run: both rejoin
+// by themselves and a request succeeds within 30 s, with no command typed on the workers."
+// `hearth up` (its own nats-server with per-node credentials, the gateway) and two `hearth worker`
+// processes that joined with the token, as on two devices; `hearth up` is stopped (its
+// nats-server with it) and started again with the same flags and state dir. The new server knows
+// none of the workers' nkeys: each worker must join again with the token it kept, and never exit.
+// Everything real: nats-server, the CLI processes, the openai SDK.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { startUp, tempHome, waitReady } from './helpers/cli.ts';
+import { tinyCheckpoint } from './helpers/hearth.ts';
+import { natsMissing, spawnWorker, until } from './helpers/nats.ts';
+
+const skip = natsMissing();
+
+t.test('hearth up restarted with the same flags: both workers rejoin by themselves', { skip }, async (t) => {
+  const model = await tinyCheckpoint();
+  const modelId = path.basename(model);
+  const home = tempHome(t, 'hearth-rejoin-');
+  const flags = ['--model', model, '--workers', '0'];
+  const up1 = await startUp(t, flags, { home });
+  const natsUrl = /--join (nats:\/\/\S+)/.exec(up1.output())?.[1] ?? '';
+  const token = readFileSync(path.join(home, 'cluster-token'), 'utf8').trim();
+  const workers = ['w1', 'w2'].map((name) => spawnWorker(t,
+    ['--join', natsUrl, '--cluster', 'default', '--name', name, '--model', model, '--threads', '1', '--speed', '10', '--memory', '1G'],
+    { HEARTH_TOKEN: token, HEARTH_LOG_PRETTY: 'false' }));
+  const ask = async (origin: string): Promise<string | null> => {
+    const client = new OpenAI({ baseURL: `${origin}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60_000 });
+    const r = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 });
+    return r.choices[0]?.finish_reason ?? null;
+  };
+  const logs = (): string => workers.map((w, i) => `--- w${i + 1}:\n${w.stderr().slice(-3000)}`).join('\n');
+  await waitReady(up1.origin, 60_000, () => up1.output() + logs());
+  t.equal(await ask(up1.origin), 'length', 'served by both workers before the restart');
+
+  // Stop the gateway and its nats-server (what a reboot, an upgrade or Ctrl-C + start does).
+  up1.child.kill('SIGTERM');
+  const { code } = await up1.exited;
+  t.equal(code, 0, 'the first hearth up stopped cleanly');
+  await until(() => workers.every((w) => w.stderr().includes('NATS disconnected')), 15_000, 'both workers to see the server gone');
+
+  const t0 = Date.now();
+  const up2 = await startUp(t, flags, { home });
+  t.equal(/--join (nats:\/\/\S+)/.exec(up2.output())?.[1], natsUrl, 'same flags, same state dir: the same NATS URL (the port of the last start)');
+  await waitReady(up2.origin, 60_000, () => up2.output() + logs());
+  t.equal(await ask(up2.origin), 'length', 'a request through the openai SDK succeeds after the restart');
+  t.comment(`restart to a served request: ${Date.now() - t0} ms (Must show: within 30 s)`);
+
+  const cluster = await (await fetch(`${up2.origin}/v1/cluster`)).json() as { nodes: { name: string; state: string }[] };
+  t.same(cluster.nodes.map((n) => n.name).sort(), ['w1', 'w2'], 'the new gateway knows both workers');
+  workers.forEach((w, i) => {
+    t.equal(w.proc.exitCode, null, `w${i + 1} never exited`);
+    t.equal(w.proc.signalCode, null, `w${i + 1} was not killed`);
+    t.match(w.stderr(), /joining again with the cluster token/, `w${i + 1} joined again with the token it kept`);
+    t.match(w.stderr(), /admitted again by the gateway/, `w${i + 1} got a new credential`);
+    t.notMatch(w.stderr(), /exiting/, `w${i + 1} never said it was leaving`);
+  });
+  up2.child.kill('SIGTERM');
+  await up2.exited;
+});
