@@ -128,6 +128,11 @@ t.test('a worker fetches only its layers, verified and cached', async (t) => {
     t.equal(seen.fileBytes, stageBytes + extra, 'transferred exactly the stage tensors plus the json files');
     t.ok(seen.fileBytes < 0.5 * checkpointBytes, `transferred ${seen.fileBytes} B ≪ checkpoint ${checkpointBytes} B`);
     t.ok(await stat(path.join(dir, 'tokenizer.json')), 'tokenizer.json copied');
+    // The digests computed while fetching are kept beside the data (issue 20: no second read of the
+    // stage to key the shard cache, and none after the folder moves).
+    const marker = JSON.parse(await readFile(path.join(dir, 'hearth-stage.json'), 'utf8')) as { files: Record<string, { sha256: string }> };
+    const sidecar = JSON.parse(await readFile(path.join(dir, '.hearth-digests.json'), 'utf8')) as Record<string, { sha256: string }>;
+    t.equal(sidecar['model.safetensors']?.sha256, marker.files['model.safetensors']?.sha256, 'the stage file\'s digest sits beside it');
     t.notOk(await stat(path.join(dir, 'model.safetensors.index.json')).catch(() => null), 'shard index not copied');
     const lastP = progress[progress.length - 1] as [number, number];
     t.equal(lastP[0], lastP[1], 'progress ends at total');

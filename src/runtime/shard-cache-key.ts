@@ -9,6 +9,7 @@
 // hash is computed while the shard builds (see hashFiles), so a first load does not wait for it.
 
 import { createHash } from 'node:crypto';
+import { sidecarDigest } from './digest-sidecar.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,9 +87,12 @@ export class ContentHashes {
   known(file: string): string | null {
     const key = fs.realpathSync(file);
     const r = this.fresh.get(key) ?? this.records[key];
-    if (r === undefined || typeof r.sha256 !== 'string') return null;
-    const now = identity(key);
-    return now.dev === r.dev && now.ino === r.ino && now.size === r.size && now.mtimeNs === r.mtimeNs ? r.sha256 : null;
+    if (r !== undefined && typeof r.sha256 === 'string') {
+      const now = identity(key);
+      if (now.dev === r.dev && now.ino === r.ino && now.size === r.size && now.mtimeNs === r.mtimeNs) return r.sha256;
+    }
+    // A folder hearth wrote keeps its digests beside the data: found after a move, too.
+    return sidecarDigest(key);
   }
 
   /** Records a hash taken of `file`, with the identity `before` it had when hashing started. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { MANIFEST_VERSION, type ManifestTensor, type WeightsManifest } from './manifest-types.ts';
+import { writeSidecarDigests } from '../runtime/digest-sidecar.ts';
 import { layoutSafetensors } from './safetensors-writer.ts';
 import { readValidMarker, STAGE_MARKER, STAGE_MARKER_VERSION, stageDir, type StageMarker } from './stage-cache.ts';
 import { stageTensorNames } from './stage-tensors.ts';
@@ -147,6 +148,9 @@ async function fetchInto(tmp: string, opts: EnsureStageWeightsOptions, what: str
     files, tensors: Object.fromEntries(tensors.map((t) => [t.name, t.sha256])), fetchedAt: new Date().toISOString(),
   };
   await writeFile(path.join(tmp, STAGE_MARKER), JSON.stringify(marker, null, 1));
+  // The digests just computed, beside the data: the shard build keys its cache by them instead of
+  // reading gigabytes again, now and after the folder is moved.
+  writeSidecarDigests(tmp, Object.fromEntries(Object.entries(files).map(([name, f]) => [name, f.sha256])));
 }
 
 /** Tensors that sit back to back in one file go out as one Range request (a layer is usually one run). */
