@@ -2,18 +2,17 @@
 // file and byte range holding it. The sha256 of each tensor is computed the first time someone asks
 // for it and remembered until the file changes (size or mtime), so a gateway serving a 16 GB model
 // does not hash it all at start — only the stages that are actually fetched.
-import { createHash } from 'node:crypto';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { HearthError } from '../errors/index.ts';
 import { MANIFEST_VERSION, type ManifestFile, type ManifestTensor, type WeightsManifest } from './manifest-types.ts';
 import { readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.ts';
 import { stageTensorNames } from './stage-tensors.ts';
+import { hashRange } from './range-hasher.ts';
 
 /** Files a worker may need besides weights: configs, tokenizers, chat templates. */
 const SERVABLE_RE = /^[^./][^/]*\.(json|safetensors|model|txt|jinja)$/;
-const HASH_CHUNK = 4 * 1024 * 1024;
 
 interface FileState {
   readonly name: string;
@@ -140,21 +139,4 @@ export class CheckpointIndex {
     }
     return p;
   }
-}
-
-export async function hashRange(file: string, start: number, end: number): Promise<string> {
-  const h = createHash('sha256');
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(Math.min(HASH_CHUNK, Math.max(1, end - start)));
-    for (let at = start; at < end;) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
-      if (bytesRead === 0) throw new Error(`${file} ends before byte ${end}`);
-      h.update(buf.subarray(0, bytesRead));
-      at += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex');
 }
