@@ -11,7 +11,7 @@ import { HearthError } from '../errors/index.ts';
 
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
-hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--json]
+hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--rounds 3] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 hearth bench --planner-live --model DIR [--slowdown 8] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
@@ -21,7 +21,9 @@ one JSON object per context, one per line. Load time twice: first in a fresh chi
 then this process's own load (a cache hit once a shard cache exists); --single-load skips the first.
 --cluster: 2 worker processes over a real nats-server vs the same model in one process; 8 and 16
 (--streams, a list) concurrent streams vs 1; hop latency p50/p99; with and without added per-hop
-delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run.
+delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run (the best of --rounds).
+Then each worker's peak RSS (VmHWM) against its weights + KV in use as the planner counts them, the
+gateway's own, and stage balance (median ms per step on each stage).
 --cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
 2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
 in the prompt, and a plain prompt; says whether both gave the same tokens.
@@ -66,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
       'spot-check': { type: 'string' },
       streams: { type: 'string', default: '8,16' },
       'hop-delays': { type: 'string' },
+      rounds: { type: 'string' },
       speculate: { type: 'boolean', default: false },
       'planner-live': { type: 'boolean', default: false },
       slowdown: { type: 'string', default: '8' },
@@ -121,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
       decodeTokens: int('decode-tokens', values['decode-tokens']),
       streams: values.streams.split(',').map((v) => int('streams', v.trim(), 1)),
       hopDelaysMs: (values['hop-delays'] ?? '0,2').split(',').map((s) => int('hop-delays', s.trim())),
+      ...(values.rounds === undefined ? {} : { rounds: int('rounds', values.rounds, 1) }),
       onProgress: progress,
       ...(values['spot-check'] !== undefined ? { spotCheckRates: values['spot-check'].split(',').map((s) => spotRate(s.trim())) } : {}),
     });

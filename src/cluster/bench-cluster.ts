@@ -13,6 +13,11 @@
 //  then 2–3 again with a delay added before every hop (default 2 ms: a LAN, not loopback).
 //  Each figure is the best of `rounds` runs; every round runs the one process and the cluster at
 //  every delay, so each ratio compares runs made minutes apart at most.
+//  4. memory (issue 20 item 7): each worker's peak resident set (VmHWM from /proc/<pid>/status)
+//     against what the planner counts it holds (weights as built + the KV of the positions its
+//     sequences held at most), with issue 20's bound 1.3 × (weights + KV) + 150 MB; the bench
+//     process's own (the gateway, before and after it loads the in-process baselines);
+//  5. stage balance: the median ms each stage spent per single-stream step, slowest ÷ fastest.
 //
 // It drives the scheduler (scheduler → cluster is the usual direction; this harness sits above
 // both, like the CLI that calls it).
@@ -32,7 +37,9 @@ import { LocalPipeline, createScheduler } from '../scheduler/index.ts';
 import { StageRunner } from '../worker/stage-runner.ts';
 import type { Generator } from '../scheduler/types.ts';
 import { createClusterPipeline, type ClusterPipeline } from './cluster-pipeline.ts';
-import { modelCostsFromCheckpoint } from './model-costs.ts';
+import { kvBytesPerLayer, modelCostsFromCheckpoint, stageWeightBytes } from './model-costs.ts';
+import type { ModelCost } from './planner.ts';
+import { readFileSync } from 'node:fs';
 import { startNatsServer } from './nats-server.ts';
 import { SpotChecker } from '../trust/spot-check.ts';
 import { toleranceFor } from '../trust/compare.ts';
@@ -109,6 +116,33 @@ export interface BenchClusterRow {
   readonly stageP50Ms: readonly number[];
 }
 
+/** One process's memory over the run (issue 20 item 7). Bytes; null where /proc cannot say. */
+export interface BenchNodeMemory {
+  /** Worker name (w1, w2), or 'gateway' for the bench process. */
+  readonly node: string;
+  readonly range: readonly [number, number] | null;
+  /** VmHWM of the process: the most it was ever resident. */
+  readonly peakRssBytes: number | null;
+  /** Planner: its stage's weights as built, prepacked int4 block sums included. */
+  readonly weightBytes: number;
+  /** Planner: KV of the most positions its sequences held at once in the cluster runs. */
+  readonly kvInUseBytes: number;
+  /** What the node reported it held (heartbeats; spare capacity included), at most. */
+  readonly kvHeldPeakBytes: number;
+  /** Issue 20's bound for a worker: 1.3 × (weights + KV in use) + 150 MB. */
+  readonly boundBytes: number;
+  /** The gateway only: its peak before the in-process baselines (the one-process model and the
+   *  in-process split) were loaded into the same process; peakRssBytes then includes them. */
+  readonly peakBeforeBaselinesBytes?: number | null;
+}
+
+export interface BenchStageBalance {
+  readonly range: readonly [number, number];
+  readonly node: string;
+  /** Median ms a single-stream step spent on the stage (receive → publish onward), at hop delay 0. */
+  readonly msPerStep: number;
+}
+
 export interface BenchClusterResult {
   readonly model: string;
   readonly quant: Quant;
@@ -119,6 +153,45 @@ export interface BenchClusterResult {
   readonly stages: readonly (readonly [number, number])[];
   readonly rows: readonly BenchClusterRow[];
   readonly spotCheck?: readonly BenchSpotCheckRow[];
+  /** Most positions (prompt + generated, all streams together) in flight at once in the cluster runs. */
+  readonly peakPositions: number;
+  readonly memory: readonly BenchNodeMemory[];
+  readonly balance: readonly BenchStageBalance[];
+  /** Slowest stage's ms per step ÷ the fastest's (1 = balanced). */
+  readonly balanceRatio: number;
+}
+
+/** VmHWM (peak resident set) of a process from /proc/<pid>/status, in bytes; null off Linux or
+ *  once the process is gone. Read while the workers still run: an exited process has no status. */
+export function peakRssBytes(pid: number | 'self' | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? null : Number(m[1]) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Positions in flight across the cluster's streams: each stage holds KV for all of them. */
+interface PositionGauge { now: number; peak: number }
+
+const MB = 1024 * 1024;
+/** Issue 20's "must show" bound on a worker's peak RSS. */
+export function rssBound(weightBytes: number, kvBytes: number): number {
+  return 1.3 * (weightBytes + kvBytes) + 150 * MB;
+}
+
+/** Bytes per KV element as the engine picks them (HEARTH_KV_DTYPE; see shard-session.ts). */
+function kvElementBytes(): number {
+  return process.env['HEARTH_KV_DTYPE'] === 'float16' ? 2 : 4;
+}
+
+function plannedWeightBytes(cost: ModelCost, start: number, end: number): number {
+  let b = stageWeightBytes(cost, start, end);
+  for (let i = start; i < end; i++) b += cost.layerPrepackBytes?.[i] ?? 0;
+  if (end === cost.numLayers) b += cost.lastPrepackBytes ?? 0;
+  return b;
 }
 
 const BIN = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url));
@@ -141,7 +214,7 @@ export interface DecodeRate {
  * streams' prompts (N × prompt positions of prefill) inside a decode figure, which the single
  * stream it is divided by does not carry; that figure is returned too (withRamp).
  */
-async function measureDecode(g: Generator, prompt: Int32Array, decode: number, streams: number, tag: string): Promise<DecodeRate> {
+async function measureDecode(g: Generator, prompt: Int32Array, decode: number, streams: number, tag: string, gauge?: PositionGauge): Promise<DecodeRate> {
   const firsts: number[] = [];
   let steadyFrom = Infinity;
   let steadyTo = Infinity;
@@ -153,29 +226,42 @@ async function measureDecode(g: Generator, prompt: Int32Array, decode: number, s
     const p = prompt.map((x, i) => (i === 0 ? (x + k) % 1000 : x));
     let n = 0;
     let after = 0;
+    let held = 0;
+    const hold = (k: number): void => {
+      if (gauge === undefined) return;
+      held += k;
+      gauge.now += k;
+      gauge.peak = Math.max(gauge.peak, gauge.now);
+    };
     // Room for the ramp: a stream stops itself once it has `decode` tokens in the steady window.
     const maxTokens = streams === 1 ? decode + 1 : decode * 4 + prompt.length * streams;
-    for await (const ev of g.generate({ id: `${tag}-${k}`, prompt: p, maxTokens, sampling: GREEDY, stopTokens: [] })) {
-      if (ev.type !== 'token') continue;
-      const now = performance.now();
-      n++;
-      if (n === 1) {
-        firsts.push(now);
-        if (++started === streams) steadyFrom = now;
-        if (streams > 1) continue;
-        steadyFrom = now;
-        continue;
-      }
-      // Once one stream has its `decode` tokens the batch starts to shrink: everyone stops.
-      if (now > steadyTo) break;
-      rampTokens++;
-      if (now > steadyFrom) {
-        steadyTokens++;
-        if (++after >= decode) {
-          steadyTo = now;
-          break;
+    try {
+      for await (const ev of g.generate({ id: `${tag}-${k}`, prompt: p, maxTokens, sampling: GREEDY, stopTokens: [] })) {
+        if (ev.type !== 'token') continue;
+        const now = performance.now();
+        n++;
+        // The first token means the prompt's positions are in every stage's KV; each later one, one more.
+        hold(n === 1 ? p.length : 1);
+        if (n === 1) {
+          firsts.push(now);
+          if (++started === streams) steadyFrom = now;
+          if (streams > 1) continue;
+          steadyFrom = now;
+          continue;
+        }
+        // Once one stream has its `decode` tokens the batch starts to shrink: everyone stops.
+        if (now > steadyTo) break;
+        rampTokens++;
+        if (now > steadyFrom) {
+          steadyTokens++;
+          if (++after >= decode) {
+            steadyTo = now;
+            break;
+          }
         }
       }
+    } finally {
+      hold(-held);
     }
   }));
   const first = Math.min(...firsts);
@@ -185,8 +271,8 @@ async function measureDecode(g: Generator, prompt: Int32Array, decode: number, s
   };
 }
 
-async function decodeRate(g: Generator, prompt: Int32Array, decode: number, streams: number, tag: string): Promise<number> {
-  return (await measureDecode(g, prompt, decode, streams, tag)).steady;
+async function decodeRate(g: Generator, prompt: Int32Array, decode: number, streams: number, tag: string, gauge?: PositionGauge): Promise<number> {
+  return (await measureDecode(g, prompt, decode, streams, tag, gauge)).steady;
 }
 
 /** SIGTERM to every bench worker, SIGKILL to any still running 5 s later; resolves when all exited. */
@@ -250,14 +336,16 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
   let pipeline: ClusterPipeline | null = null;
   let local: LocalPipeline | null = null;
   let split: LocalPipeline | null = null;
+  let gatewayBeforeBaselines: number | null = null;
+  let sampler: NodeJS.Timeout | null = null;
+  const seen = new Map<string, { name: string; range: readonly [number, number] | null; kvPeak: number }>();
+  const gauge: PositionGauge = { now: 0, peak: 0 };
+  const memory: BenchNodeMemory[] = [];
   // Both sides stay loaded for the whole run, so their measurements can alternate: a burst of
   // load from elsewhere then hits both, not just whichever ran at that moment.
   const workers = ['w1', 'w2'].map((name) => spawnWorker(nats.url, token, cluster, name, { modelDir: opts.modelDir, threads }));
   try {
-    say('loading: one process, and 2 workers');
-    const engine = await createShardEngine(opts.modelDir, { start: 0, end: cfg.numLayers, quant, threads, provider: 'cpu' });
-    local = new LocalPipeline([new StageRunner(engine)]);
-    const localGen = createScheduler(local, { prefixCache: 0 });
+    say('loading: 2 workers, then the model in this process');
     bus = await NatsBus.connect({ servers: nats.url, token, name: 'hearth-bench-gateway' });
     pipeline = createClusterPipeline({
       // 'balanced': the bench measures the 2-worker split (the 'fastest' planner may leave a worker
@@ -267,6 +355,21 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     });
     await waitLive(pipeline, 2, 900_000, () => workers.map((w) => w.log()).join('\n'));
     stages = (pipeline.coordinator.plan()?.stages ?? []).map((s) => [s.start, s.end] as const);
+    // The gateway's own peak, before this process also loads the baselines below.
+    gatewayBeforeBaselines = peakRssBytes('self');
+    // What each worker reports holding (heartbeats): its KV buffers at most, and who runs what.
+    const coord = pipeline.coordinator;
+    const sample = (): void => {
+      for (const n of coord.snapshot().nodes) {
+        const prev = seen.get(n.id);
+        seen.set(n.id, { name: n.name, range: n.range ?? prev?.range ?? null, kvPeak: Math.max(prev?.kvPeak ?? 0, n.memory.kvBytes) });
+      }
+    };
+    sample();
+    sampler = setInterval(sample, 200);
+    const engine = await createShardEngine(opts.modelDir, { start: 0, end: cfg.numLayers, quant, threads, provider: 'cpu' });
+    local = new LocalPipeline([new StageRunner(engine)]);
+    const localGen = createScheduler(local, { prefixCache: 0 });
     const splitEngines = await Promise.all(stages.map(([start, end]) => createShardEngine(opts.modelDir, { start, end, quant, threads, provider: 'cpu' })));
     split = new LocalPipeline(splitEngines.map((e) => new StageRunner(e)));
     const splitGen = createScheduler(split, { prefixCache: 0 });
@@ -311,11 +414,11 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
         pipeline.hops.reset();
         pipeline.stages.reset();
         const counts0 = { ...pipeline.counts };
-        const oneNow = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`);
+        const oneNow = await decodeRate(gen, prompt, decode, 1, `one${hopDelayMs}-${r}`, gauge);
         if (oneNow > a.one) { a.one = oneNow; a.stageP50Ms = pipeline.stages.quantiles(0.5); }
         const aggNow: number[] = [];
         for (const [i, n] of streamCounts.entries()) {
-          const m = await measureDecode(gen, prompt, decode, n, `agg${n}-${hopDelayMs}-${r}`);
+          const m = await measureDecode(gen, prompt, decode, n, `agg${n}-${hopDelayMs}-${r}`, gauge);
           aggNow[i] = m.steady;
           a.agg[i] = Math.max(a.agg[i] ?? 0, m.steady);
           a.ramp[i] = Math.max(a.ramp[i] ?? 0, m.withRamp);
@@ -333,8 +436,8 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
             const before = spot.stats.sequences;
             const cmp0 = spot.stats.comparisons;
             const fail0 = spot.stats.failures;
-            c.one = Math.max(c.one, await decodeRate(gen, prompt, decode, 1, `spot${i}-one-${r}`));
-            c.agg = Math.max(c.agg, await decodeRate(gen, prompt, decode, n0, `spot${i}-agg-${r}`));
+            c.one = Math.max(c.one, await decodeRate(gen, prompt, decode, 1, `spot${i}-one-${r}`, gauge));
+            c.agg = Math.max(c.agg, await decodeRate(gen, prompt, decode, n0, `spot${i}-agg-${r}`, gauge));
             c.seqs += 1 + n0;
             c.checkedSeqs += spot.stats.sequences - before;
             c.comparisons += spot.stats.comparisons - cmp0;
@@ -365,7 +468,22 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
       const c = checked[i]!;
       spotRows.push({ rate, clusterTokS: c.one, aggregateTokS: c.agg, singleRatio: c.one / c.baseOne, aggregateRatio: c.agg / c.baseAgg, checkedSequences: c.checkedSeqs, sequences: c.seqs, comparisons: c.comparisons, failures: c.failures });
     });
+    // Peaks are read while the workers still run (an exited process has no /proc status).
+    if (sampler !== null) clearInterval(sampler);
+    sampler = null;
+    const kvPerPosition = (start: number, end: number): number => (end - start) * kvBytesPerLayer(cfg, 1, kvElementBytes());
+    const byName = new Map([...seen.values()].map((v) => [v.name, v]));
+    for (const [i, w] of workers.entries()) {
+      const name = `w${i + 1}`;
+      const v = byName.get(name);
+      const range = v?.range ?? null;
+      const weightBytes = range === null ? 0 : plannedWeightBytes(cost, range[0], range[1]);
+      const kvInUseBytes = range === null ? 0 : gauge.peak * kvPerPosition(range[0], range[1]);
+      memory.push({ node: name, range, peakRssBytes: peakRssBytes(w.proc.pid), weightBytes, kvInUseBytes, kvHeldPeakBytes: v?.kvPeak ?? 0, boundBytes: rssBound(weightBytes, kvInUseBytes) });
+    }
+    memory.push({ node: 'gateway', range: null, peakRssBytes: peakRssBytes('self'), weightBytes: 0, kvInUseBytes: 0, kvHeldPeakBytes: 0, boundBytes: 400 * MB, peakBeforeBaselinesBytes: gatewayBeforeBaselines });
   } finally {
+    if (sampler !== null) clearInterval(sampler);
     await spot?.close();
     await stopWorkers(workers);
     await pipeline?.close();
@@ -374,7 +492,15 @@ export async function benchCluster(opts: BenchClusterOptions): Promise<BenchClus
     await split?.close();
     await nats.stop();
   }
-  return { model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows, ...(spotRows.length > 0 ? { spotCheck: spotRows } : {}) };
+  const planStages = [...seen.values()].filter((v) => v.range !== null).sort((a, b) => a.range![0] - b.range![0]);
+  const p50 = rows[0]?.stageP50Ms ?? [];
+  const balance = stages.map((range, i) => ({ range, node: planStages.find((v) => v.range![0] === range[0])?.name ?? '?', msPerStep: p50[i] ?? Number.NaN }));
+  const ms = balance.map((b) => b.msPerStep).filter(Number.isFinite);
+  const balanceRatio = ms.length === 0 ? Number.NaN : Math.max(...ms) / Math.min(...ms);
+  return {
+    model: opts.modelDir, quant, threads, workers: 2, promptTokens, decodeTokens: decode, stages, rows, ...(spotRows.length > 0 ? { spotCheck: spotRows } : {}),
+    peakPositions: gauge.peak, memory, balance, balanceRatio,
+  };
 }
 
 export function formatBenchCluster(r: BenchClusterResult): string {
@@ -397,5 +523,37 @@ export function formatBenchCluster(r: BenchClusterResult): string {
     const sline = (cells: string[]): string => cells.map((c, i) => c.padStart(sw[i] ?? 0)).join('  ');
     out.push('', 'spot-checking (hop delay 0; unchecked = the same rounds\' cluster figures above):', sline(sc), ...srows.map(sline));
   }
+  out.push('', ...formatMemory(r));
   return out.join('\n');
+}
+
+/** Memory and stage balance (issue 20 item 7). */
+function formatMemory(r: BenchClusterResult): string[] {
+  const mb = (b: number | null | undefined): string => (b === null || b === undefined || !Number.isFinite(b) ? '-' : `${(b / MB).toFixed(1)}`);
+  const cols = ['node', 'layers', 'peak RSS MB', 'weights MB', 'KV in use MB', 'KV held MB', 'RSS ÷ (weights+KV)', 'bound MB', 'within'];
+  const rows = r.memory.map((m) => {
+    const gw = m.node === 'gateway';
+    const planned = m.weightBytes + m.kvInUseBytes;
+    return [
+      gw ? 'gateway (bench process)' : m.node,
+      m.range === null ? '-' : `[${m.range[0]},${m.range[1]})`,
+      gw ? `${mb(m.peakBeforeBaselinesBytes)} (${mb(m.peakRssBytes)} with baselines)` : mb(m.peakRssBytes),
+      gw ? '-' : mb(m.weightBytes),
+      gw ? '-' : mb(m.kvInUseBytes),
+      gw ? '-' : mb(m.kvHeldPeakBytes),
+      gw || m.peakRssBytes === null || planned === 0 ? '-' : (m.peakRssBytes / planned).toFixed(2),
+      mb(m.boundBytes),
+      // The gateway's bound applies to its peak before the baselines joined this process.
+      (gw ? m.peakBeforeBaselinesBytes : m.peakRssBytes) == null ? '-' : ((gw ? m.peakBeforeBaselinesBytes! : m.peakRssBytes!) <= m.boundBytes ? 'yes' : 'NO'),
+    ];
+  });
+  const w = cols.map((c, i) => Math.max(c.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(w[i] ?? 0) : c.padStart(w[i] ?? 0))).join('  ');
+  const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '-');
+  return [
+    `memory (peak RSS = VmHWM; weights = planner, as built; KV in use = planner, at the ${r.peakPositions} positions in flight at most; bound = 1.3 × (weights + KV) + 150 MB, the gateway's 400 MB):`,
+    line(cols), ...rows.map(line),
+    '',
+    `stage balance (median ms per single-stream step, hop delay ${r.rows[0]?.hopDelayMs ?? 0} ms): ${r.balance.map((b) => `${b.node} [${b.range[0]},${b.range[1]}) ${f(b.msPerStep)} ms`).join(', ')}; slowest ÷ fastest ${Number.isFinite(r.balanceRatio) ? r.balanceRatio.toFixed(2) : '-'}`,
+  ];
 }
