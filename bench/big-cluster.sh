@@ -34,8 +34,10 @@ start_worker() { # name
 }
 ready() { curl -sf "http://127.0.0.1:$PORT/ready" > /dev/null; }
 ask() {
+  local id
+  id=$(curl -sf "http://127.0.0.1:$PORT/v1/models" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).data[0].id))') || return 1
   curl -sf "http://127.0.0.1:$PORT/v1/chat/completions" -H 'content-type: application/json' \
-    -d '{"model":"x","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":16,"temperature":0}'
+    -d "{\"model\":\"$id\",\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":16,\"temperature\":0}"
 }
 trap 'kill $GW $W1 $W2 2>/dev/null; wait 2>/dev/null' EXIT
 
@@ -63,3 +65,13 @@ cmp -s <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv
        <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).choices[0].message.content)' "$RUN/answer2.json") \
   && echo "same text after the restart" || echo "TEXT DIFFERS after the restart"
 echo "peak RSS: gateway(up, restarted) $(hwm $GW), w1 $(hwm $W1), w2 $(hwm $W2)"
+
+echo "--- the same request in one process: hearth generate --stages 2"
+kill $W1 $W2 2>/dev/null; wait $W1 $W2 2>/dev/null
+HEARTH_CACHE_DIR="$RUN/gen-cache" node bin/hearth.js generate --model "$MODEL" --quant int4 --stages 2 --threads 2 --chat \
+  --prompt "Once upon a time" --max-tokens 16 --temperature 0 > "$RUN/generate.txt" 2> "$RUN/generate.err"
+node -e '
+  const fs = require("fs");
+  const a = JSON.parse(fs.readFileSync(process.argv[1])).choices[0].message.content;
+  const g = fs.readFileSync(process.argv[2], "utf8").replace(/\n$/, "");
+  console.log(a === g ? "greedy text equal to hearth generate --stages 2" : `TEXT DIFFERS from hearth generate: ${JSON.stringify(a)} vs ${JSON.stringify(g)}`);' "$RUN/answer1.json" "$RUN/generate.txt"
