@@ -168,6 +168,9 @@ export interface ModelRef {
   /** Where to fetch weights when the node lacks them (gateway HTTP base URL), and its bearer token. */
   readonly gatewayUrl: string;
   readonly weightsToken: string;
+  /** Context the gateway serves (its contextLength): a stage builds its rotary tables for this many
+   *  positions, not the model's maximum (issue 20). Absent from older gateways: the model's maximum. */
+  readonly contextLength?: number;
 }
 
 export interface AssignMsg extends Base {

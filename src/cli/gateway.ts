@@ -107,7 +107,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   const { model, config } = await loadServedModel(o.modelDir, cfg.model.id, cfg.model.maxContext, o.notice);
   const ckpt = openCheckpoint(o.modelDir);
   // Plan with a KV reserve (model-costs.ts kvReserveTokens); KV grows past it within each node's offer.
-  const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: kvReserveTokens(model.contextLength) });
+  const cost = modelCostsFromCheckpoint(ckpt, { quant: cfg.model.quant, kvTokens: kvReserveTokens(model.contextLength), maxPositions: model.contextLength });
   ckpt.close();
   const metrics = createMetrics({ enabled: cfg.metrics.enabled });
 
@@ -190,6 +190,8 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       gatewayUrl: `http://${hostForUrl(publicHost)}:${port}`,
       // Replaced per node and stage by a grant from weightsGrants (issue 19).
       weightsToken: '',
+      // Stages build rotary tables for the context served, not the model's maximum (issue 20).
+      contextLength: model.contextLength,
     },
     cost,
     quant: cfg.model.quant,
@@ -202,7 +204,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     weightsGrants,
   });
   // Spot-checking (issue 14): a sampled fraction of sequences recomputed here, off the event loop.
-  const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, cost, log, metrics) : null;
+  const spot = cfg.cluster.spotCheckRate > 0 ? startSpotChecker(pipeline, o.bus, o.modelDir, cfg, cost, log, metrics, model.contextLength) : null;
   scheduler = createScheduler(pipeline, {
     maxConcurrent: cfg.limits.maxConcurrentSequences,
     maxQueue: cfg.limits.maxQueue,
@@ -274,14 +276,14 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   };
 }
 
-function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>): SpotChecker {
+function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
   const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
   const spot = new SpotChecker({
     bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,
     coordinator: pipeline.coordinator, log,
     tolerance: Number.isFinite(tol) && tol > 0 ? tol : toleranceFor(cfg.model.quant),
     // One thread: the check competes with nothing on a gateway of its own, and little on a shared box.
-    createEngine: async (start, end) => (await import('../runtime/index.ts')).createShardEngine(modelDir, { start, end, quant: cfg.model.quant, threads: 1, provider: 'cpu' }),
+    createEngine: async (start, end) => (await import('../runtime/index.ts')).createShardEngine(modelDir, { start, end, quant: cfg.model.quant, threads: 1, provider: 'cpu' }, { maxPositions: contextLength }),
     // The planner's figure for the stage's weights as built (its KV here is one short mirror).
     engineBytes: (start, end) => stageBytes({ ...cost, kvBytesPerLayer: 0 }, start, end),
     memoryBudget: cfg.cluster.spotCheckMemoryMb * 2 ** 20,

@@ -10,7 +10,8 @@
 //   mapped and paged in by the rows looked up; counted whole, since over many prompts every row is;
 // - the lm_head is int4 in row slices; a tied head on a stage that also holds the embedding reads
 //   the lookup table's bytes (counted once), on a later stage it is quantized from the checkpoint;
-// - norms and the two rotary tables [positions, headDim/2] fp32 are held as fp32.
+// - norms are held as fp32, and so are the two rotary tables [positions, headDim/2], built for the
+//   context served (ropePositions: the gateway's contextLength, not max_position_embeddings).
 // onnxruntime prepacks each MatMulNBits weight for its int8 kernels (accuracy_level 4), adding one
 // fp32 block sum per block: 4 bytes per block, held in memory but not streamed per token.
 // 'none' keeps projections and the head as fp32 (4 bytes), the embedding as stored (mapped).
@@ -26,6 +27,7 @@
 
 import { defaultInt4BlockSize, int4Blocks, int4MatrixBytes } from '../model/index.ts';
 import { EMBED_TOKENS, LM_HEAD } from '../model/index.ts';
+import { ropePositions } from '../model/onnx/index.ts';
 import type { Checkpoint, ModelConfig } from '../model/types.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
@@ -46,7 +48,8 @@ export interface CostOptions {
   readonly int4Block?: number;
   /** Bytes per KV element: 4 (float32, default) or 2 (HEARTH_KV_DTYPE=float16). */
   readonly kvElementBytes?: number;
-  /** Rotary table length every stage builds (default: the model's max_position_embeddings). */
+  /** Context served: the rotary table rows every stage builds (ropePositions; default the model's
+   *  max_position_embeddings, as a worker given no context builds). */
   readonly maxPositions?: number;
 }
 
@@ -114,7 +117,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   let firstLastSharedBytes = 0;
   if (cfg.tieEmbeddings && embedInt4) firstLastSharedBytes = headBytes;
   else if (cfg.tieEmbeddings && !int4 && ckpt.info(EMBED_TOKENS).dtype === 'F32') firstLastSharedBytes = firstBytes;
-  const positions = opts.maxPositions ?? cfg.maxPositions;
+  const positions = ropePositions(cfg, opts.maxPositions);
   const ropeBytes = 2 * positions * (cfg.headDim / 2) * 4;
   return {
     numLayers: L,

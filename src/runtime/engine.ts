@@ -91,6 +91,9 @@ export class OnnxShardEngine implements ShardEngine {
       if (!this.first && it.hidden?.length !== it.n * this.config.hiddenSize) {
         return Promise.reject(new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq}: hidden must be [${it.n}, ${this.config.hiddenSize}]`]));
       }
+      // The rotary tables end at the context served: a position past them has no rotation (the
+      // scheduler keeps sequences inside contextLength; this stops anything that does not).
+      if (it.pos + it.n > this.info.positions) return Promise.reject(new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.info.positions, it.pos + it.n, ` (this stage was built for ${this.info.positions} positions)`]));
       next.set(it.seq, it.pos + it.n); // pos < have only when rewinding
     }
     for (const [s, l] of next) this.lens.set(s, l);

@@ -8,7 +8,7 @@ import ort from 'onnxruntime-node';
 import { HearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { ATTN_INPUTS, IO, KV_DTYPES, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
+import { ATTN_INPUTS, IO, KV_DTYPES, ropePositions, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { INT4_BLOCK_SIZES } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
@@ -21,7 +21,8 @@ export interface ShardSessionOptions {
   readonly attention?: AttentionKind | 'auto';
   /** MatMulNBits accuracy_level for int4 (default 4: int8 activations). */
   readonly accuracyLevel?: number;
-  /** Rotary table length (default: the model's max_position_embeddings). */
+  /** Context served: rotary table rows, and so the positions a sequence may reach (default and at
+   *  most: the model's max_position_embeddings). */
   readonly maxPositions?: number;
   /** Write an onnxruntime per-op profile (see endProfiling). */
   readonly profile?: boolean;
@@ -61,6 +62,8 @@ export interface ShardInfo {
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
   readonly lookupBytes: number;
+  /** Positions the rotary tables cover: a step past them is refused (see ropePositions). */
+  readonly positions: number;
   /** Time to obtain the graph and weights (build, or cache lookup). */
   readonly buildMs: number;
   readonly sessionMs: number;
@@ -256,6 +259,7 @@ export class ShardSession {
           config,
           attention: files.attention,
           kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
+          positions: ropePositions(config, opts.maxPositions),
           weightBytes: files.weightBytes,
           lookupBytes: files.lookupBytes,
           buildMs: t1 - t0,

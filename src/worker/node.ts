@@ -15,6 +15,7 @@ import { hearthVersion } from '../bus/version.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { isHearthError } from '../errors/index.ts';
 import type { ShardEngine, Provider, Quant } from '../runtime/types.ts';
+import type { EngineOptions } from '../runtime/engine.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { StageRunner } from './stage-runner.ts';
 import { wallMs } from '../bus/wall-clock.ts';
@@ -46,7 +47,7 @@ export interface WorkerNodeOptions {
   readonly slowdown?: number;
   readonly log?: Log;
   /** Engine factory (default: runtime's createShardEngine). */
-  readonly createEngine?: (dir: string, spec: { start: number; end: number; quant: Quant; threads: number; provider: Provider }) => Promise<ShardEngine>;
+  readonly createEngine?: (dir: string, spec: { start: number; end: number; quant: Quant; threads: number; provider: Provider }, opts?: EngineOptions) => Promise<ShardEngine>;
   /** TEST HOOK (issue 14's spot-check test): corrupt this node's output — hidden states scaled
    *  noise of this relative size added, or, on the last stage, the next token id instead of the
    *  sampled one. Set only by HEARTH_TEST_PERTURB_OUTPUT; never in normal operation. */
@@ -216,7 +217,7 @@ export class WorkerNode {
       this.publishLoaded(m, true, null);
       return;
     }
-    const key = `${m.model.name}|${m.range.start}|${m.range.end}|${m.quant}|${m.threads}`;
+    const key = `${m.model.name}|${m.range.start}|${m.range.end}|${m.quant}|${m.threads}|${m.model.contextLength ?? ''}`;
     const range = [m.range.start, m.range.end] as const;
     if (this.stepRange === null || this.stepRange[0] !== range[0] || this.stepRange[1] !== range[1]) {
       this.stepTimes = [];
@@ -236,7 +237,9 @@ export class WorkerNode {
       const dir = await this.modelDirFor(m);
       const create = this.opts.createEngine ?? (await import('../runtime/index.ts')).createShardEngine;
       const t0 = Date.now();
-      const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' });
+      // Rotary tables for the context the gateway serves, not the model's maximum (issue 20).
+      const built: EngineOptions = m.model.contextLength !== undefined ? { maxPositions: m.model.contextLength } : {};
+      const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' }, built);
       if (this.wanted !== m || this.closed) { await engine.close(); return; }
       this.loaded = { key, engine, runner: new StageRunner(engine, this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}) };
       this.loaded.runner.setStages(m.stages ?? 1);

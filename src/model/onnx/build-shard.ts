@@ -15,7 +15,7 @@ import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
 import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
-import { ropeTables } from './rope.ts';
+import { ropePositions, ropeTables } from './rope.ts';
 import { WeightReader } from './weights.ts';
 
 export interface BuildShardOptions {
@@ -23,7 +23,7 @@ export interface BuildShardOptions {
   readonly attention?: AttentionKind | 'auto';
   /** MatMulNBits accuracy_level: 4 = int8 activations (fastest on AVX-512 VNNI), 0 = fp32. */
   readonly accuracyLevel?: number;
-  /** Rotary table length (default: config maxPositions). */
+  /** Context served: the rotary tables' rows (default and at most: config maxPositions; see ropePositions). */
   readonly maxPositions?: number;
   /**
    * Write each prepared weight into this folder as w<i>.bin as soon as it is made (then load the
@@ -236,7 +236,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   };
 
   // --- layers ----------------------------------------------------------------------------------------
-  const positions = opts.maxPositions ?? cfg.maxPositions;
+  const positions = ropePositions(cfg, opts.maxPositions);
   const { cos, sin } = ropeTables(cfg, positions);
   const kvType = kind === 'fused' && opts.kvDtype === 'float16' ? DT.float16 : DT.float;
   const actx = attentionContext(g, cfg, kind, cos, sin, positions, kvType);

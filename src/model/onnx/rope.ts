@@ -29,6 +29,16 @@ export function ropeInvFreq(cfg: ModelConfig): Float64Array {
   });
 }
 
+/**
+ * Rows of the rotary tables a shard builds: the context it serves (the gateway's contextLength,
+ * sent with each assignment), never past the model's max_position_embeddings. Building them for
+ * the model's maximum instead costs 131072 × 64 × 2 × 4 B = 67 MB per stage on Llama 3.x (issue 20).
+ * The planner counts the same rows (src/cluster/model-costs.ts).
+ */
+export function ropePositions(cfg: ModelConfig, contextLength?: number): number {
+  return Math.max(1, Math.min(contextLength ?? cfg.maxPositions, cfg.maxPositions));
+}
+
 /** cos and sin caches, each [positions, headDim/2] fp32. */
 export function ropeTables(cfg: ModelConfig, positions: number): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInvFreq(cfg);
