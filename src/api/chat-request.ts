@@ -13,6 +13,7 @@ import { reasoningMode } from './reasoning-splitter.ts';
 import { planTools, type ToolPlan } from './tools.ts';
 import type { ApiLimits, ServedModel } from './types.ts';
 import { compileUserSchema } from './user-schemas.ts';
+import { encodeOffLoop } from '../chat/encode-off-loop.ts';
 
 // A validated chat request → everything needed to generate and to shape the answer: the rendered,
 // tokenized prompt, per-choice sampling, stops, tools and the output constraint. Pure: no sockets,
@@ -69,6 +70,31 @@ export function checkModel(requested: string, model: ServedModel): void {
 export const MAX_MESSAGES = 4096;
 
 export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): ChatPlan {
+  const r = renderChat(body, model);
+  return finishChat(body, model, limits, r, Int32Array.from(model.tokenizer.encode(r.promptText, { addSpecialTokens: false })));
+}
+
+/**
+ * planChat for the routes: the same plan, with a big prompt tokenized off the event loop (and
+ * within a deadline: encode-off-loop.ts), so one request cannot stall /health and heartbeats.
+ */
+export async function planChatOffLoop(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): Promise<ChatPlan> {
+  const r = renderChat(body, model);
+  return finishChat(body, model, limits, r, await encodeOffLoop(model.tokenizer, r.promptText, { addSpecialTokens: false, param: 'messages' }));
+}
+
+interface RenderedChat {
+  readonly n: number;
+  readonly logprobs: boolean;
+  readonly topLogprobs: number;
+  readonly tools: ToolPlan | null;
+  readonly format: FormatPlan | null;
+  readonly messages: readonly ChatMessage[];
+  readonly promptText: string;
+}
+
+/** Everything up to the rendered prompt text (validation, tools, format, template). */
+function renderChat(body: ChatRequestBody, model: ServedModel): RenderedChat {
   checkModel(body.model, model);
   if (body.messages.length > MAX_MESSAGES) {
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Too many messages: ${body.messages.length} (limit ${MAX_MESSAGES} messages per request); compact the conversation.`], { param: 'messages' });
@@ -104,7 +130,13 @@ export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiL
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The model's chat template rejected the messages: ${(e as Error).message}`.slice(0, 500)], { param: 'messages', cause: e });
   }
   precheckLength(tok, model.contextLength, promptText.length, 'messages');
-  const prompt = Int32Array.from(tok.encode(promptText, { addSpecialTokens: false }));
+  return { n, logprobs, topLogprobs, tools, format, messages, promptText };
+}
+
+/** The plan from the rendered prompt and its tokens. */
+function finishChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits, r: RenderedChat, prompt: Int32Array): ChatPlan {
+  const { n, logprobs, topLogprobs, tools, format, messages, promptText } = r;
+  const tok = model.tokenizer;
   if (prompt.length >= model.contextLength) throw contextError(model.contextLength, prompt.length, 'messages');
   const maxTokens = completionBudget(body.max_completion_tokens ?? body.max_tokens, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens', limits.maxTokens);
 

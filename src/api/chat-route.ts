@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createConstraint } from '../chat/constraint/index.ts';
 import { HearthError } from '../errors/index.ts';
 import type { TokenConstraint } from '../scheduler/types.ts';
-import { planChat, type ChatPlan } from './chat-request.ts';
+import { planChatOffLoop, type ChatPlan } from './chat-request.ts';
 import { ChoiceCancelled, runChoice, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import type { ChatTokenLogprob } from './logprobs.ts';
 import { mergeChoices } from './merge-choices.ts';
@@ -31,7 +31,7 @@ interface ChoiceOut {
 
 export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/chat/completions', { schema: { body: schemaRef('CreateChatCompletionRequest') } }, async (req, reply) => {
-    const plan = planChat(req.body as ChatRequestBody, ctx.model, ctx.limits);
+    const plan = await planChatOffLoop(req.body as ChatRequestBody, ctx.model, ctx.limits);
     admit(ctx, plan.n);
     const id = completionId('chatcmpl');
     const ac = watchDisconnect(reply);

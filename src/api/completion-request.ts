@@ -6,6 +6,7 @@ import { completionBudget, contextError, precheckLength, samplingPerChoice, stop
 import { wellFormed } from './messages.ts';
 import type { CompletionRequestBody } from './openai-types.ts';
 import type { ApiLimits, ServedModel } from './types.ts';
+import { encodeOffLoop } from '../chat/encode-off-loop.ts';
 
 // A validated legacy completion request → prompts (raw text, no chat template; strings or token
 // ids, one or several), per-choice sampling, stops and budgets. Pure, like chat-request.ts.
@@ -27,7 +28,30 @@ export interface CompletionPlan {
   readonly stopTokens: readonly number[];
 }
 
-export function planCompletion(body: CompletionRequestBody, model: ServedModel, limits?: ApiLimits): CompletionPlan {
+/**
+ * planCompletion for the route: big text prompts are tokenized off the event loop first (within
+ * a deadline, encode-off-loop.ts), then planned with those ids. FIM prompts are tokenized in
+ * parts by fim.ts, inline.
+ */
+export async function planCompletionOffLoop(body: CompletionRequestBody, model: ServedModel, limits?: ApiLimits): Promise<CompletionPlan> {
+  checkModel(body.model, model);
+  const encoded = new Map<string, Int32Array>();
+  if (!(typeof body.suffix === 'string' && body.suffix !== '')) {
+    const list = promptList(body.prompt);
+    for (let k = 0; k < list.length; k++) {
+      const p = list[k];
+      if (typeof p !== 'string') continue;
+      const text = wellFormed(p);
+      const param = typeof body.prompt === 'string' ? 'prompt' : `prompt[${k}]`;
+      // The cheap bound first: a prompt that surely overflows the context is never tokenized.
+      precheckLength(model.tokenizer, model.contextLength, text.length, param);
+      if (!encoded.has(text)) encoded.set(text, await encodeOffLoop(model.tokenizer, text, { addSpecialTokens: true, param }));
+    }
+  }
+  return planCompletion(body, model, limits, encoded);
+}
+
+export function planCompletion(body: CompletionRequestBody, model: ServedModel, limits?: ApiLimits, encoded?: ReadonlyMap<string, Int32Array>): CompletionPlan {
   checkModel(body.model, model);
   const tok = model.tokenizer;
   const n = body.n ?? 1;
@@ -51,7 +75,7 @@ export function planCompletion(body: CompletionRequestBody, model: ServedModel, 
       const text = wellFormed(p);
       precheckLength(tok, model.contextLength, text.length + (suffix?.length ?? 0), param);
       if (fim !== null) return { ids: fimPrompt(fim, tok, text, suffix!), text };
-      return { ids: Int32Array.from(tok.encode(text, { addSpecialTokens: true })), text };
+      return { ids: encoded?.get(text) ?? Int32Array.from(tok.encode(text, { addSpecialTokens: true })), text };
     }
     if (fim !== null) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Invalid value for 'prompt': with 'suffix' the prompt must be text."], { param });
     for (const id of p) {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ChoiceCancelled, runChoice, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import { emptyCompletionLogprobs, pushCompletionLogprob, type CompletionLogprobs } from './logprobs.ts';
 import { mergeChoices } from './merge-choices.ts';
-import { planCompletion, type CompletionPlan } from './completion-request.ts';
+import { planCompletionOffLoop, type CompletionPlan } from './completion-request.ts';
 import type { CompletionRequestBody } from './openai-types.ts';
 import { schemaRef } from './openapi.ts';
 import { admit, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
@@ -20,7 +20,7 @@ interface Slot {
 
 export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/completions', { schema: { body: schemaRef('CreateCompletionRequest') } }, async (req, reply) => {
-    const plan = planCompletion(req.body as CompletionRequestBody, ctx.model, ctx.limits);
+    const plan = await planCompletionOffLoop(req.body as CompletionRequestBody, ctx.model, ctx.limits);
     admit(ctx, plan.n * plan.prompts.length);
     const id = completionId('cmpl');
     const ac = watchDisconnect(reply);

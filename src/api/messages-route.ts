@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError } from '../errors/index.ts';
 import { anthropicErrorBody, translateMessagesRequest } from './anthropic-request.ts';
 import type { CreateMessageBody } from './anthropic-types.ts';
-import { planChat, type ChatPlan } from './chat-request.ts';
+import { planChatOffLoop, type ChatPlan } from './chat-request.ts';
 import { checkOutput, type ToolCallOut } from './chat-route.ts';
 import { ChoiceCancelled, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import { openNamedStream } from './event-stream.ts';
@@ -38,21 +38,21 @@ function checkVersion(req: FastifyRequest): void {
   }
 }
 
-function plan(ctx: ApiContext, body: CreateMessageBody): ChatPlan {
-  return planChat(translateMessagesRequest(body), ctx.model, ctx.limits);
+function plan(ctx: ApiContext, body: CreateMessageBody): Promise<ChatPlan> {
+  return planChatOffLoop(translateMessagesRequest(body), ctx.model, ctx.limits);
 }
 
 export function registerMessagesRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/messages/count_tokens', { schema: { body: schemaRef('CountMessageTokensRequest') } }, async (req) => {
     checkVersion(req);
-    const p = plan(ctx, { ...(req.body as CreateMessageBody), max_tokens: 1 });
+    const p = await plan(ctx, { ...(req.body as CreateMessageBody), max_tokens: 1 });
     return { input_tokens: p.prompt.length };
   });
 
   app.post('/v1/messages', { schema: { body: schemaRef('CreateMessageRequest') } }, async (req, reply) => {
     checkVersion(req);
     const body = req.body as CreateMessageBody;
-    const p = plan(ctx, body);
+    const p = await plan(ctx, body);
     admit(ctx, 1);
     const id = completionId('msg').replace('-', '_');
     const ac = watchDisconnect(reply);

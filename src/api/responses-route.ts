@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { ownerOf } from './auth.ts';
-import { planChat, type ChatPlan } from './chat-request.ts';
+import { planChatOffLoop, type ChatPlan } from './chat-request.ts';
 import { checkOutput, type ToolCallOut } from './chat-route.ts';
 import { ChoiceCancelled, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import { openNamedStream } from './event-stream.ts';
@@ -60,7 +60,7 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
     const { chat, items } = translateResponsesRequest(body, history);
     let plan: ChatPlan;
     try {
-      plan = planChat(chat, ctx.model, ctx.limits);
+      plan = await planChatOffLoop(chat, ctx.model, ctx.limits);
     } catch (e) {
       throw respell(e);
     }
