@@ -10,7 +10,26 @@ import { spawnThread } from './spawn-thread.ts';
 import type { ShardEngine, StageItem, StageResult, StageSpec } from './types.ts';
 import type { Worker } from 'node:worker_threads';
 
-export type EngineOptions = ShardSessionOptions;
+export interface EngineOptions extends ShardSessionOptions {
+  /**
+   * Bytes this node offers (its --memory). What its weights leave of it is the KV budget: a step
+   * whose KV would pass it is refused with HEARTH_ERR_KV_FULL before it runs, so a long sequence
+   * gets a clear error instead of the process growing until the OOM killer ends every stream.
+   * Absent: no bound (one process, tests, benchmarks).
+   */
+  readonly memoryBytes?: number;
+}
+
+/** The sequences a HEARTH_ERR_KV_FULL refusal names: the rest of that batch may run again. */
+const KV_FULL_SEQS = Symbol('kvFullSeqs');
+
+/** For the stage runner: the sequences a refused batch could not grow (null: not a KV refusal). */
+export function kvFullSequences(e: unknown): ReadonlySet<string> | null {
+  const s = (e as { [KV_FULL_SEQS]?: ReadonlySet<string> } | null)?.[KV_FULL_SEQS];
+  return s instanceof Set ? s : null;
+}
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 interface Pending {
   resolve(v: unknown): void;
@@ -31,6 +50,8 @@ export class OnnxShardEngine implements ShardEngine {
   private readonly lens = new Map<string, number>();
   private readonly pending = new Map<number, Pending>();
   private readonly bytesPerPosition: number;
+  /** KV bytes this stage may hold (see EngineOptions.memoryBytes); null = unbounded. */
+  private readonly kvBudget: number | null;
   private nextId = 1;
   private closed = false;
 
@@ -38,8 +59,10 @@ export class OnnxShardEngine implements ShardEngine {
     private readonly worker: Worker,
     readonly spec: StageSpec,
     readonly info: ShardInfo,
+    private readonly memoryBytes: number | null = null,
   ) {
     this.config = info.config;
+    this.kvBudget = memoryBytes === null ? null : Math.max(0, memoryBytes - info.weightBytes - info.lookupBytes);
     this.first = spec.start === 0;
     this.last = spec.end === info.config.numLayers;
     this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * (info.kvDtype === 'float16' ? 2 : 4);
@@ -66,7 +89,7 @@ export class OnnxShardEngine implements ShardEngine {
       await worker.terminate();
       throw e;
     });
-    return new OnnxShardEngine(worker, spec, info);
+    return new OnnxShardEngine(worker, spec, info, opts.memoryBytes ?? null);
   }
 
   /**
@@ -79,7 +102,27 @@ export class OnnxShardEngine implements ShardEngine {
     // Check positions against the mirror first, as the thread will apply them, in order.
     const next = new Map<string, number>();
     const lenOf = (s: string): number => next.get(s) ?? this.lens.get(s) ?? 0;
+    // KV budget: positions held by every sequence once this call's items ran. An item that would
+    // take it past the budget is refused alone (its sequence named in the error); the others stay
+    // within it and the stage runner runs them again without it.
+    let held = this.kvBudget === null ? 0 : this.kvBytes() / this.bytesPerPosition;
+    const full = new Set<string>();
+    let refused: HearthError | null = null;
     for (const it of items) {
+      if (this.kvBudget !== null) {
+        if (full.has(it.seq)) continue;
+        // After the item the sequence holds pos + n positions (a fork or a rewind replaces what it held).
+        const grow = it.pos + it.n - lenOf(it.seq);
+        if (grow > 0 && (held + grow) * this.bytesPerPosition > this.kvBudget) {
+          full.add(it.seq);
+          refused ??= new HearthError('HEARTH_ERR_KV_FULL', [
+            it.seq, it.pos + it.n, `[${this.spec.start}, ${this.spec.end})`,
+            `${mib(this.kvBudget)} for KV: ${mib(this.memoryBytes ?? 0)} offered less ${mib(this.info.weightBytes + this.info.lookupBytes)} of weights; ${mib(held * this.bytesPerPosition)} already held by ${this.lens.size} sequence(s)`,
+          ]);
+          continue;
+        }
+        held += grow;
+      }
       if (it.fork) {
         const have = lenOf(it.fork.from);
         if (it.fork.len > have) return Promise.reject(new HearthError('HEARTH_ERR_KV_POSITION', [it.fork.from, it.fork.len, have]));
@@ -96,6 +139,7 @@ export class OnnxShardEngine implements ShardEngine {
       if (it.pos + it.n > this.info.positions) return Promise.reject(new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.info.positions, it.pos + it.n, ` (this stage was built for ${this.info.positions} positions)`]));
       next.set(it.seq, it.pos + it.n); // pos < have only when rewinding
     }
+    if (refused !== null) return Promise.reject(Object.assign(refused, { [KV_FULL_SEQS]: full }));
     for (const [s, l] of next) this.lens.set(s, l);
     const id = this.nextId++;
     // Transfer only buffers an item's hidden covers whole and that came out of an engine: a batched

@@ -1,4 +1,4 @@
-export { createShardEngine, OnnxShardEngine, type EngineOptions } from './engine.ts';
+export { createShardEngine, kvFullSequences, OnnxShardEngine, type EngineOptions } from './engine.ts';
 export { ShardSession, type ShardSessionOptions, type ShardInfo } from './shard-session.ts';
 export { KvStore } from './kv-store.ts';
 export { spawnThread } from './spawn-thread.ts';

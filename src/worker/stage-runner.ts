@@ -2,6 +2,7 @@ import type { StageItem, ShardEngine } from '../runtime/types.ts';
 import type { SampledToken, SamplingParams } from '../sampling/types.ts';
 import { sampleToken } from '../sampling/index.ts';
 import { HearthError } from '../errors/index.ts';
+import { kvFullSequences } from '../runtime/engine.ts';
 
 /** One step of one sequence on this stage. */
 export interface StageWork {
@@ -264,7 +265,12 @@ export class StageRunner {
         try {
           results = await this.engine.run(items);
         } catch (e) {
-          for (const p of batch) p.reject(e);
+          // A batch refused because some sequences' KV would pass the node's budget
+          // (HEARTH_ERR_KV_FULL): those fail, the others go back to the head of the queue.
+          const full = kvFullSequences(e);
+          const rest = full === null ? [] : batch.filter((p) => !full.has(p.work.item.seq));
+          for (const p of batch) if (!rest.includes(p)) p.reject(e);
+          if (rest.length > 0) this.queue.splice(this.head, 0, ...rest);
           continue;
         }
         const ms = performance.now() - t0;
