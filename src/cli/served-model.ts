@@ -45,6 +45,12 @@ export async function resolveOrPullModel(arg: string, signal?: AbortSignal): Pro
   }
 }
 
+/** The context served when model.maxContext is null, if the checkpoint allows that much: the
+ *  coding agents' 7k–17k-token prompts fit with room to answer, and the RoPE tables and KV
+ *  reserve stay sized for it rather than for 131,072 positions (issue 20: 67 MB of tables per
+ *  stage of a Llama 3.2 3B). Longer contexts are one setting away. */
+export const DEFAULT_MAX_CONTEXT = 32_768;
+
 /** Everything the API needs to know about the model it serves. */
 export async function loadServedModel(dir: string, id: string | null, maxContext: number | null, notice?: string): Promise<{ model: ServedModel; config: ModelConfig }> {
   const ckpt = openCheckpoint(dir);
@@ -55,7 +61,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
   const model: ServedModel = {
     id: id ?? path.basename(path.resolve(dir)),
     family: config.family,
-    contextLength: Math.min(maxContext ?? config.maxPositions, config.maxPositions),
+    contextLength: Math.min(maxContext ?? DEFAULT_MAX_CONTEXT, config.maxPositions),
     tokenizer,
     template,
     templateSource: chatTemplateSource(dir),
