@@ -6,12 +6,13 @@
 // none of the workers' nkeys: each worker must join again with the token it kept, and never exit.
 // Everything real: nats-server, the CLI processes, the openai SDK.
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { startUp, tempHome, waitReady } from './helpers/cli.ts';
-import { tinyCheckpoint } from './helpers/hearth.ts';
-import { natsMissing, spawnWorker, until } from './helpers/nats.ts';
+import { BIN, startUp, tempHome, waitReady } from './helpers/cli.ts';
+import { repoRoot, tinyCheckpoint } from './helpers/hearth.ts';
+import { natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
 
 const skip = natsMissing();
 
@@ -59,4 +60,43 @@ t.test('hearth up restarted with the same flags: both workers rejoin by themselv
   });
   up2.child.kill('SIGTERM');
   await up2.exited;
+});
+
+// `hearth gateway` against a nats-server of the operator's own (one shared token, no join user):
+// the server stays up, the gateway process is replaced; the workers' connections never drop, and
+// they must answer the new gateway's hello and be planned again.
+t.test('hearth gateway restarted against the same nats-server: both workers are planned again', { skip }, async (t) => {
+  const model = await tinyCheckpoint();
+  const modelId = path.basename(model);
+  const nats = await withNats(t, { token: 'gateway-restart-token-0123456789' });
+  const gateway = async (): Promise<{ origin: string; stop: () => Promise<number | null>; out: () => string }> => {
+    const child = spawn(process.execPath, [BIN, 'gateway', '--nats', nats.url, '--model', model, '--port', '0', '--host', '127.0.0.1'], {
+      cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HEARTH_TOKEN: nats.token, HEARTH_LOG_PRETTY: 'false', HEARTH_CLUSTER: 'default' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    await until(() => /OpenAI API at (http:\/\/\S+?)\/v1/.test(out) || child.exitCode !== null, 60_000, 'hearth gateway to listen');
+    const origin = /OpenAI API at (http:\/\/\S+?)\/v1/.exec(out)?.[1];
+    if (origin === undefined) throw new Error(`hearth gateway did not start:\n${out.slice(-3000)}`);
+    return { origin, out: () => out, stop: async () => { child.kill('SIGTERM'); return exited; } };
+  };
+  const g1 = await gateway();
+  const workers = ['g1', 'g2'].map((name) => spawnWorker(t,
+    ['--join', nats.url, '--cluster', 'default', '--name', name, '--model', model, '--threads', '1', '--speed', '10', '--memory', '1G'],
+    { HEARTH_TOKEN: nats.token, HEARTH_LOG_PRETTY: 'false' }));
+  const logs = (): string => workers.map((w, i) => `--- g${i + 1}:\n${w.stderr().slice(-3000)}`).join('\n');
+  await waitReady(g1.origin, 60_000, () => g1.out() + logs());
+  t.equal(await g1.stop(), 0, 'the first gateway stopped cleanly');
+  const g2 = await gateway();
+  await waitReady(g2.origin, 60_000, () => g2.out() + logs());
+  const client = new OpenAI({ baseURL: `${g2.origin}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60_000 });
+  const r = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 });
+  t.equal(r.choices[0]?.finish_reason, 'length', 'a request through the openai SDK succeeds on the new gateway');
+  const cluster = await (await fetch(`${g2.origin}/v1/cluster`)).json() as { nodes: { name: string }[] };
+  t.same(cluster.nodes.map((n) => n.name).sort(), ['g1', 'g2'], 'the new gateway planned both workers');
+  workers.forEach((w, i) => t.equal(w.proc.exitCode, null, `g${i + 1} never exited`));
+  await g2.stop();
 });
