@@ -40,7 +40,7 @@ t.test('hearth up restarted with the same flags: both workers rejoin by themselv
   up1.child.kill('SIGTERM');
   const { code } = await up1.exited;
   t.equal(code, 0, 'the first hearth up stopped cleanly');
-  await until(() => workers.every((w) => w.stderr().includes('NATS disconnected')), 15_000, 'both workers to see the server gone');
+  await until(() => workers.every((w) => w.stderr().includes('NATS disconnected')), 45_000, `both workers to see the server gone\n${logs()}`);
 
   const t0 = Date.now();
   const up2 = await startUp(t, flags, { home });

@@ -67,8 +67,12 @@ export class NatsBus extends FramedBus {
     // With `renew`, the credential is read at every (re)connect: renewal swaps it in place.
     let cred: BusCredential | null = opts.renew === undefined ? null
       : opts.nkeySeed !== undefined ? { nkeySeed: opts.nkeySeed } : opts.token !== undefined ? { token: opts.token } : null;
+    // The credential the latest attempt presented: a refusal of one that renewal has replaced
+    // since (an attempt already under way) is stale, and must not start another renewal.
+    let presented: BusCredential | null = cred;
     const dynamic = (nonce?: string): Auth => {
       const c = cred;
+      presented = c;
       if (c === null) return undefined as unknown as Auth;
       return 'nkeySeed' in c ? nkeyAuthenticator(new TextEncoder().encode(c.nkeySeed))(nonce) : tokenAuthenticator(c.token)(nonce);
     };
@@ -96,6 +100,7 @@ export class NatsBus extends FramedBus {
     const bus = new NatsBus(nc, opts.log);
     const renew = opts.renew;
     void bus.watch(() => { attempt = 0; }, renew === undefined || cred === null ? null : async (refusal) => {
+      if (presented !== cred) return;
       cred = await renew(refusal);
       attempt = 0; // the renewed credential is tried soon
     });

@@ -186,7 +186,20 @@ export function rejoinOnRefusal(o: JoinOptions, start: 'nkey' | 'token'): (refus
     log.warn({ err: refusal.message, waitMs },
       'the NATS server refused this node\'s credential (a restarted server that never admitted it, or a gateway that forgot this node): joining again with the cluster token');
     if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
-    const seed = await joinForCredential(o);
+    let seed: string | null;
+    for (let tries = 0; ; tries++) {
+      try {
+        seed = await joinForCredential(o);
+        break;
+      } catch (e) {
+        // Only distrust is final. Any other no (this id still held under the old key, until the
+        // gateway forgets it; too many nodes) may change: ask again, backing off.
+        if (!(e instanceof JoinRefusedError) || /^distrusted\b/.test(e.reason)) throw e;
+        const wait = backoffMs(tries, 1000, 30_000);
+        log.warn({ reason: e.reason, waitMs: wait }, 'the gateway did not admit this node again yet; asking again');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
     lastAt = Date.now();
     if (seed === null) {
       usingToken = true;
