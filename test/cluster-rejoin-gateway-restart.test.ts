@@ -33,14 +33,27 @@ t.test('hearth up restarted with the same flags: both workers rejoin by themselv
     return r.choices[0]?.finish_reason ?? null;
   };
   const logs = (): string => workers.map((w, i) => `--- w${i + 1}:\n${w.stderr().slice(-3000)}`).join('\n');
+  const names = async (origin: string): Promise<string[]> => {
+    const c = await (await fetch(`${origin}/v1/cluster`)).json() as { nodes: { name: string; state: string }[] };
+    return c.nodes.filter((n) => n.state !== 'lost').map((n) => n.name).sort();
+  };
+  const bothIn = async (origin: string, what: string): Promise<void> => {
+    const until = Date.now() + 60_000;
+    while ((await names(origin)).join() !== 'w1,w2') {
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}\n${logs()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
   await waitReady(up1.origin, 60_000, () => up1.output() + logs());
-  t.equal(await ask(up1.origin), 'length', 'served by both workers before the restart');
+  await bothIn(up1.origin, 'both workers in the first gateway\'s cluster');
+  t.equal(await ask(up1.origin), 'length', 'served with both workers in the cluster before the restart');
 
   // Stop the gateway and its nats-server (what a reboot, an upgrade or Ctrl-C + start does).
   up1.child.kill('SIGTERM');
   const { code } = await up1.exited;
   t.equal(code, 0, 'the first hearth up stopped cleanly');
-  await until(() => workers.every((w) => w.stderr().includes('NATS disconnected')), 45_000, `both workers to see the server gone\n${logs()}`);
+  await until(() => workers.every((w) => w.stderr().includes('NATS disconnected')), 45_000, 'both workers to see the server gone')
+    .catch((e: unknown) => { throw new Error(`${(e as Error).message}\n${logs()}`); });
 
   const t0 = Date.now();
   const up2 = await startUp(t, flags, { home });
@@ -49,8 +62,8 @@ t.test('hearth up restarted with the same flags: both workers rejoin by themselv
   t.equal(await ask(up2.origin), 'length', 'a request through the openai SDK succeeds after the restart');
   t.comment(`restart to a served request: ${Date.now() - t0} ms (Must show: within 30 s)`);
 
-  const cluster = await (await fetch(`${up2.origin}/v1/cluster`)).json() as { nodes: { name: string; state: string }[] };
-  t.same(cluster.nodes.map((n) => n.name).sort(), ['w1', 'w2'], 'the new gateway knows both workers');
+  await bothIn(up2.origin, 'both workers in the new gateway\'s cluster');
+  t.same(await names(up2.origin), ['w1', 'w2'], 'the new gateway knows both workers');
   workers.forEach((w, i) => {
     t.equal(w.proc.exitCode, null, `w${i + 1} never exited`);
     t.equal(w.proc.signalCode, null, `w${i + 1} was not killed`);
@@ -89,6 +102,7 @@ t.test('hearth gateway restarted against the same nats-server: both workers are 
     { HEARTH_TOKEN: nats.token, HEARTH_LOG_PRETTY: 'false' }));
   const logs = (): string => workers.map((w, i) => `--- g${i + 1}:\n${w.stderr().slice(-3000)}`).join('\n');
   await waitReady(g1.origin, 60_000, () => g1.out() + logs());
+  await until(() => workers.every((w) => w.stderr().includes('waiting for an assignment')), 60_000, 'both workers on the bus');
   t.equal(await g1.stop(), 0, 'the first gateway stopped cleanly');
   const g2 = await gateway();
   await waitReady(g2.origin, 60_000, () => g2.out() + logs());
