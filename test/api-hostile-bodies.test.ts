@@ -2,8 +2,8 @@
 // be watched), real worker processes and a real nats-server.
 //   2. Bodies that cost seconds of event loop each (a 100k-value enum, anyOf of 3,000 objects, 13
 //      nested anyOf, 100k one-character messages on every route that renders a prompt) get a 400
-//      naming the limit they pass, while /health keeps answering, no worker is declared lost and a
-//      normal stream beside them completes.
+//      naming the limit they pass, and prompts slow to tokenize are tokenized off the loop, while
+//      /health keeps answering, no worker is declared lost and a normal stream beside them completes.
 //   7. A body dripped one byte at a time is cut off at limits.requestTimeoutMs (408); a body that
 //      stops arriving is cut off at limits.bodyIdleMs; a stream longer than both is not.
 //   8. A $ref cycle and 5,000-deep tool arguments are 400s, not stack overflows; a 500 is logged.
@@ -117,6 +117,22 @@ t.test('hostile bodies on a live cluster', { skip }, async (t) => {
       t.comment(`${h.name}: stall ${one.stop().toFixed(0)} ms`);
       t.equal(r.status, 400, `${h.name}: ${r.status} ${text.slice(0, 200)}`);
       t.match(text, h.says, `${h.name}: the message names the limit`);
+    }
+    // Prompts that are slow to tokenize (BPE is superlinear in one run of spaces: ~3 s for these
+    // on the event loop before) are tokenized off it. They pass the length precheck (under 4096
+    // tokens x 128 characters) and come out at ~6,700 tokens: refused for the context, no stall.
+    const slowText = `${' '.repeat(480_000)}${' a'.repeat(3000)}`;
+    const slow: [string, string, string][] = [
+      ['chat: 480k spaces', '/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: slowText }], max_tokens: 1 })],
+      ['completions: 480k spaces', '/v1/completions', JSON.stringify({ model, prompt: slowText, max_tokens: 1 })],
+    ];
+    for (const [name, path, body] of slow) {
+      const one = stallMeter();
+      const r = await post(path, body);
+      const text = await r.text();
+      t.comment(`${name}: stall ${one.stop().toFixed(0)} ms`);
+      t.equal(r.status, 400, `${name}: ${r.status} ${text.slice(0, 200)}`);
+      t.match(text, /maximum context length is 4096 tokens/, `${name}: refused for the context once tokenized`);
     }
     const worstStallMs = meter.stop();
     polling = false;

@@ -53,8 +53,6 @@ class EncodeThread {
 
   private start(): Worker {
     const w = spawnThread(new URL('./encode-thread.ts', import.meta.url), { workerData: { dir: this.dir } });
-    // An idle tokenizer thread never keeps the process alive.
-    w.unref();
     w.on('message', (m: EncodeAnswer) => this.answer(m));
     w.on('error', (e) => this.fail(e));
     w.on('exit', () => {
@@ -63,6 +61,9 @@ class EncodeThread {
         this.fail(new Error('the tokenizer thread exited'));
       }
     });
+    // An idle tokenizer thread never keeps the process alive (unref'd after the listeners: adding
+    // a 'message' listener refs the thread's port again).
+    w.unref();
     return w;
   }
 
@@ -76,6 +77,8 @@ class EncodeThread {
     }
     this.running = p;
     this.worker ??= this.start();
+    // Held while it works (a caller awaits it), let go when idle.
+    this.worker.ref();
     this.worker.postMessage(p.job);
     // The deadline counts from when the thread takes the job (loading the tokenizer included once).
     this.timer = setTimeout(() => this.expire(p), p.deadlineMs);
@@ -111,6 +114,7 @@ class EncodeThread {
   }
 
   private settle(): void {
+    this.worker?.unref();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     this.running = null;
