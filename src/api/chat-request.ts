@@ -13,7 +13,7 @@ import { reasoningMode } from './reasoning-splitter.ts';
 import { planTools, type ToolPlan } from './tools.ts';
 import type { ApiLimits, ServedModel } from './types.ts';
 import { compileUserSchema } from './user-schemas.ts';
-import { encodeOffLoop } from '../chat/encode-off-loop.ts';
+import { encodeOffLoop, renderOffLoop } from '../chat/encode-off-loop.ts';
 
 // A validated chat request → everything needed to generate and to shape the answer: the rendered,
 // tokenized prompt, per-choice sampling, stops, tools and the output constraint. Pure: no sockets,
@@ -70,31 +70,44 @@ export function checkModel(requested: string, model: ServedModel): void {
 export const MAX_MESSAGES = 4096;
 
 export function planChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): ChatPlan {
-  const r = renderChat(body, model);
+  const r = renderChat(prepareChat(body, model), model);
   return finishChat(body, model, limits, r, Int32Array.from(model.tokenizer.encode(r.promptText, { addSpecialTokens: false })));
 }
 
 /**
- * planChat for the routes: the same plan, with a big prompt tokenized off the event loop (and
- * within a deadline: encode-off-loop.ts), so one request cannot stall /health and heartbeats.
+ * planChat for the routes: the same plan, with a long conversation rendered and a big prompt
+ * tokenized off the event loop (within a deadline: encode-off-loop.ts), so one request cannot
+ * stall /health and heartbeats.
  */
 export async function planChatOffLoop(body: ChatRequestBody, model: ServedModel, limits: ApiLimits): Promise<ChatPlan> {
-  const r = renderChat(body, model);
+  const p = prepareChat(body, model);
+  const off = await renderOffLoop(model.template, model.tokenizer, p.messages, p.opts, p.chars, { param: 'messages' });
+  if (off !== null) {
+    precheckLength(model.tokenizer, model.contextLength, off.text.length, 'messages');
+    return finishChat(body, model, limits, { ...p, promptText: off.text }, off.ids);
+  }
+  const r = renderChat(p, model);
   return finishChat(body, model, limits, r, await encodeOffLoop(model.tokenizer, r.promptText, { addSpecialTokens: false, param: 'messages' }));
 }
 
-interface RenderedChat {
+interface PreparedChat {
   readonly n: number;
   readonly logprobs: boolean;
   readonly topLogprobs: number;
   readonly tools: ToolPlan | null;
   readonly format: FormatPlan | null;
   readonly messages: readonly ChatMessage[];
+  readonly opts: RenderOptions;
+  /** Characters of content (the length precheck's and the off-loop choice's measure). */
+  readonly chars: number;
+}
+
+interface RenderedChat extends PreparedChat {
   readonly promptText: string;
 }
 
-/** Everything up to the rendered prompt text (validation, tools, format, template). */
-function renderChat(body: ChatRequestBody, model: ServedModel): RenderedChat {
+/** Everything up to rendering: validation, tools, format, messages. */
+function prepareChat(body: ChatRequestBody, model: ServedModel): PreparedChat {
   checkModel(body.model, model);
   if (body.messages.length > MAX_MESSAGES) {
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Too many messages: ${body.messages.length} (limit ${MAX_MESSAGES} messages per request); compact the conversation.`], { param: 'messages' });
@@ -114,23 +127,27 @@ function renderChat(body: ChatRequestBody, model: ServedModel): RenderedChat {
   let chars = 0;
   for (const m of messages) chars += (m.content?.length ?? 0) + (m.tool_calls?.reduce((s, c) => s + c.function.arguments.length, 0) ?? 0);
   precheckLength(tok, model.contextLength, chars, 'messages');
+  const opts: RenderOptions = {
+    ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }),
+    addGenerationPrompt: true,
+    ...(body.chat_template_kwargs === undefined || body.chat_template_kwargs === null ? {} : { vars: body.chat_template_kwargs }),
+  };
+  return { n, logprobs, topLogprobs, tools, format, messages, opts, chars };
+}
 
+/** The prompt text, rendered here. */
+function renderChat(p: PreparedChat, model: ServedModel): RenderedChat {
   let promptText: string;
   try {
-    const opts: RenderOptions = {
-      ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }),
-      addGenerationPrompt: true,
-      ...(body.chat_template_kwargs === undefined || body.chat_template_kwargs === null ? {} : { vars: body.chat_template_kwargs }),
-    };
-    promptText = model.template.render(messages, opts);
+    promptText = model.template.render(p.messages, p.opts);
   } catch (e) {
     if (e instanceof HearthError) throw e;
     // Templates raise on conversations they do not accept ("roles must alternate"...): the client's
     // request is at fault, and the template's own words say why.
     throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The model's chat template rejected the messages: ${(e as Error).message}`.slice(0, 500)], { param: 'messages', cause: e });
   }
-  precheckLength(tok, model.contextLength, promptText.length, 'messages');
-  return { n, logprobs, topLogprobs, tools, format, messages, promptText };
+  precheckLength(model.tokenizer, model.contextLength, promptText.length, 'messages');
+  return { ...p, promptText };
 }
 
 /** The plan from the rendered prompt and its tokens. */

@@ -11,25 +11,37 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { HearthError } from '../errors/index.ts';
 import { spawnThread } from '../runtime/spawn-thread.ts';
-import type { Tokenizer } from '../tokenizer/types.ts';
+import type { ChatMessage, ChatTemplate, Tokenizer } from '../tokenizer/types.ts';
 import type { EncodeAnswer, EncodeJob } from './encode-thread.ts';
+import type { RenderOptions } from './template.ts';
 
 /** Texts up to this many UTF-16 units are tokenized inline (~20 ms at worst on ordinary text). */
 export const INLINE_CHARS = 16 * 1024;
 /** Longest a prompt may take to tokenize; ordinary text of the 4 MiB body limit takes under 10 s. */
 export const ENCODE_DEADLINE_MS = 30_000;
 
-/** Where each loaded tokenizer came from (loadChatTemplate registers it with the model's folder). */
-const dirs = new WeakMap<Tokenizer, string>();
+/** Conversations of more messages are rendered off the loop too (~50 µs a message inline). */
+export const INLINE_MESSAGES = 256;
 
-export function registerTokenizerDir(tok: Tokenizer, dir: string): void {
+/** Where each loaded tokenizer and template came from (loadChatTemplate registers both). */
+const dirs = new WeakMap<Tokenizer | ChatTemplate, string>();
+
+export function registerModelDir(tok: Tokenizer, template: ChatTemplate | null, dir: string): void {
   dirs.set(tok, path.resolve(dir));
+  if (template !== null) dirs.set(template, path.resolve(dir));
+}
+
+type JobBody = { readonly kind: 'encode'; readonly text: string; readonly addSpecialTokens: boolean } | { readonly kind: 'render'; readonly messages: readonly ChatMessage[]; readonly opts: RenderOptions };
+
+interface Done {
+  readonly ids: Int32Array;
+  readonly text?: string | undefined;
 }
 
 interface Pending {
   readonly job: EncodeJob;
   readonly deadlineMs: number;
-  resolve(ids: Int32Array): void;
+  resolve(d: Done): void;
   reject(e: unknown): void;
 }
 
@@ -44,9 +56,9 @@ class EncodeThread {
 
   constructor(private readonly dir: string) {}
 
-  encode(text: string, addSpecialTokens: boolean, deadlineMs: number): Promise<Int32Array> {
+  run(body: JobBody, deadlineMs: number): Promise<Done> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ job: { id: this.nextId++, text, addSpecialTokens }, deadlineMs, resolve, reject });
+      this.queue.push({ job: { id: this.nextId++, ...body } as EncodeJob, deadlineMs, resolve, reject });
       this.pump();
     });
   }
@@ -90,8 +102,11 @@ class EncodeThread {
     const p = this.running;
     if (p === null || p.job.id !== m.id) return;
     this.settle();
-    if ('ids' in m) p.resolve(m.ids);
-    else if ('error' in m) p.reject(new HearthError('HEARTH_ERR_INTERNAL', [`tokenizer: ${m.error.slice(0, 300)}`]));
+    if ('ids' in m) p.resolve({ ids: m.ids, text: m.text });
+    else if ('error' in m) {
+      // The template's refusal is already worded for the client (template.ts); anything else is ours.
+      p.reject(m.invalid ? new HearthError('HEARTH_ERR_INVALID_REQUEST', [m.error], { param: 'messages' }) : new HearthError('HEARTH_ERR_INTERNAL', [`tokenizer thread: ${m.error.slice(0, 300)}`]));
+    }
     this.pump();
   }
 
@@ -101,7 +116,7 @@ class EncodeThread {
     const w = this.worker;
     this.worker = null;
     void w?.terminate();
-    p.reject(new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The prompt took longer than ${p.deadlineMs / 1000} s to tokenize (limit ${p.deadlineMs / 1000} s; very long runs of one kind of character, such as spaces, are slow): shorten it.`], { param: 'messages' }));
+    p.reject(new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The prompt took longer than ${p.deadlineMs / 1000} s to render and tokenize (limit ${p.deadlineMs / 1000} s; very long runs of one kind of character, such as spaces, are slow): shorten it.`], { param: 'messages' }));
     this.pump();
   }
 
@@ -123,6 +138,23 @@ class EncodeThread {
 
 const threads = new Map<string, EncodeThread>();
 
+function threadFor(dir: string): EncodeThread {
+  let t = threads.get(dir);
+  if (t === undefined) {
+    t = new EncodeThread(dir);
+    threads.set(dir, t);
+  }
+  return t;
+}
+
+/** The thread's 400s name the request's own param. */
+function respell(e: unknown, param: string | undefined): unknown {
+  if (e instanceof HearthError && e.code === 'HEARTH_ERR_INVALID_REQUEST' && param !== undefined && e.param !== param) {
+    return new HearthError('HEARTH_ERR_INVALID_REQUEST', [e.message], { param });
+  }
+  return e;
+}
+
 /**
  * `tok.encode(text)` as Int32Array, off the event loop when the text is big and the tokenizer's
  * folder is known (else inline). Rejects with a 400 (param `param`) past `deadlineMs`.
@@ -130,17 +162,26 @@ const threads = new Map<string, EncodeThread>();
 export async function encodeOffLoop(tok: Tokenizer, text: string, opts: { addSpecialTokens: boolean; param?: string; deadlineMs?: number }): Promise<Int32Array> {
   const dir = dirs.get(tok);
   if (text.length <= INLINE_CHARS || dir === undefined) return Int32Array.from(tok.encode(text, { addSpecialTokens: opts.addSpecialTokens }));
-  let t = threads.get(dir);
-  if (t === undefined) {
-    t = new EncodeThread(dir);
-    threads.set(dir, t);
-  }
   try {
-    return await t.encode(text, opts.addSpecialTokens, opts.deadlineMs ?? ENCODE_DEADLINE_MS);
+    return (await threadFor(dir).run({ kind: 'encode', text, addSpecialTokens: opts.addSpecialTokens }, opts.deadlineMs ?? ENCODE_DEADLINE_MS)).ids;
   } catch (e) {
-    if (e instanceof HearthError && e.code === 'HEARTH_ERR_INVALID_REQUEST' && opts.param !== undefined && e.param !== opts.param) {
-      throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [e.message], { param: opts.param });
-    }
-    throw e;
+    throw respell(e, opts.param);
+  }
+}
+
+/**
+ * A conversation rendered with the model's template and tokenized (no special tokens added), on
+ * the thread when it is long (more than INLINE_MESSAGES messages or INLINE_CHARS characters of
+ * content) and the template was loaded from a folder; null when it should be done inline (the
+ * caller then renders as it always did, with its own error wording).
+ */
+export async function renderOffLoop(template: ChatTemplate, tok: Tokenizer, messages: readonly ChatMessage[], opts: RenderOptions, chars: number, extra: { param?: string; deadlineMs?: number } = {}): Promise<{ text: string; ids: Int32Array } | null> {
+  const dir = dirs.get(template);
+  if (dir === undefined || dirs.get(tok) !== dir || (messages.length <= INLINE_MESSAGES && chars <= INLINE_CHARS)) return null;
+  try {
+    const d = await threadFor(dir).run({ kind: 'render', messages, opts }, extra.deadlineMs ?? ENCODE_DEADLINE_MS);
+    return { text: d.text ?? '', ids: d.ids };
+  } catch (e) {
+    throw respell(e, extra.param);
   }
 }

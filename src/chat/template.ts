@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { HearthError } from '../errors/index.ts';
-import { registerTokenizerDir } from './encode-off-loop.ts';
+import { registerModelDir } from './encode-off-loop.ts';
 import type { ChatMessage, ChatTemplate, Tokenizer, ToolDef } from '../tokenizer/types.ts';
 
 type Json = Record<string, unknown>;
@@ -109,9 +109,6 @@ const plainTools = (tools: readonly ToolDef[]): unknown => JSON.parse(JSON.strin
  */
 export async function loadChatTemplate(dir: string, tok: Tokenizer): Promise<LoadedChatTemplate> {
   const { file, templates, config } = await findTemplates(dir);
-  // The model's tokenizer comes from the same folder: big prompts are tokenized off the event
-  // loop by a thread that loads it from there (encode-off-loop.ts).
-  registerTokenizerDir(tok, dir);
   if (templates.size === 0) throw new HearthError('HEARTH_ERR_CHECKPOINT_CONFIG', [file, 'no chat_template: this model has no chat format; use /v1/completions']);
   const compiled = new Map<string, Template>();
   for (const [name, src] of templates) {
@@ -133,7 +130,7 @@ export async function loadChatTemplate(dir: string, tok: Tokenizer): Promise<Loa
   }
   if (specials['bos_token'] === undefined && tok.bosTokenId !== null) specials['bos_token'] = tok.decode([tok.bosTokenId]);
 
-  return {
+  const loaded: LoadedChatTemplate = {
     names: [...compiled.keys()],
     render(messages, opts) {
       const hasTools = opts.tools !== undefined && opts.tools.length > 0;
@@ -152,4 +149,8 @@ export async function loadChatTemplate(dir: string, tok: Tokenizer): Promise<Loa
       }
     },
   };
+  // The tokenizer and this template come from `dir`: long conversations are rendered and
+  // tokenized off the event loop by a thread that loads both from there (encode-off-loop.ts).
+  registerModelDir(tok, loaded, dir);
+  return loaded;
 }
