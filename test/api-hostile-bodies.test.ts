@@ -162,6 +162,8 @@ t.test('hostile bodies on a live cluster', { skip }, async (t) => {
       ['5,000-deep response_format schema', '/v1/chat/completions', withDeep(JSON.parse(schema('DEEP')), deep), /limit depth 64/],
       ['5,000-deep tool_use.input', '/v1/messages', withDeep({ model, max_tokens: 4, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'f', input: 'DEEP' }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'x' }] }] }, deep), /limit 64/],
       ['5,000-deep chat tool-call arguments', '/v1/chat/completions', chat({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: deep } }] }, { role: 'tool', tool_call_id: 'c1', content: 'x' }] }), /limit 64/],
+      ['5,000-deep tool_choice (quoted by the 400 itself)', '/v1/chat/completions', withDeep(JSON.parse(chat({ tool_choice: 'DEEP' })), deep), /Invalid value/],
+      ['5,000-deep chat_template_kwargs', '/v1/chat/completions', withDeep(JSON.parse(chat({ chat_template_kwargs: 'DEEP' })), deep), /limit 64/],
       ['5,000-deep function_call arguments (responses)', '/v1/responses', JSON.stringify({ model, max_output_tokens: 4, input: [{ type: 'message', role: 'user', content: 'hi' }, { type: 'function_call', call_id: 'c1', name: 'f', arguments: deep }, { type: 'function_call_output', call_id: 'c1', output: 'x' }] }), /limit 64/],
     ];
     for (const [name, path, body, says] of cases) {

@@ -9,7 +9,7 @@ import { drainBody, watchBodyIdle } from './body-drain.ts';
 import { registerChatRoute } from './chat-route.ts';
 import { registerCompletionsRoute } from './completions-route.ts';
 import { longestToken } from './generation-fields.ts';
-import { toHttpError } from './http-errors.ts';
+import { toHttpError, type HttpError } from './http-errors.ts';
 import { isAnthropicRoute, registerMessagesRoutes } from './messages-route.ts';
 import { registerModelRoutes } from './models-route.ts';
 import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
@@ -89,7 +89,14 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   // Scan the vocabulary once at boot (about a second for 150k tokens), not on the first request.
   longestToken(opts.model.tokenizer);
   app.setErrorHandler(async (err: FastifyError, req, reply) => {
-    const h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
+    let h: HttpError;
+    try {
+      h = toHttpError(err, { body: req.body, bodyLimit: opts.limits.bodyBytes });
+    } catch (inner) {
+      // Describing the error failed (it quotes the body): still one OpenAI-shaped, logged 500.
+      logInternalError(opts, req, inner, 'describing an error failed');
+      h = toHttpError(new HearthError('HEARTH_ERR_INTERNAL', ['the request failed and the error could not be described']));
+    }
     // Answer a too-large body once the client has sent it all (see body-drain.ts).
     if (h.status === 413 && !(await drainBody(req.raw))) void reply.header('connection', 'close');
     if (h.internal) logInternalError(opts, req, err, 'request failed');

@@ -7,7 +7,7 @@ import { HearthError } from '../errors/index.ts';
 import type { SamplingParams } from '../sampling/types.ts';
 import type { ChatMessage } from '../tokenizer/types.ts';
 import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
-import { toChatMessages } from './messages.ts';
+import { MAX_ARGUMENT_DEPTH, jsonValueTooDeep, toChatMessages } from './messages.ts';
 import type { ChatRequestBody } from './openai-types.ts';
 import { reasoningMode } from './reasoning-splitter.ts';
 import { planTools, type ToolPlan } from './tools.ts';
@@ -127,6 +127,10 @@ function prepareChat(body: ChatRequestBody, model: ServedModel): PreparedChat {
   let chars = 0;
   for (const m of messages) chars += (m.content?.length ?? 0) + (m.tool_calls?.reduce((s, c) => s + c.function.arguments.length, 0) ?? 0);
   precheckLength(tok, model.contextLength, chars, 'messages');
+  // Template variables are rendered by recursive code: bounded like tool arguments.
+  if (jsonValueTooDeep(body.chat_template_kwargs)) {
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid 'chat_template_kwargs': it nests deeper than ${MAX_ARGUMENT_DEPTH} levels (limit ${MAX_ARGUMENT_DEPTH}).`], { param: 'chat_template_kwargs' });
+  }
   const opts: RenderOptions = {
     ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }),
     addGenerationPrompt: true,

@@ -38,7 +38,14 @@ export function describeType(v: unknown): string {
 }
 
 function short(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  let s: string;
+  try {
+    s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  } catch {
+    // JSON.stringify recurses: a value nested thousands deep overflowed the stack inside the error
+    // handler itself, which then answered a bare 500 (issue 19, item 8).
+    s = describeType(v);
+  }
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
