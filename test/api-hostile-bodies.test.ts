@@ -1,7 +1,7 @@
 // Issue 19, items 2, 7 and 8, end to end: a real gateway (in this process, so its event loop can
 // be watched), real worker processes and a real nats-server.
 //   2. Bodies that cost seconds of event loop each (a 100k-value enum, anyOf of 3,000 objects, 13
-//      nested anyOf, 100k one-character messages on every route that renders a prompt) get a 400
+//      nested anyOf, 200 costly patterns, 100k one-character messages on every route that renders a prompt) get a 400
 //      naming the limit they pass, and prompts slow to tokenize are tokenized off the loop, while
 //      /health keeps answering, no worker is declared lost and a normal stream beside them completes.
 //   7. A body dripped one byte at a time is cut off at limits.requestTimeoutMs (408); a body that
@@ -47,6 +47,7 @@ function hostileBodies(model: string): Hostile[] {
     { name: 'chat: tool with a 100k-value enum', path: '/v1/chat/completions', body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, tools: [{ type: 'function', function: { name: 'f', parameters: enum100k } }], tool_choice: 'required' }), says: /enumValues 2048/ },
     { name: 'chat: anyOf of 3,000 objects', path: '/v1/chat/completions', body: chatSchema(anyOf3000), says: /alternatives 256/ },
     { name: 'chat: 13 nested anyOf', path: '/v1/chat/completions', body: chatSchema(nestedAnyOf(13)), says: /limit (alternatives|nodes|depth)/ },
+    { name: 'chat: 200 distinct costly patterns', path: '/v1/chat/completions', body: chatSchema({ type: 'object', properties: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`p${i}`, { type: 'string', pattern: `^(a|b)*a(a|b){10}c${i}$` }])) }), says: /limit patterns 16/ },
     { name: 'chat: 100k one-character messages', path: '/v1/chat/completions', body: JSON.stringify({ model, messages: msgs, max_tokens: 4 }), says: /limit 4096 messages/ },
     { name: 'responses: 100k one-character messages', path: '/v1/responses', body: JSON.stringify({ model, input: msgs, max_output_tokens: 4 }), says: /limit 4096 messages/ },
     { name: 'messages: 100k one-character messages', path: '/v1/messages', body: JSON.stringify({ model, messages: msgs, max_tokens: 4 }), says: /limit 4096 messages/ },

@@ -59,12 +59,15 @@ t.test('each limit refuses with a message naming it', async (t) => {
     ['anyOf branches', { anyOf: Array.from({ length: SCHEMA_BUDGET.alternatives + 1 }, () => ({ type: 'string' })) }, 'alternatives'],
     ['depth', (() => { let s: unknown = { type: 'string' }; for (let i = 0; i < 70; i++) s = { type: 'object', properties: { x: s } }; return s; })(), 'depth'],
     ['JSON values', { type: 'object', properties: Object.fromEntries(Array.from({ length: 6000 }, (_, i) => [`p${i}`, { type: 'string' }])) }, 'nodes'],
+    ['distinct patterns', { type: 'object', properties: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`p${i}`, { type: 'string', pattern: `^(a|b)*a(a|b){10}c${i}$` }])) }, 'patterns'],
   ];
   for (const [what, schema, limit] of cases) {
     const e = refusal(schema);
     t.equal(e?.limit, limit, what);
     t.match(e?.message ?? '', new RegExp(`limit ${limit} ${SCHEMA_BUDGET[limit as keyof typeof SCHEMA_BUDGET]}`), `${what}: the message names the limit and its value`);
   }
+  // A pattern repeated (an ISO date on every field) compiles once and counts once.
+  t.equal(refusal({ type: 'object', properties: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`d${i}`, { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }])) }), null, '100 fields with one pattern are fine');
   // At the limit itself: accepted.
   t.equal(refusal({ enum: Array.from({ length: SCHEMA_BUDGET.enumValues }, (_, i) => i) }), null, 'exactly enumValues values are accepted');
 });

@@ -10,7 +10,8 @@
 // outputs allow 1,000 enum values and 5,000 properties; a 20-property tool is ~150 JSON values,
 // so 17 tools of Claude Code size are ~2,500 of the 10,000 a request may spend (its tools share
 // one tally: they decode as one grammar). At the limits ajv compiles in about a second once
-// (user-schemas.ts caches it) and the first token mask of 2,048 enum values takes ~0.1 s.
+// (user-schemas.ts caches it), the first token mask of 2,048 enum values takes ~0.1 s, and 16
+// patterns at regex-dfa.ts's own limits compile in ~0.7 s.
 //
 // It also refuses a `$ref` cycle that reaches itself without writing anything (`{"$ref":"#"}`,
 // two $defs naming each other, an anyOf whose branch is the schema itself): no JSON value ends
@@ -26,10 +27,13 @@ export interface SchemaBudget {
   readonly depth: number;
   /** JSON values in the schema (objects, arrays, strings, numbers...). */
   readonly nodes: number;
+  /** Distinct `pattern` regexes: each compiles to an automaton (regex-dfa.ts: up to ~40 ms each
+   *  within its own limits, and a schema could hold thousands). */
+  readonly patterns: number;
 }
 
 /** Named defaults (the message names the limit and its value). */
-export const SCHEMA_BUDGET: SchemaBudget = Object.freeze({ enumValues: 2048, alternatives: 256, depth: 64, nodes: 10_000 });
+export const SCHEMA_BUDGET: SchemaBudget = Object.freeze({ enumValues: 2048, alternatives: 256, depth: 64, nodes: 10_000, patterns: 16 });
 
 /** A schema over budget: the message names the limit (the caller wraps it in its 400). */
 export class SchemaTooCostly extends Error {
@@ -46,9 +50,11 @@ export interface SchemaTally {
   enumValues: number;
   alternatives: number;
   nodes: number;
+  /** Distinct pattern texts (a repeated one compiles once: regex-dfa.ts caches by text). */
+  readonly patterns: Set<string>;
 }
 
-export const newTally = (): SchemaTally => ({ enumValues: 0, alternatives: 0, nodes: 0 });
+export const newTally = (): SchemaTally => ({ enumValues: 0, alternatives: 0, nodes: 0, patterns: new Set() });
 
 /**
  * Throws SchemaTooCostly when `schema` (added to `tally`, for several schemas that decode as one
@@ -75,6 +81,10 @@ export function checkSchemaBudget(schema: unknown, budget: SchemaBudget = SCHEMA
       if (Array.isArray(a)) tally.alternatives += a.length;
     }
     if (tally.alternatives > budget.alternatives) throw new SchemaTooCostly('alternatives', `the schema has more than ${budget.alternatives} anyOf/oneOf/allOf branches in all (limit alternatives ${budget.alternatives})`);
+    if (typeof o['pattern'] === 'string') {
+      tally.patterns.add(o['pattern']);
+      if (tally.patterns.size > budget.patterns) throw new SchemaTooCostly('patterns', `the schema has more than ${budget.patterns} distinct pattern regexes (limit patterns ${budget.patterns})`);
+    }
     if (typeof o['$ref'] === 'string') hasRef = true;
     for (const k in o) stack.push({ v: o[k], d: d + 1 });
   }
