@@ -52,15 +52,21 @@ export function drainBody(req: IncomingMessage, bound = DRAIN_BOUND_BYTES, timeo
  * The whole request's deadline is node's requestTimeout (app.ts).
  */
 export function watchBodyIdle(req: IncomingMessage, idleMs: number): void {
-  if (req.complete) return;
+  // Only a request with a body to wait for (GET and empty bodies have none).
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+  if (req.complete || !hasBody) return;
   const socket = req.socket;
   const onTimeout = (): void => {
     socket.destroy();
   };
+  let watching = true;
   const done = (): void => {
+    if (!watching) return;
+    watching = false;
     socket.removeListener('timeout', onTimeout);
-    // Back to the server's own socket timeout (fastify's connectionTimeout, 0 = none).
-    socket.setTimeout(0);
+    // Back to no inactivity timer, unless node has set its own since (the keep-alive timeout
+    // once the answer went out): that one must stay.
+    if (socket.timeout === idleMs) socket.setTimeout(0);
   };
   socket.setTimeout(idleMs);
   socket.once('timeout', onTimeout);
