@@ -113,3 +113,23 @@ t.test('a schema deeper than the stack is refused without recursion', async (t) 
   for (let i = 0; i < 200_000; i++) s = { properties: { a: s } };
   t.equal(refusal(s)?.limit, 'depth');
 });
+
+t.test('tools on auto are checked up front and compiled only when used', async (t) => {
+  const params = { type: 'object', properties: { city: { type: 'string', pattern: '^[A-Z]' }, days: { type: 'integer', minimum: 1 } }, required: ['city'] };
+  const plan = planTools([{ type: 'function', function: { name: 'weather', parameters: params } }], 'auto', true);
+  const v = plan?.validators.get('weather');
+  t.ok(v, 'a validator is there');
+  t.equal(v?.({ city: 'Paris', days: 2 }), true, 'valid arguments pass');
+  t.equal(v?.({ city: 'paris' }), false, 'the pattern is enforced');
+  t.equal(v?.({ days: 0 }), false, 'required and minimum are enforced');
+  t.ok((v?.errors ?? []).length > 0, 'with errors to describe');
+  // What compiling would refuse is still a 400 up front.
+  for (const [what, bad] of [['a bad type', { type: 'objekt' }], ['a remote $ref', { $ref: 'https://example.com/s.json' }], ['a $ref to nowhere', { $ref: '#/$defs/missing' }]] as const) {
+    try {
+      planTools([{ type: 'function', function: { name: 'f', parameters: bad as Record<string, unknown> } }], 'auto', true);
+      t.fail(`${what} accepted`);
+    } catch (e) {
+      t.ok(isHearthError(e) && e.code === 'HEARTH_ERR_TOOL_SCHEMA', `${what}: ${String(e)}`);
+    }
+  }
+});

@@ -3,7 +3,7 @@ import { newTally } from '../chat/constraint/index.ts';
 import { HearthError } from '../errors/index.ts';
 import type { ToolDef } from '../tokenizer/types.ts';
 import type { ToolBody, ToolChoiceBody } from './openai-types.ts';
-import { compileUserSchema } from './user-schemas.ts';
+import { checkUserSchema, compileUserSchema } from './user-schemas.ts';
 
 // tools + tool_choice + parallel_tool_calls → what the template renders, whether decoding is
 // constrained, and the validators the returned arguments are checked with.
@@ -43,6 +43,9 @@ export function planTools(tools: readonly ToolBody[] | undefined, choice: ToolCh
   let anyStrict = false;
   // The tools decode as one grammar (a call to any of them): their schemas share one budget.
   const tally = newTally();
+  // Calls are checked against the schemas only when decoding is constrained (required, named, a
+  // strict tool); otherwise a schema is checked now and compiled only if ever used.
+  const constrained = choice === 'required' || typeof choice === 'object' || list.some((t) => t.function.strict === true);
   list.forEach((t, i) => {
     const f = t.function;
     if (validators.has(f.name)) {
@@ -51,7 +54,7 @@ export function planTools(tools: readonly ToolBody[] | undefined, choice: ToolCh
     const params = f.parameters ?? EMPTY_OBJECT_SCHEMA;
     let validate: ValidateFunction;
     try {
-      validate = compileUserSchema(params, tally);
+      validate = constrained ? compileUserSchema(params, tally) : checkUserSchema(params, tally);
     } catch (e) {
       throw new HearthError('HEARTH_ERR_TOOL_SCHEMA', [f.name, (e as Error).message.slice(0, 300)], { param: `tools[${i}].function.parameters`, cause: e });
     }

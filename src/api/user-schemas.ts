@@ -71,6 +71,65 @@ export function compileUserSchema(schema: Record<string, unknown>, tally?: Schem
   return validate;
 }
 
+/**
+ * A user schema checked now as cheaply as it can be (the budget, ajv's meta-schema, $refs local
+ * and resolvable: what compiling would refuse) and compiled only when first used. Tools an agent
+ * sends with tool_choice auto are never validated against (their calls are not constrained), and
+ * compiling them all cost up to a second of event loop for a big tool set (issue 19).
+ */
+export function checkUserSchema(schema: Record<string, unknown>, tally?: SchemaTally): ValidateFunction {
+  checkSchemaBudget(schema, undefined, tally);
+  const key = JSON.stringify(schema);
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const ajv = ajvFor(schema);
+  if (ajv.validateSchema(schema) !== true) throw new Error(ajv.errorsText(ajv.errors, { dataVar: 'schema' }));
+  const ref = unresolvedRef(schema);
+  if (ref !== null) throw new Error(`can't resolve reference ${ref.slice(0, 200)} (only local $ref to a place in the schema is supported)`);
+  let compiled: ValidateFunction | undefined;
+  const lazy = ((data: unknown) => {
+    compiled ??= compileUserSchema(schema);
+    const ok = compiled(data);
+    lazy.errors = compiled.errors ?? null;
+    return ok;
+  }) as ValidateFunction;
+  return lazy;
+}
+
+/** The first $ref that is not local or points nowhere (iterative walk), else null. */
+function unresolvedRef(root: Record<string, unknown>): string | null {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    const ref = o['$ref'];
+    if (typeof ref === 'string' && !refResolves(root, ref)) return ref;
+    for (const k in o) stack.push(o[k]);
+  }
+  return null;
+}
+
+function refResolves(root: unknown, ref: string): boolean {
+  if (!ref.startsWith('#')) return false;
+  let cur: unknown = root;
+  for (const raw of ref.slice(1).split('/').filter((p) => p !== '')) {
+    let part: string;
+    try {
+      part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    } catch {
+      return false;
+    }
+    if (typeof cur !== 'object' || cur === null || !Object.hasOwn(cur, part)) return false;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return true;
+}
+
 /** First validation error of `validate` as one readable line. */
 export function describeSchemaErrors(validate: ValidateFunction): string {
   const e = validate.errors?.[0];
