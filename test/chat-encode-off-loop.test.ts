@@ -5,7 +5,7 @@ import t from 'tap';
 import { loadChatTemplate } from '../src/chat/template.ts';
 import { INLINE_CHARS, INLINE_MESSAGES, encodeOffLoop } from '../src/chat/encode-off-loop.ts';
 import { planChat, planChatOffLoop } from '../src/api/chat-request.ts';
-import type { ChatRequestBody } from '../src/api/openai-types.ts';
+import type { ChatMessageBody, ChatRequestBody } from '../src/api/openai-types.ts';
 import { DEFAULT_LIMITS, type ServedModel } from '../src/api/types.ts';
 import { templateSourceOf } from './helpers/hearth.ts';
 import { isHearthError } from '../src/errors/index.ts';
@@ -41,7 +41,7 @@ t.test('past the deadline: a 400 naming the limit, and the next prompt is served
 
 t.test('a long conversation is rendered and tokenized on the thread into the very same plan', async (t) => {
   const weather = { type: 'function' as const, function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
-  const messages: ChatRequestBody['messages'] = [{ role: 'system', content: 'Be brief.' }];
+  const messages: ChatMessageBody[] = [{ role: 'system', content: 'Be brief.' }];
   for (let i = 0; i < INLINE_MESSAGES; i++) {
     messages.push({ role: 'user', content: `question ${i}: what is the weather in Paris?` });
     messages.push({ role: 'assistant', content: null, tool_calls: [{ id: `c${i}`, type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] });
