@@ -7,6 +7,10 @@
 // can be read.
 import { createReadStream } from 'node:fs';
 
+/** Read size for served weights: 1 MB reads instead of the default 64 KB (fewer syscalls and
+ *  event-loop turns per gigabyte; memory per open stream stays small). */
+const READ_CHUNK = 1 << 20;
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import { HearthError, isHearthError } from '../errors/index.ts';
@@ -107,12 +111,12 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
       return reply.code(416).header('content-range', `bytes */${f.size}`).send();
     }
     if (r.kind === 'none') {
-      return reply.header('content-length', f.size).send(createReadStream(f.abs));
+      return reply.header('content-length', f.size).send(createReadStream(f.abs, { highWaterMark: READ_CHUNK }));
     }
     return reply
       .code(206)
       .header('content-range', `bytes ${r.start}-${r.end}/${f.size}`)
       .header('content-length', r.end - r.start + 1)
-      .send(createReadStream(f.abs, { start: r.start, end: r.end }));
+      .send(createReadStream(f.abs, { start: r.start, end: r.end, highWaterMark: READ_CHUNK }));
   });
 }
