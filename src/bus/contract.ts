@@ -113,6 +113,9 @@ export interface AnnounceMsg extends Base {
   readonly provider?: string;
   /** Total memory of the device (os.totalmem()); absent from older nodes. */
   readonly totalMemory?: number;
+  /** The layer range this node has loaded and can serve at once (a gateway that restarted keeps
+   *  it: issue 20); absent when it holds none, and from older nodes. */
+  readonly holding?: { readonly model: string; readonly start: number; readonly end: number };
 }
 
 export interface HeartbeatMsg extends Base {

@@ -53,6 +53,7 @@ const CHECKS: Readonly<Record<string, Check>> = {
   announce: (m) => fields(m, {
     id, name, memory: bytes, freeMemory: bytes, threads: (v) => int(v, 1, 65_536), speed: (v) => num(v, 0, MAX_RATE), hasModel: bool,
     provider: (v) => opt(v, (x) => typeof x === 'string' && /^[a-z0-9_-]{1,16}$/.test(x)), totalMemory: (v) => opt(v, bytes),
+    holding: (v) => opt(v, (x) => isObj(x) && text(x['model']) && int(x['start'], 0, 1e6) && int(x['end'], 0, 1e6) && (x['start'] as number) < (x['end'] as number)),
   }),
   heartbeat: (m) => fields(m, {
     id, epoch, state: (v) => states.has(v), kvBytes: bytes, weightBytes: (v) => opt(v, bytes), freeMemory: bytes, tokS: (v) => num(v, 0, MAX_RATE),

@@ -8,7 +8,7 @@ import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { wallMs } from '../bus/wall-clock.ts';
 import type { Quant } from '../runtime/types.ts';
 import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
-import { explainNoPlan, type ModelCost, type PlanNode } from './planner.ts';
+import { explainNoPlan, stageBytes, type ModelCost, type PlanNode } from './planner.ts';
 
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
@@ -555,9 +555,14 @@ export class Coordinator {
     if (this.settle !== null) { clearTimeout(this.settle); this.settle = null; }
     const nodes = this.candidates();
     const perf = this.perf();
-    const choice = choosePlan(this.opts.cost, nodes, perf, { objective: this.opts.objective ?? 'fastest' });
-    const stages: PlanStage[] | null = choice === null ? null : choice.plan.stages.map((s) => ({ node: s.node, start: s.start, end: s.end }));
     const cur = this.current;
+    const choice = choosePlan(this.opts.cost, nodes, perf, { objective: this.opts.objective ?? 'fastest' });
+    // With no plan serving (a gateway that just started), the layout the workers already hold is
+    // adopted when it is whole and fits: they serve at once instead of refetching and rebuilding
+    // other ranges for a split that a probe's noise made look better (issue 20: a restarted
+    // gateway re-split a 3B model and took 62 s to serve again).
+    const held = cur === null && choice !== null ? this.heldLayout(nodes) : null;
+    const stages: PlanStage[] | null = held ?? (choice === null ? null : choice.plan.stages.map((s) => ({ node: s.node, start: s.start, end: s.end })));
     if (stages !== null && cur !== null && sameStages(stages, cur.stages)) {
       // Same plan: refresh what is said about it, and make sure members outside it know they are idle.
       if (choice !== null) {
@@ -583,8 +588,11 @@ export class Coordinator {
     this.epochNo++;
     this.noPlan = null;
     this.noPlanAt = null;
-    const prediction = choice?.prediction ?? null;
-    const next: NonNullable<Coordinator['current']> = { epoch: this.epochNo, stages, live: false, loaded: new Set(), prediction, idle: choice?.idle ?? [], authorized: this.opts.trust === undefined };
+    const prediction = held !== null
+      ? predictPlan(this.opts.cost, { stages: held.map((h) => ({ ...h, bytes: stageBytes(this.opts.cost, h.start, h.end), time: 0 })), bottleneck: 0 }, nodes, perf)
+      : choice?.prediction ?? null;
+    const idle = held !== null ? [] : choice?.idle ?? [];
+    const next: NonNullable<Coordinator['current']> = { epoch: this.epochNo, stages, live: false, loaded: new Set(), prediction, idle, authorized: this.opts.trust === undefined };
     this.current = next;
     // Per-node credentials: the bus grants this plan's edges before the plan serves.
     this.opts.trust?.authorize(this.opts.gatewayId, stages).then(() => {
@@ -594,13 +602,32 @@ export class Coordinator {
     const predictedTokS = prediction === null ? null : round3(prediction.tokS);
     this.log.info({ epoch: this.epochNo, reason, stages, predictedTokS, predictedCapacityTokS: prediction === null ? null : round3(prediction.capacityTokS), basis: choice?.basis },
       `new plan: ${stages.length} stage(s), predicts ${predictedTokS?.toFixed(1) ?? '?'} tok/s for one stream`);
-    for (const i of choice?.idle ?? []) this.log.info({ node: i.node, predictedTokS, withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
+    for (const i of idle) this.log.info({ node: i.node, predictedTokS, withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
     for (const mem of this.members.values()) {
       if (mem.state === 'lost' || mem.state === 'failed' || mem.state === 'distrusted') continue;
       this.assign(mem, this.epochNo, stages);
     }
     this.publishPlan();
     this.emit(reason);
+  }
+
+  /** The stages the candidates hold now, when they tile the model in order and each fits. */
+  private heldLayout(nodes: readonly PlanNode[]): PlanStage[] | null {
+    const held: PlanStage[] = [];
+    for (const n of nodes) {
+      const h = this.members.get(n.id)?.info.holding;
+      if (h !== undefined && h.model === this.opts.model.name) held.push({ node: n.id, start: h.start, end: h.end });
+    }
+    held.sort((a, b) => a.start - b.start);
+    let at = 0;
+    for (const s of held) {
+      const node = nodes.find((n) => n.id === s.node);
+      if (s.start !== at || node === undefined || stageBytes(this.opts.cost, s.start, s.end) > node.memory) return null;
+      at = s.end;
+    }
+    if (held.length === 0 || at !== this.opts.cost.numLayers) return null;
+    this.log.info({ stages: held }, 'adopting the layout the workers already hold');
+    return held;
   }
 
   /** No candidate at all: whether one ever joined, and how one joins (names no departed node). */

@@ -146,6 +146,8 @@ export class WorkerNode {
       t: 'announce', id: this.id, name: this.opts.name, memory: this.opts.memory, freeMemory: os.freemem(),
       threads: this.opts.threads, speed: this.opts.speed, hasModel: this.opts.modelDir !== null,
       provider: this.opts.provider ?? 'cpu', totalMemory: os.totalmem(),
+      ...(this.loaded !== null && this.active !== null && this.active.range !== null
+        ? { holding: { model: this.active.model.name, start: this.active.range.start, end: this.active.range.end } } : {}),
     });
   }
 
