@@ -18,6 +18,7 @@ mkdir -p "$RUN/gw" "$RUN/w1" "$RUN/w2"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 hwm() { awk '/VmHWM/ { printf "%.0f MB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo gone; }
+rss() { awk '/VmRSS/ { printf "%.0f MB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo gone; }
 SPOT_FLAG=(); [ -n "${SPOT:-}" ] && SPOT_FLAG=(--config "$RUN/spot.yaml") && printf 'cluster:\n  spotCheckRate: %s\n' "$SPOT" > "$RUN/spot.yaml"
 
 start_gateway() {
@@ -36,7 +37,7 @@ ready() { curl -sf "http://127.0.0.1:$PORT/ready" > /dev/null; }
 ask() {
   local id
   id=$(curl -sf "http://127.0.0.1:$PORT/v1/models" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).data[0].id))') || return 1
-  curl -sf "http://127.0.0.1:$PORT/v1/chat/completions" -H 'content-type: application/json' \
+  curl -s "http://127.0.0.1:$PORT/v1/chat/completions" -H 'content-type: application/json' \
     -d "{\"model\":\"$id\",\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":16,\"temperature\":0}"
 }
 trap 'kill $GW $W1 $W2 2>/dev/null; wait 2>/dev/null' EXIT
@@ -48,8 +49,8 @@ W2=$(start_worker w2)
 until ready; do sleep 0.5; kill -0 $GW 2>/dev/null || { echo "gateway exited"; tail -20 "$RUN/gw.log"; exit 1; }; done
 echo "start to /ready: $(since "$t0") s"
 t1=$(now)
-ask > "$RUN/answer1.json" && echo "first request: $(since "$t1") s: $(node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(JSON.stringify(r.choices[0].message.content), r.usage.completion_tokens, "tokens")' "$RUN/answer1.json")"
-echo "peak RSS: gateway(up) $(hwm $GW), w1 $(hwm $W1), w2 $(hwm $W2)"
+ask > "$RUN/answer1.json"; grep -q '"choices"' "$RUN/answer1.json" || { echo "first request failed: $(head -c 400 "$RUN/answer1.json")"; exit 1; }; echo "first request: $(since "$t1") s: $(node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(JSON.stringify(r.choices[0].message.content), r.usage.completion_tokens, "tokens")' "$RUN/answer1.json")"
+echo "peak RSS: gateway(up) $(hwm $GW), w1 $(hwm $W1), w2 $(hwm $W2); RSS now: gateway $(rss $GW), w1 $(rss $W1), w2 $(rss $W2)"
 curl -sf "http://127.0.0.1:$PORT/v1/cluster" > "$RUN/cluster.json" && node -e '
   const c = JSON.parse(require("fs").readFileSync(process.argv[1]));
   for (const n of c.nodes) console.log(`  ${n.name}: layers ${JSON.stringify(n.range)} weights ${(n.memory.weights/1e6).toFixed(0)} MB kv ${(n.memory.kvBytes/1e6).toFixed(0)} MB offered ${(n.memory.offered/1e6).toFixed(0)} MB`);
@@ -59,7 +60,7 @@ echo "--- gateway restart (same flags)"
 kill $GW; wait $GW 2>/dev/null
 t2=$(now)
 start_gateway
-until ask > "$RUN/answer2.json" 2>/dev/null; do sleep 0.5; done
+until ask > "$RUN/answer2.json" 2>/dev/null && grep -q '"choices"' "$RUN/answer2.json"; do sleep 0.5; done
 echo "restart to a served request: $(since "$t2") s; workers alive: $(kill -0 $W1 2>/dev/null && echo w1) $(kill -0 $W2 2>/dev/null && echo w2)"
 cmp -s <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).choices[0].message.content)' "$RUN/answer1.json") \
        <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).choices[0].message.content)' "$RUN/answer2.json") \

@@ -59,7 +59,9 @@ t.test('an 8B shape plans with default settings on 2 nodes x 60% of its int4 wei
   const plan = planStages(cost, nodes);
   t.equal(plan.stages.length, 2, 'two stages');
   const [a, b] = plan.stages as unknown as [{ start: number; end: number }, { start: number; end: number }];
-  t.ok(Math.abs((a.end - a.start) - (b.end - b.start)) <= 1, `balanced split: ${a.end - a.start} / ${b.end - b.start} layers`);
+  // Balanced by compute: the last stage also runs the head (headCost), so it may take fewer layers.
+  const work = (s: { start: number; end: number }): number => cost.layerBytes.slice(s.start, s.end).reduce((x, y) => x + y, 0) + (s.end === 32 ? cost.headCost ?? 0 : 0);
+  t.ok(Math.abs(work(a) - work(b)) <= (cost.layerBytes[0] ?? 0), `balanced split: ${a.end - a.start} / ${b.end - b.start} layers, work within one layer's`);
   for (const s of plan.stages) t.ok(stageBytes(cost, s.start, s.end) <= 0.6 * weights, 'each stage fits its node');
   // What the old count would have asked: fp32 embedding alone is 2.1 GB.
   t.ok(stageBytes(cost, 0, 32) < 5.2e9, `whole model + KV reserve + overhead: ${(stageBytes(cost, 0, 32) / 1e9).toFixed(2)} GB (was 15.48)`);
@@ -70,11 +72,17 @@ t.test('the 7B shape plans on 2 x 60% too; the KV reserve is bounded by the cont
   const weights = stageWeightBytes(cost, 0, cost.numLayers);
   const plan = planStages(cost, [0, 1].map((i) => ({ id: `n${i}`, name: `n${i}`, memory: 0.6 * weights, speed: 1 })));
   t.equal(plan.stages.length, 2, 'qwen2.5-7b: two stages');
-  // The tied 3B does not fit 2 x 60%: split in two, its head is quantized again on the last stage
-  // (209 MB) and each stage builds 67 MB of rotary tables for 131072 positions; 2 x 80% does.
-  const c3 = modelCostsFromCheckpoint(shapeOnly('llama3.2-3b'), { quant: 'int4', kvTokens: kvReserveTokens(131072), int4Block: 128 });
+  // The tied 3B at its default served context (32768): its first stage's lookup table is mapped
+  // (only the pages its tokens touch count against an offer), but split in two its head is held
+  // again on the last stage (209 MB, every row read per token). It fits 2 x 62% of its int4
+  // weights as built; at 60% the best split is 18 MB short on one node (measured on the real
+  // checkpoint, the planner's figure is within 1% of each worker's resident bytes).
+  const c3 = modelCostsFromCheckpoint(shapeOnly('llama3.2-3b'), { quant: 'int4', kvTokens: kvReserveTokens(32768), int4Block: 128, maxPositions: 32768 });
   const w3 = stageWeightBytes(c3, 0, c3.numLayers);
-  t.equal(planStages(c3, [0, 1].map((i) => ({ id: `n${i}`, name: `n${i}`, memory: 0.8 * w3, speed: 1 }))).stages.length, 2, 'llama3.2-3b: two stages at 2 x 80%');
-  t.equal(kvReserveTokens(512), 512, 'a short context reserves no more than itself');
-  t.equal(kvReserveTokens(131072), 1024, 'a long one reserves the working set, not the whole context');
+  const p3 = planStages(c3, [0, 1].map((i) => ({ id: `n${i}`, name: `n${i}`, memory: 0.62 * w3, speed: 1 })));
+  t.equal(p3.stages.length, 2, `llama3.2-3b: two stages at 2 x 62% of ${(w3 / 1e9).toFixed(2)} GB`);
+  for (const s of p3.stages) t.ok(stageBytes(c3, s.start, s.end) <= 0.62 * w3, `stage [${s.start}, ${s.end}) fits: ${(stageBytes(c3, s.start, s.end) / 1e9).toFixed(3)} GB`);
+  t.ok(stageBytes(c3, 0, 12) < stageWeightBytes(c3, 0, 12), 'the mapped lookup table counts less against an offer than it weighs as built');
+  t.equal(kvReserveTokens(200), 200, 'a short context reserves no more than itself');
+  t.equal(kvReserveTokens(131072), 256, 'a long one reserves the working set, not the whole context');
 });

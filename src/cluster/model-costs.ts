@@ -7,7 +7,11 @@
 // - every projection is a MatMulNBits weight: per row, ceil(K/block) blocks of block/2 packed
 //   bytes + one fp32 scale (zero point implicit); q|k|v and gate|up are fused, biases stay fp32;
 // - the first stage's embedding is an int4 GatherBlockQuantized table (when hidden % block == 0),
-//   mapped and paged in by the rows looked up; counted whole, since over many prompts every row is;
+//   mapped and paged in by the rows looked up: as built it is counted whole (stageWeightBytes), but
+//   against a node's offer only one page per token of the KV reserve (firstMappedBytes is the
+//   rest): the pages are clean file pages the kernel drops under pressure, so a node never runs out
+//   of memory over them (issue 20: counted whole, a tied 3B's 209 MB table on stage 0 beside the
+//   209 MB head on the last stage kept 2 nodes × 60% of the model from serving it);
 // - the lm_head is int4 in row slices; a tied head on a stage that also holds the embedding reads
 //   the lookup table's bytes (counted once), on a later stage it is quantized from the checkpoint;
 // - norms are held as fp32, and so are the two rotary tables [positions, headDim/2], built for the
@@ -35,10 +39,13 @@ import type { ModelCost } from './planner.ts';
 /** onnxruntime's session, its arena after a step, and file pages it keeps mapped, per stage
  *  (measured 50-85 MB on the 0.5B shape, see above). */
 export const STAGE_OVERHEAD_BYTES = 80 * 1024 * 1024;
-/** KV tokens each stage reserves at plan time when nothing says otherwise: one sequence of 1024
- *  positions, or several shorter ones. KV then grows on demand within the node's offer (the
- *  planner leaves every byte it does not assign to weights for it). */
-export const KV_RESERVE_TOKENS = 1024;
+/** KV tokens each stage reserves at plan time when nothing says otherwise: one sequence of 512
+ *  positions, or several shorter ones. It is a floor, not a ceiling: KV grows on demand within the
+ *  node's offer (the planner leaves every byte it does not assign to weights for it), and a step
+ *  that would pass the offer fails with HEARTH_ERR_KV_FULL. 512 rather than 1024: a 3B model's
+ *  fp32 KV is 229 KB a token, and 1024 reserved tokens (235 MB) alone kept 2 devices × 60% of
+ *  its int4 weights from serving it (issue 20). */
+export const KV_RESERVE_TOKENS = 256;
 
 export interface CostOptions {
   readonly quant: Quant;
@@ -114,6 +121,8 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   void LM_HEAD;
   // One stage holding both: a tied int4 head is a view of the lookup table (build-shard.ts); a
   // tied fp32 head over an fp32 checkpoint reads the same mapped bytes.
+  // Pages of the mapped table the working set touches: one per token of the KV reserve.
+  const firstMappedBytes = embedInt4 ? Math.max(0, firstBytes - opts.kvTokens * 4096) : 0;
   let firstLastSharedBytes = 0;
   if (cfg.tieEmbeddings && embedInt4) firstLastSharedBytes = headBytes;
   else if (cfg.tieEmbeddings && !int4 && ckpt.info(EMBED_TOKENS).dtype === 'F32') firstLastSharedBytes = firstBytes;
@@ -125,6 +134,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
     layerPrepackBytes,
     kvBytesPerLayer: kvBytesPerLayer(cfg, opts.kvTokens, opts.kvElementBytes ?? 4),
     firstBytes,
+    firstMappedBytes,
     lastBytes,
     lastPrepackBytes,
     firstLastSharedBytes,

@@ -29,6 +29,10 @@ export interface ModelCost {
   readonly layerPrepackBytes?: readonly number[];
   /** Memory-only bytes on top of lastBytes (the head's prepacked block sums). */
   readonly lastPrepackBytes?: number;
+  /** The part of firstBytes that an offer need not cover: a lookup-only embedding table is mapped
+   *  from its file, only the rows looked up are paged in, and those are clean file pages the
+   *  kernel reclaims under pressure (never an out-of-memory kill). */
+  readonly firstMappedBytes?: number;
   /** Bytes firstBytes and lastBytes share when one stage holds both (a tied head that reads the
    *  embedding table's bytes): counted once there. */
   readonly firstLastSharedBytes?: number;
@@ -93,9 +97,10 @@ function edgeBytes(model: ModelCost, start: number, end: number): number {
   const first = start === 0;
   const last = end === model.numLayers;
   let b = 0;
-  if (first) b += model.firstBytes;
+  if (first) b += model.firstBytes - (model.firstMappedBytes ?? 0);
   if (last) b += model.lastBytes + (model.lastPrepackBytes ?? 0);
-  if (first && last) b -= model.firstLastSharedBytes ?? 0;
+  // A tied head over the table touches every page: the table's counted part is the head's.
+  if (first && last) b -= Math.min(model.firstLastSharedBytes ?? 0, model.firstBytes - (model.firstMappedBytes ?? 0));
   return b;
 }
 
