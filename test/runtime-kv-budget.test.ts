@@ -53,3 +53,20 @@ t.test('a tiny offer: growth past offer − weights is refused for that sequence
   t.ok(wd.token !== undefined && wd.token !== null, 'd, queued beside it, got its token');
   t.ok(engine.kvBytes() <= 100 * perPosition, `never more than the budget (${engine.kvBytes() / perPosition} positions)`);
 });
+
+t.test('a KV budget handed down by the plan wins over the node-side estimate', async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-llama');
+  const spec = { start: 0, end: 4, quant: 'none' as const, threads: 1, provider: 'cpu' as const };
+  const probe = await createShardEngine(dir, spec, { cacheDir: null });
+  const perPosition = 4 * 2 * probe.config.numKvHeads * probe.config.headDim * 4;
+  await probe.close();
+  // The offer alone would leave plenty; the plan's figure leaves 50 positions.
+  const engine = await createShardEngine(dir, spec, { cacheDir: null, memoryBytes: 1e9, kvBudgetBytes: 50 * perPosition });
+  t.teardown(() => engine.close());
+  const ids = Int32Array.from(tokenStream(60, engine.config.vocabSize, 9));
+  await engine.run([{ seq: 'a', pos: 0, n: 40, tokens: ids.subarray(0, 40) }]);
+  const err = await engine.run([{ seq: 'b', pos: 0, n: 20, tokens: ids.subarray(40, 60) }]).then(() => null, (e: unknown) => e as Error & { code?: string });
+  t.equal(err?.code, 'HEARTH_ERR_KV_FULL', '40 + 20 positions pass the plan\'s 50');
+  t.match(err?.message ?? '', /the plan's figure for this stage's weights/, `says where the budget came from: ${err?.message}`);
+});
+

@@ -194,6 +194,9 @@ export interface AssignMsg extends Base {
   readonly stages?: number;
   readonly quant: 'none' | 'int4';
   readonly threads: number;
+  /** Bytes of KV this node may hold for its stage: its offer less what the planner counts for the
+   *  stage's weights and overhead (issue 20). Absent from older gateways: the node works it out. */
+  readonly kvBytes?: number;
 }
 
 export interface LoadedMsg extends Base {

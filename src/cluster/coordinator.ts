@@ -657,6 +657,9 @@ export class Coordinator {
       stages: stages.length,
       quant: this.opts.quant,
       threads: mem.info.threads,
+      // What the offer leaves for KV once the stage's weights are counted as the planner counts
+      // them, so the node's runtime bound and the plan agree.
+      ...(stage === undefined ? {} : { kvBytes: Math.max(0, Math.floor(mem.info.memory - (stageBytes(this.opts.cost, stage.start, stage.end) - (stage.end - stage.start) * this.opts.cost.kvBytesPerLayer))) }),
     });
   }
 

@@ -18,6 +18,10 @@ export interface EngineOptions extends ShardSessionOptions {
    * Absent: no bound (one process, tests, benchmarks).
    */
   readonly memoryBytes?: number;
+  /** The KV budget itself, as the planner worked it out from the same offer (the offer less this
+   *  stage's weights as it counts them: prepacked block sums and the runtime's overhead in, a
+   *  mapped lookup table only by the pages its tokens touch). Wins over memoryBytes. */
+  readonly kvBudgetBytes?: number;
 }
 
 /** The sequences a HEARTH_ERR_KV_FULL refusal names: the rest of that batch may run again. */
@@ -50,6 +54,8 @@ export class OnnxShardEngine implements ShardEngine {
   private readonly lens = new Map<string, number>();
   private readonly pending = new Map<number, Pending>();
   private readonly bytesPerPosition: number;
+  /** Whether kvBudget came from the plan (EngineOptions.kvBudgetBytes). */
+  private readonly fromPlan: boolean;
   /** KV bytes this stage may hold (see EngineOptions.memoryBytes); null = unbounded. */
   private readonly kvBudget: number | null;
   private nextId = 1;
@@ -60,9 +66,12 @@ export class OnnxShardEngine implements ShardEngine {
     readonly spec: StageSpec,
     readonly info: ShardInfo,
     private readonly memoryBytes: number | null = null,
+    kvBudgetBytes: number | null = null,
   ) {
     this.config = info.config;
-    this.kvBudget = memoryBytes === null ? null : Math.max(0, memoryBytes - info.weightBytes - info.lookupBytes);
+    this.fromPlan = kvBudgetBytes !== null;
+    this.kvBudget = kvBudgetBytes !== null ? Math.max(0, kvBudgetBytes)
+      : memoryBytes === null ? null : Math.max(0, memoryBytes - info.weightBytes - info.lookupBytes);
     this.first = spec.start === 0;
     this.last = spec.end === info.config.numLayers;
     this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * (info.kvDtype === 'float16' ? 2 : 4);
@@ -89,7 +98,7 @@ export class OnnxShardEngine implements ShardEngine {
       await worker.terminate();
       throw e;
     });
-    return new OnnxShardEngine(worker, spec, info, opts.memoryBytes ?? null);
+    return new OnnxShardEngine(worker, spec, info, opts.memoryBytes ?? null, opts.kvBudgetBytes ?? null);
   }
 
   /**
@@ -117,7 +126,7 @@ export class OnnxShardEngine implements ShardEngine {
           full.add(it.seq);
           refused ??= new HearthError('HEARTH_ERR_KV_FULL', [
             it.seq, it.pos + it.n, `[${this.spec.start}, ${this.spec.end})`,
-            `${mib(this.kvBudget)} for KV: ${mib(this.memoryBytes ?? 0)} offered less ${mib(this.info.weightBytes + this.info.lookupBytes)} of weights; ${mib(held * this.bytesPerPosition)} already held by ${this.lens.size} sequence(s)`,
+            `${mib(this.kvBudget)} for KV: ${mib(this.memoryBytes ?? 0)} offered less ${this.fromPlan ? 'the plan\'s figure for this stage\'s weights and runtime' : `${mib(this.info.weightBytes + this.info.lookupBytes)} of weights`}; ${mib(held * this.bytesPerPosition)} already held by ${this.lens.size} sequence(s)`,
           ]);
           continue;
         }

@@ -241,7 +241,11 @@ export class WorkerNode {
       const t0 = Date.now();
       // Rotary tables for the context the gateway serves, not the model's maximum (issue 20).
       // KV bounded by what this node offers, less its weights (issue 20).
-      const built: EngineOptions = { memoryBytes: this.opts.memory, ...(m.model.contextLength !== undefined ? { maxPositions: m.model.contextLength } : {}) };
+      const built: EngineOptions = {
+        memoryBytes: this.opts.memory,
+        ...(m.kvBytes !== undefined ? { kvBudgetBytes: m.kvBytes } : {}),
+        ...(m.model.contextLength !== undefined ? { maxPositions: m.model.contextLength } : {}),
+      };
       const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' }, built);
       if (this.wanted !== m || this.closed) { await engine.close(); return; }
       this.loaded = { key, engine, runner: new StageRunner(engine, this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}) };
