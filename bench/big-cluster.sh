@@ -40,6 +40,12 @@ ask() {
   curl -s "http://127.0.0.1:$PORT/v1/chat/completions" -H 'content-type: application/json' \
     -d "{\"model\":\"$id\",\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":16,\"temperature\":0}"
 }
+ask64() {
+  local id
+  id=$(curl -sf "http://127.0.0.1:$PORT/v1/models" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).data[0].id))') || return 1
+  curl -s "http://127.0.0.1:$PORT/v1/chat/completions" -H 'content-type: application/json' \
+    -d "{\"model\":\"$id\",\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":64,\"temperature\":0}"
+}
 trap 'kill $GW $W1 $W2 2>/dev/null; wait 2>/dev/null' EXIT
 
 t0=$(now)
@@ -50,6 +56,10 @@ until ready; do sleep 0.5; kill -0 $GW 2>/dev/null || { echo "gateway exited"; t
 echo "start to /ready: $(since "$t0") s"
 t1=$(now)
 ask > "$RUN/answer1.json"; grep -q '"choices"' "$RUN/answer1.json" || { echo "first request failed: $(head -c 400 "$RUN/answer1.json")"; exit 1; }; echo "first request: $(since "$t1") s: $(node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(JSON.stringify(r.choices[0].message.content), r.usage.completion_tokens, "tokens")' "$RUN/answer1.json")"
+# Decode speed: a 64-token answer less a 16-token one (the same prompt: prefill cancels out).
+t3=$(now); ask64 > "$RUN/answer64.json"; T64=$(since "$t3"); t4=$(now); ask > /dev/null; T16=$(since "$t4")
+N64=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).usage.completion_tokens)' "$RUN/answer64.json")
+echo "decode: $(awk -v a="$T64" -v b="$T16" -v n="$N64" 'BEGIN { printf "%.2f", (n - 16) / (a - b) }') tok/s measured ($N64 vs 16 tokens); the plan predicted $(grep -h 'new plan' "$RUN/gw.log" | tail -1 | grep -o '"predictedTokS":[0-9.]*' | cut -d: -f2) tok/s"
 echo "peak RSS: gateway(up) $(hwm $GW), w1 $(hwm $W1), w2 $(hwm $W2); RSS now: gateway $(rss $GW), w1 $(rss $W1), w2 $(rss $W2)"
 curl -sf "http://127.0.0.1:$PORT/v1/cluster" > "$RUN/cluster.json" && node -e '
   const c = JSON.parse(require("fs").readFileSync(process.argv[1]));
