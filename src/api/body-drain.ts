@@ -56,6 +56,9 @@ export function watchBodyIdle(req: IncomingMessage, idleMs: number): void {
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   if (req.complete || !hasBody) return;
   const socket = req.socket;
+  // An injected request (fastify.inject, tests and in-process callers) has a socket stand-in with
+  // no timers, and no peer that could drip a body.
+  if (typeof socket?.setTimeout !== 'function') return;
   const onTimeout = (): void => {
     socket.destroy();
   };
