@@ -86,6 +86,8 @@ export function checkUserSchema(schema: Record<string, unknown>, tally?: SchemaT
   if (ajv.validateSchema(schema) !== true) throw new Error(ajv.errorsText(ajv.errors, { dataVar: 'schema' }));
   const ref = unresolvedRef(schema);
   if (ref !== null) throw new Error(`can't resolve reference ${ref.slice(0, 200)} (only local $ref to a place in the schema is supported)`);
+  const pattern = badPattern(schema);
+  if (pattern !== null) throw new Error(`pattern ${JSON.stringify(pattern.slice(0, 200))} is not a valid regular expression`);
   let compiled: ValidateFunction | undefined;
   const lazy = ((data: unknown) => {
     compiled ??= compileUserSchema(schema);
@@ -94,6 +96,35 @@ export function checkUserSchema(schema: Record<string, unknown>, tally?: SchemaT
     return ok;
   }) as ValidateFunction;
   return lazy;
+}
+
+/** The first `pattern` or `patternProperties` key that is not a valid (unicode) regular
+ *  expression, else null: compiling would refuse it, and the check must not wait for that. */
+function badPattern(root: Record<string, unknown>): string | null {
+  const stack: unknown[] = [root];
+  const bad = (p: unknown): boolean => {
+    if (typeof p !== 'string') return false;
+    try {
+      new RegExp(p, 'u');
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    if (bad(o['pattern'])) return o['pattern'] as string;
+    const pp = o['patternProperties'];
+    if (typeof pp === 'object' && pp !== null && !Array.isArray(pp)) for (const k of Object.keys(pp)) if (bad(k)) return k;
+    for (const x of Object.values(o)) stack.push(x);
+  }
+  return null;
 }
 
 /** The first $ref that is not local or points nowhere (iterative walk), else null. */
