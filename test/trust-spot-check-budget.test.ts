@@ -5,15 +5,10 @@
 // than any stage, nothing is checked and /v1/cluster says which stages go unchecked.
 import t, { type Test } from 'tap';
 import OpenAI from 'openai';
-import { randomBytes } from 'node:crypto';
-import { NatsBus } from '../src/bus/index.ts';
-import { startGateway } from '../src/cli/gateway.ts';
-import { startNatsServer, modelCostsFromCheckpoint, stageBytes } from '../src/cluster/index.ts';
-import { loadConfig } from '../src/config/index.ts';
+import { modelCostsFromCheckpoint, stageBytes } from '../src/cluster/index.ts';
 import { openCheckpoint } from '../src/model/index.ts';
-import { createLogger } from '../src/observability/index.ts';
-import { GATEWAY_USER, TrustAuthority } from '../src/trust/index.ts';
 import { tinyCheckpoint } from './helpers/hearth.ts';
+import { startTrustedGateway } from './helpers/trusted-gateway.ts';
 import { natsMissing, spawnWorker, until, type WorkerProc } from './helpers/nats.ts';
 
 const skip = natsMissing();
@@ -22,18 +17,7 @@ interface SpotView { sequences: number; comparisons: number; failures: number; u
 
 async function cluster(t: Test, budgetMb: (model: string) => Promise<number>) {
   const model = await tinyCheckpoint('qwen3');
-  const token = randomBytes(16).toString('hex');
-  const gatewayPassword = randomBytes(16).toString('hex');
-  const nats = await startNatsServer({ token, users: TrustAuthority.initialUsers('test', gatewayPassword, token) });
-  t.teardown(() => nats.stop());
-  const bus = await NatsBus.connect({ servers: nats.url, name: 'test-gateway', user: GATEWAY_USER, pass: gatewayPassword });
-  const cfg = loadConfig({ env: {}, flags: { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.spotCheckRate': 1, 'cluster.plan': 'balanced', 'cluster.spotCheckMemoryMb': await budgetMb(model) } });
-  let lines = '';
-  const log = createLogger({ level: 'info', pretty: false, logPrompts: false }, { destination: { write: (s: string) => { lines += s; return true; } } as unknown as NodeJS.WritableStream, name: 'gateway' });
-  const trust = new TrustAuthority({ bus, cluster: 'test', server: nats, gatewayPassword, joinPassword: token, log });
-  trust.start();
-  const gateway = await startGateway({ cfg, modelDir: model, bus, token, log, trust });
-  t.teardown(async () => { await gateway.close(); trust.close(); await bus.close(); });
+  const { nats, token, gateway, logs } = await startTrustedGateway(t, model, { 'cluster.spotCheckRate': 1, 'cluster.plan': 'balanced', 'cluster.spotCheckMemoryMb': await budgetMb(model) });
   const coord = gateway.pipeline.coordinator;
   const start = (name: string, env: Record<string, string> = {}): WorkerProc =>
     spawnWorker(t, ['--join', nats.url, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--speed', '10', '--memory', '1G'], { HEARTH_TOKEN: token, ...env });
@@ -53,7 +37,7 @@ async function cluster(t: Test, budgetMb: (model: string) => Promise<number>) {
     const text = await (await fetch(`${gateway.origin}/metrics`)).text();
     return new Set(text.split('\n').filter((l) => l.startsWith('hearth_spot_checks_total{') && Number(l.split(' ').pop()) > 0).map((l) => /node="([^"]+)"/.exec(l)?.[1] ?? ''));
   };
-  return { model, coord, start, live, ask, spot, checkedStages, logs: () => lines };
+  return { model, coord, start, live, ask, spot, checkedStages, logs };
 }
 
 /** The budget, in MiB, that holds the larger of the two stages of an even split but not both. */

@@ -7,32 +7,15 @@
 // token, the openai SDK.
 import t from 'tap';
 import OpenAI from 'openai';
-import { randomBytes } from 'node:crypto';
-import { NatsBus } from '../src/bus/index.ts';
-import { startGateway } from '../src/cli/gateway.ts';
-import { startNatsServer } from '../src/cluster/index.ts';
-import { loadConfig } from '../src/config/index.ts';
-import { createLogger } from '../src/observability/index.ts';
-import { GATEWAY_USER, TrustAuthority } from '../src/trust/index.ts';
 import { tinyCheckpoint } from './helpers/hearth.ts';
+import { startTrustedGateway } from './helpers/trusted-gateway.ts';
 import { natsMissing, spawnWorker, until, type WorkerProc } from './helpers/nats.ts';
 
 const skip = natsMissing();
 
 t.test('a node that corrupts its output is caught, dropped, and the text is that of an honest run', { skip }, async (t) => {
   const model = await tinyCheckpoint('qwen3');
-  const token = randomBytes(16).toString('hex');
-  const gatewayPassword = randomBytes(16).toString('hex');
-  const nats = await startNatsServer({ token, users: TrustAuthority.initialUsers('test', gatewayPassword, token) });
-  t.teardown(() => nats.stop());
-  const bus = await NatsBus.connect({ servers: nats.url, name: 'test-gateway', user: GATEWAY_USER, pass: gatewayPassword });
-  const cfg = loadConfig({ env: {}, flags: { host: '127.0.0.1', port: 0, cluster: 'test', 'server.ui': false, 'server.drainMs': 1000, 'cluster.spotCheckRate': 1, 'cluster.plan': 'balanced' } });
-  let lines = '';
-  const log = createLogger({ level: 'info', pretty: false, logPrompts: false }, { destination: { write: (s: string) => { lines += s; return true; } } as unknown as NodeJS.WritableStream, name: 'gateway' });
-  const trust = new TrustAuthority({ bus, cluster: 'test', server: nats, gatewayPassword, joinPassword: token, log });
-  trust.start();
-  const gateway = await startGateway({ cfg, modelDir: model, bus, token, log, trust });
-  t.teardown(async () => { await gateway.close(); trust.close(); await bus.close(); });
+  const { nats, token, trust, gateway, logs } = await startTrustedGateway(t, model, { 'cluster.spotCheckRate': 1, 'cluster.plan': 'balanced' });
   const coord = gateway.pipeline.coordinator;
   const start = (name: string, env: Record<string, string> = {}): WorkerProc =>
     spawnWorker(t, ['--join', nats.url, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--speed', '10', '--memory', '1G'], { HEARTH_TOKEN: token, ...env });
@@ -59,7 +42,7 @@ t.test('a node that corrupts its output is caught, dropped, and the text is that
     try {
       await until(pred, 120_000, what);
     } catch (e) {
-      throw new Error(`${(e as Error).message}\nplan: ${JSON.stringify(coord.plan())}\ngateway log:\n${lines.slice(-4000)}\nw1:\n${w1.stderr().slice(-1500)}\nw2:\n${w2.stderr().slice(-1500)}`);
+      throw new Error(`${(e as Error).message}\nplan: ${JSON.stringify(coord.plan())}\ngateway log:\n${logs().slice(-4000)}\nw1:\n${w1.stderr().slice(-1500)}\nw2:\n${w2.stderr().slice(-1500)}`);
     }
   };
   await waitFor(stagesLive((n) => n.length === 2), 'two honest stages live');
@@ -107,5 +90,5 @@ t.test('a node that corrupts its output is caught, dropped, and the text is that
   t.match(lastNode?.distrusted?.reason ?? '', /stage 1 output differs.*sent token \d+, recomputed \d+/, `reason: ${lastNode?.distrusted?.reason}`);
   t.equal(await last.exited, 3, 'and cut off the bus');
   void w1;
-  t.comment(lines.split('\n').filter((l) => /spot check failed|node dropped/.test(l)).slice(0, 2).join('\n'));
+  t.comment(logs().split('\n').filter((l) => /spot check failed|node dropped/.test(l)).slice(0, 2).join('\n'));
 });

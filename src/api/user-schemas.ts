@@ -98,19 +98,10 @@ export function checkUserSchema(schema: Record<string, unknown>, tally?: SchemaT
   return lazy;
 }
 
-/** The first `pattern` or `patternProperties` key that is not a valid (unicode) regular
- *  expression, else null: compiling would refuse it, and the check must not wait for that. */
-function badPattern(root: Record<string, unknown>): string | null {
+/** Walks every object of a schema (iteratively: schemas may nest deep) and returns the first
+ *  non-null answer of `find`, else null. */
+function firstInSchema(root: Record<string, unknown>, find: (o: Record<string, unknown>) => string | null): string | null {
   const stack: unknown[] = [root];
-  const bad = (p: unknown): boolean => {
-    if (typeof p !== 'string') return false;
-    try {
-      new RegExp(p, 'u');
-      return false;
-    } catch {
-      return true;
-    }
-  };
   while (stack.length > 0) {
     const v = stack.pop();
     if (typeof v !== 'object' || v === null) continue;
@@ -119,30 +110,40 @@ function badPattern(root: Record<string, unknown>): string | null {
       continue;
     }
     const o = v as Record<string, unknown>;
-    if (bad(o['pattern'])) return o['pattern'] as string;
-    const pp = o['patternProperties'];
-    if (typeof pp === 'object' && pp !== null && !Array.isArray(pp)) for (const k of Object.keys(pp)) if (bad(k)) return k;
-    for (const x of Object.values(o)) stack.push(x);
+    const found = find(o);
+    if (found !== null) return found;
+    for (const k in o) stack.push(o[k]);
   }
   return null;
 }
 
-/** The first $ref that is not local or points nowhere (iterative walk), else null. */
-function unresolvedRef(root: Record<string, unknown>): string | null {
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v !== 'object' || v === null) continue;
-    if (Array.isArray(v)) {
-      for (const x of v) stack.push(x);
-      continue;
-    }
-    const o = v as Record<string, unknown>;
-    const ref = o['$ref'];
-    if (typeof ref === 'string' && !refResolves(root, ref)) return ref;
-    for (const k in o) stack.push(o[k]);
+const invalidRegex = (p: unknown): boolean => {
+  if (typeof p !== 'string') return false;
+  try {
+    new RegExp(p, 'u');
+    return false;
+  } catch {
+    return true;
   }
-  return null;
+};
+
+/** The first `pattern` or `patternProperties` key that is not a valid (unicode) regular
+ *  expression, else null: compiling would refuse it, and the check must not wait for that. */
+function badPattern(root: Record<string, unknown>): string | null {
+  return firstInSchema(root, (o) => {
+    if (invalidRegex(o['pattern'])) return o['pattern'] as string;
+    const pp = o['patternProperties'];
+    if (typeof pp === 'object' && pp !== null && !Array.isArray(pp)) for (const k of Object.keys(pp)) if (invalidRegex(k)) return k;
+    return null;
+  });
+}
+
+/** The first $ref that is not local or points nowhere, else null. */
+function unresolvedRef(root: Record<string, unknown>): string | null {
+  return firstInSchema(root, (o) => {
+    const ref = o['$ref'];
+    return typeof ref === 'string' && !refResolves(root, ref) ? ref : null;
+  });
 }
 
 function refResolves(root: unknown, ref: string): boolean {
