@@ -8,6 +8,7 @@ import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { wallMs } from '../bus/wall-clock.ts';
 import type { Quant } from '../runtime/types.ts';
 import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
+import { heldLayout } from './held-layout.ts';
 import { explainNoPlan, stageBytes, type ModelCost, type PlanNode } from './planner.ts';
 
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
@@ -557,10 +558,7 @@ export class Coordinator {
     const perf = this.perf();
     const cur = this.current;
     const choice = choosePlan(this.opts.cost, nodes, perf, { objective: this.opts.objective ?? 'fastest' });
-    // With no plan serving (a gateway that just started), the layout the workers already hold is
-    // adopted when it is whole and fits: they serve at once instead of refetching and rebuilding
-    // other ranges for a split that a probe's noise made look better (issue 20: a restarted
-    // gateway re-split a 3B model and took 62 s to serve again).
+    // With no plan serving (a gateway that just started), the layout the workers hold (held-layout.ts).
     const held = cur === null && choice !== null ? this.heldLayout(nodes) : null;
     const stages: PlanStage[] | null = held ?? (choice === null ? null : choice.plan.stages.map((s) => ({ node: s.node, start: s.start, end: s.end })));
     if (stages !== null && cur !== null && sameStages(stages, cur.stages)) {
@@ -613,20 +611,9 @@ export class Coordinator {
 
   /** The stages the candidates hold now, when they tile the model in order and each fits. */
   private heldLayout(nodes: readonly PlanNode[]): PlanStage[] | null {
-    const held: PlanStage[] = [];
-    for (const n of nodes) {
-      const h = this.members.get(n.id)?.info.holding;
-      if (h !== undefined && h.model === this.opts.model.name) held.push({ node: n.id, start: h.start, end: h.end });
-    }
-    held.sort((a, b) => a.start - b.start);
-    let at = 0;
-    for (const s of held) {
-      const node = nodes.find((n) => n.id === s.node);
-      if (s.start !== at || node === undefined || stageBytes(this.opts.cost, s.start, s.end) > node.memory) return null;
-      at = s.end;
-    }
-    if (held.length === 0 || at !== this.opts.cost.numLayers) return null;
-    this.log.info({ stages: held }, 'adopting the layout the workers already hold');
+    const holdings = nodes.flatMap((n) => { const h = this.members.get(n.id)?.info.holding; return h === undefined ? [] : [{ node: n.id, ...h }]; });
+    const held = heldLayout(this.opts.cost, this.opts.model.name, nodes, holdings);
+    if (held !== null) this.log.info({ stages: held }, 'adopting the layout the workers already hold');
     return held;
   }
 
