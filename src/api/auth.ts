@@ -35,7 +35,8 @@ export function ownerOf(req: FastifyRequest): string {
   return owners.get(req) ?? ANONYMOUS_OWNER;
 }
 
-function ownerHash(key: string): string {
+/** The owner a request with API key `key` acts for (what ownerOf gives it). */
+export function ownerHash(key: string): string {
   return createHash('sha256').update(`hearth response owner\0${key}`).digest('hex').slice(0, 32);
 }
 

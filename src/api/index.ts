@@ -8,7 +8,7 @@ export { loadOpenApiDocument, documentRoutes, validatorFor } from './openapi.ts'
 export { planChat } from './chat-request.ts';
 export type { ChatPlan } from './chat-request.ts';
 export { planCompletion } from './completion-request.ts';
-export { presentedKey } from './auth.ts';
+export { ANONYMOUS_OWNER, ownerHash, presentedKey } from './auth.ts';
 export type { RouteAuthConfig } from './auth.ts';
 export { jsonResponseStore, memoryKv, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS } from './response-store.ts';
 export type { BytesKv, PutOutcome, ResponseStore, StoredResponse } from './response-store.ts';

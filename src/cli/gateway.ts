@@ -3,7 +3,7 @@
 
 import os from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { createApp, jsonResponseStore, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
+import { ANONYMOUS_OWNER, createApp, ownerHash, jsonResponseStore, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
 import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
 import { createClusterPipeline, kvReserveTokens, modelCostsFromCheckpoint, stageBytes, type ClusterPipeline, type ModelCost } from '../cluster/index.ts';
@@ -67,14 +67,15 @@ export interface Gateway {
  * continue them; in this process when the bus is not NATS or the server runs without JetStream.
  * One bucket per owner (API key hash), each with its share of the bytes (response-store.ts).
  */
-async function openResponseStore(bus: Bus, cluster: string, owners: number, log: Logger): Promise<ResponseStore> {
+async function openResponseStore(bus: Bus, cluster: string, apiKeys: readonly string[], log: Logger): Promise<ResponseStore> {
   const d = RESPONSE_STORE_DEFAULTS;
-  const share = ownerShareBytes(owners, d);
+  const share = ownerShareBytes(apiKeys.length, d);
   if (bus instanceof NatsBus) {
     const prefix = `hearth_responses_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     const open = (owner: string) => bus.openKv({ bucket: `${prefix}_${owner}`, ttlMs: d.ttlMs, maxBytes: share, maxValueBytes: d.maxEntryBytes });
     try {
-      await open('probe');
+      // JetStream there? Opening the first bucket that will be used tells (no stray probe bucket).
+      await open(apiKeys[0] === undefined ? ANONYMOUS_OWNER : ownerHash(apiKeys[0]));
       log.info({ bucket: `${prefix}_*`, ownerBytes: share }, 'stored responses in NATS JetStream KV, a bucket per API key');
       return jsonResponseStore(open, d.maxEntryBytes);
     } catch (e) {
@@ -128,7 +129,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
   const weightsGrants = new WeightsGrants();
-  const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys.length, log);
+  const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys, log);
   const app = await createApp({
     model,
     responseStore,
