@@ -221,6 +221,11 @@ export class ReferenceModel {
     return x;
   }
 
+  /** The final RMSNorm of a hidden state (what an embedding pools: the last stage's hidden_normed). */
+  normed(hidden: Float64Array): Float64Array {
+    return rmsNorm(hidden, this.#w.norm, this.config.rmsNormEps);
+  }
+
   /** Final RMSNorm then lm_head (embed_tokens when tied): logits as fp32. */
   logits(hidden: Float64Array): Float32Array {
     const cfg = this.config;
@@ -243,6 +248,13 @@ export function referenceLogits(ckpt: Checkpoint, tokens: readonly number[]): Fl
   const m = new ReferenceModel(ckpt);
   const cache = m.newCache();
   return tokens.map((t) => m.logits(m.step(t, cache)));
+}
+
+/** Final-normed hidden states of every position of `tokens` (one Float64Array[hidden] each), from an empty cache. */
+export function referenceHiddenStates(ckpt: Checkpoint, tokens: readonly number[]): Float64Array[] {
+  const m = new ReferenceModel(ckpt);
+  const cache = m.newCache();
+  return tokens.map((t) => m.normed(m.step(t, cache)));
 }
 
 /** Index of the largest value; ties go to the lowest index (what argmax does everywhere). */
