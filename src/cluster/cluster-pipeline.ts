@@ -263,6 +263,7 @@ class BusPipeline implements ClusterPipeline {
         // Speculative decoding's fields travel only when set (msgpack has no undefined).
         ...(req.rewind === true ? { rewind: true } : {}),
         ...(req.choices !== undefined && req.choices > 1 ? { choices: req.choices } : {}),
+        ...(req.wantHidden === true ? { wantHidden: true } : {}),
       });
     } catch (e) {
       if (fresh) this.seqEpoch.delete(req.seq);
@@ -366,6 +367,7 @@ class BusPipeline implements ClusterPipeline {
       token: m.token,
       ...(m.tokens === undefined ? {} : { tokens: m.tokens }),
       ...(m.logits === null ? {} : { logits: f32(m.logits) }),
+      ...(m.hidden === undefined ? {} : { hidden: f32(m.hidden) }),
     };
     const check = this.verifier?.verdict(m.seq, m.stepId) ?? null;
     if (check === null) { p.resolve(outcome); return; }

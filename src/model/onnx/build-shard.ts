@@ -67,6 +67,9 @@ export const IO = {
   hiddenIn: 'hidden_in',
   hiddenOut: 'hidden_out',
   logits: 'logits',
+  /** Last stage: every position's hidden state after the final norm [B,S,H] (what embeddings pool;
+   *  fetched only by embedding steps). */
+  hiddenNormed: 'hidden_normed',
   /** Last stage: int64 [1], how many final positions of each item get logits (1 for a plain
    *  step; k+1 when a step verifies k draft tokens). */
   logitRows: 'logit_rows',
@@ -302,7 +305,12 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     // draft tokens): slice before the norm and the big matmul.
     const rowsIn = g.input(IO.logitRows, DT.int64, [1]);
     const lastPos = to2d(g.op('Slice', [final3, g.op('Neg', [rowsIn]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]), h); // [B*R,H] or [B,R,H]
-    const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, f32(FINAL_NORM)], { axis: -1, epsilon: eps32 });
+    const finalNorm = f32(FINAL_NORM);
+    const normedLast = g.op('SimplifiedLayerNormalization', [lastPos, finalNorm], { axis: -1, epsilon: eps32 });
+    // Embeddings (issue 21) pool the final-normed states of every position: one more norm over
+    // [B,S,H], cheap beside the layers; the session copies it out only when a step asks for it.
+    g.node('SimplifiedLayerNormalization', [final3, finalNorm], [IO.hiddenNormed], { axis: -1, epsilon: eps32 });
+    g.output(IO.hiddenNormed, DT.float, ['batch', 'seq', h]);
     // int4 (3-D): the head's rows are [B, R] (R logit rows per item), not the stage's [B, S].
     let lead: string | null = null;
     const headLead = (): string => (lead ??= g.op('Slice', [g.op('Shape', [normedLast]), g.i64([0]), g.i64([2])]));
@@ -351,7 +359,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   }
   const built = g.finish(`hearth_${cfg.family}_${start}_${end}`);
   const inputNames: string[] = [first ? IO.inputIds : IO.hiddenIn];
-  const outputNames: string[] = [last ? IO.logits : IO.hiddenOut];
+  const outputNames: string[] = last ? [IO.logits, IO.hiddenNormed] : [IO.hiddenOut];
   for (let li = 0; li < end - start; li++) {
     inputNames.push(IO.pastKey(li), IO.pastValue(li));
     outputNames.push(...(kind === 'fused' ? [IO.newKey(li), IO.newValue(li)] : [IO.presentKey(li), IO.presentValue(li)]));
