@@ -256,6 +256,9 @@ export interface StepMsg extends Base {
   /** Verify step: the last stage returns the choice after each of the last `choices` positions
    *  (tokens = [last accepted, d1..dk] → k+1 choices; logits, when asked, as [choices, vocabSize]). */
   readonly choices?: number;
+  /** Embedding step (issue 21), optional like the fields above: the last stage answers with every
+   *  position's final-normed hidden state (ResultMsg.hidden) and samples nothing. Absent = false. */
+  readonly wantHidden?: boolean;
 }
 
 export interface StepChain {
@@ -276,6 +279,8 @@ export interface ResultMsg extends Base {
   readonly tokens?: readonly SampledToken[];
   /** Float32 bytes [vocabSize] when wantLogits ([choices, vocabSize] for a verify step). */
   readonly logits: Uint8Array | null;
+  /** StepMsg.wantHidden: Float32 bytes [n, hiddenSize], the final-normed states (absent otherwise). */
+  readonly hidden?: Uint8Array;
   /** Set when a stage could not run the step. `code` is a HearthError code. */
   readonly error: { readonly code: string; readonly message: string } | null;
   /** Sender's wall clock at publish, the latencies of the hops before it, and each stage's time

@@ -344,6 +344,7 @@ export class ShardSession {
     const width = this.last ? this.info.config.vocabSize : h;
     const keep = this.last ? rows : it.n;
     const out = new Float32Array(keep * width);
+    const normed = this.last && it.wantHidden === true ? new Float32Array(it.n * h) : null;
     for (let k = 0; k < it.n; k++) {
       const one: StageItem = {
         seq: it.seq,
@@ -351,12 +352,14 @@ export class ShardSession {
         n: 1,
         tokens: it.tokens.subarray(k, k + 1),
         ...(it.hidden !== undefined ? { hidden: it.hidden.subarray(k * h, (k + 1) * h) } : {}),
+        ...(normed !== null ? { wantHidden: true } : {}),
       };
       const [r] = await this.step([one]);
       const row = k - (it.n - keep);
       if (row >= 0) out.set((this.last ? r?.logits : r?.hidden) ?? new Float32Array(0), row * width);
+      if (normed !== null) normed.set(r?.hidden ?? new Float32Array(0), k * h);
     }
-    return this.last ? { seq: it.seq, logits: out } : { seq: it.seq, hidden: out };
+    return this.last ? { seq: it.seq, logits: out, ...(normed === null ? {} : { hidden: normed }) } : { seq: it.seq, hidden: out };
   }
 
   /**
@@ -413,6 +416,7 @@ export class ShardSession {
     const width = this.last ? this.info.config.vocabSize : h;
     const keep = this.last ? rows : it.n;
     const out = new Float32Array(keep * width);
+    const normed = this.last && it.wantHidden === true ? new Float32Array(it.n * h) : null;
     for (let a = 0; a < it.n; a += size) {
       const m = Math.min(size, it.n - a);
       // The item's kept rows are its last `keep` positions; this part's share is a suffix of it.
@@ -424,12 +428,14 @@ export class ShardSession {
         tokens: it.tokens.subarray(a, a + m),
         ...(it.hidden !== undefined ? { hidden: it.hidden.subarray(a * h, (a + m) * h) } : {}),
         ...(this.last && mine > 1 ? { logitRows: mine } : {}),
+        ...(normed !== null ? { wantHidden: true } : {}),
       };
       const [r] = await this.step([part]);
       const got = (this.last ? r?.logits : r?.hidden) ?? new Float32Array(0);
       if (mine > 0) out.set(got.subarray(got.length - mine * width), (a + m - mine - (it.n - keep)) * width);
+      if (normed !== null) normed.set(r?.hidden ?? new Float32Array(0), a * h);
     }
-    return this.last ? { seq: it.seq, logits: out } : { seq: it.seq, hidden: out };
+    return this.last ? { seq: it.seq, logits: out, ...(normed === null ? {} : { hidden: normed }) } : { seq: it.seq, hidden: out };
   }
 
   /** One session.run for items that all have the same n (a batch of decode steps, or one chunk). */
@@ -500,6 +506,7 @@ export class ShardSession {
         fetches[IO.presentValue(l)] = v;
       }
       fetches[this.last ? IO.logits : IO.hiddenOut] = null;
+      if (this.last && items.some((it) => it.wantHidden === true)) fetches[IO.hiddenNormed] = null;
     } else {
       const strides = seqs.map((x) => x.stride);
       for (let l = 0; l < layers; l++) {
@@ -513,7 +520,7 @@ export class ShardSession {
     let out: ort.InferenceSession.ReturnType;
     try {
       this.runs++;
-      out = shared ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
+      out = shared ? await this.session.run(feeds, fetches) : await this.session.run(feeds, this.fetchNames(items));
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
     }
@@ -588,7 +595,7 @@ export class ShardSession {
     let out: ort.InferenceSession.ReturnType;
     this.runs++;
     try {
-      out = await this.session.run(feeds);
+      out = await this.session.run(feeds, this.fetchNames(items));
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
     }
@@ -638,13 +645,28 @@ export class ShardSession {
     return m;
   }
 
+  /**
+   * The outputs a run copies out: all but the last stage's hidden_normed, which only embedding
+   * steps (wantHidden) fetch. Graphs built before it existed do not list it.
+   */
+  private fetchNames(items: readonly StageItem[]): readonly string[] {
+    const names = this.session.outputNames;
+    if (!this.last || items.some((it) => it.wantHidden === true)) return names;
+    return names.filter((n) => n !== IO.hiddenNormed);
+  }
+
   private results(items: readonly StageItem[], out: ort.InferenceSession.ReturnType, s: number): StageResult[] {
+    const h = this.info.config.hiddenSize;
     if (this.last) {
       const logits = out[IO.logits]?.data as Float32Array;
+      const normed = out[IO.hiddenNormed]?.data as Float32Array | undefined;
       const v = this.info.config.vocabSize * ((items[0] as StageItem).logitRows ?? 1);
-      return items.map((it, i) => ({ seq: it.seq, logits: logits.subarray(i * v, (i + 1) * v) }));
+      return items.map((it, i) => ({
+        seq: it.seq,
+        logits: logits.subarray(i * v, (i + 1) * v),
+        ...(it.wantHidden === true && normed !== undefined ? { hidden: normed.subarray(i * s * h, (i + 1) * s * h) } : {}),
+      }));
     }
-    const h = this.info.config.hiddenSize;
     const hidden = out[IO.hiddenOut]?.data as Float32Array;
     return items.map((it, i) => ({ seq: it.seq, hidden: hidden.subarray(i * s * h, (i + 1) * s * h) }));
   }

@@ -43,11 +43,14 @@ export interface StageItem {
   /** Last stage: logits for the last `logitRows` positions of the item (1..n; default 1). A step that
    *  verifies k draft tokens asks for k+1. Items of one batch share it (decode items have n = 1). */
   readonly logitRows?: number;
+  /** Last stage: also return every position's final-normed hidden state (`hidden`, [n, hiddenSize]):
+   *  what an embedding request pools (issue 21). Absent = false. */
+  readonly wantHidden?: boolean;
 }
 
 export interface StageResult {
   readonly seq: string;
-  /** Non-last stage: [n, hiddenSize] to pass on. */
+  /** Non-last stage: [n, hiddenSize] to pass on; last stage with wantHidden: the final-normed states. */
   readonly hidden?: Float32Array;
   /** Last stage: logits [logitRows, vocabSize] of the final logitRows positions of the item. */
   readonly logits?: Float32Array;

@@ -32,6 +32,7 @@ export class LocalPipeline implements Pipeline {
           ...(req.rewind === true ? { rewind: true } : {}),
           // A verify step: the last stage returns a row of logits (a choice) per position asked.
           ...(i === last && req.choices !== undefined && req.choices > 1 ? { logitRows: req.choices } : {}),
+          ...(i === last && req.wantHidden === true ? { wantHidden: true } : {}),
         },
         promptLen: req.promptLen,
         sampling: req.sampling,
@@ -43,6 +44,7 @@ export class LocalPipeline implements Pipeline {
           token: r.token ?? null,
           ...(r.tokens === undefined ? {} : { tokens: r.tokens }),
           ...(r.logits === undefined ? {} : { logits: r.logits }),
+          ...(req.wantHidden === true && r.hidden !== undefined ? { hidden: r.hidden } : {}),
         };
       }
       hidden = r.hidden;

@@ -1,9 +1,10 @@
 import { HearthError, isHearthError } from '../errors/index.ts';
+import { GREEDY } from '../sampling/types.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { Admission, checkBiasIds, checkPromptIds } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { PassCost, Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
-import type { GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
+import type { EmbedRequest, GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
 
 export interface SchedulerOptions {
   /** Sequences decoding at once; more wait in the queue. */
@@ -109,6 +110,47 @@ export class Scheduler implements Generator {
     const slot = await this.admission.acquire(req.group ?? req.id, req.signal);
     try {
       yield* this.run(req);
+    } finally {
+      slot.release();
+    }
+  }
+
+  /**
+   * Embeddings (issue 21): the final-normed hidden state of every position of req.tokens, fed in
+   * the same prefill chunks as a prompt, sampling nothing. Takes a slot like a generation; a plan
+   * change replays it from the start (nothing to keep: the states are recomputed whole).
+   */
+  async hiddenStates(req: EmbedRequest): Promise<Float32Array> {
+    checkPromptIds(req.tokens, this.opts.vocabSize ?? null, this.opts.tokenizerVocab);
+    if (req.tokens.length === 0 || req.tokens.length > this.opts.contextLength) throw new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.opts.contextLength, req.tokens.length, '']);
+    const slot = await this.admission.acquire(req.id, req.signal);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const seq = this.newSeqId(req.id, attempt);
+        const parts: Float32Array[] = [];
+        try {
+          await this.pipeline.waitReady(this.opts.readyTimeoutMs);
+          for (let pos = 0; pos < req.tokens.length; pos += this.opts.prefillChunk) {
+            if (isAborted(req.signal)) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ['the client went away']);
+            const tokens = req.tokens.slice(pos, pos + this.opts.prefillChunk);
+            const out = await this.pipeline.step({ seq, pos, tokens, promptLen: req.tokens.length, sampling: GREEDY, wantToken: false, wantLogits: false, wantHidden: true });
+            if (out.hidden === undefined) throw new HearthError('HEARTH_ERR_ENGINE', ['the last stage returned no hidden states (a worker older than embeddings?)']);
+            parts.push(out.hidden);
+          }
+        } catch (e) {
+          if (!isHearthError(e, 'HEARTH_ERR_PLAN_CHANGED') || attempt >= this.opts.maxReplays) throw e;
+          continue;
+        } finally {
+          this.pipeline.free(seq);
+        }
+        const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+        let o = 0;
+        for (const p of parts) {
+          all.set(p, o);
+          o += p.length;
+        }
+        return all;
+      }
     } finally {
       slot.release();
     }

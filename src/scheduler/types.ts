@@ -23,6 +23,9 @@ export interface StepRequest {
   /** Verify step: the target's choice at each of the last `choices` positions (1..tokens.length;
    *  default 1). tokens = [last accepted, d1..dk] asks for k+1: the choice after each of them. */
   readonly choices?: number;
+  /** An embedding step (issue 21): the last stage returns every position's final-normed hidden
+   *  state ([tokens.length, hiddenSize] in StepOutcome.hidden) and samples nothing. */
+  readonly wantHidden?: boolean;
 }
 
 export interface StepOutcome {
@@ -33,6 +36,8 @@ export interface StepOutcome {
   readonly tokens?: readonly SampledToken[];
   /** wantLogits: [choices, vocabSize] (the rows of the last `choices` positions). */
   readonly logits?: Float32Array;
+  /** wantHidden: [tokens.length, hiddenSize] final-normed hidden states. */
+  readonly hidden?: Float32Array;
 }
 
 /**
@@ -93,8 +98,17 @@ export type GenerateEvent =
   | { readonly type: 'token'; readonly token: SampledToken; readonly index: number }
   | { readonly type: 'done'; readonly reason: FinishReason; readonly promptTokens: number; readonly completionTokens: number };
 
+export interface EmbedRequest {
+  readonly id: string;
+  readonly tokens: Int32Array;
+  readonly signal?: AbortSignal;
+}
+
 /** What the API layer drives. Implemented by scheduler/scheduler.ts over any Pipeline. */
 export interface Generator {
+  /** The final-normed hidden state of every position of req.tokens, [n, hiddenSize] (issue 21:
+   *  embeddings pool them). Optional: a generator without it serves no embeddings. */
+  hiddenStates?(req: EmbedRequest): Promise<Float32Array>;
   /** Yields tokens as they are sampled, then one 'done'. Aborting req.signal ends it with 'cancelled'. */
   generate(req: GenerateRequest): AsyncIterable<GenerateEvent>;
   /** Sequences running / waiting (queue depth for metrics and 429s). */

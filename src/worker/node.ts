@@ -326,6 +326,7 @@ export class WorkerNode {
       ...(m.rewind === true ? { rewind: true } : {}),
       // A verify step: the last stage returns a row of logits (a choice) per position asked.
       ...(a.next === null && m.choices !== undefined && m.choices > 1 ? { logitRows: m.choices } : {}),
+      ...(a.next === null && m.wantHidden === true ? { wantHidden: true } : {}),
     };
     const last = a.next === null;
     l.runner.submit({ item, promptLen: m.promptLen, sampling: m.sampling, wantToken: last && m.wantToken, wantLogits: last && m.wantLogits })
@@ -355,7 +356,7 @@ export class WorkerNode {
           const token = tok !== null && this.opts.perturbOutput !== undefined ? { token: (tok.token + 1) % (a.model.vocabSize || 1) } : tok;
           // The next step first (it is on the critical path), then the token to the gateway.
           if (token !== null) this.chainNext(m, a, token.token, sentAt);
-          this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt, r.tokens);
+          this.reply(m, hops, stages, token, r.logits ?? null, null, sentAt, r.tokens, m.wantHidden === true ? r.hidden : undefined);
         }
       })
       .catch((e: unknown) => {
@@ -388,7 +389,7 @@ export class WorkerNode {
     else this.bus.publish(subjects.step(this.opts.cluster, first), next);
   }
 
-  private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs(), tokens?: readonly SampledToken[]): void {
+  private reply(m: StepMsg, hops: number[], stageMs: number[], token: SampledToken | null, logits: Float32Array | null, error: { code: string; message: string } | null, sentAt = wallMs(), tokens?: readonly SampledToken[], hidden?: Float32Array): void {
     // Errors go to the fault subject (any stage may say it failed), results to the result subject
     // (with per-node credentials only the last stage may publish there: issue 14).
     this.bus.publish(error !== null ? subjects.fault(this.opts.cluster, m.gateway, this.id) : subjects.result(this.opts.cluster, m.gateway), {
@@ -396,6 +397,7 @@ export class WorkerNode {
       token: token === null ? null : plainToken(token),
       ...(tokens === undefined || tokens.length === 0 ? {} : { tokens: tokens.map(plainToken) }),
       logits: logits === null ? null : bin(logits), error, sentAt, hopMs: hops, stageMs,
+      ...(hidden === undefined ? {} : { hidden: bin(hidden) }),
     });
   }
 }

@@ -16,7 +16,7 @@ export interface StageWork {
 }
 
 export interface StageWorkResult {
-  /** Non-last stage: hidden states to pass on. */
+  /** Non-last stage: hidden states to pass on; last stage, item.wantHidden: the final-normed states. */
   readonly hidden?: Float32Array;
   /** Last stage: the sampled token (null when not asked for). */
   readonly token?: SampledToken | null;
@@ -296,7 +296,7 @@ export class StageRunner {
             p.done = (p.done ?? 0) + it.n;
             if (it.n < p.work.item.n) this.stats.chunkParts++;
             if (p.done < p.work.item.n) {
-              if (!this.engine.last) (p.parts ??= []).push(r.hidden ?? new Float32Array(0));
+              if (!this.engine.last || p.work.item.wantHidden === true) (p.parts ??= []).push(r.hidden ?? new Float32Array(0));
               unfinished.push(p);
               continue;
             }
@@ -342,6 +342,11 @@ export class StageRunner {
     }
     h.write(item.pos, item.tokens);
     if (logits === undefined) throw new Error('last stage produced no logits');
+    // An embedding step (issue 21): the final-normed states of every position, no token.
+    if (item.wantHidden === true) {
+      if (hidden === undefined) throw new Error('last stage produced no hidden states for an embedding step');
+      return { token: null, hidden };
+    }
     // item.logitRows > 1: a speculative verify step (the engine returned [rows, vocabSize]).
     const rows = item.logitRows ?? 1;
     if (rows > 1) {
