@@ -19,6 +19,10 @@ export interface ServedModel {
   readonly created: number;
   /** Said wherever the model is listed (the offline demo: "its text is random"). */
   readonly notice?: string;
+  /** How /v1/embeddings and Ollama's /api/embed pool hidden states (the checkpoint's own
+   *  sentence-transformers config; see embeddings-pooling.ts), and the embedding's width (the
+   *  hidden size). Absent: mean pooling, width as computed. */
+  readonly embeddings?: { readonly pooling: import('./embeddings-pooling.ts').Pooling; readonly dimensions: number };
 }
 
 export interface ApiLimits {

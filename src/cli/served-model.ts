@@ -5,6 +5,7 @@ import { loadTokenizer } from '../tokenizer/index.ts';
 import { loadChatTemplate } from '../chat/template.ts';
 import { chatTemplateSource } from '../chat/template-source.ts';
 import type { ServedModel } from '../api/index.ts';
+import { poolingOf } from '../api/embeddings-pooling.ts';
 import { existsSync } from 'node:fs';
 import { checkRepoId, createProgressBar, defaultModelsDir, pullModel, resolveLocalModel } from '../hub/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
@@ -67,6 +68,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
     templateSource: chatTemplateSource(dir),
     created: Math.floor(Date.now() / 1000),
     ...(notice !== undefined ? { notice } : {}),
+    embeddings: { pooling: poolingOf(dir), dimensions: config.hiddenSize },
   };
   return { model, config };
 }
