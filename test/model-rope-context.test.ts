@@ -1,8 +1,9 @@
-// Issue 20 (gap B): a stage builds its rotary cos/sin tables for the context the gateway serves,
-// not the model's max_position_embeddings (131072 on Llama 3.x: 67 MB a stage at head_dim 128), and
-// the planner counts the same rows. Positions inside the context compute bit for bit as before; a
-// step past it is refused instead of reading past the tables. Through a real `hearth up`, the
-// workers report the smaller weights.
+// Issue 20 (gap B): a stage's rotary cos/sin tables cover the context the gateway serves, not the
+// model's max_position_embeddings (131072 on Llama 3.x: 67 MB a stage at head_dim 128), and never
+// more positions than the stage's KV allowance can hold a sequence of (rope-rows.ts). They are fed
+// by the session, so the built graph (and the shard cache) does not depend on the context at all.
+// Positions inside compute bit for bit as before; a step past them is refused instead of reading
+// past the tables. Through a real `hearth up`, the workers report the smaller weights.
 import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,7 @@ import { modelCostsFromCheckpoint } from '../src/cluster/model-costs.ts';
 import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
 import { buildShardGraph, ropePositions } from '../src/model/onnx/index.ts';
 import { createShardEngine } from '../src/runtime/index.ts';
+import { ropeRows } from '../src/runtime/rope-rows.ts';
 import { tokenStream } from './helpers/runtime-exact.ts';
 import { startHearth } from './helpers/hearth.ts';
 
@@ -24,19 +26,27 @@ t.test('tables, planner count and engine follow the context served; outputs are 
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   await generateCheckpoint(dir, { preset: 'tiny-llama', numLayers: 2, vocabSize: 512, maxPositions: MAX, tokenizer: false, seed: 7 });
   const ckpt = openCheckpoint(dir);
-  const full = buildShardGraph(ckpt, { start: 0, end: 2, quant: 'none' }, { mapFile: () => 'ckpt0.safetensors' });
-  const ctx = buildShardGraph(ckpt, { start: 0, end: 2, quant: 'none' }, { mapFile: () => 'ckpt0.safetensors', maxPositions: 64 });
-  t.equal(full.weightBytes - ctx.weightBytes, rope(MAX) - rope(64), 'the graph holds tables for 64 positions, not 131072');
+  const g = buildShardGraph(ckpt, { start: 0, end: 2, quant: 'none' }, { mapFile: () => 'ckpt0.safetensors' });
+  t.ok(g.weightBytes < rope(MAX), `the graph holds no table rows (${g.weightBytes} B of weights, tables for the model's maximum would be ${rope(MAX)})`);
   t.equal(ropePositions(ckpt.config, 1 << 20), MAX, 'never more than the model\'s maximum');
   const costFull = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 64 });
-  const costCtx = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 64, maxPositions: 64 });
-  t.equal(costFull.stageOverheadBytes - costCtx.stageOverheadBytes, rope(MAX) - rope(64), 'the planner counts the same rows');
+  const costCtx = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 64, maxPositions: 32 });
+  t.equal(costFull.stageOverheadBytes - costCtx.stageOverheadBytes, rope(64) - rope(32), 'the planner counts rows for the KV reserve, within the context');
+  // A budget of KV + tables for 40 positions of 2 layers holds 40 rows, whatever the context.
+  const perPos = 2 * 2 * ckpt.config.numKvHeads * ckpt.config.headDim * 4 + rope(1);
+  t.equal(ropeRows(ckpt.config, 4096, 40 * perPos + perPos - 1, 2, 4), 40, 'rows = what the budget holds');
+  t.equal(ropeRows(ckpt.config, 30, 40 * perPos, 2, 4), 30, 'never past the context served');
+  t.equal(ropeRows(ckpt.config, 30, null, 2, 4), 30, 'no budget: the context served');
   ckpt.close();
 
   const a = await createShardEngine(dir, { start: 0, end: 2, quant: 'none', threads: 1, provider: 'cpu' }, { cacheDir: null });
   const b = await createShardEngine(dir, { start: 0, end: 2, quant: 'none', threads: 1, provider: 'cpu' }, { cacheDir: null, maxPositions: 48 });
   t.teardown(() => Promise.all([a.close(), b.close()]));
   t.equal(b.info.positions, 48, 'the engine says what it was built for');
+  const c = await createShardEngine(dir, { start: 0, end: 2, quant: 'none', threads: 1, provider: 'cpu' }, { cacheDir: null, kvBudgetBytes: 40 * perPos });
+  t.teardown(() => c.close());
+  t.equal(c.info.positions, 40, 'a KV budget for 40 positions builds tables for 40, not the 131072 of the context');
+  t.equal(c.weightBytes(), a.weightBytes() - rope(MAX) + rope(40), 'and reports those rows beside its weights');
   const toks = tokenStream(40, 512, 3);
   const run = async (e: typeof a): Promise<Float32Array[]> => {
     const out: Float32Array[] = [];

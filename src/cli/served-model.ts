@@ -9,6 +9,8 @@ import { poolingOf } from '../api/embeddings-pooling.ts';
 import { existsSync } from 'node:fs';
 import { checkRepoId, createProgressBar, defaultModelsDir, pullModel, resolveLocalModel } from '../hub/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
+import { ggufView, resolveOllamaModel } from '../gguf/index.ts';
+import { stateDir } from './state-dir.ts';
 
 /** Hub ids look like ORG/NAME; anything else is a path (and never a reason to suggest a pull). */
 export function isHubId(arg: string): boolean {
@@ -29,10 +31,25 @@ export function resolveModelDir(arg: string): string {
 }
 
 /**
+ * `FILE.gguf` (or any shard of a split set) and `ollama:NAME[:TAG]` become a checkpoint folder under
+ * hearth's state dir that reads the GGUF in place (src/gguf/gguf-view.ts); anything else: null.
+ */
+export async function resolveGgufModel(arg: string, home: string = stateDir()): Promise<string | null> {
+  if (arg.startsWith('ollama:')) {
+    const m = resolveOllamaModel(arg);
+    return ggufView(m.file, home, `ollama-${m.id.replace(/[/:]/g, '-')}`);
+  }
+  if (/\.gguf$/i.test(arg)) return ggufView(arg, home);
+  return null;
+}
+
+/**
  * Like `ollama run`: a local folder or pulled model as is; an ORG/NAME that is not here yet is
  * pulled first (progress bar on stderr, resumable). Offline, the error says so and names the demo.
  */
 export async function resolveOrPullModel(arg: string, signal?: AbortSignal): Promise<string> {
+  const gguf = await resolveGgufModel(arg);
+  if (gguf !== null) return gguf;
   const dir = resolveLocalModel(arg);
   if (dir !== null || !isHubId(arg)) return resolveModelDir(arg);
   const modelsDir = defaultModelsDir();

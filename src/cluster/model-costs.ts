@@ -14,8 +14,9 @@
 //   209 MB head on the last stage kept 2 nodes × 60% of the model from serving it);
 // - the lm_head is int4 in row slices; a tied head on a stage that also holds the embedding reads
 //   the lookup table's bytes (counted once), on a later stage it is quantized from the checkpoint;
-// - norms are held as fp32, and so are the two rotary tables [positions, headDim/2], built for the
-//   context served (ropePositions: the gateway's contextLength, not max_position_embeddings).
+// - norms are held as fp32; the two rotary tables [positions, headDim/2] are fed by the session and
+//   sized to the positions the stage's KV allowance holds (src/runtime/rope-rows.ts), so the plan
+//   counts them for the KV reserve's tokens and the engine carves the rest out of the allowance.
 // onnxruntime prepacks each MatMulNBits weight for its int8 kernels (accuracy_level 4), adding one
 // fp32 block sum per block: 4 bytes per block, held in memory but not streamed per token.
 // 'none' keeps projections and the head as fp32 (4 bytes), the embedding as stored (mapped).
@@ -126,7 +127,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   let firstLastSharedBytes = 0;
   if (cfg.tieEmbeddings && embedInt4) firstLastSharedBytes = headBytes;
   else if (cfg.tieEmbeddings && !int4 && ckpt.info(EMBED_TOKENS).dtype === 'F32') firstLastSharedBytes = firstBytes;
-  const positions = ropePositions(cfg, opts.maxPositions);
+  const positions = Math.min(ropePositions(cfg, opts.maxPositions), opts.kvTokens);
   const ropeBytes = 2 * positions * (cfg.headDim / 2) * 4;
   return {
     numLayers: L,

@@ -9,6 +9,7 @@ import { HearthError } from '../errors/index.ts';
 import { parseConfig } from './config.ts';
 import { checkEntry, readFully, readSafetensorsHeader, toFloat32, DTYPE_BYTES, type RawTensorEntry, type SafetensorsHeader } from './safetensors.ts';
 import { LM_HEAD, tensorShapesForRange } from './tensor-names.ts';
+import { isGgufFolder, openGgufFolder } from '../gguf/gguf-checkpoint.ts';
 import type { Checkpoint, ModelConfig, TensorInfo } from './types.ts';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -193,6 +194,8 @@ class FolderCheckpoint implements Checkpoint {
 /** Opens and validates (headers only) a checkpoint folder. Throws HearthError with a one-line message. */
 export function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): Checkpoint {
   const abs = path.resolve(dir);
+  // A folder made for a GGUF (gguf-view.ts, or a worker's stage of one): its tensors are GGUF blocks.
+  if (isGgufFolder(abs)) return openGgufFolder(abs, opts, openCheckpoint);
   const configText = readText(path.join(abs, 'config.json'));
   if (configText === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [abs]);
   const locator = new TensorLocator(abs);

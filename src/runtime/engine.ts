@@ -70,8 +70,9 @@ export class OnnxShardEngine implements ShardEngine {
   ) {
     this.config = info.config;
     this.fromPlan = kvBudgetBytes !== null;
-    this.kvBudget = kvBudgetBytes !== null ? Math.max(0, kvBudgetBytes)
-      : memoryBytes === null ? null : Math.max(0, memoryBytes - info.weightBytes - info.lookupBytes);
+    // The rotary tables were sized from the same budget (ropeRows) and come out of it.
+    this.kvBudget = kvBudgetBytes !== null ? Math.max(0, kvBudgetBytes - info.ropeBytes)
+      : memoryBytes === null ? null : Math.max(0, memoryBytes - info.weightBytes - info.lookupBytes - info.ropeBytes);
     this.first = spec.start === 0;
     this.last = spec.end === info.config.numLayers;
     this.bytesPerPosition = (spec.end - spec.start) * 2 * info.config.numKvHeads * info.config.headDim * (info.kvDtype === 'float16' ? 2 : 4);
@@ -145,7 +146,7 @@ export class OnnxShardEngine implements ShardEngine {
       }
       // The rotary tables end at the context served: a position past them has no rotation (the
       // scheduler keeps sequences inside contextLength; this stops anything that does not).
-      if (it.pos + it.n > this.info.positions) return Promise.reject(new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.info.positions, it.pos + it.n, ` (this stage was built for ${this.info.positions} positions)`]));
+      if (it.pos + it.n > this.info.positions) return Promise.reject(new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.info.positions, it.pos + it.n, ` (this stage holds ${this.info.positions} positions: the context served, or what its memory holds)`]));
       next.set(it.seq, it.pos + it.n); // pos < have only when rewinding
     }
     if (refused !== null) return Promise.reject(Object.assign(refused, { [KV_FULL_SEQS]: full }));
@@ -181,7 +182,8 @@ export class OnnxShardEngine implements ShardEngine {
   }
 
   weightBytes(): number {
-    return this.info.weightBytes;
+    // The rotary tables are held beside the weights for as long as the stage runs.
+    return this.info.weightBytes + this.info.ropeBytes;
   }
 
   /** Ends onnxruntime profiling (engine created with profile: true); resolves to the trace file. */

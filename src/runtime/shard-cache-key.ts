@@ -130,7 +130,6 @@ export interface ShardKeyParts {
   readonly build: {
     readonly attention: string;
     readonly accuracyLevel: number | null;
-    readonly maxPositions: number | null;
     readonly headSliceRows: number | null;
     readonly kvDtype: string;
     readonly int4Block: number;

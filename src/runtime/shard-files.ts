@@ -35,7 +35,7 @@ export interface ShardFiles {
   finish(loaded: boolean): Promise<boolean>;
 }
 
-export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'maxPositions' | 'headSliceRows' | 'kvDtype' | 'int4Block'> {
+export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'headSliceRows' | 'kvDtype' | 'int4Block'> {
   /** Cache folder, or null for none. */
   readonly cacheDir: string | null;
   /** Where an uncached build is staged (default os.tmpdir()). */
@@ -90,7 +90,6 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
       externalDir: work,
       mapFile,
       ...(opts.accuracyLevel !== undefined ? { accuracyLevel: opts.accuracyLevel } : {}),
-      ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
       ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
       ...(opts.int4Block !== undefined ? { int4Block: opts.int4Block } : {}),
@@ -190,7 +189,6 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
     build: {
       attention: opts.attention ?? 'auto',
       accuracyLevel: opts.accuracyLevel ?? null,
-      maxPositions: opts.maxPositions ?? null,
       headSliceRows: opts.headSliceRows ?? null,
       kvDtype: opts.kvDtype ?? 'float32',
       int4Block: opts.int4Block ?? 32,

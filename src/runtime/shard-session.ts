@@ -8,7 +8,8 @@ import ort from 'onnxruntime-node';
 import { HearthError } from '../errors/index.ts';
 import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { ATTN_INPUTS, IO, KV_DTYPES, ropePositions, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
+import { ATTN_INPUTS, IO, KV_DTYPES, ROPE_INPUTS, ropeTables, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
+import { ropeBytesPerPosition, ropeRows } from './rope-rows.ts';
 import { INT4_BLOCK_SIZES } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
@@ -22,8 +23,13 @@ export interface ShardSessionOptions {
   /** MatMulNBits accuracy_level for int4 (default 4: int8 activations). */
   readonly accuracyLevel?: number;
   /** Context served: rotary table rows, and so the positions a sequence may reach (default and at
-   *  most: the model's max_position_embeddings). */
+   *  most: the model's max_position_embeddings; fewer when the KV budget holds fewer, see ropeRows). */
   readonly maxPositions?: number;
+  /** Bytes this stage may hold in KV and rotary tables together (the plan's allowance; see
+   *  EngineOptions.kvBudgetBytes). Wins over memoryBytes. */
+  readonly kvBudgetBytes?: number;
+  /** Bytes the node offers (see EngineOptions.memoryBytes): less the weights, the same budget. */
+  readonly memoryBytes?: number;
   /** Write an onnxruntime per-op profile (see endProfiling). */
   readonly profile?: boolean;
   /** Let onnxruntime repack constant weights for its kernels (default true; false = use mapped weights in place: instant load, slower fp32 matmuls). */
@@ -62,8 +68,10 @@ export interface ShardInfo {
   readonly weightBytes: number;
   /** Lookup-only embedding table mapped from the checkpoint (only seen rows are paged in). */
   readonly lookupBytes: number;
-  /** Positions the rotary tables cover: a step past them is refused (see ropePositions). */
+  /** Positions the rotary tables cover: a step past them is refused (see ropeRows). */
   readonly positions: number;
+  /** Bytes of those tables (fed to every step; not in weightBytes). */
+  readonly ropeBytes: number;
   /** Time to obtain the graph and weights (build, or cache lookup). */
   readonly buildMs: number;
   readonly sessionMs: number;
@@ -189,6 +197,8 @@ export class ShardSession {
   private profileDir: string | null = null;
   private scoreBudget = SCORE_BUDGET;
   private splitBytes = SPLIT_BYTES;
+  /** The rotary tables, fed to every run (see ROPE_INPUTS). */
+  private rope: Feeds = {};
   /** session.run calls so far. */
   runs = 0;
 
@@ -255,11 +265,15 @@ export class ShardSession {
           continue;
         }
         const t2 = performance.now();
+        const kvElement = files.attention === 'fused' && prep.kvDtype === 'float16' ? 2 : 4;
+        const budget = opts.kvBudgetBytes ?? (opts.memoryBytes === undefined ? null : opts.memoryBytes - files.weightBytes - files.lookupBytes);
+        const positions = ropeRows(config, opts.maxPositions, budget, spec.end - spec.start, kvElement);
         const info: ShardInfo = {
           config,
           attention: files.attention,
           kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
-          positions: ropePositions(config, opts.maxPositions),
+          positions,
+          ropeBytes: positions * ropeBytesPerPosition(config),
           weightBytes: files.weightBytes,
           lookupBytes: files.lookupBytes,
           buildMs: t1 - t0,
@@ -268,6 +282,9 @@ export class ShardSession {
           ...(files.cacheError !== undefined ? { cacheError: files.cacheError } : {}),
         };
         const shard = new ShardSession(session, spec, info, profileDir);
+        const { cos, sin } = ropeTables(config, positions);
+        const half = config.headDim / 2;
+        shard.rope = { [ROPE_INPUTS.cos]: new ort.Tensor('float32', cos, [positions, half]), [ROPE_INPUTS.sin]: new ort.Tensor('float32', sin, [positions, half]) };
         if (opts.scoreBudget !== undefined) shard.scoreBudget = Math.max(1, opts.scoreBudget);
         if (opts.splitBytes !== undefined) shard.splitBytes = Math.max(0, opts.splitBytes);
         return shard;
@@ -520,6 +537,7 @@ export class ShardSession {
     let out: ort.InferenceSession.ReturnType;
     try {
       this.runs++;
+      Object.assign(feeds, this.rope);
       out = shared ? await this.session.run(feeds, fetches) : await this.session.run(feeds, this.fetchNames(items));
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });
@@ -595,6 +613,7 @@ export class ShardSession {
     let out: ort.InferenceSession.ReturnType;
     this.runs++;
     try {
+      Object.assign(feeds, this.rope);
       out = await this.session.run(feeds, this.fetchNames(items));
     } catch (e) {
       throw new HearthError('HEARTH_ERR_ENGINE', [(e as Error).message ?? String(e)], { cause: e });

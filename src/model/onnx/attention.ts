@@ -58,10 +58,19 @@ export const ATTN_INPUTS = {
   plain: { positionIds: 'position_ids', mask: 'attn_mask' },
 } as const;
 
-export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: AttentionKind, cos: Float32Array, sin: Float32Array, positions: number, kvType: number = DT.float): AttentionContext {
+/**
+ * The rotary cos/sin caches [positions, headDim/2] (rope.ts) are graph inputs, fed by the session
+ * on every step, not initializers: their rows follow the memory the stage is given (the positions
+ * its KV allowance can hold, see src/runtime/rope-rows.ts), so one built shard serves any context
+ * and a plan that moves a stage's KV allowance never rebuilds (requantizes) it. Issue 20: 32,768
+ * rows cost 16.8 MB a stage at head_dim 128, more than a 60% offer had left on a 3B model.
+ */
+export const ROPE_INPUTS = { cos: 'rope_cos', sin: 'rope_sin' } as const;
+
+export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: AttentionKind, kvType: number = DT.float): AttentionContext {
   const half = cfg.headDim / 2;
-  const cosCache = g.init('rope_cos', DT.float, [positions, half], cos);
-  const sinCache = g.init('rope_sin', DT.float, [positions, half], sin);
+  const cosCache = g.input(ROPE_INPUTS.cos, DT.float, ['rope_positions', half]);
+  const sinCache = g.input(ROPE_INPUTS.sin, DT.float, ['rope_positions', half]);
   if (kind === 'fused') {
     const positionIds = g.input(ATTN_INPUTS.fused.positionIds, DT.int64, ['batch', 'seq']);
     const pastMask = g.input(ATTN_INPUTS.fused.pastMask, DT.float, ['batch', 1, 1, 'past']);

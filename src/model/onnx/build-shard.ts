@@ -15,7 +15,6 @@ import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
 import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
-import { ropePositions, ropeTables } from './rope.ts';
 import { WeightReader } from './weights.ts';
 
 export interface BuildShardOptions {
@@ -23,8 +22,6 @@ export interface BuildShardOptions {
   readonly attention?: AttentionKind | 'auto';
   /** MatMulNBits accuracy_level: 4 = int8 activations (fastest on AVX-512 VNNI), 0 = fp32. */
   readonly accuracyLevel?: number;
-  /** Context served: the rotary tables' rows (default and at most: config maxPositions; see ropePositions). */
-  readonly maxPositions?: number;
   /**
    * Write each prepared weight into this folder as w<i>.bin as soon as it is made (then load the
    * model from a file there): weights never accumulate in memory, and onnxruntime maps files far
@@ -239,10 +236,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   };
 
   // --- layers ----------------------------------------------------------------------------------------
-  const positions = ropePositions(cfg, opts.maxPositions);
-  const { cos, sin } = ropeTables(cfg, positions);
   const kvType = kind === 'fused' && opts.kvDtype === 'float16' ? DT.float16 : DT.float;
-  const actx = attentionContext(g, cfg, kind, cos, sin, positions, kvType);
+  const actx = attentionContext(g, cfg, kind, kvType);
   let residual = x2;
   let normed = g.op('SimplifiedLayerNormalization', [x2, f32(layerTensorNames(start).inputNorm)], { axis: -1, epsilon: eps32 });
   let pendingOut: string | null = null;
