@@ -2,7 +2,7 @@
 // Field names and defaults follow transformers' LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig.
 
 import { HearthError } from '../errors/index.ts';
-import { FAMILIES, type Family, type ModelConfig, type RopeScaling } from './types.ts';
+import { FAMILIES, type Family, type ModelConfig, type MoeConfig, type RopeScaling } from './types.ts';
 
 type Json = Record<string, unknown>;
 
@@ -55,6 +55,31 @@ function parseRopeScaling(v: unknown): RopeScaling | null {
   throw new HearthError('HEARTH_ERR_CHECKPOINT_UNSUPPORTED', [CONFIG_FILE, `rope_scaling type ${JSON.stringify(kind)} is not supported; supported: llama3, linear, default`]);
 }
 
+/**
+ * The routed MLP of qwen3_moe (transformers Qwen3MoeConfig / Qwen3MoeDecoderLayer: layer i is
+ * sparse unless listed in mlp_only_layers, and only when (i + 1) % decoder_sparse_step == 0;
+ * norm_topk_prob defaults to false) and mixtral (MixtralConfig: every layer, num_local_experts,
+ * intermediate_size is each expert's, top-k always renormalised). null for dense families.
+ */
+function parseMoe(raw: Json, family: Family, numLayers: number): MoeConfig | null {
+  if (family !== 'qwen3_moe' && family !== 'mixtral') return null;
+  const numExperts = int(raw, family === 'mixtral' ? 'num_local_experts' : 'num_experts', 8);
+  const topK = int(raw, 'num_experts_per_tok', 2);
+  if (topK > numExperts) fail(`num_experts_per_tok (${topK}) must not exceed the number of experts (${numExperts})`);
+  if (family === 'mixtral') {
+    const all = Array.from({ length: numLayers }, (_, i) => i);
+    return { naming: 'mixtral', numExperts, topK, normTopK: true, expertIntermediateSize: int(raw, 'intermediate_size'), sparseLayers: all };
+  }
+  const step = int(raw, 'decoder_sparse_step', 1);
+  const only = raw['mlp_only_layers'] ?? [];
+  if (!Array.isArray(only) || !only.every((v) => Number.isInteger(v))) fail(`mlp_only_layers must be a list of layer indices, got ${JSON.stringify(only)}`);
+  const dense = new Set(only as number[]);
+  const sparseLayers = Array.from({ length: numLayers }, (_, i) => i).filter((i) => !dense.has(i) && (i + 1) % step === 0);
+  const norm = raw['norm_topk_prob'] ?? false;
+  if (typeof norm !== 'boolean') fail(`norm_topk_prob must be a boolean, got ${JSON.stringify(norm)}`);
+  return { naming: 'qwen3_moe', numExperts, topK, normTopK: norm, expertIntermediateSize: int(raw, 'moe_intermediate_size'), sparseLayers };
+}
+
 export interface ParseConfigOptions {
   /** Whether the checkpoint's tensor listing holds lm_head.weight (decides tying when config.json is silent). */
   readonly hasLmHead: boolean;
@@ -101,7 +126,7 @@ export function parseConfig(configText: string, generationText: string | null, o
   const tieEmbeddings = typeof tieRaw === 'boolean' ? tieRaw : !opts.hasLmHead;
 
   // Qwen2 always has q/k/v bias and its config has no attention_bias key; the others read the key.
-  const attentionBias = family === 'qwen2' ? true : family === 'mistral' ? false : raw['attention_bias'] === true;
+  const attentionBias = family === 'qwen2' ? true : family === 'mistral' || family === 'mixtral' ? false : raw['attention_bias'] === true;
 
   let gen: Json = {};
   if (generationText !== null) {
@@ -115,11 +140,13 @@ export function parseConfig(configText: string, generationText: string | null, o
   const eosTokenIds = [...new Set([...ids(raw['eos_token_id']), ...ids(gen['eos_token_id'])])];
   const bos = raw['bos_token_id'] ?? gen['bos_token_id'];
 
+  const numLayers = int(raw, 'num_hidden_layers');
+  const moe = parseMoe(raw, family, numLayers);
   const cfg: ModelConfig = {
     family,
     hiddenSize,
     intermediateSize: int(raw, 'intermediate_size'),
-    numLayers: int(raw, 'num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -130,9 +157,10 @@ export function parseConfig(configText: string, generationText: string | null, o
     ropeScaling: parseRopeScaling(raw['rope_scaling']),
     tieEmbeddings,
     attentionBias,
-    qkNorm: family === 'qwen3',
+    qkNorm: family === 'qwen3' || family === 'qwen3_moe',
     bosTokenId: typeof bos === 'number' && Number.isInteger(bos) ? bos : null,
     eosTokenIds,
+    ...(moe !== null ? { moe } : {}),
   };
   return Object.freeze(cfg);
 }

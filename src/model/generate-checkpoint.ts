@@ -34,6 +34,16 @@ export interface ModelShape {
   readonly ropeTheta: number;
   readonly ropeScaling: RopeScaling | null;
   readonly tieEmbeddings: boolean;
+  /** Mixture-of-experts families (qwen3_moe, mixtral): routed experts per MoE layer. */
+  readonly numExperts?: number;
+  readonly topK?: number;
+  /** qwen3_moe norm_topk_prob (mixtral always renormalises). */
+  readonly normTopK?: boolean;
+  /** Each expert's intermediate size (qwen3_moe moe_intermediate_size; mixtral intermediate_size). */
+  readonly expertIntermediateSize?: number;
+  /** qwen3_moe decoder_sparse_step and mlp_only_layers (which layers stay dense). */
+  readonly decoderSparseStep?: number;
+  readonly mlpOnlyLayers?: readonly number[];
 }
 
 const QWEN3_VOCAB = 151936;
@@ -69,6 +79,57 @@ export const PRESETS = {
   'tiny-qwen2': { ...tiny, family: 'qwen2', ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: true },
   'tiny-qwen3': { ...tiny, family: 'qwen3', ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: true },
   'tiny-mistral': { ...tiny, family: 'mistral', rmsNormEps: 1e-5, ropeTheta: 1000000, ropeScaling: null, tieEmbeddings: false },
+  // Mixture of experts (issue 23): Qwen3-MoE's layout (q/k norm, untied like Qwen3-30B-A3B,
+  // norm_topk_prob) and Mixtral's (Mistral attention, top-2 of its experts, untied).
+  'tiny-qwen3-moe': {
+    ...tiny,
+    family: 'qwen3_moe',
+    ropeTheta: 1000000,
+    ropeScaling: null,
+    tieEmbeddings: false,
+    numExperts: 8,
+    topK: 2,
+    normTopK: true,
+    expertIntermediateSize: 32,
+    decoderSparseStep: 1,
+    mlpOnlyLayers: [],
+  },
+  'tiny-mixtral': {
+    ...tiny,
+    family: 'mixtral',
+    intermediateSize: 64, // MixtralConfig has one intermediate_size: each expert's
+    rmsNormEps: 1e-5,
+    ropeTheta: 1000000,
+    ropeScaling: null,
+    tieEmbeddings: false,
+    numExperts: 4,
+    topK: 2,
+    normTopK: true,
+    expertIntermediateSize: 64,
+  },
+  // Qwen3-30B-A3B's layer shape (its config.json) with 4 of its 48 layers, so it fits here: the
+  // benchmark shape for experts (a token reads 8 of 128 experts per layer).
+  'qwen3-30b-a3b-layers': {
+    family: 'qwen3_moe',
+    hiddenSize: 2048,
+    intermediateSize: 6144,
+    numLayers: 4,
+    numHeads: 32,
+    numKvHeads: 4,
+    headDim: 128,
+    vocabSize: QWEN3_VOCAB,
+    maxPositions: 40960,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1000000,
+    ropeScaling: null,
+    tieEmbeddings: false,
+    numExperts: 128,
+    topK: 8,
+    normTopK: true,
+    expertIntermediateSize: 768,
+    decoderSparseStep: 1,
+    mlpOnlyLayers: [],
+  },
   // Qwen2.5-0.5B's shape (its config.json), for the benchmark.
   'qwen2.5-0.5b': {
     family: 'qwen2',
@@ -208,6 +269,7 @@ export function resolveShape(opts: GenerateOptions): ModelShape {
     ropeTheta: opts.ropeTheta ?? base.ropeTheta,
     ropeScaling: opts.ropeScaling !== undefined ? opts.ropeScaling : base.ropeScaling,
     tieEmbeddings: opts.tieEmbeddings ?? base.tieEmbeddings,
+    ...moeShape(opts, base),
   };
   for (const k of POSITIVE_INT_FIELDS) if (!Number.isInteger(s[k]) || s[k] <= 0) bad(`${k} must be a positive integer, got ${s[k]}`);
   if (!(s.ropeTheta > 0) || !(s.rmsNormEps > 0)) bad('ropeTheta and rmsNormEps must be positive');
@@ -216,6 +278,38 @@ export function resolveShape(opts: GenerateOptions): ModelShape {
   // Qwen2 configs carry no head_dim key in the wild, so the generator keeps hidden = heads * headDim for it.
   if (s.family === 'qwen2' && s.hiddenSize !== s.numHeads * s.headDim) bad(`qwen2 needs hiddenSize == numHeads * headDim (${s.hiddenSize} vs ${s.numHeads}*${s.headDim})`);
   return s;
+}
+
+/** The MoE knobs of a shape (preset plus overrides), checked; none for dense families. */
+function moeShape(opts: GenerateOptions, base: ModelShape): Partial<ModelShape> {
+  const family = opts.family ?? base.family;
+  if (family !== 'qwen3_moe' && family !== 'mixtral') return {};
+  const m = {
+    numExperts: opts.numExperts ?? base.numExperts ?? 8,
+    topK: opts.topK ?? base.topK ?? 2,
+    normTopK: family === 'mixtral' ? true : (opts.normTopK ?? base.normTopK ?? true),
+    expertIntermediateSize: opts.expertIntermediateSize ?? base.expertIntermediateSize ?? opts.intermediateSize ?? base.intermediateSize,
+    decoderSparseStep: opts.decoderSparseStep ?? base.decoderSparseStep ?? 1,
+    mlpOnlyLayers: opts.mlpOnlyLayers ?? base.mlpOnlyLayers ?? [],
+  };
+  for (const k of ['numExperts', 'topK', 'expertIntermediateSize', 'decoderSparseStep'] as const) if (!Number.isInteger(m[k]) || m[k] <= 0) bad(`${k} must be a positive integer, got ${m[k]}`);
+  if (m.topK > m.numExperts) bad(`topK ${m.topK} exceeds numExperts ${m.numExperts}`);
+  return m;
+}
+
+/** The MoeConfig parseConfig reads back from configJson (same rules: see config.ts parseMoe). */
+function moeOf(s: ModelShape): ModelConfig['moe'] {
+  if (s.family !== 'qwen3_moe' && s.family !== 'mixtral') return undefined;
+  const only = new Set(s.family === 'mixtral' ? [] : (s.mlpOnlyLayers ?? []));
+  const step = s.family === 'mixtral' ? 1 : (s.decoderSparseStep ?? 1);
+  return {
+    naming: s.family,
+    numExperts: s.numExperts ?? 8,
+    topK: s.topK ?? 2,
+    normTopK: s.family === 'mixtral' ? true : (s.normTopK ?? true),
+    expertIntermediateSize: s.expertIntermediateSize ?? s.intermediateSize,
+    sparseLayers: Array.from({ length: s.numLayers }, (_, i) => i).filter((i) => !only.has(i) && (i + 1) % step === 0),
+  };
 }
 
 /** Whether the tokenizer written for this shape is cut to its vocab (see fitTokenizerToVocab). */
@@ -234,12 +328,26 @@ function specialIds(s: ModelShape, tokenizer: GenerateOptions['tokenizer']): { e
 /** The ModelConfig openCheckpoint will produce for these options (handy for tests). */
 export function shapeToConfig(s: ModelShape, tokenizer: GenerateOptions['tokenizer'] = true): ModelConfig {
   const ids = specialIds(s, tokenizer);
+  const moe = moeOf(s);
   return {
-    ...s,
+    family: s.family,
+    hiddenSize: s.hiddenSize,
+    intermediateSize: s.intermediateSize,
+    numLayers: s.numLayers,
+    numHeads: s.numHeads,
+    numKvHeads: s.numKvHeads,
+    headDim: s.headDim,
+    vocabSize: s.vocabSize,
+    maxPositions: s.maxPositions,
+    rmsNormEps: s.rmsNormEps,
+    ropeTheta: s.ropeTheta,
+    ropeScaling: s.ropeScaling,
+    tieEmbeddings: s.tieEmbeddings,
     attentionBias: s.family === 'qwen2',
-    qkNorm: s.family === 'qwen3',
+    qkNorm: s.family === 'qwen3' || s.family === 'qwen3_moe',
     bosTokenId: ids.endoftext,
     eosTokenIds: [ids.imEnd, ids.endoftext],
+    ...(moe !== undefined ? { moe } : {}),
   };
 }
 
@@ -304,7 +412,8 @@ function initFor(name: string, shape: readonly number[], hidden: number): { mean
   if (name.endsWith('norm.weight') || name === FINAL_NORM) return { mean: 1, std: 0.1 };
   if (name.endsWith('.bias')) return { mean: 0, std: 0.1 };
   const fanIn = shape[1] ?? 1;
-  const gain = /\.(q|k)_proj\.weight$/.test(name) ? 1.5 : /\.(o|down)_proj\.weight$/.test(name) ? OUT_GAIN : 1.0;
+  // Experts' down projections (qwen3_moe down_proj, mixtral w2) write into the residual too.
+  const gain = /\.(q|k)_proj\.weight$/.test(name) ? 1.5 : /\.(o|down)_proj\.weight$|\.w2\.weight$/.test(name) ? OUT_GAIN : 1.0;
   return { mean: 0, std: gain / Math.sqrt(fanIn) };
 }
 
@@ -312,7 +421,14 @@ function initFor(name: string, shape: readonly number[], hidden: number): { mean
 
 const TORCH_DTYPE: Record<GenDType, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
 const ST_DTYPE: Record<GenDType, DType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
-const ARCH: Record<Family, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
+const ARCH: Record<Family, string> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
+  mixtral: 'MixtralForCausalLM',
+};
 
 /** config.json as each family's transformers config class writes it. */
 export function configJson(s: ModelShape, dtype: GenDType, tokenizer: GenerateOptions['tokenizer'] = true): Record<string, unknown> {
@@ -338,7 +454,7 @@ export function configJson(s: ModelShape, dtype: GenDType, tokenizer: GenerateOp
     initializer_range: 0.02,
     tie_word_embeddings: s.tieEmbeddings,
     bos_token_id: ids.endoftext,
-    eos_token_id: s.family === 'llama' || s.family === 'mistral' ? ids.endoftext : ids.imEnd,
+    eos_token_id: s.family === 'llama' || s.family === 'mistral' || s.family === 'mixtral' ? ids.endoftext : ids.imEnd,
     torch_dtype: TORCH_DTYPE[dtype],
     use_cache: true,
   });
@@ -346,6 +462,27 @@ export function configJson(s: ModelShape, dtype: GenDType, tokenizer: GenerateOp
   if (s.family === 'qwen3') Object.assign(c, { attention_bias: false, use_sliding_window: false, sliding_window: null, max_window_layers: s.numLayers });
   if (s.family === 'qwen2') Object.assign(c, { use_sliding_window: false, sliding_window: s.maxPositions, max_window_layers: s.numLayers });
   if (s.family === 'mistral') c['sliding_window'] = null;
+  const moe = moeOf(s);
+  if (s.family === 'qwen3_moe' && moe !== undefined) {
+    Object.assign(c, {
+      attention_bias: false,
+      use_sliding_window: false,
+      sliding_window: null,
+      max_window_layers: s.numLayers,
+      num_experts: moe.numExperts,
+      num_experts_per_tok: moe.topK,
+      moe_intermediate_size: moe.expertIntermediateSize,
+      norm_topk_prob: moe.normTopK,
+      decoder_sparse_step: s.decoderSparseStep ?? 1,
+      mlp_only_layers: [...(s.mlpOnlyLayers ?? [])],
+      output_router_logits: false,
+      router_aux_loss_coef: 0.001,
+    });
+  }
+  if (s.family === 'mixtral' && moe !== undefined) {
+    // MixtralConfig: intermediate_size is each expert's.
+    Object.assign(c, { intermediate_size: moe.expertIntermediateSize, sliding_window: null, num_local_experts: moe.numExperts, num_experts_per_tok: moe.topK, output_router_logits: false, router_aux_loss_coef: 0.02 });
+  }
   return c;
 }
 

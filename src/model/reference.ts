@@ -3,7 +3,7 @@
 // on purpose: one token at a time against a KV cache, float64 activations and accumulation, no
 // tricks shared with the ONNX graph builder, so a bug there cannot hide here too.
 
-import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from './tensor-names.ts';
+import { EMBED_TOKENS, FINAL_NORM, isMoeLayer, layerTensorNames, lmHeadName, moeTensorNames } from './tensor-names.ts';
 import type { Checkpoint, ModelConfig } from './types.ts';
 
 interface LayerWeights {
@@ -21,6 +21,15 @@ interface LayerWeights {
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
+  /** A routed layer's router and experts (then gate/up/down above are empty). */
+  moe: MoeWeights | null;
+}
+
+interface MoeWeights {
+  router: Float32Array;
+  gate: Float32Array[];
+  up: Float32Array[];
+  down: Float32Array[];
 }
 
 interface Weights {
@@ -73,6 +82,8 @@ function loadWeights(ckpt: Checkpoint): Weights {
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const n = layerTensorNames(i);
+    const moe = isMoeLayer(cfg, i) ? loadMoe(ckpt, i) : null;
+    const dense = (name: string): Float32Array => (moe === null ? ckpt.read(name) : new Float32Array(0));
     layers.push({
       inputNorm: ckpt.read(n.inputNorm),
       q: ckpt.read(n.q),
@@ -85,15 +96,22 @@ function loadWeights(ckpt: Checkpoint): Weights {
       kNorm: cfg.qkNorm ? ckpt.read(n.kNorm) : null,
       o: ckpt.read(n.o),
       postNorm: ckpt.read(n.postNorm),
-      gate: ckpt.read(n.gate),
-      up: ckpt.read(n.up),
-      down: ckpt.read(n.down),
+      gate: dense(n.gate),
+      up: dense(n.up),
+      down: dense(n.down),
+      moe,
     });
   }
   const embed = ckpt.read(EMBED_TOKENS);
   const w: Weights = { embed, layers, norm: ckpt.read(FINAL_NORM), lmHead: cfg.tieEmbeddings ? embed : ckpt.read(lmHeadName(cfg)) };
   weightCache.set(ckpt, w);
   return w;
+}
+
+function loadMoe(ckpt: Checkpoint, i: number): MoeWeights {
+  const m = moeTensorNames(ckpt.config, i);
+  const experts = Array.from({ length: ckpt.config.moe?.numExperts ?? 0 }, (_, e) => e);
+  return { router: ckpt.read(m.router), gate: experts.map((e) => ckpt.read(m.gate(e))), up: experts.map((e) => ckpt.read(m.up(e))), down: experts.map((e) => ckpt.read(m.down(e))) };
 }
 
 /** y = W x (+ b), W stored [out, in] row-major as HF Linear keeps it. */
@@ -141,6 +159,38 @@ function headNorm(x: Float64Array, heads: number, d: number, weight: Float32Arra
 }
 
 const silu = (v: number): number => v / (1 + Math.exp(-v));
+
+/** SwiGLU MLP: down(silu(gate x) * up x). */
+function swiglu(gate: Float32Array, up: Float32Array, down: Float32Array, x: Float64Array, inter: number, h: number): Float64Array {
+  const g = linear(gate, x, inter);
+  const u = linear(up, x, inter);
+  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]!) * u[i]!;
+  return linear(down, g, h);
+}
+
+/**
+ * The routed MLP as transformers' Qwen3MoeSparseMoeBlock / MixtralSparseMoeBlock compute it:
+ * softmax over every expert's router logit, the top k (ties to the lower index, as torch.topk),
+ * renormalised to sum 1 when normTopK, each chosen expert's SwiGLU output weighted and summed.
+ */
+function routedMlp(w: MoeWeights, cfg: ModelConfig, x: Float64Array): Float64Array {
+  const moe = cfg.moe!;
+  const logits = linear(w.router, x, moe.numExperts);
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  const p = logits.map((v) => Math.exp(v - max));
+  for (const v of p) sum += v;
+  const order = Array.from(p, (v, e) => [v / sum, e] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, moe.topK);
+  const total = order.reduce((a, [v]) => a + v, 0);
+  const y = new Float64Array(cfg.hiddenSize);
+  for (const [prob, e] of order) {
+    const weight = moe.normTopK ? prob / total : prob;
+    const out = swiglu(w.gate[e]!, w.up[e]!, w.down[e]!, x, moe.expertIntermediateSize, cfg.hiddenSize);
+    for (let i = 0; i < y.length; i++) y[i]! += weight * out[i]!;
+  }
+  return y;
+}
 
 /** A checkpoint's weights loaded once, run one token at a time. */
 export class ReferenceModel {
@@ -211,10 +261,7 @@ export class ReferenceModel {
       const o = linear(L.o, attn, h);
       for (let i = 0; i < h; i++) x[i]! += o[i]!;
       const xn2 = rmsNorm(x, L.postNorm, eps);
-      const g = linear(L.gate, xn2, cfg.intermediateSize);
-      const u = linear(L.up, xn2, cfg.intermediateSize);
-      for (let i = 0; i < g.length; i++) g[i] = silu(g[i]!) * u[i]!;
-      const down = linear(L.down, g, h);
+      const down = L.moe !== null ? routedMlp(L.moe, cfg, xn2) : swiglu(L.gate, L.up, L.down, xn2, cfg.intermediateSize, h);
       for (let i = 0; i < h; i++) x[i]! += down[i]!;
     }
     cache.length++;

@@ -30,6 +30,28 @@ export function layerTensorNames(i: number) {
 }
 export type LayerTensorNames = ReturnType<typeof layerTensorNames>;
 
+/** Whether layer `i`'s MLP is routed experts (see MoeConfig.sparseLayers). */
+export function isMoeLayer(cfg: ModelConfig, i: number): boolean {
+  return cfg.moe !== undefined && cfg.moe.sparseLayers.includes(i);
+}
+
+/**
+ * A routed layer's tensors: the router [E, H] and expert e's gate/up [I, H] and down [H, I].
+ * qwen3_moe (Qwen3MoeSparseMoeBlock): mlp.gate, mlp.experts.e.{gate,up,down}_proj; mixtral
+ * (MixtralSparseMoeBlock): block_sparse_moe.gate, block_sparse_moe.experts.e.{w1 = gate, w3 = up,
+ * w2 = down}.
+ */
+export function moeTensorNames(cfg: ModelConfig, i: number) {
+  const mixtral = cfg.moe?.naming === 'mixtral';
+  const p = `model.layers.${i}.${mixtral ? 'block_sparse_moe' : 'mlp'}.`;
+  return {
+    router: `${p}gate.weight`,
+    gate: (e: number) => `${p}experts.${e}.${mixtral ? 'w1' : 'gate_proj'}.weight`,
+    up: (e: number) => `${p}experts.${e}.${mixtral ? 'w3' : 'up_proj'}.weight`,
+    down: (e: number) => `${p}experts.${e}.${mixtral ? 'w2' : 'down_proj'}.weight`,
+  } as const;
+}
+
 /** The name the lm_head reads from: embed_tokens when embeddings are tied. */
 export function lmHeadName(cfg: ModelConfig): string {
   return cfg.tieEmbeddings ? EMBED_TOKENS : LM_HEAD;
@@ -52,13 +74,15 @@ export function layerTensorShapes(cfg: ModelConfig, i: number): [string, number[
   ];
   if (cfg.attentionBias) out.push([n.qBias, [qDim]], [n.kBias, [kvDim]], [n.vBias, [kvDim]]);
   if (cfg.qkNorm) out.push([n.qNorm, [cfg.headDim]], [n.kNorm, [cfg.headDim]]);
-  out.push(
-    [n.o, [h, qDim]],
-    [n.postNorm, [h]],
-    [n.gate, [cfg.intermediateSize, h]],
-    [n.up, [cfg.intermediateSize, h]],
-    [n.down, [h, cfg.intermediateSize]],
-  );
+  out.push([n.o, [h, qDim]], [n.postNorm, [h]]);
+  if (cfg.moe !== undefined && isMoeLayer(cfg, i)) {
+    const m = moeTensorNames(cfg, i);
+    const inter = cfg.moe.expertIntermediateSize;
+    out.push([m.router, [cfg.moe.numExperts, h]]);
+    for (let e = 0; e < cfg.moe.numExperts; e++) out.push([m.gate(e), [inter, h]], [m.up(e), [inter, h]], [m.down(e), [h, inter]]);
+    return out;
+  }
+  out.push([n.gate, [cfg.intermediateSize, h]], [n.up, [cfg.intermediateSize, h]], [n.down, [h, cfg.intermediateSize]]);
   return out;
 }
 

@@ -1,6 +1,6 @@
 // Shared model-level types. Everything that reads a checkpoint or builds a graph speaks these.
 
-export const FAMILIES = ['llama', 'qwen2', 'qwen3', 'mistral'] as const;
+export const FAMILIES = ['llama', 'qwen2', 'qwen3', 'mistral', 'qwen3_moe', 'mixtral'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export const DTYPES = ['F32', 'F16', 'BF16'] as const;
@@ -37,6 +37,27 @@ export interface ModelConfig {
   readonly bosTokenId: number | null;
   /** config.json eos plus generation_config.json eos, de-duplicated. */
   readonly eosTokenIds: readonly number[];
+  /** Mixture-of-experts MLP (qwen3_moe, mixtral); absent for dense families. */
+  readonly moe?: MoeConfig;
+}
+
+/**
+ * A routed SwiGLU MLP: softmax over the router's logits for all `numExperts`, the `topK` largest
+ * kept (renormalised to sum 1 when `normTopK`: mixtral always, qwen3_moe's norm_topk_prob), each
+ * chosen expert's gate/up/down weighted by its probability and summed. No shared expert.
+ */
+export interface MoeConfig {
+  /** Tensor naming: qwen3_moe `mlp.gate` + `mlp.experts.E.{gate,up,down}_proj`; mixtral
+   *  `block_sparse_moe.gate` + `block_sparse_moe.experts.E.{w1,w3,w2}`. */
+  readonly naming: 'qwen3_moe' | 'mixtral';
+  readonly numExperts: number;
+  readonly topK: number;
+  readonly normTopK: boolean;
+  /** Each expert's intermediate size (qwen3_moe moe_intermediate_size; mixtral intermediate_size). */
+  readonly expertIntermediateSize: number;
+  /** Layers whose MLP is sparse; the others are dense with intermediateSize (qwen3_moe's
+   *  decoder_sparse_step / mlp_only_layers; every layer for mixtral). */
+  readonly sparseLayers: readonly number[];
 }
 
 export interface TensorInfo {

@@ -12,10 +12,11 @@
 import type { Checkpoint } from '../types.ts';
 import type { ShardBuildSpec } from '../shard-build-spec.ts';
 import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
-import { EMBED_TOKENS, FINAL_NORM, layerTensorNames, lmHeadName } from '../tensor-names.ts';
+import { EMBED_TOKENS, FINAL_NORM, isMoeLayer, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
 import { WeightReader } from './weights.ts';
+import { moeMlp } from './moe.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks fused (any even head size); gqa (head size a multiple of 16) and plain stay selectable. */
@@ -285,6 +286,11 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     const [attnOut] = project(ctx, [n.o], null, `l${l}.o`) as [string];
     const outs = g.node('SkipSimplifiedLayerNormalization', [attnOut, residual, f32(n.postNorm)], [g.name('ln2'), '', '', g.name('res')], { epsilon: eps32 }, MS_DOMAIN);
     residual = outs[3] as string;
+    if (isMoeLayer(cfg, l)) {
+      // Routed experts (qwen3_moe, mixtral): see moe.ts.
+      pendingOut = moeMlp({ g, w, ckpt, quant, block, accuracyLevel }, l, outs[0] as string);
+      continue;
+    }
     const [gate, up] = project(outs[0] as string, [n.gate, n.up], null, `l${l}.gate_up`) as [string, string];
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
     [pendingOut] = project(act, [n.down], null, `l${l}.down`) as [string];
