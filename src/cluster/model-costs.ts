@@ -26,9 +26,13 @@
 // decode steps; node 20, onnxruntime-node 1.30): the whole model as one stage, engine weightBytes
 // 271.1 MB, this file 271.1 MB (+ 15.0 MB block sums), resident delta 373.5 MB; layers 12-24 (+ head)
 // 175.9 MB built, delta 252.0 MB; layers 0-12 (+ embedding) 103.6 MB + 72.3 MB table, delta
-// 162.0 MB. The rest, 50-85 MB a stage, is onnxruntime's session and arena plus file pages it keeps
-// mapped (RssFile +30 MB): STAGE_OVERHEAD_BYTES. The process itself (node + onnxruntime, before
-// any model) is another ~96 MB that no offer needs to cover.
+// 162.0 MB. The rest, 50-87 MB a stage, is onnxruntime's session and arena, plus its own code: a
+// session over a 2-layer model of 123 KB adds 30 MB to the process (RSS 108 -> 138 MB), 20 MB of it
+// RssFile, the library's code paged in by the first session (clean, shared with every process that
+// maps libonnxruntime, the same for any model). That code is the process's, like node's: the
+// process itself (node + onnxruntime, its code paged in) is ~116 MB that no offer covers, and
+// STAGE_OVERHEAD_BYTES is the rest, 87 - 20 = 67 MB at most (issue 20: counted in each stage, the
+// 20 MB kept a 3B model off 2 devices x 60% of its int4 weights by 0.6 MB).
 
 import { defaultInt4BlockSize, int4Blocks, int4MatrixBytes } from '../model/index.ts';
 import { EMBED_TOKENS, LM_HEAD } from '../model/index.ts';
@@ -37,9 +41,9 @@ import type { Checkpoint, ModelConfig } from '../model/types.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
 
-/** onnxruntime's session, its arena after a step, and file pages it keeps mapped, per stage
- *  (measured 50-85 MB on the 0.5B shape, see above). */
-export const STAGE_OVERHEAD_BYTES = 80 * 1024 * 1024;
+/** onnxruntime's session and its arena after a step, per stage (measured at most 67 MB on the
+ *  0.5B shape once the library's code, paged in by any session, is left to the process; see above). */
+export const STAGE_OVERHEAD_BYTES = 64 * 1024 * 1024;
 /** KV tokens each stage reserves at plan time when nothing says otherwise: one sequence of 512
  *  positions, or several shorter ones. It is a floor, not a ceiling: KV grows on demand within the
  *  node's offer (the planner leaves every byte it does not assign to weights for it), and a step
