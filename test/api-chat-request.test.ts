@@ -135,17 +135,18 @@ t.test('sampling fields: n seeds seed+i, logprobs, stops, logit_bias', async (t)
   t.equal(plan({ stream: false, stream_options: { include_usage: true } }).includeUsage, false);
 });
 
-t.test('context: a prompt that does not fit is context_length_exceeded; max_tokens is clamped', async (t) => {
+t.test('context: a prompt that does not fit is context_length_exceeded; max_tokens is honoured or refused, never cut', async (t) => {
   const long = 'word '.repeat(600);
   fails(t, () => plan({ messages: [{ role: 'user', content: long }] }), 'HEARTH_ERR_CONTEXT_LENGTH', 'messages');
   const huge = 'x'.repeat(3_000_000);
   const t0 = performance.now();
   fails(t, () => plan({ messages: [{ role: 'user', content: huge }] }), 'HEARTH_ERR_CONTEXT_LENGTH', 'messages');
   t.ok(performance.now() - t0 < 1000, 'a huge prompt is refused without tokenizing it');
-  const p = plan({ max_tokens: 100000 });
-  t.equal(p.maxTokens, 512 - p.prompt.length, 'clamped to the room left');
+  // Issue 21: over the room left, or over the operator's cap, is a 400 naming the limit.
+  fails(t, () => plan({ max_tokens: 100000 }), 'HEARTH_ERR_MAX_TOKENS_CONTEXT', 'max_tokens');
   t.equal(plan({ max_tokens: 7, max_completion_tokens: 9 }).maxTokens, 9, 'max_completion_tokens wins');
-  t.equal(planChat({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 300 } as ChatRequestBody, model, { ...limits, maxTokens: 50 }).maxTokens, 50, 'limits.maxTokens caps it');
+  fails(t, () => planChat({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 300 } as ChatRequestBody, model, { ...limits, maxTokens: 50 }), 'HEARTH_ERR_MAX_TOKENS_CAP', 'max_tokens');
+  t.equal(planChat({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] } as ChatRequestBody, model, { ...limits, maxTokensDefault: 200, maxTokens: 50 }).maxTokens, 50, 'the default is capped by limits.maxTokens');
 });
 
 t.test('think blocks: reasoning split on for Qwen3, off when constrained; chat_template_kwargs reach the template', async (t) => {

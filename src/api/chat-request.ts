@@ -6,7 +6,7 @@ import { toolSyntaxFor } from '../chat/tool-calls/syntax.ts';
 import { HearthError } from '../errors/index.ts';
 import type { SamplingParams } from '../sampling/types.ts';
 import type { ChatMessage } from '../tokenizer/types.ts';
-import { completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
+import { appliedLimit, completionBudget, contextError, precheckLength, samplingPerChoice, stopStrings } from './generation-fields.ts';
 import { MAX_ARGUMENT_DEPTH, jsonValueTooDeep, toChatMessages } from './messages.ts';
 import type { ChatRequestBody } from './openai-types.ts';
 import { reasoningMode } from './reasoning-splitter.ts';
@@ -31,6 +31,9 @@ export interface ChatPlan {
   readonly promptText: string;
   readonly prompt: Int32Array;
   readonly maxTokens: number;
+  /** The limit asked for or set by the operator (what Responses echoes as max_output_tokens);
+   *  null when only the context's end bounds the answer. */
+  readonly maxTokensLimit: number | null;
   /** One per choice (seed + i). */
   readonly sampling: readonly SamplingParams[];
   readonly stops: readonly string[];
@@ -159,7 +162,8 @@ function finishChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits
   const { n, logprobs, topLogprobs, tools, format, messages, promptText } = r;
   const tok = model.tokenizer;
   if (prompt.length >= model.contextLength) throw contextError(model.contextLength, prompt.length, 'messages');
-  const maxTokens = completionBudget(body.max_completion_tokens ?? body.max_tokens, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens', limits.maxTokens);
+  const requested = body.max_completion_tokens ?? body.max_tokens;
+  const maxTokens = completionBudget(requested, prompt.length, model.contextLength, limits.maxTokensDefault, body.max_completion_tokens === undefined || body.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens', limits.maxTokens);
 
   const callsOn = tools !== null && tools.mode !== 'none';
   const toolSyntax = callsOn ? toolSyntaxFor(model.family, model.templateSource) : null;
@@ -176,6 +180,7 @@ function finishChat(body: ChatRequestBody, model: ServedModel, limits: ApiLimits
     promptText,
     prompt,
     maxTokens,
+    maxTokensLimit: appliedLimit(requested, limits.maxTokensDefault, limits.maxTokens),
     sampling: samplingPerChoice(body, n, topLogprobs, tok.vocabSize),
     stops: stopStrings(body.stop),
     stopTokens: chatStopTokens(model),

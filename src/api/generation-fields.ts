@@ -103,12 +103,30 @@ export function precheckLength(tok: Tokenizer, contextLength: number, chars: num
 }
 
 /**
- * The completion budget. A prompt that leaves no room is a 400 (context_length_exceeded, as OpenAI
- * answers). A max_tokens beyond the room left is clamped (finish_reason "length" tells the client),
- * like llama.cpp and Ollama: IDE clients send fixed large max_tokens whatever the model.
+ * The completion budget, as OpenAI and Anthropic define it (issue 21): a prompt that leaves no room
+ * is context_length_exceeded; a requested max_tokens is honoured exactly or refused — over the room
+ * the context leaves after the prompt, or over the operator's cap (limits.maxTokens), it is a 400
+ * naming that limit, never a silent cut (an agent that asked for 32,000 and got 4,096 sees a length
+ * stop it cannot explain). Absent, the operator's default applies if set, else the context's end.
+ * Every API calls this: chat, completions, responses, and Anthropic messages (via its chat body).
  */
-export function completionBudget(requested: number | null | undefined, promptTokens: number, contextLength: number, defaultMax: number, param: string, cap = Infinity): number {
+export function completionBudget(requested: number | null | undefined, promptTokens: number, contextLength: number, defaultMax: number | null | undefined, param: string, cap: number | null | undefined = null): number {
   const room = contextLength - promptTokens;
   if (room <= 0) throw contextError(contextLength, promptTokens, param);
-  return Math.min(room, cap, requested ?? defaultMax);
+  if (requested !== undefined && requested !== null) {
+    if (cap !== null && cap !== undefined && requested > cap) throw new HearthError('HEARTH_ERR_MAX_TOKENS_CAP', [param, requested, cap], { param });
+    if (requested > room) throw new HearthError('HEARTH_ERR_MAX_TOKENS_CONTEXT', [contextLength, promptTokens + requested, promptTokens, requested, param], { param });
+    return requested;
+  }
+  return Math.min(room, cap ?? room, defaultMax ?? room);
+}
+
+/** The limit a request ran under, as the Responses API echoes it in max_output_tokens: the one asked
+ *  for, else the operator's default or cap; null when only the context bounds it. */
+export function appliedLimit(requested: number | null | undefined, defaultMax: number | null | undefined, cap: number | null | undefined): number | null {
+  if (requested !== undefined && requested !== null) return requested;
+  const d = defaultMax ?? null;
+  const c = cap ?? null;
+  if (d === null) return c;
+  return c === null ? d : Math.min(d, c);
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError } from '../errors/index.ts';
+import { noteUsage } from '../observability/access-log.ts';
 import { perRequestSlots } from '../scheduler/index.ts';
 import type { Generator } from '../scheduler/types.ts';
 import { toHttpError, type OpenAIErrorBody } from './http-errors.ts';
@@ -18,6 +19,8 @@ export interface ApiContext {
   readonly logPrompts: boolean;
   /** Reports a finished request (metrics hook + a log line). */
   done(req: FastifyRequest, info: RequestDoneInfo): void;
+  /** A warn line in the gateway's log (errorLog's warn when it has one), never request contents. */
+  warn(req: FastifyRequest, obj: object, msg: string): void;
   /** An error after SSE headers went out: logged, reported, and shaped as the error event body. */
   streamError(req: FastifyRequest, err: unknown, route: RequestDoneInfo['route'], promptTokens: number, completionTokens: number, started: number): OpenAIErrorBody;
 }
@@ -49,12 +52,19 @@ export function createApiContext(opts: AppOptions): ApiContext {
     logPrompts: opts.logPrompts === true,
     done(req, info) {
       req.log.info({ route: info.route, stream: info.stream, promptTokens: info.promptTokens, completionTokens: info.completionTokens, ttftMs: round(info.ttftMs), ms: round(info.durationMs) }, 'completion done');
+      noteUsage(req, info.promptTokens, info.completionTokens);
       onDone?.(info);
+    },
+    warn(req, obj, msg) {
+      const log = opts.errorLog;
+      if (log?.warn !== undefined) log.warn({ reqId: req.id, ...obj }, msg);
+      else req.log.warn(obj, msg);
     },
     streamError(req, err, route, promptTokens, completionTokens, started) {
       const h = toHttpError(err);
       if (h.internal) logInternalError(opts, req, err, 'stream failed');
       else req.log.warn({ code: h.code, msg: h.body.error.message }, 'stream failed');
+      noteUsage(req, promptTokens, completionTokens);
       onDone?.({ route, stream: true, status: h.status, error: h.code, promptTokens, completionTokens, ttftMs: null, durationMs: performance.now() - started });
       return h.body;
     },

@@ -32,10 +32,12 @@ export interface ApiLimits {
   readonly requestTimeoutMs?: number;
   /** A request body silent this long closes the connection (default 30 s). */
   readonly bodyIdleMs?: number;
-  /** Completion tokens when the request gives no max_tokens (clamped to the context left). */
-  readonly maxTokensDefault: number;
-  /** Most completion tokens one choice may run to; larger max_tokens are clamped (finish_reason "length"). */
-  readonly maxTokens?: number;
+  /** Completion tokens when the request gives no max_tokens (clamped to the context left); null = up to the context's end. */
+  readonly maxTokensDefault: number | null;
+  /** Most completion tokens one choice may ask for; a larger max_tokens is a 400 naming it (null/absent = no cap). */
+  readonly maxTokens?: number | null;
+  /** Responses tools hearth cannot run (web_search...): dropped with a notice (default) or a 400. */
+  readonly hostedTools?: 'drop' | 'refuse';
   /** Sequences allowed to wait for a slot; beyond that requests get 429 + Retry-After. */
   readonly maxQueue: number;
   /** Sequences generating at once. */
@@ -63,9 +65,11 @@ export interface AppOptions {
   readonly logger?: LoggerOptions | false;
   /** Where unexpected (5xx) errors are logged when `logger` is false (the gateway passes its pino
    *  logger): they must never pass silently. */
-  readonly errorLog?: { error(obj: object, msg: string): void };
+  readonly errorLog?: { error(obj: object, msg: string): void; warn?(obj: object, msg: string): void };
   /** Log prompts and completions (off by default: they are the user's data). */
   readonly logPrompts?: boolean;
+  /** One access-log line per request at info (observability/access-log.ts); the gateway passes its logger. */
+  readonly accessLog?: { info(obj: object, msg: string): void };
   /** More routes (metrics, status page, weights); registered after the API's own. */
   readonly extraRoutes?: (app: FastifyInstance) => Promise<void>;
   /** Where `store: true` Responses live (default: in this process; the gateway passes NATS KV). */

@@ -144,6 +144,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       maxConcurrent: cfg.limits.maxConcurrentSequences,
       maxPerRequest: cfg.limits.maxSequencesPerRequest,
       maxTokens: cfg.limits.maxTokens,
+      hostedTools: cfg.server.hostedTools,
     },
     cluster: () => clusterView(),
     clusterDoctor: async () => {
@@ -152,12 +153,14 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       return runDoctor({
         bus: o.bus, cluster: cfg.cluster.name, url: 'nats://HOST:PORT', listenMs: 1200, cost, gatewayOnBus: true,
         stages: pipeline.coordinator.plan()?.stages ?? [],
+        serving: pipeline.clusterSnapshot().forecast,
         ...(o.join !== undefined ? { joinCommand: o.join.command.replace(/HEARTH_TOKEN=\S+/, 'HEARTH_TOKEN=…') } : {}),
       });
     },
     ready: () => pipeline?.coordinator.plan()?.live === true,
     logger: false,
     errorLog: log,
+    accessLog: log,
     logPrompts: cfg.logging.logPrompts,
     onRequestDone,
     extraRoutes: async (a) => {

@@ -152,7 +152,7 @@ function crossCheck(cfg: HearthConfig, sources: Map<string, string>): string[] {
   const src = (k: string): string => sources.get(k) ?? 'defaults';
   const out: string[] = [];
   const { limits, cluster } = cfg;
-  if (limits.defaultMaxTokens > limits.maxTokens) {
+  if (limits.defaultMaxTokens !== null && limits.maxTokens !== null && limits.defaultMaxTokens > limits.maxTokens) {
     out.push(`limits.defaultMaxTokens (${limits.defaultMaxTokens}, from ${src('limits.defaultMaxTokens')}) must not exceed limits.maxTokens (${limits.maxTokens}, from ${src('limits.maxTokens')})`);
   }
   if (limits.maxSequencesPerRequest !== null && limits.maxSequencesPerRequest > limits.maxConcurrentSequences) {

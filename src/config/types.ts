@@ -17,6 +17,8 @@ export interface ServerConfig {
   insecure: boolean;
   drainMs: number;
   ui: boolean;
+  /** Responses hosted tools hearth cannot run: dropped with a notice, or a 400. */
+  hostedTools: 'drop' | 'refuse';
 }
 
 export interface ModelSection {
@@ -79,8 +81,10 @@ export interface LimitsConfig {
   /** null = half of maxConcurrentSequences. */
   maxSequencesPerRequest: number | null;
   maxQueue: number;
-  maxTokens: number;
-  defaultMaxTokens: number;
+  /** null = no cap beyond the context. */
+  maxTokens: number | null;
+  /** null = up to the context's end. */
+  defaultMaxTokens: number | null;
   prefillChunk: number;
   /** Speculative decoding: most draft tokens verified per decode step (0 = off). */
   speculativeDraft: number;
