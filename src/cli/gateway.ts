@@ -153,14 +153,12 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       return runDoctor({
         bus: o.bus, cluster: cfg.cluster.name, url: 'nats://HOST:PORT', listenMs: 1200, cost, gatewayOnBus: true,
         stages: pipeline.coordinator.plan()?.stages ?? [],
-        serving: pipeline.clusterSnapshot().forecast,
         ...(o.join !== undefined ? { joinCommand: o.join.command.replace(/HEARTH_TOKEN=\S+/, 'HEARTH_TOKEN=…') } : {}),
       });
     },
     ready: () => pipeline?.coordinator.plan()?.live === true,
     logger: false,
     errorLog: log,
-    accessLog: log,
     logPrompts: cfg.logging.logPrompts,
     onRequestDone,
     extraRoutes: async (a) => {
