@@ -31,7 +31,7 @@ t.test('Responses items → chat messages: calls join the assistant turn, reason
   t.same(chat.response_format, { type: 'json_object' });
   t.equal(chat.max_completion_tokens, 5);
   t.same(chat.chat_template_kwargs, { enable_thinking: false });
-  t.throws(() => translateResponsesRequest({ model: 'm', input: 'x', tools: [{ type: 'web_search' }] }, []), /hosted tool/);
+  t.throws(() => translateResponsesRequest({ model: 'm', input: 'x', tools: [{ type: 'web_search' }] }, [], 'refuse'), /hosted tool/);
   // Codex CLI: instructions plus developer items up front → one leading system message.
   const codex = translateResponsesRequest({ model: 'm', instructions: 'A', input: [{ role: 'developer', content: 'B' }, { role: 'developer', content: [{ type: 'input_text', text: 'C' }] }, { role: 'user', content: 'hi' }] }, []);
   t.same(codex.chat.messages, [{ role: 'system', content: 'A\n\nB\n\nC' }, { role: 'user', content: 'hi' }]);

@@ -36,6 +36,8 @@ export interface FunctionCallItem {
   id: string;
   call_id: string;
   name: string;
+  /** The namespace tool the function belongs to (name is then its name inside it). */
+  namespace?: string;
   arguments: string;
   status: 'in_progress' | 'completed' | 'incomplete';
 }
@@ -54,6 +56,9 @@ export class ResponseOutputBuilder {
   private open: { readonly kind: 'message' | 'reasoning'; readonly index: number } | null = null;
   /** Tool-call index (the parser's) → output index. */
   private readonly calls = new Map<number, number>();
+
+  /** `namespaced`: model-facing name → namespace and name (responses-tools.ts). */
+  constructor(private readonly namespaced: ReadonlyMap<string, { readonly namespace: string; readonly name: string }> = new Map()) {}
 
   /** The events `ev` makes; the items are updated in place. */
   push(ev: ChoiceEvent): ResponseStreamEvent[] {
@@ -74,7 +79,9 @@ export class ResponseOutputBuilder {
       }
       case 'tool_call_start': {
         this.closeOpen(out, 'completed');
-        const item: FunctionCallItem = { type: 'function_call', id: completionId('fc').replace('-', '_'), call_id: ev.id, name: ev.name, arguments: '', status: 'in_progress' };
+        // A namespaced function is reported as OpenAI does: its own name plus its namespace.
+        const q = this.namespaced.get(ev.name);
+        const item: FunctionCallItem = { type: 'function_call', id: completionId('fc').replace('-', '_'), call_id: ev.id, name: q?.name ?? ev.name, ...(q === undefined ? {} : { namespace: q.namespace }), arguments: '', status: 'in_progress' };
         this.output.push(item);
         this.calls.set(ev.index, this.output.length - 1);
         out.push({ type: 'response.output_item.added', output_index: this.output.length - 1, item: clone(item) });

@@ -1,7 +1,8 @@
 import { HearthError } from '../errors/index.ts';
 import { contentText } from './messages.ts';
-import type { ChatMessageBody, ChatRequestBody, ResponseFormatBody, ToolBody, ToolChoiceBody } from './openai-types.ts';
-import type { CreateResponseBody, ResponseFunctionCallItem, ResponseFunctionCallOutputItem, ResponseFunctionTool, ResponseInputItem, ResponseMessageItem } from './responses-types.ts';
+import type { ChatMessageBody, ChatRequestBody, ResponseFormatBody, ToolChoiceBody } from './openai-types.ts';
+import { planResponsesTools, qualifiedName, type HostedToolPolicy, type ResponsesToolPlan } from './responses-tools.ts';
+import type { CreateResponseBody, ResponseFunctionCallItem, ResponseFunctionCallOutputItem, ResponseInputItem, ResponseMessageItem } from './responses-types.ts';
 
 // A Responses API request (plus the stored conversation its previous_response_id names) → the chat
 // request hearth already knows how to plan: items become chat messages, flat function tools become
@@ -12,6 +13,8 @@ export interface ResponsesTranslation {
   readonly chat: ChatRequestBody;
   /** The whole conversation as input items (what a stored response keeps for its successor). */
   readonly items: readonly ResponseInputItem[];
+  /** The tools as offered: namespaced names, hosted tools left out (responses-tools.ts). */
+  readonly tools: ResponsesToolPlan;
 }
 
 /** The input as items: a string is one user message. */
@@ -21,7 +24,7 @@ export function inputItems(input: CreateResponseBody['input']): ResponseInputIte
   return [...input];
 }
 
-export function translateResponsesRequest(body: CreateResponseBody, history: readonly ResponseInputItem[]): ResponsesTranslation {
+export function translateResponsesRequest(body: CreateResponseBody, history: readonly ResponseInputItem[], hostedTools: HostedToolPolicy = 'drop'): ResponsesTranslation {
   const items = [...history, ...inputItems(body.input)];
   const messages: ChatMessageBody[] = [];
   if (typeof body.instructions === 'string' && body.instructions !== '') messages.push({ role: 'system', content: body.instructions });
@@ -34,7 +37,8 @@ export function translateResponsesRequest(body: CreateResponseBody, history: rea
     } else messages.push(m.role === 'developer' && messages.length === 0 ? { ...m, role: 'system' } : m);
   }
   if (messages.length === 0) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ["Missing required parameter: 'input'."], { param: 'input' });
-  const tools = (body.tools ?? []).map(toChatTool);
+  const plan = planResponsesTools(body.tools, hostedTools);
+  const tools = plan.chat;
   const format = body.text?.format;
   const effort = body.reasoning?.effort;
   const chat: ChatRequestBody = {
@@ -51,7 +55,7 @@ export function translateResponsesRequest(body: CreateResponseBody, history: rea
     // Templates with a thinking switch (Qwen3's enable_thinking) honour "no reasoning, please".
     ...(effort === 'minimal' || effort === 'none' ? { chat_template_kwargs: { enable_thinking: false } } : {}),
   };
-  return { chat, items };
+  return { chat, items, tools: plan };
 }
 
 /**
@@ -73,7 +77,9 @@ export function itemsToMessages(items: readonly ResponseInputItem[], historyLeng
       }
       case 'function_call': {
         const c = item as ResponseFunctionCallItem;
-        const call = { id: c.call_id, type: 'function' as const, function: { name: c.name, arguments: c.arguments } };
+        // A namespaced call is rendered under the name the model was offered it by.
+        const name = typeof c.namespace === 'string' && c.namespace !== '' ? qualifiedName(c.namespace, c.name) : c.name;
+        const call = { id: c.call_id, type: 'function' as const, function: { name, arguments: c.arguments } };
         const last = out.at(-1);
         if (last !== undefined && last.role === 'assistant') (last.tool_calls ??= []).push(call);
         else out.push({ role: 'assistant', content: null, tool_calls: [call] });
@@ -94,26 +100,10 @@ export function itemsToMessages(items: readonly ResponseInputItem[], historyLeng
   return out as ChatMessageBody[];
 }
 
-function toChatTool(t: { readonly type: string }, i: number): ToolBody {
-  if (t.type !== 'function') {
-    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid value for 'tools[${i}].type': '${t.type.slice(0, 64)}' is a hosted tool this server does not run; only 'function' tools are supported.`], { param: `tools[${i}].type` });
-  }
-  const f = t as ResponseFunctionTool;
-  return {
-    type: 'function',
-    function: {
-      name: f.name,
-      ...(typeof f.description === 'string' ? { description: f.description } : {}),
-      ...(f.parameters === undefined || f.parameters === null ? {} : { parameters: f.parameters }),
-      // The Responses API makes function tools strict unless told otherwise.
-      strict: f.strict ?? true,
-    },
-  };
-}
-
 function toChatToolChoice(c: NonNullable<CreateResponseBody['tool_choice']>): ToolChoiceBody {
+  // "auto" with every tool dropped (hosted ones only) is no tools at all; "required" is a 400.
   if (typeof c === 'string') return c;
-  if (c.type === 'function' && typeof c.name === 'string') return { type: 'function', function: { name: c.name } };
+  if (c.type === 'function' && typeof c.name === 'string') return { type: 'function', function: { name: typeof c.namespace === 'string' && c.namespace !== '' ? qualifiedName(c.namespace, c.name) : c.name } };
   throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid value for 'tool_choice': '${c.type.slice(0, 64)}' is not supported; use 'none', 'auto', 'required' or {"type":"function","name":...}.`], { param: 'tool_choice' });
 }
 

@@ -12,6 +12,7 @@ import { isResponseId, type PutOutcome, type ResponseStore, type StoredResponse 
 import { ResponseOutputBuilder, type OutputItem, type ResponseStreamEvent } from './responses-events.ts';
 import { listInputItems, type InputItemsQuery } from './responses-input-items.ts';
 import { responsesParam, translateResponsesRequest } from './responses-request.ts';
+import { droppedNotice, qualifiedName, type ResponsesToolPlan } from './responses-tools.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
 import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
@@ -57,7 +58,14 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
       const prev = await findOwn(req, store, prevId, 'previous_response_id');
       history = [...(prev.items as ResponseInputItem[]), ...(prev.response['output'] as ResponseInputItem[])];
     }
-    const { chat, items } = translateResponsesRequest(body, history);
+    const { chat, items, tools } = translateResponsesRequest(body, history, ctx.limits.hostedTools ?? 'drop');
+    const notice = droppedNotice(tools.dropped);
+    if (notice !== null) {
+      // Said where an operator and a client each look: a warn line (no request contents) and the
+      // response (hearth_notices, and a header that is there before a stream's first event).
+      ctx.warn(req, { dropped: tools.dropped }, 'responses: hosted tools left out (server.hostedTools = drop)');
+      reply.raw.setHeader(DROPPED_TOOLS_HEADER, [...new Set(tools.dropped.map((d) => d.type))].join(','));
+    }
     let plan: ChatPlan;
     try {
       plan = await planChatOffLoop(chat, ctx.model, ctx.limits);
@@ -69,7 +77,7 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
     const ac = watchDisconnect(reply);
     const started = performance.now();
     const events = runPlanChoice(ctx, plan, id, ac.signal);
-    const run: Run = { ctx, plan, body, id, items, store, owner: ownerOf(req), started, createdAt: Math.floor(Date.now() / 1000) };
+    const run: Run = { ctx, plan, body, id, items, tools, notices: notice === null ? [] : [notice], store, owner: ownerOf(req), started, createdAt: Math.floor(Date.now() / 1000) };
     try {
       if (body.stream === true) return await streamResponse(req, reply, run, events);
       return await answerResponse(req, reply, run, events);
@@ -109,6 +117,10 @@ interface Run {
   readonly body: CreateResponseBody;
   readonly id: string;
   readonly items: readonly ResponseInputItem[];
+  /** The tools as offered (namespaced names, hosted ones left out). */
+  readonly tools: ResponsesToolPlan;
+  /** What the response says about the request beyond OpenAI's fields (hosted tools left out). */
+  readonly notices: readonly string[];
   readonly store: ResponseStore;
   /** Whose store the response goes to (ownerOf the request). */
   readonly owner: string;
@@ -135,22 +147,26 @@ function responseObject(run: Run, status: string, output: readonly OutputItem[],
     error: null,
     incomplete_details: finish === 'length' ? { reason: 'max_output_tokens' } : null,
     instructions: b.instructions ?? null,
-    max_output_tokens: b.max_output_tokens ?? null,
+    // The limit applied (asked for, or the operator's), not only what was sent (issue 21).
+    max_output_tokens: run.plan.maxTokensLimit,
     model: run.ctx.model.id,
     output,
     parallel_tool_calls: b.parallel_tool_calls ?? true,
     previous_response_id: b.previous_response_id ?? null,
+    // The effort as asked (none/minimal turn a template's thinking off; the others leave it on);
+    // no summaries are written (thinking comes back whole, as reasoning_text).
     reasoning: { effort: b.reasoning?.effort ?? null, summary: null },
     store: b.store !== false,
     temperature: b.temperature ?? 1,
     text: { format: b.text?.format ?? { type: 'text' } },
     tool_choice: b.tool_choice ?? 'auto',
-    tools: b.tools ?? [],
+    tools: run.tools.kept,
     top_p: b.top_p ?? 1,
     truncation: 'disabled',
     usage,
     user: b.user ?? null,
     metadata: b.metadata ?? {},
+    ...(run.notices.length > 0 ? { hearth_notices: run.notices } : {}),
   };
 }
 
@@ -161,6 +177,9 @@ interface Outcome {
   readonly notStored: string | null;
 }
 
+/** The header that names the hosted tool types a response left out. */
+export const DROPPED_TOOLS_HEADER = 'x-hearth-dropped-tools';
+
 /** The header that says why a response was not stored (non-streamed answers). */
 export const NOT_STORED_HEADER = 'x-hearth-not-stored';
 
@@ -168,7 +187,8 @@ export const NOT_STORED_HEADER = 'x-hearth-not-stored';
 async function complete(req: FastifyRequest, run: Run, builder: ResponseOutputBuilder, finish: ChoiceFinish, completionTokens: number): Promise<Outcome> {
   const output = builder.output;
   const text = output.filter((o) => o.type === 'message').map((o) => o.content.map((c) => c.text).join('')).join('');
-  const calls: ToolCallOut[] = output.flatMap((o) => (o.type === 'function_call' ? [{ id: o.call_id, type: 'function' as const, function: { name: o.name, arguments: o.arguments } }] : []));
+  // Checked under the names the model was offered (a namespaced call by its qualified name).
+  const calls: ToolCallOut[] = output.flatMap((o) => (o.type === 'function_call' ? [{ id: o.call_id, type: 'function' as const, function: { name: o.namespace === undefined ? o.name : qualifiedName(o.namespace, o.name), arguments: o.arguments } }] : []));
   try {
     checkOutput(run.plan, text, calls, finish);
   } catch (e) {
@@ -199,7 +219,7 @@ async function complete(req: FastifyRequest, run: Run, builder: ResponseOutputBu
 }
 
 async function answerResponse(req: FastifyRequest, reply: FastifyReply, run: Run, events: AsyncGenerator<ChoiceEvent>): Promise<unknown> {
-  const builder = new ResponseOutputBuilder();
+  const builder = new ResponseOutputBuilder(run.tools.namespaced);
   let ttft: number | null = null;
   let finish: ChoiceFinish = 'stop';
   let tokens = 0;
@@ -225,7 +245,7 @@ async function streamResponse(req: FastifyRequest, reply: FastifyReply, run: Run
   const sse = openNamedStream(reply, req);
   let seq = 0;
   const send = async (e: ResponseStreamEvent): Promise<void> => sse.send(e.type, { ...e, sequence_number: seq++ });
-  const builder = new ResponseOutputBuilder();
+  const builder = new ResponseOutputBuilder(run.tools.namespaced);
   const ttft = performance.now() - run.started;
   let tokens = 0;
   try {

@@ -14,6 +14,8 @@ export interface ResponseFunctionCallItem {
   readonly type: 'function_call';
   readonly call_id: string;
   readonly name: string;
+  /** Set when the function belongs to a `namespace` tool (as Codex sends its calls back). */
+  readonly namespace?: string | null;
   readonly arguments: string;
   readonly id?: string;
 }
@@ -39,7 +41,15 @@ export interface ResponseFunctionTool {
   readonly strict?: boolean | null;
 }
 
-export type ResponseToolChoice = 'none' | 'auto' | 'required' | { readonly type: string; readonly name?: string };
+/** A group of the client's own function tools (Codex CLI's multi_agent_v1, MCP servers). */
+export interface ResponseNamespaceTool {
+  readonly type: 'namespace';
+  readonly name: string;
+  readonly description?: string | null;
+  readonly tools: readonly { readonly type: string }[];
+}
+
+export type ResponseToolChoice = 'none' | 'auto' | 'required' | { readonly type: string; readonly name?: string; readonly namespace?: string };
 
 export type ResponseTextFormat =
   | { readonly type: 'text' | 'json_object' }
@@ -58,6 +68,11 @@ export interface CreateResponseBody {
   readonly top_p?: number | null;
   readonly seed?: number | null;
   readonly reasoning?: { readonly effort?: string | null; readonly summary?: string | null } | null;
+  /** Extra output to include; hearth fills none of OpenAI's values (reasoning.encrypted_content:
+   *  its reasoning is plain text in the item; logprobs; hosted tools' results) and ignores them. */
+  readonly include?: readonly string[] | null;
+  /** OpenAI's cache routing hint. hearth's prefix cache matches by tokens whatever the key. */
+  readonly prompt_cache_key?: string | null;
   readonly stream?: boolean | null;
   readonly store?: boolean | null;
   readonly previous_response_id?: string | null;
