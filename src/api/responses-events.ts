@@ -1,4 +1,5 @@
 import type { ChoiceEvent } from './choice-runner.ts';
+import type { McpOutputItem } from './responses-mcp-items.ts';
 import { completionId } from './route-support.ts';
 
 // Folds one choice's events into the Responses API's output items, and says which typed stream
@@ -41,7 +42,8 @@ export interface FunctionCallItem {
   arguments: string;
   status: 'in_progress' | 'completed' | 'incomplete';
 }
-export type OutputItem = MessageItem | ReasoningItem | FunctionCallItem;
+/** Hosted MCP items are built by responses-mcp-run.ts and added with append(). */
+export type OutputItem = MessageItem | ReasoningItem | FunctionCallItem | McpOutputItem;
 
 /** A stream event before the writer numbers it (sequence_number). */
 export interface ResponseStreamEvent {
@@ -114,11 +116,18 @@ export class ResponseOutputBuilder {
     const status = truncated ? 'incomplete' : 'completed';
     this.closeOpen(out, status);
     for (const index of this.calls.values()) if ((this.output[index] as FunctionCallItem).status === 'in_progress') this.closeCall(out, index, status);
-    if (!this.output.some((o) => o.type === 'message' || o.type === 'function_call')) {
+    if (!this.output.some((o) => o.type === 'message' || o.type === 'function_call' || o.type === 'mcp_approval_request')) {
       this.openText(out, 'message');
       this.closeOpen(out, status);
     }
     return out;
+  }
+
+  /** Adds an item built elsewhere (hosted MCP items), closing open text first; returns its index. */
+  append(item: OutputItem, out: ResponseStreamEvent[]): number {
+    this.closeOpen(out, 'completed');
+    this.output.push(item);
+    return this.output.length - 1;
   }
 
   private openText(out: ResponseStreamEvent[], kind: 'message' | 'reasoning'): void {

@@ -13,6 +13,26 @@ import { hashRange } from './range-hasher.ts';
 
 /** Files a worker may need besides weights: configs, tokenizers, chat templates. */
 const SERVABLE_RE = /^[^./][^/]*\.(json|safetensors|model|txt|jinja)$/;
+/** A folder made for a GGUF (src/gguf/gguf-view.ts) serves its linked .gguf file(s) as weights. */
+const GGUF_RE = /^[^./][^/]*\.gguf$/;
+const GGUF_MARKER = 'hearth-gguf.json';
+
+/** The GGUF folder's tensor table by file: HF names, raw GGUF blocks typed GGUF_<type> (issue 24). */
+async function ggufTensors(dir: string): Promise<Map<string, SafetensorsEntry[]> | null> {
+  let marker: { tensors?: { name: string; type: string; shape: number[]; file: string; byteStart: number; byteEnd: number }[] };
+  try {
+    marker = JSON.parse(await readFile(path.join(dir, GGUF_MARKER), 'utf8')) as typeof marker;
+  } catch {
+    return null;
+  }
+  const out = new Map<string, SafetensorsEntry[]>();
+  for (const t of marker.tensors ?? []) {
+    const list = out.get(t.file) ?? [];
+    list.push({ name: t.name, dtype: `GGUF_${t.type}`, shape: t.shape, byteStart: t.byteStart, byteEnd: t.byteEnd });
+    out.set(t.file, list);
+  }
+  return out;
+}
 
 interface FileState {
   readonly name: string;
@@ -102,8 +122,9 @@ export class CheckpointIndex {
   async #refresh(): Promise<void> {
     const names = (await readdir(this.#dir).catch(() => {
       throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [this.#dir]);
-    })).filter((n) => SERVABLE_RE.test(n)).sort();
-    const weightFiles = await this.#weightFiles(names);
+    })).filter((n) => SERVABLE_RE.test(n) || GGUF_RE.test(n)).sort();
+    const gguf = names.includes(GGUF_MARKER) ? await ggufTensors(this.#dir) : null;
+    const weightFiles = gguf !== null ? new Set(gguf.keys()) : await this.#weightFiles(names.filter((n) => !GGUF_RE.test(n)));
     const next = new Map<string, FileState>();
     for (const name of names) {
       const abs = path.join(this.#dir, name);
@@ -115,7 +136,9 @@ export class CheckpointIndex {
         next.set(name, prev);
         continue;
       }
-      const tensors = weightFiles.has(name) ? (await readSafetensorsHeader(abs)).tensors : [];
+      // A .gguf that the folder's table does not name is not served at all.
+      if (GGUF_RE.test(name) && !weightFiles.has(name)) continue;
+      const tensors = !weightFiles.has(name) ? [] : gguf !== null ? (gguf.get(name) ?? []) : (await readSafetensorsHeader(abs)).tensors;
       next.set(name, { name, abs, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), tensors, hashes: new Map() });
     }
     this.#files = next;

@@ -98,7 +98,8 @@ async function fetchInto(tmp: string, opts: EnsureStageWeightsOptions, what: str
   const tensors = names
     .map((n) => byName.get(n) as ManifestTensor)
     .sort((a, b) => (a.file === b.file ? a.byteStart - b.byteStart : a.file < b.file ? -1 : 1));
-  const extras = manifest.files.filter((f) => !f.name.endsWith('.safetensors') && !SKIPPED_FILES.has(f.name));
+  // Weight files (.safetensors, and the .gguf a GGUF model is served from) come as byte ranges only.
+  const extras = manifest.files.filter((f) => !f.name.endsWith('.safetensors') && !f.name.endsWith('.gguf') && !SKIPPED_FILES.has(f.name));
 
   const layout = layoutSafetensors(
     tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteEnd - t.byteStart })),

@@ -95,7 +95,7 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
     try {
       f = await index.file(name);
       // Weight files: only the byte ranges of the grant's tensors.
-      if (name.endsWith('.safetensors')) allowed = (await index.stageIntervals(g)).get(name) ?? [];
+      if (name.endsWith('.safetensors') || name.endsWith('.gguf')) allowed = (await index.stageIntervals(g)).get(name) ?? [];
     } catch (e) {
       if (isHearthError(e)) return sendError(reply, e);
       throw e;

@@ -43,7 +43,7 @@ function preName(family: string, preTokenizer: unknown): string {
 export function tokenizerMeta(dir: string, family: string, vocabSize: number, ids: SpecialIds): Map<string, MetaValue> {
   const tok = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as TokenizerJson;
   const cfgPath = path.join(dir, 'tokenizer_config.json');
-  const tcfg = fs.existsSync(cfgPath) ? (JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as { add_bos_token?: boolean }) : {};
+  const tcfg = fs.existsSync(cfgPath) ? (JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as { add_bos_token?: boolean; chat_template?: unknown }) : {};
   if (tok.model.type !== 'BPE') throw new Error(`tokenizer.json model type ${tok.model.type} is not supported (BPE only)`);
   const spm = tok.model.byte_fallback === true;
 
@@ -94,5 +94,7 @@ export function tokenizerMeta(dir: string, family: string, vocabSize: number, id
     // A "Prepend ▁" normalizer is SentencePiece's add_dummy_prefix.
     meta.set('tokenizer.ggml.add_space_prefix', bool(JSON.stringify(tok.normalizer ?? null).includes('"Prepend"')));
   }
+  // convert_hf_to_gguf.py (gguf-py SpecialVocab) carries the jinja chat template as is.
+  if (typeof tcfg.chat_template === 'string') meta.set('tokenizer.chat_template', str(tcfg.chat_template));
   return meta;
 }
