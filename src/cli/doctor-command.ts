@@ -125,6 +125,10 @@ export function formatDoctor(r: DoctorReport, url: string): string {
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
     for (const row of rows) lines.push(row.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd());
   }
+  if (r.serving != null) {
+    const sv = r.serving;
+    lines.push(`plan serving: ${sv.summary ?? `predicts ${sv.predictedTokS.toFixed(1)} tok/s for one stream; measured ${sv.measuredTokS === null ? 'not yet' : sv.measuredTokS.toFixed(1)}`}`);
+  }
   if (r.predicted !== null && r.predicted !== undefined) {
     lines.push(`plan for this model: ${r.predicted.stages.join(' → ')}, predicts ${r.predicted.tokS.toFixed(1)} tok/s for one stream`);
     for (const why of r.predicted.idle) lines.push(`  ${why}`);

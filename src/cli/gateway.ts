@@ -153,6 +153,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       return runDoctor({
         bus: o.bus, cluster: cfg.cluster.name, url: 'nats://HOST:PORT', listenMs: 1200, cost, gatewayOnBus: true,
         stages: pipeline.coordinator.plan()?.stages ?? [],
+        serving: pipeline.clusterSnapshot().forecast,
         ...(o.join !== undefined ? { joinCommand: o.join.command.replace(/HEARTH_TOKEN=\S+/, 'HEARTH_TOKEN=…') } : {}),
       });
     },

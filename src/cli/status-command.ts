@@ -23,6 +23,7 @@ interface ForecastView {
   objective?: unknown;
   predictedTokS?: unknown;
   measuredTokS?: unknown;
+  summary?: unknown;
 }
 
 // What a node announced reaches this terminal (issue 19): every field is type-checked here (a
@@ -76,8 +77,10 @@ export async function run(argv: string[]): Promise<number> {
   // Memory columns are all within what the node offered: weights + KV + free = offered.
   const fc = body.forecast ?? null;
   if (fc !== null && isNum(fc.predictedTokS)) {
-    const measured = isNum(fc.measuredTokS) ? `measured ${fc.measuredTokS.toFixed(1)}` : 'not measured yet';
-    process.stdout.write(`plan (${terminalSafe(fc.objective ?? 'fastest')}) predicts ${fc.predictedTokS.toFixed(1)} tok/s for one stream; ${measured}\n`);
+    // The gateway's own sentence (cluster/figures.ts): the page and `doctor` show the same one.
+    const said = typeof fc.summary === 'string' ? terminalSafe(fc.summary, 400)
+      : `predicts ${fc.predictedTokS.toFixed(1)} tok/s for one stream; ${isNum(fc.measuredTokS) ? `measured ${fc.measuredTokS.toFixed(1)}` : 'not measured yet'}`;
+    process.stdout.write(`plan (${terminalSafe(fc.objective ?? 'fastest')}): ${said}\n`);
   }
   const rows = [['NODE', 'STATE', 'LAYERS', 'OFFERED', 'WEIGHTS', 'KV', 'FREE', 'PROVIDER', 'THREADS', 'TOK/S', 'MS/LAYER', 'LINK MS']];
   for (const n of nodes) {

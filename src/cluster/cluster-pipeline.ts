@@ -100,10 +100,6 @@ class BusPipeline implements ClusterPipeline {
   readonly hops = new HopStats();
   readonly stages = new StageStats();
   readonly counts = { sent: 0, chained: 0 };
-  /** Intervals (ms) between the chained tokens of a stream that ran alone, on plan aloneEpoch:
-   *  the measured single-stream speed shown next to the planner's prediction. */
-  private readonly alone = new HopStats();
-  private aloneEpoch = -1;
   private readonly bus: Bus;
   private readonly cluster: string;
   private readonly log: Log;
@@ -179,10 +175,7 @@ class BusPipeline implements ClusterPipeline {
   }
 
   clusterSnapshot(): ClusterSnapshot {
-    const snap = this.coordinator.snapshot();
-    if (snap.forecast === null || this.aloneEpoch !== snap.epoch || this.alone.count() < 8) return snap;
-    const ms = this.alone.quantile(0.5);
-    return { ...snap, forecast: { ...snap.forecast, measuredTokS: Math.round((1000 / ms) * 1000) / 1000 } };
+    return this.coordinator.snapshot();
   }
 
   async waitReady(timeoutMs: number): Promise<void> {
@@ -361,6 +354,7 @@ class BusPipeline implements ClusterPipeline {
     this.pending.delete(key);
     this.hops.add(m.hopMs, wallMs() - m.sentAt);
     this.stages.add(m.stageMs);
+    if (m.error === null && m.token !== null) this.coordinator.meter.emit(performance.now());
     if (m.error !== null) { p.reject(toError(m)); return; }
     if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
     const outcome: StepOutcome = {
@@ -383,9 +377,11 @@ class BusPipeline implements ClusterPipeline {
     if (st.received++ > 0) this.counts.chained++;
     st.nextStepId++;
     const now = performance.now();
-    if (st.lastAt > 0 && this.streams.size === 1 && m.error === null) {
-      if (this.aloneEpoch !== st.epoch) { this.alone.reset(); this.aloneEpoch = st.epoch; }
-      this.alone.add([], now - st.lastAt);
+    if (m.error === null) this.coordinator.meter.emit(now);
+    // A stream alone (no other chain, no prefill or single step in flight): its gaps are the
+    // plan's single-stream speed, and its stage and hop times that speed's parts (figures.ts).
+    if (st.lastAt > 0 && this.streams.size === 1 && this.pending.size === 0 && m.error === null && m.epoch === st.epoch) {
+      this.coordinator.meter.single(st.epoch, { at: now, gapMs: now - st.lastAt, stageMs: m.stageMs, hopMs: m.hopMs });
     }
     st.lastAt = now;
     st.at = Date.now();

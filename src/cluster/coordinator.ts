@@ -9,6 +9,7 @@ import { wallMs } from '../bus/wall-clock.ts';
 import type { Quant } from '../runtime/types.ts';
 import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
 import { heldLayout } from './held-layout.ts';
+import { ServingMeter, summarize, type Figures } from './figures.ts';
 import { explainNoPlan, stageBytes, type ModelCost, type PlanNode } from './planner.ts';
 
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
@@ -100,16 +101,18 @@ export interface NodeSnapshot {
   readonly distrusted?: { readonly at: number; readonly reason: string };
 }
 
-/** What the planner predicted for the running plan, and what the stages measured since. */
-export interface PlanForecast {
+/** What is predicted for the running plan, and what was measured on it: the figures of
+ *  figures.ts (one place for the page, `status`, `doctor` and GET /v1/cluster). */
+export interface PlanForecast extends Omit<Figures, 'predictedTokS' | 'predictedBasis'> {
   readonly objective: PlanObjective;
-  /** Single-stream decode tok/s, and with the pipeline full. */
+  /** Single-stream decode tok/s: from the serving plan's measured stage and hop times once it
+   *  served a stream alone, else the planner's figure; and with the pipeline full (planner). */
   readonly predictedTokS: number;
+  readonly predictedBasis: 'serving-steps' | 'planner';
+  /** The figures in one sentence, as every surface shows them. */
+  readonly summary: string;
   readonly predictedCapacityTokS: number;
   readonly hopsMs: number;
-  /** Single-stream decode tok/s measured on this plan (the gateway times the tokens of a stream
-   *  that ran alone); null until measured. */
-  readonly measuredTokS: number | null;
   /** Per stage: predicted ms per token, and the stage's measured single-step ms (null until it
    *  has served). */
   readonly stages: readonly { readonly node: string; readonly predictedMs: number; readonly measuredMs: number | null }[];
@@ -180,6 +183,8 @@ export class Coordinator {
   /** Senders caught speaking in another's name → when that was last logged. */
   private readonly spoofLogged = new Map<string, number>();
   private everJoined = false;
+  /** Tokens as the gateway saw them emitted (fed by the pipeline): the measured figures. */
+  readonly meter = new ServingMeter();
 
   constructor(opts: CoordinatorOptions) {
     this.opts = opts;
@@ -306,12 +311,15 @@ export class Coordinator {
     const p = this.current;
     if (p === null || p.prediction === null) return null;
     const pred = p.prediction;
+    const fig = this.meter.figures(p.epoch, { tokS: pred.tokS, cycleMs: pred.cycleMs });
     return {
+      ...fig,
+      summary: summarize(fig),
       objective: this.opts.objective ?? 'fastest',
-      predictedTokS: round3(pred.tokS),
+      predictedTokS: fig.predictedTokS ?? round3(pred.tokS),
+      predictedBasis: fig.predictedBasis ?? 'planner',
       predictedCapacityTokS: round3(pred.capacityTokS),
       hopsMs: round3(pred.hopsMs),
-      measuredTokS: null,
       stages: p.stages.map((s, i) => {
         const m = this.members.get(s.node);
         const measured = m !== undefined && m.stepMs !== null && m.stepRange !== null && m.stepRange[0] === s.start && m.stepRange[1] === s.end ? m.stepMs : null;

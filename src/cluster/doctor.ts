@@ -29,6 +29,18 @@ export interface DoctorOptions {
   readonly joinCommand?: string;
   /** The running plan's stages, when the caller knows them (the gateway): each node's range. */
   readonly stages?: readonly { readonly node: string; readonly start: number; readonly end: number }[];
+  /** The gateway's figures for the plan serving (figures.ts): the doctor says the same numbers
+   *  as GET /v1/cluster, `hearth status` and the page, not a fresh guess of its own (issue 22). */
+  readonly serving?: ServingFigures | null;
+}
+
+/** The part of the gateway's forecast (coordinator.ts PlanForecast) the doctor repeats. */
+export interface ServingFigures {
+  readonly predictedTokS: number;
+  readonly predictedBasis: string;
+  readonly measuredTokS: number | null;
+  readonly window: string;
+  readonly summary?: string;
 }
 
 export interface DoctorNode {
@@ -64,6 +76,8 @@ export interface DoctorReport {
   readonly plan: { readonly epoch: number; readonly stages: readonly { node: string; start: number; end: number }[] } | null;
   /** With a model: what the planner would do now. */
   readonly predicted: { readonly tokS: number; readonly stages: readonly string[]; readonly idle: readonly string[] } | null;
+  /** Through the gateway: the plan serving's figures, as GET /v1/cluster gives them. */
+  readonly serving?: ServingFigures | null;
   /** Each problem, said as what to do. Empty: nothing blocks a join or a plan. */
   readonly problems: readonly string[];
 }
@@ -162,15 +176,19 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
         problems.push(`no plan fits the model in the memory the workers offer: ${explainNoPlan(o.cost, planNodes)}. Give a worker more (--memory), or add one.`);
       } else {
         const name = (id: string): string => nodes.find((n) => n.id === id)?.name ?? id;
+        // The plan it would choose is the one serving: say the serving plan's figure (measured
+        // parts), so the doctor and the gateway never disagree about the same plan.
+        const same = o.serving != null && o.stages !== undefined && o.stages.length === choice.plan.stages.length
+          && choice.plan.stages.every((s, i) => s.node === o.stages?.[i]?.node && s.start === o.stages[i]?.start && s.end === o.stages[i]?.end);
         predicted = {
-          tokS: round2(choice.prediction.tokS),
+          tokS: same && o.serving != null ? o.serving.predictedTokS : round2(choice.prediction.tokS),
           stages: choice.plan.stages.map((s) => `${name(s.node)} [${s.start},${s.end})`),
           idle: choice.idle.map((i) => i.why),
         };
       }
     }
     problems.push(...advise(o, nodes));
-    return { cluster: c, version: hearthVersion(), nodes, plan, predicted, problems };
+    return { cluster: c, version: hearthVersion(), nodes, plan, predicted, ...(o.serving != null ? { serving: o.serving } : {}), problems };
   } finally {
     for (const u of unsubs) u();
     for (const w of waiting.keys()) waiting.delete(w);

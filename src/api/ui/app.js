@@ -83,8 +83,10 @@ function renderCluster(body) {
   $('model-layers').textContent = txt(numLayers);
   $('epoch').textContent = txt(body.epoch);
   $('node-count').textContent = String(nodes.length);
-  const total = nodes.reduce((s, n) => s + (typeof n.tokS === 'number' ? n.tokS : 0), 0);
-  $('total-toks').textContent = fmtNum(typeof body.tokS === 'number' ? body.tokS : total);
+  // Tokens the gateway emitted over the last seconds (cluster/figures.ts). Not the sum of the
+  // nodes' rates: those count prompt positions and every stage, so they read 50× too high.
+  const emitted = body.forecast?.emittedTokS;
+  $('total-toks').textContent = typeof emitted === 'number' ? fmtNum(emitted) : '–';
   $('axis-end').textContent = numLayers === null ? '' : `layer ${numLayers - 1}`;
   // The model's own notice (the demo says its text is random) stays in view above everything.
   const notice = $('model-notice');
@@ -110,8 +112,10 @@ function renderCluster(body) {
   const forecast = $('plan-forecast');
   forecast.hidden = fc === null || typeof fc.predictedTokS !== 'number';
   if (!forecast.hidden) {
+    // The gateway's own sentence: `hearth status` and `hearth doctor` print the same one.
     const measured = typeof fc.measuredTokS === 'number' ? `, measured ${fmtNum(fc.measuredTokS)}` : ', not measured yet';
-    const text = `Plan predicts ${fmtNum(fc.predictedTokS)} tok/s for one stream${measured} (${txt(fc.objective, 'fastest')} plan).`;
+    const text = typeof fc.summary === 'string' ? `Plan (${txt(fc.objective, 'fastest')}): ${fc.summary}.`
+      : `Plan predicts ${fmtNum(fc.predictedTokS)} tok/s for one stream${measured} (${txt(fc.objective, 'fastest')} plan).`;
     if (forecast.textContent !== text) forecast.textContent = text;
   }
 
