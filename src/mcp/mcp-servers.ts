@@ -1,0 +1,89 @@
+import { connectMcp, type McpConnection } from './mcp-client.ts';
+import { EMPTY_MCP_CONFIG, type McpServerSpec, type McpServersConfig } from './mcp-config.ts';
+import { normalUrl } from './url-guard.ts';
+
+// The operator's configured MCP servers at run time: who may use which, and their connections.
+// A stdio server is one long-lived child shared by every response (starting `npx some-server`
+// takes seconds; MCP clients may send concurrent requests on one connection); it is started on
+// first use and again after it exits. A configured URL server gets a connection per response,
+// closed with it (Streamable HTTP sessions are cheap, and servers expire idle ones).
+
+export interface McpLease {
+  readonly conn: McpConnection;
+  /** Closes a per-response connection; a shared stdio one stays up. */
+  release(): Promise<void>;
+}
+
+export class McpServers {
+  private readonly stdio = new Map<string, Promise<McpConnection>>();
+  private closing = false;
+
+  constructor(readonly config: McpServersConfig = EMPTY_MCP_CONFIG) {}
+
+  get(label: string): McpServerSpec | undefined {
+    return this.config.servers.get(label);
+  }
+
+  /** The configured server whose URL is `normalized` (a client's server_url naming it). */
+  byUrl(normalized: string): McpServerSpec | undefined {
+    for (const s of this.config.servers.values()) if (s.kind === 'url' && normalUrl(s.url) === normalized) return s;
+    return undefined;
+  }
+
+  /** Whether the request owner (ownerOf: a key's hash, or 'anonymous') may use server `s`. */
+  mayUse(s: McpServerSpec, owner: string): boolean {
+    return s.owners === null || s.owners.has(owner);
+  }
+
+  /** The servers `owner` may use, for the chat box's list. */
+  usableBy(owner: string): McpServerSpec[] {
+    return [...this.config.servers.values()].filter((s) => this.mayUse(s, owner));
+  }
+
+  async lease(s: McpServerSpec, signal: AbortSignal): Promise<McpLease> {
+    if (this.closing) throw new Error('the gateway is shutting down');
+    if (s.kind === 'url') {
+      const conn = await connectMcp({ kind: 'url', url: new URL(s.url), headers: s.headers, transport: s.transport }, signal);
+      return { conn, release: () => conn.close() };
+    }
+    let p = this.stdio.get(s.label);
+    if (p !== undefined) {
+      const alive = await p.then((c) => !c.closed, () => false);
+      if (!alive) p = undefined;
+    }
+    if (p === undefined) {
+      // Not tied to one response's signal: the child outlives the response that started it.
+      p = connectMcp({ kind: 'stdio', spec: s }, AbortSignal.timeout(60_000));
+      this.stdio.set(s.label, p);
+      p.catch(() => this.stdio.delete(s.label));
+    }
+    const conn = await abortable(p, signal);
+    return { conn, release: async () => undefined };
+  }
+
+  /** Stops every stdio child (gateway shutdown). */
+  async close(): Promise<void> {
+    this.closing = true;
+    const all = [...this.stdio.values()];
+    this.stdio.clear();
+    await Promise.all(all.map((p) => p.then((c) => c.close(), () => undefined)));
+  }
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
