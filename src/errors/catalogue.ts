@@ -35,6 +35,8 @@ export const ERRORS = {
   HEARTH_ERR_WIRE_VERSION: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'message from {0} speaks wire version {1}; this node speaks {2}' },
   HEARTH_ERR_WEIGHTS_FETCH: { status: 502, type: 'server_error', openaiCode: null, message: 'fetching {0} from the gateway failed: {1}' },
   HEARTH_ERR_WEIGHTS_FORBIDDEN: { status: 403, type: 'invalid_request_error', openaiCode: null, message: 'node {0} may not fetch {1}: its grant covers only the tensors of layers [{2}, {3})' },
+  HEARTH_ERR_SHARD_NOT_OFFERED: { status: 404, type: 'invalid_request_error', openaiCode: null, message: 'the gateway offers no prebuilt shard of {0}: {1}' },
+  HEARTH_ERR_SHARD_BUILDING: { status: 503, type: 'service_unavailable', openaiCode: null, message: 'the {0} shard of {1} is being built on the gateway; retry in {2} s' },
   // --- API ---------------------------------------------------------------------------------
   HEARTH_ERR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}' },
   HEARTH_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'We could not parse the JSON body of your request: {0}' },
