@@ -47,6 +47,9 @@ export const ERRORS = {
   HEARTH_ERR_HOSTED_TOOL: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid value for 'tools[{0}].type': '{1}' is a hosted tool this server does not run (its operator set server.hostedTools to refuse them; by default they are dropped with a notice)." },
   HEARTH_ERR_TOKEN_OUT_OF_VOCAB: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Token id {0} at prompt position {1} is outside this model's vocabulary (ids 0..{2}){3}." },
   HEARTH_ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', openaiCode: null, message: 'Unsupported Content-Type {0}: send application/json' },
+  HEARTH_ERR_MCP_FORBIDDEN: { status: 403, type: 'invalid_request_error', openaiCode: null, message: "This API key may not use the MCP server '{0}' (the operator lists the keys each configured server allows: allowedKeys in mcp.configFile)." },
+  HEARTH_ERR_MCP_SERVER: { status: 424, type: 'invalid_request_error', openaiCode: null, message: "Error retrieving tool list from MCP server: '{0}': {1}" },
+  HEARTH_ERR_MCP_URL_REFUSED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid '{0}': the URL {1}." },
   HEARTH_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: 'model_not_found', message: 'The model `{0}` does not exist. Available: {1}' },
   HEARTH_ERR_FIM_UNSUPPORTED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: "Invalid value for 'suffix': fill-in-the-middle needs FIM tokens ({0}) and the tokenizer of model {1} has none." },
   HEARTH_ERR_RESPONSE_NOT_FOUND: { status: 404, type: 'invalid_request_error', openaiCode: null, message: "Response with id '{0}' not found." },
@@ -60,6 +63,7 @@ export const ERRORS = {
   HEARTH_ERR_INTERNAL: { status: 500, type: 'server_error', openaiCode: null, message: 'internal error: {0}' },
   // --- config / operator -------------------------------------------------------------------
   HEARTH_ERR_CONFIG: { status: 500, type: 'server_error', openaiCode: null, message: 'config: {0}' },
+  HEARTH_ERR_MCP_CONFIG: { status: 500, type: 'server_error', openaiCode: null, message: 'MCP servers config (mcp.configFile): {0}' },
   HEARTH_ERR_PORT_BUSY: { status: 500, type: 'server_error', openaiCode: null, message: 'port {0} is busy{1}; use {2}' },
   HEARTH_ERR_PULL: { status: 502, type: 'server_error', openaiCode: null, message: 'pull {0}: {1}' },
   HEARTH_ERR_STARTUP: { status: 500, type: 'server_error', openaiCode: null, message: '{0}' },
