@@ -55,7 +55,7 @@ t.test('F32, F16 and Q8_0 GGUFs: same tokenizer, same greedy text as the safeten
       for (const text of TEXTS) {
         const ids = tok.encode(text, { addSpecialTokens: true });
         t.same(ids, tok0.encode(text, { addSpecialTokens: true }), `${name} ${quant}: ${JSON.stringify(text)} tokenizes as tokenizer.json does`);
-        t.equal(tok.decode(ids, true), tok0.decode(ids, true), `${name} ${quant}: and decodes back the same`);
+        t.equal(tok.decode(ids, { skipSpecialTokens: true }), tok0.decode(ids, { skipSpecialTokens: true }), `${name} ${quant}: and decodes back the same`);
       }
       t.equal(tok.bosTokenId, tok0.bosTokenId, `${name} ${quant}: bos`);
       // GGUF holds one eos id (convert_hf_to_gguf writes config.json's first); generation_config
@@ -64,14 +64,14 @@ t.test('F32, F16 and Q8_0 GGUFs: same tokenizer, same greedy text as the safeten
       const got = await greedyOf(dir, prompt, 24);
       const at = got.findIndex((x, i) => x !== want[i]);
       if (quant !== 'q8_0' || at < 0) {
-        t.same(got, want, `${name} ${quant}: greedy "${tok.decode(got, true)}"`);
+        t.same(got, want, `${name} ${quant}: greedy "${tok.decode(got, { skipSpecialTokens: true })}"`);
         continue;
       }
       // Q8_0 is 8-bit rounding of the weights: it may flip a near-tie, nothing more. Where the
       // text first differs, the safetensors' own top two must be within 0.1 logit.
       const logits = referenceLogits(openCheckpoint(orig), [...prompt, ...want.slice(0, at)]).at(-1) as Float32Array;
       const margin = (logits[want[at] as number] as number) - (logits[got[at] as number] as number);
-      t.ok(margin >= 0 && margin < 0.1, `${name} q8_0: greedy equal for ${at} tokens, then a near-tie (safetensors' margin ${margin.toFixed(4)}) flips: "${tok.decode(got, true)}"`);
+      t.ok(margin >= 0 && margin < 0.1, `${name} q8_0: greedy equal for ${at} tokens, then a near-tie (safetensors' margin ${margin.toFixed(4)}) flips: "${tok.decode(got, { skipSpecialTokens: true })}"`);
     }
   }
 });
