@@ -13,6 +13,8 @@ import { longestToken } from './generation-fields.ts';
 import { toHttpError, type HttpError } from './http-errors.ts';
 import { isAnthropicRoute, registerMessagesRoutes } from './messages-route.ts';
 import { registerModelRoutes } from './models-route.ts';
+import { registerEmbeddingsRoute } from './embeddings-route.ts';
+import { isOllamaRoute, ollamaErrorBody, registerOllamaRoutes } from './ollama-route.ts';
 import { createSchemaAjv, openApiJson, servedDocument } from './openapi.ts';
 import { memoryResponseStore, ownerShareBytes } from './response-store.ts';
 import { registerResponsesRoutes } from './responses-route.ts';
@@ -117,7 +119,9 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     else req.log.info({ code: h.code, status: h.status, param: h.body.error.param }, h.body.error.message);
     const route = ROUTE_NAMES[req.routeOptions.url ?? ''] ?? null;
     if (route !== null) opts.onRequestDone?.({ route, stream: false, status: h.status, error: h.code, promptTokens: 0, completionTokens: 0, ttftMs: null, durationMs: reply.elapsedTime });
-    // Anthropic's routes answer in Anthropic's error shape (what its SDKs and Claude Code parse).
+    // Anthropic's routes answer in Anthropic's error shape (what its SDKs and Claude Code parse),
+    // Ollama's (/api/*) in Ollama's {"error": "..."}.
+    if (isOllamaRoute(req.routeOptions.url ?? req.url)) return reply.code(h.status).headers(h.headers).send(ollamaErrorBody(h.body.error.message));
     return reply.code(h.status).headers(h.headers).send(isAnthropicRoute(req.routeOptions.url) ? anthropicErrorBody(h.status, h.body.error.message) : h.body);
   });
   app.setNotFoundHandler((req) => {
@@ -144,6 +148,8 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   registerCompletionsRoute(app, ctx);
   registerResponsesRoutes(app, ctx, opts.responseStore ?? memoryResponseStore(ownerShareBytes(opts.apiKeys.length)));
   registerMessagesRoutes(app, ctx);
+  registerEmbeddingsRoute(app, ctx);
+  registerOllamaRoutes(app, ctx);
   if (opts.extraRoutes !== undefined) await opts.extraRoutes(app);
   await app.ready();
   return app;

@@ -119,6 +119,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   const generator: Generator = {
     generate: (req: GenerateRequest) => scheduler!.generate(req),
     load: () => scheduler?.load() ?? { running: 0, waiting: 0 },
+    hiddenStates: (req) => scheduler!.hiddenStates(req),
   };
   const onRequestDone = (info: RequestDoneInfo): void => {
     if (info.error !== null) metrics.errors.inc({ code: info.error });
