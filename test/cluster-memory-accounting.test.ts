@@ -17,18 +17,21 @@ t.test('planner weight bytes equal the initializer bytes of the built ONNX shard
     { preset: 'tiny-qwen3' as const, block: 32 }, // tied: the int4 head is a view of the int4 lookup table
     { preset: 'tiny-llama' as const, block: 32 }, // untied head
     { preset: 'tiny-qwen2' as const, block: 128 }, // hidden 64 % 128 ≠ 0: the table stays as stored
+    { preset: 'tiny-qwen3' as const, block: 32, vocabBits: 8 as const }, // tied, 8-bit table and head
+    { preset: 'tiny-llama' as const, block: 32, vocabBits: 8 as const }, // untied 8-bit head
   ];
-  for (const c of cases) {
-    const dir = path.join(root, c.preset);
+  for (const [i, c] of cases.entries()) {
+    const dir = path.join(root, `${c.preset}-${i}`);
     await generateCheckpoint(dir, { preset: c.preset, numLayers: 4, vocabSize: 1000, maxPositions: 256, tokenizer: false, dtype: 'bf16' });
     const ckpt = openCheckpoint(dir);
     for (const quant of ['int4', 'none'] as const) {
-      const cost = modelCostsFromCheckpoint(ckpt, { quant, kvTokens: 64, int4Block: c.block });
+      const vocabBits = 'vocabBits' in c ? c.vocabBits : 4;
+      const cost = modelCostsFromCheckpoint(ckpt, { quant, kvTokens: 64, int4Block: c.block, vocabBits });
       for (const [s, e] of [[0, 4], [0, 2], [2, 4], [1, 3]] as const) {
         // As the engine builds it: checkpoint files linked next to the model, mapped in place.
-        const g = buildShardGraph(ckpt, { start: s, end: e, quant }, { int4Block: c.block, mapFile: () => 'ckpt0.safetensors' });
+        const g = buildShardGraph(ckpt, { start: s, end: e, quant }, { int4Block: c.block, vocabBits, mapFile: () => 'ckpt0.safetensors' });
         const built = g.weightBytes + g.lookupBytes; // the rotary tables are fed by the session, not built in
-        t.equal(stageWeightBytes(cost, s, e), built, `${c.preset} ${quant} block ${c.block} [${s}, ${e}): planner = built`);
+        t.equal(stageWeightBytes(cost, s, e), built, `${c.preset} ${quant} block ${c.block} vocab ${vocabBits}-bit [${s}, ${e}): planner = built`);
       }
     }
     ckpt.close();

@@ -10,6 +10,7 @@ const COMMANDS = {
   worker: 'join a cluster and run a range of the model\'s layers',
   generate: 'generate text in one process (optionally split into stages)',
   bench: 'measure prefill/decode speed and memory (one process, or --cluster)',
+  eval: 'compare a quantization with the fp32 reference over a text (perplexity, KL, top-1)',
   pull: 'download a checkpoint from the Hugging Face Hub',
   models: 'list local checkpoints',
   status: 'show the cluster of a running gateway',

@@ -34,7 +34,7 @@
 // STAGE_OVERHEAD_BYTES is the rest, 87 - 20 = 67 MB at most (issue 20: counted in each stage, the
 // 20 MB kept a 3B model off 2 devices x 60% of its int4 weights by 0.6 MB).
 
-import { defaultInt4BlockSize, int4Blocks, int4MatrixBytes } from '../model/index.ts';
+import { defaultInt4BlockSize, defaultVocabBits, int4Blocks, int4MatrixBytes, int8MatrixBytes } from '../model/index.ts';
 import { EMBED_TOKENS, LM_HEAD } from '../model/index.ts';
 import { ropePositions } from '../model/onnx/index.ts';
 import type { Checkpoint, ModelConfig } from '../model/types.ts';
@@ -58,6 +58,8 @@ export interface CostOptions {
   readonly kvTokens: number;
   /** int4 block size along K (default: the engine's, HEARTH_INT4_BLOCK or 128). */
   readonly int4Block?: number;
+  /** int4 models: bits of the embedding table and lm_head (default: the engine's, HEARTH_VOCAB_BITS or 4). */
+  readonly vocabBits?: 4 | 8;
   /** Bytes per KV element: 4 (float32, default) or 2 (HEARTH_KV_DTYPE=float16). */
   readonly kvElementBytes?: number;
   /** Context served: the rotary table rows every stage builds (ropePositions; default the model's
@@ -117,9 +119,10 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   const V = cfg.vocabSize;
   // First stage: the lookup table (int4 when the graph quantizes it, else mapped as stored).
   const embedInt4 = int4 && H % block === 0;
-  const firstBytes = embedInt4 ? int4MatrixBytes(V, H, block) : storedBytes(ckpt, EMBED_TOKENS);
+  const vocabBytes = (opts.vocabBits ?? defaultVocabBits()) === 8 ? int8MatrixBytes(V, H, block) : int4MatrixBytes(V, H, block);
+  const firstBytes = embedInt4 ? vocabBytes : storedBytes(ckpt, EMBED_TOKENS);
   // Last stage: final norm + the head.
-  const headBytes = int4 ? int4MatrixBytes(V, H, block) : V * H * 4;
+  const headBytes = int4 ? vocabBytes : V * H * 4;
   const lastPrepackBytes = int4 ? V * int4Blocks(H, block) * 4 : 0;
   const lastBytes = headBytes + H * 4;
   // An untied fp32 head over an fp32 checkpoint is read in place: the same 4 bytes a weight.

@@ -133,6 +133,8 @@ export interface ShardKeyParts {
     readonly headSliceRows: number | null;
     readonly kvDtype: string;
     readonly int4Block: number;
+    /** Bits of the embedding table and lm_head in int4 models (4 or 8). */
+    readonly vocabBits: number;
     /** fp32 tensors referenced in place from the checkpoint (true) or copied into the entry. */
     readonly mapped: boolean;
   };

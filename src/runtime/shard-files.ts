@@ -35,7 +35,7 @@ export interface ShardFiles {
   finish(loaded: boolean): Promise<boolean>;
 }
 
-export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'headSliceRows' | 'kvDtype' | 'int4Block'> {
+export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'headSliceRows' | 'kvDtype' | 'int4Block' | 'vocabBits'> {
   /** Cache folder, or null for none. */
   readonly cacheDir: string | null;
   /** Where an uncached build is staged (default os.tmpdir()). */
@@ -100,6 +100,7 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
   try {
     pool = threads > 1 ? QuantPool.start(threads) : null;
   } catch {
+      ...(opts.vocabBits !== undefined ? { vocabBits: opts.vocabBits } : {}),
     pool = null; // no worker threads here: quantize on this one
   }
   if (pool !== null) {
@@ -199,6 +200,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
   const known = new Map<string, string>();
   for (const f of files) {
     const h = hashes.known(f);
+      vocabBits: opts.vocabBits ?? 4,
     if (h !== null) known.set(f, h);
   }
   if (known.size === files.length) {

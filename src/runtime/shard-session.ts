@@ -10,6 +10,7 @@ import { openCheckpoint } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { ATTN_INPUTS, IO, KV_DTYPES, ROPE_INPUTS, ropeTables, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { ropeBytesPerPosition, ropeRows } from './rope-rows.ts';
+import { defaultVocabBits as defaultVocabBitsOf } from '../model/quant-int8.ts';
 import { INT4_BLOCK_SIZES } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
@@ -53,6 +54,8 @@ export interface ShardSessionOptions {
   readonly kvDtype?: KvDtype;
   /** int4 block size along K (default 32). */
   readonly int4Block?: number;
+  /** int4 models: bits of the embedding table and lm_head (default defaultVocabBits()). */
+  readonly vocabBits?: 4 | 8;
   /**
    * Let onnxruntime's intra-op threads spin between kernels instead of sleeping. Only for a stage
    * that has its cores to itself: spinning stages that share cores starve each other. Default: see spins().
@@ -271,6 +274,7 @@ export class ShardSession {
         const info: ShardInfo = {
           config,
           attention: files.attention,
+      vocabBits: opts.vocabBits ?? defaultVocabBitsOf(),
           kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
           positions,
           ropeBytes: positions * ropeBytesPerPosition(config),

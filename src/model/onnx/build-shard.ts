@@ -40,6 +40,9 @@ export interface BuildShardOptions {
   readonly int4Block?: number;
   /** Element type of the fused path's KV cache (default float32; float16 halves its memory). */
   readonly kvDtype?: KvDtype;
+  /** int4 models: bits of the vocabulary matrices, the embedding table and the lm_head (8 = what a
+   *  Q4_0 GGUF keeps its token embedding at; see defaultVocabBits). Default 4. */
+  readonly vocabBits?: 4 | 8;
 }
 
 export const KV_DTYPES = ['float32', 'float16'] as const;
@@ -159,6 +162,9 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let embedF32: string | null = null;
   /** int4 table [V, K/2] + scales [V, K/block] of the embedding, when this graph has one (see below). */
   let embedInt4: { q: string; s: string; blocks: number } | null = null;
+  const vocabBits = quant === 'int4' ? (opts.vocabBits ?? 4) : 4;
+  /** Bytes a vocabulary block's values take: block/2 at 4 bits, block at 8. */
+  const vocabBlockBytes = vocabBits === 8 ? block : block / 2;
   if (first) {
     const ids = g.input(IO.inputIds, DT.int32, ['batch', 'seq']);
     const info = ckpt.info(EMBED_TOKENS);
@@ -168,12 +174,12 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       // fault-around window (64 KB, ~18 rows of a 0.5B), so a long prompt made up to the whole
       // 545 MB of a 0.5B's table resident. int4 is 1/8 of that at most, and a tied head reads the
       // same bytes (below), so it costs nothing extra to build.
-      const m = w.fusedInt4([EMBED_TOKENS], undefined, block);
-      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * (block / 2)], m.packed, false);
+      const m = vocabBits === 8 ? w.int8(EMBED_TOKENS, undefined, block) : w.fusedInt4([EMBED_TOKENS], undefined, block);
+      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * vocabBlockBytes], m.packed, false);
       const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
       embedInt4 = { q: qw, s: sc, blocks: m.blocks };
       lookupBytes += m.packed.byteLength + m.scales.byteLength;
-      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: 4 }, MS_DOMAIN);
+      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: vocabBits }, MS_DOMAIN);
     } else {
       // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
       // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
@@ -216,8 +222,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const evenRows = quant === 'int4' && block > 32;
   const rowInfo = new Map<string, { rows: string; pads: string; out: Map<number, string> }>();
   /** MatMulNBits of x ([lead..., K], lead = [B, S] given as the shape tensor `lead`). */
-  const nbits = (x: string, rest: readonly string[], attrs: { K: number; N: number }, lead: string): string => {
-    const all = { ...attrs, bits: 4, block_size: block, accuracy_level: accuracyLevel };
+  const nbits = (x: string, rest: readonly string[], attrs: { K: number; N: number }, lead: string, bits = 4): string => {
+    const all = { ...attrs, bits, block_size: block, accuracy_level: accuracyLevel };
     if (!evenRows) return g.op('MatMulNBits', [x, ...rest], all, MS_DOMAIN);
     let info = rowInfo.get(lead);
     if (info === undefined) {
@@ -333,18 +339,18 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       if (quant === 'int4' && embedInt4 !== null && cfg.tieEmbeddings) {
         // Tied: the slice is rows [r0, r1) of the lookup table's bytes (quantized once, read twice).
         const { q, s, blocks } = embedInt4;
-        const rowBytes = blocks * (block / 2);
-        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, block / 2], r0 * rowBytes, (r1 - r0) * rowBytes);
+        const rowBytes = blocks * vocabBlockBytes;
+        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, vocabBlockBytes], r0 * rowBytes, (r1 - r0) * rowBytes);
         const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
         lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
-        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead()));
+        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead(), vocabBits));
         continue;
       }
       if (quant === 'int4') {
-        const m = w.fusedInt4([head], [r0, r1], block);
-        const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
+        const m = vocabBits === 8 ? w.int8(head, [r0, r1], block) : w.fusedInt4([head], [r0, r1], block);
+        const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, vocabBlockBytes], m.packed);
         const s = g.init(`${name}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-        parts.push(nbits(normedLast, [b, s], { K: h, N: r1 - r0 }, headLead()));
+        parts.push(nbits(normedLast, [b, s], { K: h, N: r1 - r0 }, headLead(), vocabBits));
         continue;
       }
       const wPart = inPlace

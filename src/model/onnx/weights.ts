@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import type { Checkpoint, TensorInfo } from '../types.ts';
 import { INT4_BLOCK, int4Blocks, quantizeRowsInt4, type Int4Matrix } from '../quant-int4.ts';
+import { quantizeRowsInt8, type Int8Matrix } from '../quant-int8.ts';
 import { activeQuantPool, type RowChunk } from '../quant-pool.ts';
 
 const CHUNK_BYTES = 8 << 20;
@@ -103,6 +104,30 @@ export class WeightReader {
       o += info.shape[0] ?? 0;
     }
     return data;
+  }
+
+  /** int8 (bits = 8 MatMulNBits / GatherBlockQuantized layout) of rows [r0, r1) of one [N, K]
+   *  tensor (default all; scratch). Only the embedding and head take it, so no pool. */
+  int8(name: string, range?: readonly [number, number], block: number = INT4_BLOCK): Int8Matrix {
+    const info = this.ckpt.info(name);
+    const cols = info.shape[1] ?? 1;
+    const [lo, hi] = range ?? [0, info.shape[0] ?? 0];
+    const rows = hi - lo;
+    const blocks = int4Blocks(cols, block);
+    const m: Int8Matrix = {
+      rows,
+      cols,
+      blocks,
+      block,
+      packed: new Uint8Array(this.scratch('packed', rows * blocks * block), 0, rows * blocks * block),
+      scales: new Float32Array(this.scratch('scales', rows * blocks * 4), 0, rows * blocks),
+    };
+    const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
+    for (let r = lo; r < hi; r += step) {
+      const r1 = Math.min(hi, r + step);
+      quantizeRowsInt8(this.rows(info, r, r1), r1 - r, m, r - lo);
+    }
+    return m;
   }
 
   /**
