@@ -1,5 +1,5 @@
 import { HearthError } from '../errors/index.ts';
-import type { AnthropicBlock, AnthropicTextBlock, AnthropicToolResultBlock, AnthropicToolUseBlock, CreateMessageBody } from './anthropic-types.ts';
+import type { AnthropicBlock, AnthropicMessage, AnthropicTextBlock, AnthropicToolResultBlock, AnthropicToolUseBlock, CreateMessageBody } from './anthropic-types.ts';
 import { jsonValueTooDeep, tooDeepError, wellFormed } from './messages.ts';
 import type { ChatMessageBody, ChatRequestBody, ToolBody, ToolChoiceBody } from './openai-types.ts';
 
@@ -33,16 +33,51 @@ function resultText(b: AnthropicToolResultBlock, at: string): string {
   return b.is_error === true ? `Error: ${text}` : text;
 }
 
-export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'messages'>): ChatMessageBody[] {
+const ROLES = new Set(['user', 'assistant', 'system']);
+
+/** A `system` message's text: a string or text blocks (cache_control and the like ignored). */
+function systemText(content: AnthropicMessage['content'], at: string): string {
+  if (typeof content === 'string') return wellFormed(content);
+  return content.map((b, k) => {
+    if (b.type !== 'text') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${at}.content.${k}.type: system messages hold text blocks only (got '${b.type.slice(0, 64)}').`], { param: `${at}.content.${k}.type` });
+    return blockText(b as AnthropicTextBlock, `${at}.content.${k}`);
+  }).join('\n');
+}
+
+export interface AnthropicMessageOptions {
+  /**
+   * Where `system` messages inside `messages` go (Claude Code sends them mid-conversation): true
+   * renders each as a system turn where it stands, which is what the model should read when its
+   * template can say it (Qwen2/3, Llama 3 render a system turn anywhere); false merges them, in
+   * order, into the leading system prompt, for templates that raise on or drop a system message
+   * after the first (Mistral's, Gemma's). messages-route.ts asks the template which (a probe).
+   */
+  readonly systemInline: boolean;
+}
+
+export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'messages'>, opts: AnthropicMessageOptions = { systemInline: true }): ChatMessageBody[] {
   const out: ChatMessageBody[] = [];
+  const merged: string[] = [];
   if (body.system !== undefined) {
     const system = typeof body.system === 'string' ? wellFormed(body.system) : body.system.map((b, k) => blockText(b, `system.${k}`)).join('\n');
-    if (system !== '') out.push({ role: 'system', content: system });
+    if (system !== '') merged.push(system);
   }
   body.messages.forEach((m, i) => {
     const at = `messages.${i}`;
+    if (!ROLES.has(m.role)) {
+      // Anthropic's own words: Claude Code recognises them and retries without the message.
+      throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${at}.role: Unexpected role "${String(m.role).slice(0, 64)}". Allowed roles are "user", "assistant" and "system".`], { param: `${at}.role` });
+    }
+    if (m.role === 'system') {
+      const text = systemText(m.content, at);
+      if (text === '') return;
+      if (opts.systemInline) out.push({ role: 'system', content: text });
+      else merged.push(text);
+      return;
+    }
+    const role = m.role as 'user' | 'assistant';
     if (typeof m.content === 'string') {
-      out.push({ role: m.role, content: wellFormed(m.content) });
+      out.push({ role, content: wellFormed(m.content) });
       return;
     }
     const texts: string[] = [];
@@ -55,7 +90,7 @@ export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'mess
           texts.push(blockText(block as AnthropicTextBlock, bat));
           break;
         case 'tool_use': {
-          if (m.role !== 'assistant') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${bat}: tool_use blocks belong to assistant messages.`], { param: bat });
+          if (role !== 'assistant') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${bat}: tool_use blocks belong to assistant messages.`], { param: bat });
           const u = block as AnthropicToolUseBlock;
           // Checked before JSON.stringify, which recurses (and overflows on a deep enough input).
           if (jsonValueTooDeep(u.input)) throw tooDeepError(`${bat}.input`);
@@ -63,7 +98,7 @@ export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'mess
           break;
         }
         case 'tool_result': {
-          if (m.role !== 'user') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${bat}: tool_result blocks belong to user messages.`], { param: bat });
+          if (role !== 'user') throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`${bat}: tool_result blocks belong to user messages.`], { param: bat });
           const r = block as AnthropicToolResultBlock;
           results.push({ role: 'tool', tool_call_id: r.tool_use_id, content: resultText(r, bat) });
           break;
@@ -78,10 +113,11 @@ export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'mess
     });
     out.push(...results);
     const text = texts.join('\n');
-    if (m.role === 'assistant') {
+    if (role === 'assistant') {
       if (text !== '' || calls.length > 0) out.push({ role: 'assistant', content: text === '' && calls.length > 0 ? null : text, ...(calls.length === 0 ? {} : { tool_calls: calls }) });
     } else if (text !== '' || results.length === 0) out.push({ role: 'user', content: text });
   });
+  if (merged.length > 0) out.unshift({ role: 'system', content: merged.join('\n\n') });
   return out;
 }
 
@@ -110,12 +146,54 @@ function anthropicToolChoice(c: CreateMessageBody['tool_choice']): ToolChoiceBod
   }
 }
 
-export function translateMessagesRequest(body: CreateMessageBody): ChatRequestBody {
+/** What `thinking` asks of the model: its template's switch, a budget, whether the text is shown. */
+export interface ThinkingPlan {
+  /** The chat template's `enable_thinking` (Qwen3's switch; templates without one ignore it). */
+  readonly enabled: boolean;
+  /** Tokens the model may spend inside `<think>` before it is made to close the block (null: no limit). */
+  readonly budget: number | null;
+  /** `display: "omitted"`: thinking blocks come back without their text. */
+  readonly omitText: boolean;
+}
+
+/** Anthropic's smallest budget (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking). */
+export const MIN_THINKING_BUDGET = 1024;
+
+/**
+ * `thinking` → the model's own thinking switch. Absent means off, as on Anthropic's API (thinking
+ * is opt-in there; a Qwen3 template would otherwise think by default). `adaptive` lets the model
+ * decide, with no budget; `enabled` gives a budget enforced while decoding. Errors use Anthropic's
+ * wording (its validator's), since clients match on it.
+ */
+export function thinkingPlan(thinking: CreateMessageBody['thinking'], maxTokens: number | undefined): ThinkingPlan {
+  const omitText = thinking?.display === 'omitted';
+  switch (thinking?.type) {
+    case undefined:
+    case 'disabled':
+      return { enabled: false, budget: null, omitText };
+    case 'adaptive':
+      return { enabled: true, budget: null, omitText };
+    case 'enabled': {
+      const b = thinking.budget_tokens;
+      if (b === undefined) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ['thinking.enabled.budget_tokens: Field required'], { param: 'thinking.budget_tokens' });
+      if (b < MIN_THINKING_BUDGET) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`thinking.enabled.budget_tokens: Input should be greater than or equal to ${MIN_THINKING_BUDGET}`], { param: 'thinking.budget_tokens' });
+      if (maxTokens !== undefined && maxTokens <= b) {
+        throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ['`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size'], { param: 'max_tokens' });
+      }
+      return { enabled: true, budget: b, omitText };
+    }
+    default:
+      throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`thinking: Input tag '${String(thinking?.type).slice(0, 64)}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'`], { param: 'thinking.type' });
+  }
+}
+
+export function translateMessagesRequest(body: CreateMessageBody, opts: AnthropicMessageOptions = { systemInline: true }): ChatRequestBody {
   const tools = anthropicTools(body.tools);
   const choice = tools.length === 0 && body.tool_choice?.type === 'none' ? undefined : anthropicToolChoice(body.tool_choice);
+  const thinking = thinkingPlan(body.thinking, body.max_tokens);
   return {
     model: body.model,
-    messages: anthropicMessages(body),
+    messages: anthropicMessages(body, opts),
     ...(body.max_tokens === undefined ? {} : { max_completion_tokens: body.max_tokens }),
     ...(body.temperature === undefined ? {} : { temperature: body.temperature }),
     ...(body.top_p === undefined ? {} : { top_p: body.top_p }),
@@ -124,7 +202,7 @@ export function translateMessagesRequest(body: CreateMessageBody): ChatRequestBo
     ...(tools.length === 0 ? {} : { tools }),
     ...(choice === undefined ? {} : { tool_choice: choice }),
     ...(body.tool_choice?.disable_parallel_tool_use === true ? { parallel_tool_calls: false } : {}),
-    ...(body.thinking?.type === 'disabled' ? { chat_template_kwargs: { enable_thinking: false } } : {}),
+    chat_template_kwargs: { enable_thinking: thinking.enabled },
   };
 }
 
@@ -149,7 +227,25 @@ export function anthropicErrorType(status: number): string {
   }
 }
 
+/**
+ * The two length errors in Anthropic's words, which Claude Code parses: "prompt is too long: N
+ * tokens > M maximum" starts its compaction, "input length and `max_tokens` exceed context limit:
+ * P + T > C" makes it retry with a smaller max_tokens. Read back from the catalogue's messages
+ * (error-catalogue wording is tested); anything else keeps its own message.
+ */
+function anthropicWording(code: string | undefined, message: string): string {
+  if (code === 'HEARTH_ERR_CONTEXT_LENGTH') {
+    const m = /maximum context length is (\d+) tokens\. However, your messages resulted in (\d+) tokens/.exec(message);
+    if (m !== null) return `prompt is too long: ${m[2]} tokens > ${m[1]} maximum`;
+  }
+  if (code === 'HEARTH_ERR_MAX_TOKENS_CONTEXT') {
+    const m = /maximum context length is (\d+) tokens\. However, you requested \d+ tokens \((\d+) in the messages, (\d+) in the completion\)/.exec(message);
+    if (m !== null) return `input length and \`max_tokens\` exceed context limit: ${m[2]} + ${m[3]} > ${m[1]}, decrease input length or \`max_tokens\` and try again`;
+  }
+  return message;
+}
+
 /** `{"type":"error","error":{"type","message"}}`, what the Anthropic SDKs parse. */
-export function anthropicErrorBody(status: number, message: string): { type: 'error'; error: { type: string; message: string } } {
-  return { type: 'error', error: { type: anthropicErrorType(status), message } };
+export function anthropicErrorBody(status: number, message: string, code?: string): { type: 'error'; error: { type: string; message: string } } {
+  return { type: 'error', error: { type: anthropicErrorType(status), message: anthropicWording(code, message) } };
 }

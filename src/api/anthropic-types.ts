@@ -20,7 +20,9 @@ export interface AnthropicToolResultBlock {
 export type AnthropicBlock = AnthropicTextBlock | AnthropicToolUseBlock | AnthropicToolResultBlock | { readonly type: string };
 
 export interface AnthropicMessage {
-  readonly role: 'user' | 'assistant';
+  /** user, assistant or system; the schema lets any string through so the 400 for another role
+   *  is Anthropic's own wording ("Unexpected role"), which Claude Code's fallbacks key on. */
+  readonly role: string;
   readonly content: string | readonly AnthropicBlock[];
 }
 
@@ -49,6 +51,13 @@ export interface CreateMessageBody {
   readonly stream?: boolean;
   readonly tools?: readonly AnthropicTool[];
   readonly tool_choice?: AnthropicToolChoice;
-  readonly thinking?: { readonly type: string; readonly budget_tokens?: number };
+  readonly thinking?: AnthropicThinking;
   readonly metadata?: { readonly user_id?: string | null };
+}
+
+/** `enabled` + budget_tokens, `adaptive` (the model decides), `disabled`; display `omitted` hides the text. */
+export interface AnthropicThinking {
+  readonly type: string;
+  readonly budget_tokens?: number;
+  readonly display?: string;
 }

@@ -146,7 +146,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
   registerModelRoutes(app, opts.model);
   registerChatRoute(app, ctx);
   registerCompletionsRoute(app, ctx);
-  registerResponsesRoutes(app, ctx, opts.responseStore ?? memoryResponseStore(ownerShareBytes(opts.apiKeys.length)));
+  registerResponsesRoutes(app, ctx, opts.responseStore ?? memoryResponseStore(ownerShareBytes(opts.apiKeys.length)), opts.mcp);
   registerMessagesRoutes(app, ctx);
   registerEmbeddingsRoute(app, ctx);
   registerOllamaRoutes(app, ctx);

@@ -1,8 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError } from '../errors/index.ts';
-import { anthropicErrorBody, translateMessagesRequest } from './anthropic-request.ts';
+import type { RenderOptions } from '../chat/template.ts';
+import { encodeOffLoop, renderOffLoop } from '../chat/encode-off-loop.ts';
+import type { TokenConstraint } from '../scheduler/types.ts';
+import { anthropicErrorBody, thinkingPlan, translateMessagesRequest } from './anthropic-request.ts';
 import type { CreateMessageBody } from './anthropic-types.ts';
 import { planChatOffLoop, type ChatPlan } from './chat-request.ts';
+import { toChatMessages } from './messages.ts';
+import type { ChatRequestBody } from './openai-types.ts';
+import { thinkingBudgetConstraint } from './thinking-budget.ts';
+import { planTools } from './tools.ts';
+import type { ServedModel } from './types.ts';
 import { checkOutput, type ToolCallOut } from './chat-route.ts';
 import { ChoiceCancelled, type ChoiceEvent, type ChoiceFinish } from './choice-runner.ts';
 import { openNamedStream } from './event-stream.ts';
@@ -38,29 +46,90 @@ function checkVersion(req: FastifyRequest): void {
   }
 }
 
+const inlineSystem = new WeakMap<ServedModel, boolean>();
+const PROBE = 'hearth-mid-conversation-system-probe';
+
+/**
+ * Whether the model's template renders a `system` message after the first one where it stands
+ * (Qwen2/3 and Llama 3 templates do; Mistral's raises, some drop it). Probed once per model by
+ * rendering one; when it does not, such messages are merged into the leading system prompt
+ * instead (anthropic-request.ts, AnthropicMessageOptions).
+ */
+export function templateRendersMidSystem(model: ServedModel): boolean {
+  let ok = inlineSystem.get(model);
+  if (ok === undefined) {
+    try {
+      ok = model.template.render([{ role: 'user', content: 'hi' }, { role: 'system', content: PROBE }], { addGenerationPrompt: true }).includes(PROBE);
+    } catch {
+      ok = false;
+    }
+    inlineSystem.set(model, ok);
+  }
+  return ok;
+}
+
+function translate(ctx: ApiContext, body: CreateMessageBody): ChatRequestBody {
+  return translateMessagesRequest(body, { systemInline: templateRendersMidSystem(ctx.model) });
+}
+
 function plan(ctx: ApiContext, body: CreateMessageBody): Promise<ChatPlan> {
-  return planChatOffLoop(translateMessagesRequest(body), ctx.model, ctx.limits);
+  return planChatOffLoop(translate(ctx, body), ctx.model, ctx.limits);
+}
+
+/**
+ * Tokens of the prompt a Messages body renders to (system, tools, messages, the generation
+ * prompt), with no context-length check: Claude Code counts a conversation precisely to learn
+ * that it no longer fits. Long ones render and tokenize off the event loop, as planChat does.
+ */
+async function countTokens(ctx: ApiContext, body: CreateMessageBody): Promise<number> {
+  const chat = translate(ctx, body);
+  const messages = toChatMessages(chat.messages);
+  const tools = planTools(chat.tools, undefined, undefined);
+  const opts: RenderOptions = { ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }), addGenerationPrompt: true, ...(chat.chat_template_kwargs == null ? {} : { vars: chat.chat_template_kwargs }) };
+  let chars = 0;
+  for (const m of messages) chars += (m.content?.length ?? 0) + (m.tool_calls?.reduce((n, c) => n + c.function.arguments.length, 0) ?? 0);
+  const { template, tokenizer } = ctx.model;
+  const off = await renderOffLoop(template, tokenizer, messages, opts, chars, { param: 'messages' });
+  if (off !== null) return off.ids.length;
+  let text: string;
+  try {
+    text = template.render(messages, opts);
+  } catch (e) {
+    if (e instanceof HearthError) throw e;
+    throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`The model's chat template rejected the messages: ${(e as Error).message}`.slice(0, 500)], { param: 'messages', cause: e });
+  }
+  return (await encodeOffLoop(tokenizer, text, { addSpecialTokens: false, param: 'messages' })).length;
+}
+
+/** The thinking budget as a decoding rule, when the request has one and the template thinks. */
+function budgetRule(ctx: ApiContext, p: ChatPlan, budget: number | null): ((c: TokenConstraint | undefined) => TokenConstraint | undefined) | undefined {
+  if (budget === null || p.reasoning === null) return undefined;
+  const tok = ctx.model.tokenizer;
+  const open = tok.encode('<think>', { addSpecialTokens: false });
+  const close = tok.encode('</think>', { addSpecialTokens: false });
+  return (inner) => thinkingBudgetConstraint({ budget, open, close, startInside: p.reasoning!.startInside }, inner);
 }
 
 export function registerMessagesRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/messages/count_tokens', { schema: { body: schemaRef('CountMessageTokensRequest') } }, async (req) => {
     checkVersion(req);
-    const p = await plan(ctx, { ...(req.body as CreateMessageBody), max_tokens: 1 });
-    return { input_tokens: p.prompt.length };
+    return { input_tokens: await countTokens(ctx, req.body as CreateMessageBody) };
   });
 
   app.post('/v1/messages', { schema: { body: schemaRef('CreateMessageRequest') } }, async (req, reply) => {
     checkVersion(req);
     const body = req.body as CreateMessageBody;
     const p = await plan(ctx, body);
+    const thinking = thinkingPlan(body.thinking, body.max_tokens);
     admit(ctx, 1);
     const id = completionId('msg').replace('-', '_');
     const ac = watchDisconnect(reply);
     const started = performance.now();
-    const events = runPlanChoice(ctx, p, id, ac.signal);
+    const events = runPlanChoice(ctx, p, id, ac.signal, budgetRule(ctx, p, thinking.budget));
+    const shown = thinking.omitText ? omitThinking(events) : events;
     try {
-      if (body.stream === true) return await streamMessage(req, reply, ctx, p, id, events, started);
-      return await answerMessage(req, ctx, p, id, events, started);
+      if (body.stream === true) return await streamMessage(req, reply, ctx, p, id, shown, started);
+      return await answerMessage(req, ctx, p, id, shown, started);
     } catch (e) {
       ac.abort();
       if (e instanceof ChoiceCancelled) {
@@ -71,6 +140,24 @@ export function registerMessagesRoutes(app: FastifyInstance, ctx: ApiContext): v
       throw e;
     }
   });
+}
+
+/** `thinking.display: "omitted"`: thinking blocks still open and close, without their text. */
+async function* omitThinking(events: AsyncGenerator<ChoiceEvent>): AsyncGenerator<ChoiceEvent> {
+  let inThinking = false;
+  try {
+    for await (const ev of events) {
+      if (ev.type === 'reasoning') {
+        if (!inThinking) yield { ...ev, text: '' };
+        inThinking = true;
+        continue;
+      }
+      inThinking = false;
+      yield ev;
+    }
+  } finally {
+    await events.return(undefined);
+  }
 }
 
 /** Tool arguments as the `input` object; arguments that are not a JSON object stay visible. */
@@ -237,7 +324,7 @@ async function streamMessage(req: FastifyRequest, reply: FastifyReply, ctx: ApiC
     if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
     ctx.streamError(req, e, 'messages', p.prompt.length, tokens, started);
     const h = toHttpError(e);
-    await sse.send('error', anthropicErrorBody(h.status, h.body.error.message));
+    await sse.send('error', anthropicErrorBody(h.status, h.body.error.message, h.code));
     sse.end();
   }
   return reply;

@@ -1,4 +1,5 @@
 import { createConstraint } from '../chat/constraint/index.ts';
+import type { TokenConstraint } from '../scheduler/types.ts';
 import type { ChatPlan } from './chat-request.ts';
 import { withinVocab } from './chat-route.ts';
 import { runChoice, type ChoiceEvent } from './choice-runner.ts';
@@ -8,8 +9,11 @@ import type { ApiContext } from './route-support.ts';
 // syntax, reasoning split). The Responses and Messages routes translate their bodies into a chat
 // plan and run it through here, so all three APIs decode, constrain and parse calls the same way.
 
-export function runPlanChoice(ctx: ApiContext, plan: ChatPlan, id: string, signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
+/** `wrap`: a route's extra decoding rule around the plan's constraint (Messages' thinking budget). */
+export function runPlanChoice(ctx: ApiContext, plan: ChatPlan, id: string, signal: AbortSignal, wrap?: (c: TokenConstraint | undefined) => TokenConstraint | undefined): AsyncGenerator<ChoiceEvent> {
   const tok = ctx.model.tokenizer;
+  const planned = plan.constraint === null ? undefined : createConstraint(plan.constraint, tok);
+  const constraint = wrap === undefined ? planned : wrap(planned);
   return runChoice(
     ctx.generator,
     tok,
@@ -21,7 +25,7 @@ export function runPlanChoice(ctx: ApiContext, plan: ChatPlan, id: string, signa
       sampling: plan.sampling[0]!,
       stopTokens: plan.stopTokens,
       stops: plan.stops,
-      ...(plan.constraint === null ? {} : { constraint: withinVocab(createConstraint(plan.constraint, tok), tok.vocabSize) }),
+      ...(constraint === undefined ? {} : { constraint: withinVocab(constraint, tok.vocabSize) }),
       toolSyntax: plan.toolSyntax,
       ...(plan.tools === null ? {} : { toolNames: [...plan.tools.validators.keys()] }),
       wantLogprobs: plan.logprobs,

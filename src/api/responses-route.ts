@@ -13,6 +13,7 @@ import { ResponseOutputBuilder, type OutputItem, type ResponseStreamEvent } from
 import { listInputItems, type InputItemsQuery } from './responses-input-items.ts';
 import { responsesParam, translateResponsesRequest } from './responses-request.ts';
 import { droppedNotice, qualifiedName, type ResponsesToolPlan } from './responses-tools.ts';
+import { registerMcpResponses, type McpOptions } from './responses-mcp-route.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
 import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
@@ -48,7 +49,9 @@ async function findOwn(req: FastifyRequest, store: ResponseStore, id: string, pa
   return found;
 }
 
-export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, store: ResponseStore): void {
+export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, store: ResponseStore, mcpOptions?: McpOptions): void {
+  // Hosted mcp tools (and conversations holding MCP items) run in responses-mcp-route.ts.
+  const mcp = registerMcpResponses(app, ctx, store, mcpOptions);
   app.post('/v1/responses', { schema: { body: schemaRef('CreateResponseRequest') } }, async (req, reply) => {
     const body = req.body as CreateResponseBody;
     checkMetadata(body.metadata);
@@ -58,6 +61,7 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
       const prev = await findOwn(req, store, prevId, 'previous_response_id');
       history = [...(prev.items as ResponseInputItem[]), ...(prev.response['output'] as ResponseInputItem[])];
     }
+    if (mcp.applies(body, history)) return mcp.respond(req, reply, body, history);
     const { chat, items, tools } = translateResponsesRequest(body, history, ctx.limits.hostedTools ?? 'drop');
     const notice = droppedNotice(tools.dropped);
     if (notice !== null) {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LoggerOptions } from 'pino';
 import type { Generator } from '../scheduler/types.ts';
 import type { ResponseStore } from './response-store.ts';
+import type { McpOptions } from './responses-mcp-route.ts';
 import type { ChatTemplate, Tokenizer } from '../tokenizer/types.ts';
 
 /** The one model a gateway serves. */
@@ -74,6 +75,8 @@ export interface AppOptions {
   readonly extraRoutes?: (app: FastifyInstance) => Promise<void>;
   /** Where `store: true` Responses live (default: in this process; the gateway passes NATS KV). */
   readonly responseStore?: ResponseStore;
+  /** The operator's MCP servers and the bounds on a response's MCP work (default: none configured). */
+  readonly mcp?: McpOptions;
   /** Called for each finished request (metrics): route, HearthError code or null, tokens. */
   readonly onRequestDone?: (info: RequestDoneInfo) => void;
 }
