@@ -100,6 +100,15 @@ export interface MetricsConfig {
   enabled: boolean;
 }
 
+export interface McpSection {
+  /** An mcpServers JSON file; null = no configured servers. */
+  configFile: string | null;
+  /** Most model turns in one response with MCP tools. */
+  maxRounds: number;
+  /** Time for all MCP work of one response. */
+  timeoutMs: number;
+}
+
 export interface HearthConfig {
   server: ServerConfig;
   model: ModelSection;
@@ -108,5 +117,6 @@ export interface HearthConfig {
   limits: LimitsConfig;
   logging: LoggingConfig;
   metrics: MetricsConfig;
+  mcp: McpSection;
 }
 
