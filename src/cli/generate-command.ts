@@ -7,6 +7,7 @@ import { DEFAULT_SPECULATE_OPTIONS, createScheduler } from '../scheduler/index.t
 import { QUANTS, type Quant } from '../runtime/types.ts';
 import { HearthError } from '../errors/index.ts';
 import { loadLocalModel } from './local-model.ts';
+import { resolveGgufModel } from './served-model.ts';
 
 export const usage = `hearth generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--top-k K]
                 [--seed S] [--split 0:3,3:5 | --stages K] [--quant int4] [--threads N] [--chat]
@@ -52,10 +53,12 @@ export async function run(argv: string[]): Promise<number> {
     return n;
   };
 
-  const tokenizer = await loadTokenizer(values.model);
+  // FILE.gguf and ollama:NAME[:TAG] read in place (issue 24); a folder is used as it is.
+  const modelDir = (await resolveGgufModel(values.model)) ?? values.model;
+  const tokenizer = await loadTokenizer(modelDir);
   let promptIds: number[];
   if (values.chat) {
-    const template = await loadChatTemplate(values.model, tokenizer);
+    const template = await loadChatTemplate(modelDir, tokenizer);
     const text = template.render([{ role: 'user', content: values.prompt }], { addGenerationPrompt: true });
     promptIds = tokenizer.encode(text, { addSpecialTokens: false });
   } else {
@@ -67,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
     topK: num('top-k', values['top-k']),
     seed: num('seed', values.seed),
   });
-  const model = await loadLocalModel(values.model, {
+  const model = await loadLocalModel(modelDir, {
     ...(values.split === undefined ? {} : { split: values.split }),
     ...(values.stages === undefined ? {} : { stages: num('stages', values.stages) }),
     ...(values.threads === undefined ? {} : { threads: num('threads', values.threads) }),
