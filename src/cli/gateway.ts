@@ -15,7 +15,9 @@ import { createMetrics, instrumentRequests, metricsRoute, type Logger } from '..
 import { DEFAULT_SPECULATE_OPTIONS, createScheduler, type Scheduler } from '../scheduler/index.ts';
 import type { GenerateRequest, Generator } from '../scheduler/types.ts';
 import { HearthError } from '../errors/index.ts';
-import { WeightsGrants, weightsRoutes } from '../weights/index.ts';
+import { ShardBuilds, WeightsGrants, weightsRoutes } from '../weights/index.ts';
+import { resolveShardCacheDir } from '../runtime/shard-cache.ts';
+import { defaultInt4Block, defaultKvDtype } from '../runtime/shard-session.ts';
 import { guardProcess } from './process-guard.ts';
 import { loadServedModel } from './served-model.ts';
 
@@ -130,6 +132,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
   const weightsGrants = new WeightsGrants();
+  const shards = startShardBuilds(o.modelDir, model.id, cfg.model.quant, config.tieEmbeddings, weightsGrants, log);
   const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys, log);
   const app = await createApp({
     model,
@@ -169,7 +172,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       if (cfg.server.ui) uiRoutes(a);
       // Workers fetch only their own layers' tensors here, with the grant of their assignment
       // (not the cluster token, not an API key: issue 19).
-      await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, grants: weightsGrants });
+      await a.register(weightsRoutes, { modelDir: o.modelDir, modelId: model.id, grants: weightsGrants, shards, quant: cfg.model.quant });
     },
   });
   try {
@@ -276,11 +279,25 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       await pipe.close();
       await spot?.close();
       unguard();
+      shards?.close();
     },
   };
 }
 
 function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
+/**
+ * int4: each stage is quantized once, here, when its assignment (and grant) is made, and workers
+ * fetch the built shard instead of bf16 tensors (issue 20). null (workers fetch tensors) at quant
+ * none or with the shard cache off.
+ */
+function startShardBuilds(modelDir: string, modelId: string, quant: GatewayOptions['cfg']['model']['quant'], tieEmbeddings: boolean, grants: WeightsGrants, log: Logger): ShardBuilds | null {
+  const cacheDir = resolveShardCacheDir();
+  if (quant !== 'int4' || cacheDir === null) return null;
+  const shards = new ShardBuilds({ modelDir, modelId, quant, cacheDir, int4Block: defaultInt4Block(), kvDtype: defaultKvDtype(), tieEmbeddings, log });
+  grants.onGrant((_node, start, end) => shards.want(start, end));
+  return shards;
+}
+
   const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
   const spot = new SpotChecker({
     bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,

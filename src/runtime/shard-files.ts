@@ -26,6 +26,10 @@ export interface ShardFiles {
   readonly cache: CacheState;
   /** Why the cache could not be used (cache 'error'). */
   readonly cacheError?: string;
+  /** The cache entry's key (its content address), when the files are or will be an entry. */
+  readonly key?: string;
+  /** KV element type the graph was built for, when it came from an entry made elsewhere (prebuilt). */
+  readonly kvDtype?: string;
   /**
    * Call once onnxruntime has tried to load modelPath (`loaded`: it succeeded). Resolves false
    * when a cache entry turned out bad (it failed to load or its hashes do not match): the entry
@@ -42,6 +46,9 @@ export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'a
   readonly scratchDir?: string;
   /** Threads that quantize int4 weights during a build (default 1). */
   readonly buildThreads?: number;
+  /** Copy every tensor into the entry, never reference checkpoint files in place: an entry another
+   *  machine can fetch and load without the checkpoint (the gateway's int4 shards, issue 20). */
+  readonly selfContained?: boolean;
 }
 
 let gcFn: (() => void) | null = null;
@@ -93,6 +100,7 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
       ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
       ...(opts.int4Block !== undefined ? { int4Block: opts.int4Block } : {}),
+      ...(opts.vocabBits !== undefined ? { vocabBits: opts.vocabBits } : {}),
     });
   const threads = spec.quant === 'int4' ? (opts.buildThreads ?? 1) : 1;
   let graph: ReturnType<typeof buildShardGraph>;
@@ -100,7 +108,6 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
   try {
     pool = threads > 1 ? QuantPool.start(threads) : null;
   } catch {
-      ...(opts.vocabBits !== undefined ? { vocabBits: opts.vocabBits } : {}),
     pool = null; // no worker threads here: quantize on this one
   }
   if (pool !== null) {
@@ -171,7 +178,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
     cache = ShardCache.open(opts.cacheDir);
     hashes = new ContentHashes(cache.hashesFile);
     files = checkpointFiles(ckpt, spec);
-    mapped = files.length > 0 && canLink(cache, files[0] as string);
+    mapped = opts.selfContained !== true && files.length > 0 && canLink(cache, files[0] as string);
   } catch (e) {
     return uncached(ckpt, spec, opts, 'error', (e as Error).message);
   }
@@ -193,6 +200,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
       headSliceRows: opts.headSliceRows ?? null,
       kvDtype: opts.kvDtype ?? 'float32',
       int4Block: opts.int4Block ?? 32,
+      vocabBits: opts.vocabBits ?? 4,
       mapped,
     },
   });
@@ -200,7 +208,6 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
   const known = new Map<string, string>();
   for (const f of files) {
     const h = hashes.known(f);
-      vocabBits: opts.vocabBits ?? 4,
     if (h !== null) known.set(f, h);
   }
   if (known.size === files.length) {
@@ -238,7 +245,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
     // not remembered: the next load hashes again
   }
   const dropWork = (): void => fs.rmSync(work, { recursive: true, force: true });
-  if (known.size !== files.length) return builtFiles(work, b, 'error', 'could not hash the checkpoint', dropWork);
+  if (known.size !== files.length) return builtFiles(work, b, 'error', 'could not hash the checkpoint', undefined, dropWork);
   const key = shardKey(partsFor(known));
   // The same content may already be cached under another path (first sight of a copied checkpoint).
   const existing = loadEntry(cache, key, ckpt.dir);
@@ -250,7 +257,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
   for (const [loc, file] of b.links) links[loc] = path.relative(ckpt.dir, file);
   const parts = partsFor(known);
   // Stored once onnxruntime has loaded; the session keeps its mappings when the folder moves.
-  return builtFiles(work, b, 'built', undefined, async (loaded) => {
+  return builtFiles(work, b, 'built', undefined, key, async (loaded) => {
     try {
       if (loaded) {
         const meta = { key, parts, links, attention: b.attention, weightBytes: b.weightBytes, lookupBytes: b.lookupBytes };
@@ -264,7 +271,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
   });
 }
 
-function builtFiles(work: string, b: Built, cache: CacheState, cacheError: string | undefined, done: (loaded: boolean) => void | Promise<void>): ShardFiles {
+function builtFiles(work: string, b: Built, cache: CacheState, cacheError: string | undefined, key: string | undefined, done: (loaded: boolean) => void | Promise<void>): ShardFiles {
   return {
     modelPath: path.join(work, 'model.onnx'),
     attention: b.attention,
@@ -272,6 +279,7 @@ function builtFiles(work: string, b: Built, cache: CacheState, cacheError: strin
     lookupBytes: b.lookupBytes,
     cache,
     ...(cacheError !== undefined ? { cacheError } : {}),
+    ...(key !== undefined ? { key } : {}),
     finish: async (loaded) => {
       await done(loaded);
       return true;
@@ -299,6 +307,8 @@ function loadEntry(cache: ShardCache, key: string, checkpointDir: string): Shard
     weightBytes: m.weightBytes,
     lookupBytes: m.lookupBytes,
     cache: 'hit',
+    key,
+    kvDtype: m.parts.build.kvDtype,
     finish: async (loaded) => {
       fs.rmSync(load, { recursive: true, force: true });
       const ok = loaded && (await verified);
@@ -306,4 +316,17 @@ function loadEntry(cache: ShardCache, key: string, checkpointDir: string): Shard
       return ok;
     },
   };
+}
+
+/**
+ * A shard built elsewhere and already in this cache (a worker's int4 shard fetched from the
+ * gateway, issue 20): its files ready to load, no checkpoint and no quantizer involved. null when
+ * the entry is missing or not whole. finish() as for a hit: a bad entry is removed.
+ */
+export function prebuiltShardFiles(cacheDir: string, key: string): ShardFiles | null {
+  const cache = ShardCache.open(cacheDir);
+  const m = cache.read(key);
+  // Self-contained entries only: nothing to link from a checkpoint this machine does not have.
+  if (m === null || Object.keys(m.links).length > 0) return null;
+  return loadEntry(cache, key, cacheDir);
 }

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { HearthError } from '../errors/index.ts';
-import { openCheckpoint } from '../model/index.ts';
+import { openCheckpoint, parseConfig } from '../model/index.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { ATTN_INPUTS, IO, KV_DTYPES, ROPE_INPUTS, ropeTables, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { ropeBytesPerPosition, ropeRows } from './rope-rows.ts';
@@ -15,7 +15,7 @@ import { INT4_BLOCK_SIZES } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
 import { resolveShardCacheDir } from './shard-cache.ts';
-import { prepareShardFiles, type CacheState } from './shard-files.ts';
+import { prebuiltShardFiles, prepareShardFiles, type CacheState, type ShardFiles } from './shard-files.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
 
 export interface ShardSessionOptions {
@@ -61,6 +61,34 @@ export interface ShardSessionOptions {
    * that has its cores to itself: spinning stages that share cores starve each other. Default: see spins().
    */
   readonly spin?: boolean;
+  /**
+   * Load a shard built elsewhere instead of building one from `dir`'s weights (issue 20: the
+   * gateway quantizes a range once, workers fetch it as int4). `dir` then needs only config.json;
+   * the graph and weights are the cache entry `key` in `cacheDir` (see prebuiltShardFiles).
+   */
+  readonly prebuilt?: PrebuiltShard;
+}
+
+/** A self-contained shard cache entry and what the config cannot say without the weights. */
+export interface PrebuiltShard {
+  readonly cacheDir: string;
+  readonly key: string;
+  /** Whether the head is the embedding (config.json may not say; the weights would). */
+  readonly tieEmbeddings: boolean | null;
+}
+
+/** The model's config for a prebuilt shard: config.json beside it, the head as the gateway saw it. */
+function prebuiltConfig(dir: string, pre: PrebuiltShard): ModelConfig {
+  const read = (name: string): string | null => {
+    try {
+      return fs.readFileSync(path.join(dir, name), 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  const text = read('config.json');
+  if (text === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [dir]);
+  return parseConfig(text, read('generation_config.json'), { hasLmHead: pre.tieEmbeddings === false });
 }
 
 export interface ShardInfo {
@@ -193,6 +221,13 @@ function sessionOptions(spec: StageSpec, opts: ShardSessionOptions, profileDir: 
   };
 }
 
+/** The prebuilt entry's files; a missing one (or one a failed load removed) is a clear error. */
+function openPrebuilt(pre: PrebuiltShard, spec: StageSpec): ShardFiles {
+  const files = prebuiltShardFiles(pre.cacheDir, pre.key);
+  if (files === null) throw new HearthError('HEARTH_ERR_ENGINE', [`layers [${spec.start}, ${spec.end}): the prebuilt shard ${pre.key} is not whole in ${pre.cacheDir}`]);
+  return files;
+}
+
 export class ShardSession {
   readonly first: boolean;
   readonly last: boolean;
@@ -226,8 +261,9 @@ export class ShardSession {
   static async create(dir: string, spec: StageSpec, opts: ShardSessionOptions = {}): Promise<ShardSession> {
     const t0 = performance.now();
     if (spec.provider !== 'cpu') await probeProvider(spec.provider);
-    const ckpt = openCheckpoint(dir, { range: [spec.start, spec.end] });
-    const config = ckpt.config;
+    const pre = opts.prebuilt;
+    const ckpt = pre === undefined ? openCheckpoint(dir, { range: [spec.start, spec.end] }) : null;
+    const config = ckpt !== null ? ckpt.config : prebuiltConfig(dir, pre as PrebuiltShard);
     const prep = {
       cacheDir: opts.cacheDir === undefined ? resolveShardCacheDir() : opts.cacheDir,
       // The shard's own cores quantize its weights (stages loading side by side keep to theirs).
@@ -238,10 +274,11 @@ export class ShardSession {
       ...(opts.maxPositions !== undefined ? { maxPositions: opts.maxPositions } : {}),
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
       int4Block: opts.int4Block ?? defaultInt4Block(),
+      vocabBits: opts.vocabBits ?? defaultVocabBitsOf(),
       kvDtype: opts.kvDtype ?? defaultKvDtype(),
     };
-    if (prep.kvDtype === 'float16' && float16InputsBroken) {
-      ckpt.close();
+    if (prep.kvDtype === 'float16' && float16InputsBroken && pre === undefined) {
+      ckpt?.close();
       throw new HearthError('HEARTH_ERR_ENGINE', [
         `an fp16 KV cache needs float16 inputs, which onnxruntime-node cannot take on Node ${process.versions.node} (it has Float16Array); use HEARTH_KV_DTYPE=float32 or Node 20/22`,
       ]);
@@ -251,7 +288,7 @@ export class ShardSession {
       // A cache entry that fails to load or whose hashes do not match is removed by finish();
       // the second pass then builds afresh.
       for (let attempt = 0; ; attempt++) {
-        const files = await prepareShardFiles(ckpt, spec, prep);
+        const files = pre !== undefined ? openPrebuilt(pre, spec) : await prepareShardFiles(ckpt as NonNullable<typeof ckpt>, spec, prep);
         const t1 = performance.now();
         let session: ort.InferenceSession;
         try {
@@ -268,14 +305,15 @@ export class ShardSession {
           continue;
         }
         const t2 = performance.now();
-        const kvElement = files.attention === 'fused' && prep.kvDtype === 'float16' ? 2 : 4;
+        // A prebuilt graph's KV type is the one it was built for.
+        const kvDtype = (files.kvDtype ?? prep.kvDtype) as KvDtype;
+        const kvElement = files.attention === 'fused' && kvDtype === 'float16' ? 2 : 4;
         const budget = opts.kvBudgetBytes ?? (opts.memoryBytes === undefined ? null : opts.memoryBytes - files.weightBytes - files.lookupBytes);
         const positions = ropeRows(config, opts.maxPositions, budget, spec.end - spec.start, kvElement);
         const info: ShardInfo = {
           config,
           attention: files.attention,
-      vocabBits: opts.vocabBits ?? defaultVocabBitsOf(),
-          kvDtype: files.attention === 'fused' ? prep.kvDtype : 'float32',
+          kvDtype: files.attention === 'fused' ? kvDtype : 'float32',
           positions,
           ropeBytes: positions * ropeBytesPerPosition(config),
           weightBytes: files.weightBytes,
@@ -294,7 +332,7 @@ export class ShardSession {
         return shard;
       }
     } finally {
-      ckpt.close();
+      ckpt?.close();
     }
   }
   /**

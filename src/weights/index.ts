@@ -6,3 +6,6 @@ export { readSafetensorsHeader, type SafetensorsEntry, type SafetensorsHeader } 
 export { layoutSafetensors, type SafetensorsLayout, type TensorLayoutInput } from './safetensors-writer.ts';
 export { stageTensorNames, layerOf } from './stage-tensors.ts';
 export { stageDir, STAGE_MARKER, type StageMarker } from './stage-cache.ts';
+export { ShardBuilds, type ShardBuildsOptions, type ShardState } from './shard-serve.ts';
+export { ensureStageShard, type EnsureStageShardOptions, type StageShard, type StageShardResult } from './fetch-stage-shard.ts';
+export { SHARD_MANIFEST_VERSION, type ShardManifest, type ShardManifestFile } from './manifest-types.ts';

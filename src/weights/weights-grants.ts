@@ -18,6 +18,12 @@ export class WeightsGrants {
   /** sha256(grant) hex → grant; and node → its grant's digest (one live grant per node). */
   private readonly byDigest = new Map<string, WeightsGrant & { readonly sum: Buffer }>();
   private readonly byNode = new Map<string, string>();
+  /** Told of every grant made (the gateway starts building that range's int4 shard, issue 20). */
+  private readonly listeners: ((node: string, start: number, end: number) => void)[] = [];
+
+  onGrant(fn: (node: string, start: number, end: number) => void): void {
+    this.listeners.push(fn);
+  }
 
   grant(node: string, start: number, end: number): string {
     this.revoke(node);
@@ -26,6 +32,7 @@ export class WeightsGrants {
     const key = sum.toString('hex');
     this.byDigest.set(key, { node, start, end, sum });
     this.byNode.set(node, key);
+    for (const fn of this.listeners) fn(node, start, end);
     return token;
   }
 

@@ -17,12 +17,19 @@ import { HearthError, isHearthError } from '../errors/index.ts';
 import { CheckpointIndex } from './checkpoint-index.ts';
 import { parseRange } from './http-range.ts';
 import type { WeightsGrant, WeightsGrants } from './weights-grants.ts';
+import { shardRoutes } from './shard-serve-routes.ts';
+import type { ShardBuilds } from './shard-serve.ts';
 
 export interface WeightsRoutesOptions {
   readonly modelDir: string;
   readonly modelId: string;
   /** The grants the coordinator hands out with each assignment. */
   readonly grants: WeightsGrants;
+  /** Prebuilt shards (issue 20): absent = no /shard routes (an older gateway); null = the routes
+   *  answer that none is offered (quant none). */
+  readonly shards?: ShardBuilds | null;
+  /** The cluster's quant, for the /shard routes' answers. */
+  readonly quant?: string;
 }
 
 export const WEIGHTS_PREFIX = '/internal/weights';
@@ -66,6 +73,9 @@ export async function weightsRoutes(app: FastifyInstance, opts: WeightsRoutesOpt
     grantOf.set(req, grant);
   };
   const forbidden = (g: WeightsGrant, what: string): HearthError => new HearthError('HEARTH_ERR_WEIGHTS_FORBIDDEN', [g.node, what, g.start, g.end]);
+  if (opts.shards !== undefined) {
+    shardRoutes(app, opts.shards, opts.quant ?? 'int4', { prefix: WEIGHTS_PREFIX, onRequest, grantOf: (req) => grantOf.get(req) as WeightsGrant, send: sendError });
+  }
 
   app.get(`${WEIGHTS_PREFIX}/:model/manifest`, { onRequest }, async (req, reply) => {
     const g = grantOf.get(req) as WeightsGrant;

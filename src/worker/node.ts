@@ -16,6 +16,7 @@ import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { isHearthError } from '../errors/index.ts';
 import type { ShardEngine, Provider, Quant } from '../runtime/types.ts';
 import type { EngineOptions } from '../runtime/engine.ts';
+import type { PrebuiltShard } from '../runtime/shard-session.ts';
 import type { SampledToken } from '../sampling/types.ts';
 import { StageRunner } from './stage-runner.ts';
 import { wallMs } from '../bus/wall-clock.ts';
@@ -236,7 +237,7 @@ export class WorkerNode {
     this.state = 'loading';
     await this.unload();
     try {
-      const dir = await this.modelDirFor(m);
+      const { dir, prebuilt } = await this.stageSource(m);
       const create = this.opts.createEngine ?? (await import('../runtime/index.ts')).createShardEngine;
       const t0 = Date.now();
       // Rotary tables for the context the gateway serves, not the model's maximum (issue 20).
@@ -245,6 +246,8 @@ export class WorkerNode {
         memoryBytes: this.opts.memory,
         ...(m.kvBytes !== undefined ? { kvBudgetBytes: m.kvBytes } : {}),
         ...(m.model.contextLength !== undefined ? { maxPositions: m.model.contextLength } : {}),
+        // The gateway's int4 build, fetched: loaded as is (issue 20).
+        ...(prebuilt !== undefined ? { prebuilt } : {}),
       };
       const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' }, built);
       if (this.wanted !== m || this.closed) { await engine.close(); return; }
@@ -259,6 +262,48 @@ export class WorkerNode {
       const msg = (e as Error).message;
       this.log.error({ epoch: m.epoch, range: m.range, err: msg }, 'could not load the assigned stage');
       this.publishLoaded(m, false, msg);
+    }
+  }
+
+  /**
+   * Where the stage comes from: a local checkpoint; else, at int4, the shard the gateway built
+   * once for the cluster (fetched as int4, loaded without building: issue 20); else (quant none,
+   * an older gateway, a failed or refused shard fetch) the stage's tensors, built here. The log
+   * says which.
+   */
+  private async stageSource(m: AssignMsg): Promise<{ dir: string; prebuilt?: PrebuiltShard }> {
+    const local = this.opts.modelDir;
+    if ((local !== null && existsSync(path.join(local, 'config.json'))) || this.opts.fetchWeights !== undefined) return { dir: await this.modelDirFor(m) };
+    if (m.quant !== 'int4') {
+      this.log.info({ range: m.range, quant: m.quant }, 'fetching the stage\'s tensors (prebuilt shards are int4 only)');
+      return { dir: await this.modelDirFor(m) };
+    }
+    const { ensureStageShard } = await import('../weights/index.ts');
+    const { resolveShardCacheDir } = await import('../runtime/shard-cache.ts');
+    const range = m.range as { start: number; end: number };
+    let lastPct = -1;
+    try {
+      const got = await ensureStageShard({
+        gatewayUrl: m.model.gatewayUrl, token: m.model.weightsToken, model: m.model.name, start: range.start, end: range.end,
+        cacheDir: this.opts.cacheDir,
+        // The node's shard cache; with it off, a folder beside the fetched stages.
+        shardCacheDir: resolveShardCacheDir() ?? path.join(this.opts.cacheDir, 'shards'),
+        onProgress: (done, total) => {
+          const pct = total > 0 ? Math.floor((100 * done) / total / 10) * 10 : 100;
+          if (pct !== lastPct) { lastPct = pct; this.log.info({ done, total, pct }, 'fetching the int4 shard'); }
+        },
+      });
+      if ('offered' in got) {
+        this.log.info({ range, why: got.why }, 'the gateway offers no int4 shard of this stage: fetching its bf16 tensors and quantizing here');
+        return { dir: await this.modelDirFor(m) };
+      }
+      const bytes = got.manifest.files.reduce((n, f) => n + f.size, 0);
+      this.log.info({ range, key: got.prebuilt.key, fetchedBytes: got.fetchedBytes, shardBytes: bytes },
+        got.fetchedBytes === 0 ? 'int4 shard already in the cache: loading it, nothing fetched' : 'int4 shard fetched from the gateway: loading it, nothing quantized here');
+      return { dir: got.dir, prebuilt: got.prebuilt };
+    } catch (e) {
+      this.log.warn({ range, err: (e as Error).message }, 'fetching the int4 shard failed: fetching the bf16 tensors and quantizing here instead');
+      return { dir: await this.modelDirFor(m) };
     }
   }
 

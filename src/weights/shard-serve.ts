@@ -1,0 +1,157 @@
+// The gateway's side of "a layer range is quantized once per cluster and fetched as int4" (issue 20).
+// The gateway holds the checkpoint and is trusted, so it builds each assigned stage once with the
+// same builder a worker would run (prepareShardFiles, into the gateway's shard cache, in a worker
+// thread) and serves the entry's files; workers fetch them instead of the bf16 tensors and load
+// them as they are. Without this every node fetched 2 bytes a weight and quantized its range itself.
+//
+// - One build at a time (bounded memory: the builder streams weights to files, one matrix of
+//   scratch), queued when an assignment is made; a worker asking for a stage moves it to the front.
+// - Content-addressed: a stage's identity is its cache key (checkpoint digests, range, build
+//   options, builderVersion()); a re-plan or a restart finds ranges already built in the cache.
+
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Quant } from '../model/index.ts';
+import type { KvDtype } from '../model/onnx/index.ts';
+import { ShardCache } from '../runtime/shard-cache.ts';
+import { spawnThread } from '../runtime/spawn-thread.ts';
+import { SHARD_MANIFEST_VERSION, type ShardManifest, type ShardManifestFile } from './manifest-types.ts';
+import type { ShardBuildJob, ShardBuildReply } from './shard-serve-thread.ts';
+
+export interface ShardBuildsOptions {
+  readonly modelDir: string;
+  readonly modelId: string;
+  readonly quant: Quant;
+  /** The gateway's shard cache (resolveShardCacheDir()). */
+  readonly cacheDir: string;
+  readonly int4Block: number;
+  readonly kvDtype: KvDtype;
+  readonly tieEmbeddings: boolean;
+  readonly log?: { info(o: object, msg: string): void; warn(o: object, msg: string): void };
+}
+
+export type ShardState =
+  | { readonly status: 'queued' | 'building' }
+  | { readonly status: 'ready'; readonly manifest: ShardManifest; readonly dir: string }
+  | { readonly status: 'failed'; readonly error: string };
+
+/** Small files a worker needs besides the shard (the bf16 path copies the same ones). */
+const EXTRA_RE = /^[^./][^/]*\.(json|model|txt|jinja)$/;
+const SKIPPED_EXTRAS = new Set(['model.safetensors.index.json']);
+
+const rangeKey = (start: number, end: number): string => `${start}-${end}`;
+
+export class ShardBuilds {
+  readonly #o: ShardBuildsOptions;
+  readonly #states = new Map<string, ShardState>();
+  /** Ranges waiting to be built, next first. */
+  #queue: [number, number][] = [];
+  #running = false;
+  #closed = false;
+  #extras: ShardManifestFile[] | null = null;
+  /** Builds finished (ready or failed): tests and logs. */
+  builds = 0;
+
+  constructor(o: ShardBuildsOptions) {
+    this.#o = o;
+  }
+
+  /** Queues [start, end) unless it is built, building or queued (a failed one is tried again). */
+  want(start: number, end: number): void {
+    if (this.#closed) return;
+    const s = this.#states.get(rangeKey(start, end));
+    if (s !== undefined && s.status !== 'failed') return;
+    this.#states.set(rangeKey(start, end), { status: 'queued' });
+    this.#queue.push([start, end]);
+    this.#pump();
+  }
+
+  /** A worker waits for this range: build it next. */
+  urgent(start: number, end: number): void {
+    this.want(start, end);
+    const i = this.#queue.findIndex(([s, e]) => s === start && e === end);
+    if (i > 0) this.#queue.unshift(...this.#queue.splice(i, 1));
+  }
+
+  state(start: number, end: number): ShardState | null {
+    return this.#states.get(rangeKey(start, end)) ?? null;
+  }
+
+  /** The ready stage whose entry has this key, if any. */
+  byKey(key: string): { readonly manifest: ShardManifest; readonly dir: string } | null {
+    for (const s of this.#states.values()) if (s.status === 'ready' && s.manifest.key === key) return s;
+    return null;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#queue = [];
+  }
+
+  #pump(): void {
+    if (this.#running || this.#closed) return;
+    const next = this.#queue.shift();
+    if (next === undefined) return;
+    const [start, end] = next;
+    this.#running = true;
+    this.#states.set(rangeKey(start, end), { status: 'building' });
+    const t0 = Date.now();
+    void this.#build(start, end).then(
+      (ready) => {
+        this.#states.set(rangeKey(start, end), ready);
+        this.#o.log?.info({ range: [start, end], key: ready.manifest.key, ms: Date.now() - t0, bytes: ready.manifest.files.reduce((n, f) => n + f.size, 0) }, `${this.#o.quant} shard ready to serve`);
+      },
+      (e: unknown) => {
+        const error = e instanceof Error ? e.message : String(e);
+        this.#states.set(rangeKey(start, end), { status: 'failed', error });
+        this.#o.log?.warn({ range: [start, end], err: error }, `could not build the ${this.#o.quant} shard; its worker fetches the tensors instead`);
+      },
+    ).finally(() => {
+      this.builds += 1;
+      this.#running = false;
+      this.#pump();
+    });
+  }
+
+  async #build(start: number, end: number): Promise<ShardState & { status: 'ready' }> {
+    const job: ShardBuildJob = { modelDir: this.#o.modelDir, start, end, quant: this.#o.quant, cacheDir: this.#o.cacheDir, int4Block: this.#o.int4Block, kvDtype: this.#o.kvDtype };
+    const reply = await new Promise<ShardBuildReply>((resolve, reject) => {
+      const w = spawnThread(new URL('./shard-serve-thread.ts', import.meta.url), { workerData: job });
+      let got: ShardBuildReply | null = null;
+      w.once('message', (m: ShardBuildReply) => {
+        got = m;
+        void w.terminate(); // the thread's scratch goes with it
+      });
+      w.once('error', reject);
+      w.once('exit', (code) => (got !== null ? resolve(got) : reject(new Error(`the build thread exited with code ${code}`))));
+    });
+    if (!reply.ok) throw new Error(reply.error);
+    const cache = ShardCache.open(this.#o.cacheDir);
+    const entry = cache.read(reply.key);
+    if (entry === null) throw new Error(`entry ${reply.key} is not whole after its build`);
+    if (Object.keys(entry.links).length > 0) throw new Error(`entry ${reply.key} refers to checkpoint files`);
+    const manifest: ShardManifest = {
+      version: SHARD_MANIFEST_VERSION, model: this.#o.modelId, start, end, quant: this.#o.quant, key: entry.key, parts: entry.parts,
+      attention: entry.attention, weightBytes: entry.weightBytes, lookupBytes: entry.lookupBytes, tieEmbeddings: this.#o.tieEmbeddings,
+      files: Object.entries(entry.files).map(([name, f]) => ({ name, size: f.size, sha256: f.sha256 })).sort((a, b) => (a.name < b.name ? -1 : 1)),
+      extras: this.#extraFiles(),
+    };
+    return { status: 'ready', manifest, dir: cache.entryDir(entry.key) };
+  }
+
+  /** config.json, tokenizer, template: hashed once (they are small). */
+  #extraFiles(): ShardManifestFile[] {
+    if (this.#extras !== null) return this.#extras;
+    const out: ShardManifestFile[] = [];
+    for (const name of readdirSync(this.#o.modelDir).sort()) {
+      if (!EXTRA_RE.test(name) || SKIPPED_EXTRAS.has(name)) continue;
+      const abs = path.join(this.#o.modelDir, name);
+      if (!statSync(abs).isFile()) continue;
+      const body = readFileSync(abs);
+      out.push({ name, size: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+    }
+    this.#extras = out;
+    return out;
+  }
+}
