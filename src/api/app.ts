@@ -3,6 +3,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { HearthError } from '../errors/index.ts';
+import { registerAccessLog } from '../observability/access-log.ts';
 import { anthropicErrorBody } from './anthropic-request.ts';
 import { createAuthHook } from './auth.ts';
 import { drainBody, watchBodyIdle } from './body-drain.ts';
@@ -68,7 +69,10 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     // close() must not wait for idle keep-alive sockets (SSE clients, SDK connection pools).
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    // The access log below is the one line per request; fastify's own pair would repeat it.
+    disableRequestLogging: opts.accessLog !== undefined,
   });
+  if (opts.accessLog !== undefined) registerAccessLog(app, opts.accessLog);
   const routes: RegisteredRoute[] = [];
   app.addHook('onRoute', (r) => {
     const body = (r.schema as { body?: { $ref?: unknown } } | undefined)?.body?.$ref;
@@ -122,7 +126,7 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     // Anthropic's routes answer in Anthropic's error shape (what its SDKs and Claude Code parse),
     // Ollama's (/api/*) in Ollama's {"error": "..."}.
     if (isOllamaRoute(req.routeOptions.url ?? req.url)) return reply.code(h.status).headers(h.headers).send(ollamaErrorBody(h.body.error.message));
-    return reply.code(h.status).headers(h.headers).send(isAnthropicRoute(req.routeOptions.url) ? anthropicErrorBody(h.status, h.body.error.message) : h.body);
+    return reply.code(h.status).headers(h.headers).send(isAnthropicRoute(req.routeOptions.url) ? anthropicErrorBody(h.status, h.body.error.message, h.code) : h.body);
   });
   app.setNotFoundHandler((req) => {
     throw new HearthError('HEARTH_ERR_ROUTE_NOT_FOUND', [req.method, req.url.split('?', 1)[0]!.slice(0, 200)]);

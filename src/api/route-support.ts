@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HearthError } from '../errors/index.ts';
+import { noteUsage } from '../observability/access-log.ts';
 import { perRequestSlots } from '../scheduler/index.ts';
 import type { Generator } from '../scheduler/types.ts';
 import { toHttpError, type OpenAIErrorBody } from './http-errors.ts';
@@ -51,6 +52,7 @@ export function createApiContext(opts: AppOptions): ApiContext {
     logPrompts: opts.logPrompts === true,
     done(req, info) {
       req.log.info({ route: info.route, stream: info.stream, promptTokens: info.promptTokens, completionTokens: info.completionTokens, ttftMs: round(info.ttftMs), ms: round(info.durationMs) }, 'completion done');
+      noteUsage(req, info.promptTokens, info.completionTokens);
       onDone?.(info);
     },
     warn(req, obj, msg) {
@@ -62,6 +64,7 @@ export function createApiContext(opts: AppOptions): ApiContext {
       const h = toHttpError(err);
       if (h.internal) logInternalError(opts, req, err, 'stream failed');
       else req.log.warn({ code: h.code, msg: h.body.error.message }, 'stream failed');
+      noteUsage(req, promptTokens, completionTokens);
       onDone?.({ route, stream: true, status: h.status, error: h.code, promptTokens, completionTokens, ttftMs: null, durationMs: performance.now() - started });
       return h.body;
     },

@@ -164,6 +164,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     ready: () => pipeline?.coordinator.plan()?.live === true,
     logger: false,
     errorLog: log,
+    accessLog: log,
     logPrompts: cfg.logging.logPrompts,
     onRequestDone,
     extraRoutes: async (a) => {
