@@ -18,6 +18,7 @@ import { HearthError } from '../errors/index.ts';
 import { ShardBuilds, WeightsGrants, weightsRoutes } from '../weights/index.ts';
 import { resolveShardCacheDir } from '../runtime/shard-cache.ts';
 import { defaultInt4Block, defaultKvDtype } from '../runtime/shard-session.ts';
+import { openMcpServers } from '../mcp/index.ts';
 import { guardProcess } from './process-guard.ts';
 import { loadServedModel } from './served-model.ts';
 
@@ -134,9 +135,12 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
   const weightsGrants = new WeightsGrants();
   const shards = startShardBuilds(o.modelDir, model.id, cfg.model.quant, config.tieEmbeddings, weightsGrants, log);
   const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys, log);
+  // Checked before the app exists: a broken mcp.configFile stops the start, naming what to change.
+  const mcpServers = openMcpServers(cfg.mcp.configFile, cfg.server.apiKeys, ownerHash, (msg) => log.warn(msg));
   const app = await createApp({
     model,
     responseStore,
+    mcp: { servers: mcpServers, limits: { maxRounds: cfg.mcp.maxRounds, timeoutMs: cfg.mcp.timeoutMs } },
     generator,
     apiKeys: cfg.server.apiKeys,
     limits: {
@@ -279,6 +283,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       sched.clear();
       await pipe.close();
       await spot?.close();
+      await mcpServers.close();
       unguard();
       shards?.close();
     },

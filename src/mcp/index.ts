@@ -2,6 +2,6 @@
 // connections through the official SDK, and the URL guard for client-given servers.
 export { connectMcp, resultText, type McpCallResult, type McpConnection, type McpTarget, type McpTool } from './mcp-client.ts';
 export { EMPTY_MCP_CONFIG, loadMcpConfig, McpConfigError, parseMcpConfig, type McpServerSpec, type McpServersConfig, type McpStdioServer, type McpUrlServer } from './mcp-config.ts';
-export { McpServers, type McpLease } from './mcp-servers.ts';
+export { McpServers, openMcpServers, type McpLease } from './mcp-servers.ts';
 export { stdioEnvironment } from './stdio-transport.ts';
 export { checkClientUrl, forbiddenAddress, guardedFetch, normalUrl, RefusedUrl } from './url-guard.ts';

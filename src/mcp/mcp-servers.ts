@@ -1,5 +1,6 @@
 import { connectMcp, type McpConnection } from './mcp-client.ts';
-import { EMPTY_MCP_CONFIG, type McpServerSpec, type McpServersConfig } from './mcp-config.ts';
+import { HearthError } from '../errors/index.ts';
+import { EMPTY_MCP_CONFIG, loadMcpConfig, McpConfigError, type McpServerSpec, type McpServersConfig, type OwnerHash } from './mcp-config.ts';
 import { normalUrl } from './url-guard.ts';
 
 // The operator's configured MCP servers at run time: who may use which, and their connections.
@@ -86,4 +87,24 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/**
+ * The gateway's servers from config mcp.configFile (null: none), checked now so a mistake stops the
+ * start with every problem named. `warn` hears of servers no key may use (no allowedKeys while
+ * the gateway has keys): a likely oversight, not an error.
+ */
+export function openMcpServers(configFile: string | null, apiKeys: readonly string[], ownerHash: OwnerHash, warn: (msg: string) => void = () => undefined): McpServers {
+  if (configFile === null) return new McpServers();
+  let config: McpServersConfig;
+  try {
+    config = loadMcpConfig(configFile, apiKeys, ownerHash);
+  } catch (e) {
+    if (e instanceof McpConfigError) throw new HearthError('HEARTH_ERR_MCP_CONFIG', [e.message]);
+    throw e;
+  }
+  for (const s of config.servers.values()) {
+    if (s.owners !== null && s.owners.size === 0) warn(`MCP server '${s.label}' has no allowedKeys, so no API key may use it; add "allowedKeys": ["*"] (or the keys) to it in ${configFile}`);
+  }
+  return new McpServers(config);
 }
