@@ -58,3 +58,18 @@ t.test('a type hearth does not decode is refused by name', async (t) => {
   t.throws(() => dequantize(GGML.Q2_K, new Uint8Array(84), 256, new Float32Array(256)), /Q2_K/);
   t.throws(() => dequantize(GGML.Q4_0, new Uint8Array(18), 31, new Float32Array(32)), /whole 32-value blocks/);
 });
+
+t.test('the bench\'s Q4_K_M encoders (Q4_K, Q6_K, Q5_0) write what the decoders read', async (t) => {
+  let s = 11;
+  const w = Float32Array.from({ length: 4096 }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.1);
+  const rms = (a: Float32Array): number => Math.sqrt(a.reduce((x, v) => x + v * v, 0) / a.length);
+  // Round-trip error relative to the weights' RMS: a layout mismatch would be ~1 or worse.
+  for (const [name, bound] of [['Q4_K', 0.12], ['Q6_K', 0.03], ['Q5_0', 0.06]] as const) {
+    const bytes = new Uint8Array(ggmlByteSize(GGML[name], w.length) as number);
+    encode(BENCH_GGML[name], w, bytes);
+    const back = new Float32Array(w.length);
+    dequantize(GGML[name], bytes, w.length, back);
+    const err = rms(back.map((v, i) => v - (w[i] as number)));
+    t.ok(err / rms(w) < bound, `${name}: relative RMS error ${(err / rms(w)).toFixed(4)} < ${bound}`);
+  }
+});

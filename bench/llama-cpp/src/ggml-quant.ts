@@ -2,8 +2,10 @@
 // ggml's reference quantizers write them (ggml/src/ggml-quants.c: quantize_row_q4_0_ref,
 // quantize_row_q8_0_ref), plus the dequantizers the tests check them with.
 
+import { quantizeQ4_K, quantizeQ5_0, quantizeQ6_K } from './ggml-kquant.ts';
+
 /** ggml_type ids (ggml/include/ggml.h). */
-export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
+export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q5_0: 6, Q4_K: 12, Q6_K: 14 } as const;
 export type GgmlType = (typeof GGML)[keyof typeof GGML];
 
 /** Values per block and bytes per block of each type. */
@@ -14,6 +16,10 @@ export const BLOCK: Record<GgmlType, { readonly values: number; readonly bytes: 
   [GGML.Q4_0]: { values: 32, bytes: 18 },
   // half d; int8 qs[32]
   [GGML.Q8_0]: { values: 32, bytes: 34 },
+  // what a Q4_K_M file holds (src/ggml-kquant.ts)
+  [GGML.Q5_0]: { values: 32, bytes: 22 },
+  [GGML.Q4_K]: { values: 256, bytes: 144 },
+  [GGML.Q6_K]: { values: 256, bytes: 210 },
 };
 
 export function typeName(t: GgmlType): string {
@@ -82,6 +88,12 @@ export function encode(t: GgmlType, x: Float32Array, out: Uint8Array): void {
     for (let i = 0; i < x.length; i++) dv.setUint16(i * 2, toHalf(x[i] as number), true);
   } else if (t === GGML.Q4_0) {
     quantizeQ4_0(x, out, dv);
+  } else if (t === GGML.Q5_0) {
+    quantizeQ5_0(x, out);
+  } else if (t === GGML.Q4_K) {
+    quantizeQ4_K(x, out);
+  } else if (t === GGML.Q6_K) {
+    quantizeQ6_K(x, out);
   } else {
     quantizeQ8_0(x, out, dv);
   }

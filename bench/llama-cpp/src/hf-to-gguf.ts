@@ -12,12 +12,12 @@ import { byteSize, encode, GGML, type GgmlType } from './ggml-quant.ts';
 import { listTensors, readF32, type TensorRef } from './safetensors-read.ts';
 import { tokenizerMeta } from './tokenizer-meta.ts';
 
-export const QUANTS = ['q4_0', 'q8_0', 'f16', 'f32'] as const;
+export const QUANTS = ['q4_0', 'q8_0', 'f16', 'f32', 'q4_k_m'] as const;
 export type Quant = (typeof QUANTS)[number];
 
-const WEIGHT_TYPE: Record<Quant, GgmlType> = { q4_0: GGML.Q4_0, q8_0: GGML.Q8_0, f16: GGML.F16, f32: GGML.F32 };
+const WEIGHT_TYPE: Record<Quant, GgmlType> = { q4_0: GGML.Q4_0, q8_0: GGML.Q8_0, f16: GGML.F16, f32: GGML.F32, q4_k_m: GGML.Q4_K };
 /** llama_ftype for general.file_type. */
-const FILE_TYPE: Record<Quant, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+const FILE_TYPE: Record<Quant, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k_m: 15 };
 
 interface HfConfig {
   model_type: string;
@@ -148,7 +148,10 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
   };
   const add = (name: string, ref: TensorRef | Float32Array, type: GgmlType, dims: number[], transform?: (w: Float32Array) => Float32Array): void => {
     // Q4_0/Q8_0 need whole 32-value blocks per row; llama-quantize falls back for odd widths too.
-    const t = (type === GGML.Q4_0 || type === GGML.Q8_0) && (dims[0] as number) % 32 !== 0 ? GGML.F16 : type;
+    // K-quants need whole 256-value super-blocks per row; llama-quantize then uses Q5_0 for Q4_K
+    // and Q8_0 for Q6_K (llama_tensor_get_type's fallback).
+    const k = (dims[0] as number) % 256 !== 0 ? (type === GGML.Q4_K ? GGML.Q5_0 : type === GGML.Q6_K ? GGML.Q8_0 : type) : type;
+    const t = (k === GGML.Q4_0 || k === GGML.Q8_0 || k === GGML.Q5_0) && (dims[0] as number) % 32 !== 0 ? GGML.F16 : k;
     types[t] = (types[t] ?? 0) + 1;
     tensors.push({
       name,
@@ -172,7 +175,11 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
     add(name, r, GGML.F32, [r.shape[0] as number], transform);
   };
 
-  const embedType = quant === 'q4_0' ? (tied ? GGML.Q8_0 : GGML.Q4_0) : wType;
+  // Q4_K_M (llama_tensor_get_type): the output matrix (the tied embedding) Q6_K; attn_v and
+  // ffn_down Q6_K on the layers use_more_bits picks (first and last eighth, every third between).
+  const kM = quant === 'q4_k_m';
+  const moreBits = (i: number, n: number): boolean => i < Math.floor(n / 8) || i >= Math.floor((7 * n) / 8) || (i - Math.floor(n / 8)) % 3 === 2;
+  const embedType = quant === 'q4_0' ? (tied ? GGML.Q8_0 : GGML.Q4_0) : kM && tied ? GGML.Q6_K : wType;
   matrix('token_embd.weight', 'model.embed_tokens.weight', undefined, embedType);
   if (ropeKind === 'llama3') add('rope_freqs.weight', llama3RopeFactors(cfg, headDim), GGML.F32, [headDim / 2]);
   const permute = arch === 'llama';
@@ -184,7 +191,7 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
     vector(b + 'attn_norm.weight', p + 'input_layernorm.weight');
     matrix(b + 'attn_q.weight', p + 'self_attn.q_proj.weight', qPerm);
     matrix(b + 'attn_k.weight', p + 'self_attn.k_proj.weight', kPerm);
-    matrix(b + 'attn_v.weight', p + 'self_attn.v_proj.weight');
+    matrix(b + 'attn_v.weight', p + 'self_attn.v_proj.weight', undefined, kM && moreBits(i, cfg.num_hidden_layers) ? GGML.Q6_K : wType);
     matrix(b + 'attn_output.weight', p + 'self_attn.o_proj.weight');
     if (refs.has(p + 'self_attn.q_proj.bias')) {
       vector(b + 'attn_q.bias', p + 'self_attn.q_proj.bias', qPerm && ((w) => permuteRows(w, heads, 1)));
@@ -198,10 +205,10 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
     vector(b + 'ffn_norm.weight', p + 'post_attention_layernorm.weight');
     matrix(b + 'ffn_gate.weight', p + 'mlp.gate_proj.weight');
     matrix(b + 'ffn_up.weight', p + 'mlp.up_proj.weight');
-    matrix(b + 'ffn_down.weight', p + 'mlp.down_proj.weight');
+    matrix(b + 'ffn_down.weight', p + 'mlp.down_proj.weight', undefined, kM && moreBits(i, cfg.num_hidden_layers) ? GGML.Q6_K : wType);
   }
   vector('output_norm.weight', 'model.norm.weight');
-  if (!tied) matrix('output.weight', 'lm_head.weight', undefined, quant === 'q4_0' ? GGML.Q8_0 : wType);
+  if (!tied) matrix('output.weight', 'lm_head.weight', undefined, quant === 'q4_0' ? GGML.Q8_0 : kM ? GGML.Q6_K : wType);
 
   const bytes = writeGguf(out, meta, tensors);
   return { file: out, bytes, tensors: tensors.length, arch, types };
