@@ -55,3 +55,19 @@ t.test('an embedding step batched beside a decode step keeps its own rows', asyn
   t.equal(a?.hidden, undefined, 'the decode item gets no hidden states');
   t.ok(b?.hidden !== undefined && maxAbsDiff(b.hidden, want[0]!) < 1e-4, `the embedding item gets position 0's: ${b?.hidden === undefined ? 'none' : maxAbsDiff(b.hidden, want[0]!)}`);
 });
+
+t.test('an embedding chunk that rides beside decode steps in parts comes back whole', async (t) => {
+  const engine = await createShardEngine(dir, { start: 0, end: cfg.numLayers, quant: 'none', threads: 1, provider: 'cpu' });
+  t.teardown(() => engine.close());
+  // chunkBudget 4: beside a decode step, the 20-position chunk runs 4 positions per engine run.
+  const runner = new StageRunner(engine, { chunkBudget: 4 });
+  t.teardown(() => runner.close());
+  const sampling = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: null, seed: 0, topLogprobs: -1 };
+  await runner.submit({ item: { seq: 'other', pos: 0, n: 4, tokens: Int32Array.from(tokenStream(4, cfg.vocabSize, 3)) }, promptLen: 4, sampling, wantToken: false, wantLogits: false });
+  const decode = runner.submit({ item: { seq: 'other', pos: 4, n: 1, tokens: Int32Array.of(5) }, promptLen: 4, sampling, wantToken: true, wantLogits: false });
+  const emb = runner.submit({ item: { seq: 'emb', pos: 0, n: 20, tokens: Int32Array.from(tokens.slice(0, 20)), wantHidden: true }, promptLen: 20, sampling, wantToken: false, wantLogits: false });
+  const [d, e] = await Promise.all([decode, emb]);
+  t.ok(d.token !== null && d.token !== undefined, 'the decode step got its token');
+  t.ok(runner.stats.chunkParts > 0, `the chunk ran in parts (${runner.stats.chunkParts})`);
+  t.ok(e.hidden !== undefined && diffAll(e.hidden, 20) < 1e-4, `all 20 positions, as the reference: ${e.hidden === undefined ? 'none' : diffAll(e.hidden, 20)}`);
+});
