@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { DT, GraphBuilder, MS_DOMAIN } from '../src/model/onnx/graph.ts';
 import { dequantizeInt4, quantizeInt4 } from '../src/model/quant-int4.ts';
+import { int4ExpertsGraph } from '../src/model/onnx/moe.ts';
 
 const { values } = parseArgs({
   options: {
@@ -173,6 +174,28 @@ function denseGraph(s: Shape, gate: Float32Array[], up: Float32Array[], down: Fl
   return g;
 }
 
+/** hearth's int4 path (src/model/onnx/moe.ts): TopK mask, one If per expert around MatMulNBits. */
+function ifGraph(s: Shape, gate: Float32Array[], up: Float32Array[], down: Float32Array[], norm: boolean, gatherRows = true): GraphBuilder {
+  const g = new GraphBuilder();
+  const x = g.input('x', DT.float, ['T', s.H]);
+  const r = g.input('router', DT.float, ['T', s.E]);
+  const spec = { numExperts: s.E, topK: s.k, normTopK: norm, hidden: s.H, inter: s.I, block: s.block, accuracyLevel: 4, gatherRows };
+  const y = int4ExpertsGraph(g, x, r, spec, (e) => {
+    const gu = new Float32Array(2 * s.I * s.H);
+    gu.set(gate[e]!, 0);
+    gu.set(up[e]!, s.I * s.H);
+    const q1 = quantizeInt4(gu, 2 * s.I, s.H, s.block);
+    const q2 = quantizeInt4(down[e]!, s.H, s.I, s.block);
+    return {
+      gateUp: [g.init(`e${e}.gu`, DT.uint8, [2 * s.I, s.H / s.block, s.block / 2], q1.packed), g.init(`e${e}.gu.s`, DT.float, [2 * s.I * (s.H / s.block)], q1.scales)],
+      down: [g.init(`e${e}.d`, DT.uint8, [s.H, s.I / s.block, s.block / 2], q2.packed), g.init(`e${e}.d.s`, DT.float, [s.H * (s.I / s.block)], q2.scales)],
+    };
+  });
+  g.node('Identity', [y], ['y']);
+  g.output('y', DT.float, ['T', s.H]);
+  return g;
+}
+
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
@@ -221,6 +244,8 @@ async function correctness(): Promise<void> {
     console.log(`QMoE int4 block ${s.block}: max |diff| vs JS on the dequantized weights ${maxDiff(gotQ, wantQ).toExponential(2)}; vs fp32 weights ${maxDiff(gotQ, want).toExponential(2)} (max |y| ${Math.max(...Array.from(want, Math.abs)).toFixed(3)})`);
     const dense = await session(denseGraph(s, gate, up, down, norm), 1);
     console.log(`own dense-masked MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(await run(dense, x, logits, s, T), want).toExponential(2)}`);
+    const ifs = await session(ifGraph(s, gate, up, down, norm), 1);
+    console.log(`hearth's If-per-expert MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(await run(ifs, x, logits, s, T), want).toExponential(2)}`);
   }
 }
 
@@ -233,6 +258,8 @@ async function speed(): Promise<void> {
   const fc1 = interleaved(s, gate, up);
   const qmoe = await session(qmoeGraph(s, fc1, down, true).g, threads);
   const dense = await session(denseGraph(s, gate, up, down, true), threads);
+  const ifs = await session(ifGraph(s, gate, up, down, true), threads);
+  const ifm = await session(ifGraph(s, gate, up, down, true, false), threads);
   for (const T of [1, 8, 128]) {
     const x = rand(T * s.H, 1);
     const r = rand(T * s.E, 1);
@@ -243,13 +270,16 @@ async function speed(): Promise<void> {
       return (performance.now() - t0) / n;
     };
     const n = T === 128 ? Math.max(2, steps / 10) : steps;
-    // Interleaved so both see the same machine load.
-    const a = await time(qmoe, n);
-    const b = await time(dense, Math.max(2, Math.round(n / 4)));
-    const a2 = await time(qmoe, n);
-    console.log(`T ${T}: QMoE ${Math.min(a, a2).toFixed(2)} ms, own dense-masked ${b.toFixed(2)} ms (${(b / Math.min(a, a2)).toFixed(1)}× QMoE)`);
+    // Interleaved (if, qmoe, dense, if) so all see the same machine load; best of the two if runs.
+    const a = await time(ifs, n);
+    const q = await time(qmoe, Math.max(2, Math.round(n / 4)));
+    const d = await time(dense, Math.max(2, Math.round(n / 4)));
+    const m = await time(ifm, n);
+    const a2 = Math.min(a, await time(ifs, n));
+    const m2 = Math.min(m, await time(ifm, n));
+    console.log(`T ${T}: If-per-expert ${a2.toFixed(2)} ms (routed rows only; every row masked: ${m2.toFixed(2)} ms), QMoE ${q.toFixed(2)} ms (${(q / a2).toFixed(1)}×), dense-masked ${d.toFixed(2)} ms (${(d / a2).toFixed(1)}×)`);
   }
 }
 
-if (!process.argv.includes("--speed-only")) await correctness();
+await correctness();
 await speed();

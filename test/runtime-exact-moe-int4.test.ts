@@ -24,7 +24,7 @@ function dequantizedCopy(dir: string): string {
   for (const f of ['config.json', 'generation_config.json']) fs.copyFileSync(path.join(dir, f), path.join(out, f));
   const ckpt = openCheckpoint(dir);
   const cfg = ckpt.config;
-  const routers = new Set(Array.from({ length: cfg.numLayers }, (_, i) => moeTensorNames(cfg, i).router));
+  const routers = new Set<string>(Array.from({ length: cfg.numLayers }, (_, i) => moeTensorNames(cfg, i).router));
   const specs = allTensorShapes(cfg);
   const w = new SafetensorsWriter(path.join(out, 'model.safetensors'), specs.map(([name, shape]) => ({ name, dtype: 'F32' as const, shape })));
   for (const [name, shape] of specs) {

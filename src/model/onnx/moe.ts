@@ -12,11 +12,12 @@
 //   this CPU build at decode (it does not renormalise as the reference when normalize is 0), so
 //   int4 experts are our own graph: router → Softmax → TopK → a dense [N, E] weight mask; then per
 //   expert an `If` that runs its MatMulNBits gate|up and down only when some row of the batch routes
-//   to it. A token reads k of E experts; a batch reads the union of its rows' experts.
+//   to it, over only those rows. A token reads k of E experts; a batch reads the union of its rows'
+//   experts, and computes k rows' worth per token.
 
 import type { Checkpoint, ModelConfig } from '../types.ts';
 import { moeTensorNames } from '../tensor-names.ts';
-import { DT, MS_DOMAIN, type GraphBuilder } from './graph.ts';
+import { DT, MS_DOMAIN, type DataType, type Dim, type GraphBuilder } from './graph.ts';
 import type { WeightReader } from './weights.ts';
 
 export interface MoeGraphContext {
@@ -77,21 +78,52 @@ function fp32Experts(ctx: MoeGraphContext, cfg: ModelConfig, layer: number, x2: 
   return g.op('MoE', [x2, logits, w1, '', w2], { ...SWIGLU, k: moe.topK, normalize_routing_weights: moe.normTopK ? 1 : 0 }, MS_DOMAIN);
 }
 
-/**
- * int4: routing weights as a dense [N, E] mask, then each expert behind an If that runs only when
- * the batch routes a row to it. Rows are padded to an even count first: MatMulNBits rounds the
- * last row of an odd count differently (see build-shard.ts nbits), and a row's bits must not
- * depend on its batch.
- */
+/** What the int4 expert graph needs to know (a MoeConfig plus the layer's sizes and int4 settings). */
+export interface Int4ExpertsSpec {
+  readonly numExperts: number;
+  readonly topK: number;
+  readonly normTopK: boolean;
+  readonly hidden: number;
+  readonly inter: number;
+  readonly block: number;
+  readonly accuracyLevel: number;
+  /** Run each expert over only its routed rows (default), or over every row, masked (bench). */
+  readonly gatherRows?: boolean;
+}
+
+/** Initializer names of one expert's int4 weights: gate|up fused [2I, H] and down [H, I] (MatMulNBits layout). */
+export interface Int4Expert {
+  readonly gateUp: readonly [qweight: string, scales: string];
+  readonly down: readonly [qweight: string, scales: string];
+}
+
 function int4Experts(ctx: MoeGraphContext, cfg: ModelConfig, layer: number, x2: string, logits: string): string {
   const { g, w, block } = ctx;
   const moe = cfg.moe!;
-  const h = cfg.hiddenSize;
-  const inter = moe.expertIntermediateSize;
   const names = moeTensorNames(cfg, layer);
+  const spec = { ...moe, hidden: cfg.hiddenSize, inter: moe.expertIntermediateSize, block, accuracyLevel: ctx.accuracyLevel };
+  return int4ExpertsGraph(g, x2, logits, spec, (e) => {
+    const tag = `l${layer}.e${e}`;
+    const gu = w.fusedInt4([names.gate(e), names.up(e)], undefined, block);
+    const gateUp = [g.init(`${tag}.gate_up.qweight`, DT.uint8, [gu.rows, gu.blocks, block / 2], gu.packed), g.init(`${tag}.gate_up.scales`, DT.float, [gu.rows * gu.blocks], gu.scales)] as const;
+    const dn = w.fusedInt4([names.down(e)], undefined, block);
+    const down = [g.init(`${tag}.down.qweight`, DT.uint8, [dn.rows, dn.blocks, block / 2], dn.packed), g.init(`${tag}.down.scales`, DT.float, [dn.rows * dn.blocks], dn.scales)] as const;
+    return { gateUp, down };
+  });
+}
+
+/**
+ * int4 experts over x2 [N, H] with router logits [N, E]: routing weights as a dense [N, E] mask,
+ * then each expert behind an If that runs only when the batch routes a row to it (`expert(e)`
+ * makes expert e's initializers). Rows are padded to an even count first: MatMulNBits rounds the
+ * last row of an odd count differently (see build-shard.ts nbits), and a row's bits must not
+ * depend on its batch. Exported for bench/moe-ops.ts.
+ */
+export function int4ExpertsGraph(g: GraphBuilder, x2: string, logits: string, spec: Int4ExpertsSpec, expert: (e: number) => Int4Expert): string {
+  const { hidden: h, inter, block } = spec;
   const probs = g.op('Softmax', [logits], { axis: -1 });
-  const [top, idx] = g.node('TopK', [probs, g.i64([moe.topK])], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
-  const weights = moe.normTopK ? g.op('Div', [top, g.op('ReduceSum', [top, g.i64([-1])], { keepdims: 1 })]) : top;
+  const [top, idx] = g.node('TopK', [probs, g.i64([spec.topK])], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
+  const weights = spec.normTopK ? g.op('Div', [top, g.op('ReduceSum', [top, g.i64([-1])], { keepdims: 1 })]) : top;
   const zeroMask = g.op('Mul', [logits, g.f32(0)]);
   const rows = g.op('Slice', [g.op('Shape', [x2]), g.i64([0]), g.i64([1])]);
   const pads = g.op('Concat', [g.i64([0, 0]), g.op('Mod', [rows, g.i64([2])]), g.i64([0])], { axis: 0 });
@@ -99,26 +131,31 @@ function int4Experts(ctx: MoeGraphContext, cfg: ModelConfig, layer: number, x2: 
   const xp = g.op('Pad', [x2, pads]); // [Np, H]
   const used = g.op('Greater', [g.op('ReduceMax', [mask, g.i64([0])], { keepdims: 0 }), g.f32(0)]); // [E]
   const zeros = g.op('Mul', [xp, g.f32(0)]);
-  const nbits = (a: string, q: string, s: string, K: number, N: number): string =>
-    g.op('MatMulNBits', [a, q, s], { K, N, bits: 4, block_size: block, accuracy_level: ctx.accuracyLevel }, MS_DOMAIN);
+  const nbits = (a: string, [q, s]: readonly [string, string], K: number, N: number): string =>
+    g.op('MatMulNBits', [a, q, s], { K, N, bits: 4, block_size: block, accuracy_level: spec.accuracyLevel }, MS_DOMAIN);
   const outs: string[] = [];
-  for (let e = 0; e < moe.numExperts; e++) {
-    const tag = `l${layer}.e${e}`;
-    const gu = w.fusedInt4([names.gate(e), names.up(e)], undefined, block);
-    const guQ = g.init(`${tag}.gate_up.qweight`, DT.uint8, [gu.rows, gu.blocks, block / 2], gu.packed);
-    const guS = g.init(`${tag}.gate_up.scales`, DT.float, [gu.rows * gu.blocks], gu.scales);
-    const dn = w.fusedInt4([names.down(e)], undefined, block);
-    const dnQ = g.init(`${tag}.down.qweight`, DT.uint8, [dn.rows, dn.blocks, block / 2], dn.packed);
-    const dnS = g.init(`${tag}.down.scales`, DT.float, [dn.rows * dn.blocks], dn.scales);
+  for (let e = 0; e < spec.numExperts; e++) {
+    const ex = expert(e);
     const col = g.op('Slice', [mask, g.i64([e]), g.i64([e + 1]), g.i64([1])]); // [Np, 1]
-    const run = g.subgraph(`${tag}.run`, () => {
-      const [gate, up] = g.node('Split', [nbits(xp, guQ, guS, h, 2 * inter), g.i64([inter, inter])], 2, { axis: -1 }) as [string, string];
+    const masked = (): (readonly [string, DataType, readonly Dim[]])[] => {
+      const [gate, up] = g.node('Split', [nbits(xp, ex.gateUp, h, 2 * inter), g.i64([inter, inter])], 2, { axis: -1 }) as [string, string];
       const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-      return [[g.op('Mul', [nbits(act, dnQ, dnS, inter, h), col]), DT.float, ['rows', h]]];
+      return [[g.op('Mul', [nbits(act, ex.down, inter, h), col]), DT.float, ['rows', h]]];
+    };
+    const run = spec.gatherRows === false ? g.subgraph(`e${e}.run`, masked) : g.subgraph(`e${e}.run`, () => {
+      // Only the rows routed here (a prefill chunk's rows spread over many experts), padded to an
+      // even count; the results are scattered back into a zero [Np, H].
+      const sel = g.op('Reshape', [g.op('NonZero', [g.op('Reshape', [g.op('Greater', [col, g.f32(0)]), g.i64([-1])])]), g.i64([-1])]); // [n]
+      const n = g.op('Shape', [sel]);
+      const xs = g.op('Pad', [g.op('Gather', [xp, sel], { axis: 0 }), g.op('Concat', [g.i64([0, 0]), g.op('Mod', [n, g.i64([2])]), g.i64([0])], { axis: 0 })]);
+      const [gate, up] = g.node('Split', [nbits(xs, ex.gateUp, h, 2 * inter), g.i64([inter, inter])], 2, { axis: -1 }) as [string, string];
+      const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+      const ys = g.op('Mul', [g.op('Slice', [nbits(act, ex.down, inter, h), g.i64([0]), n, g.i64([0])]), g.op('Gather', [col, sel], { axis: 0 })]);
+      return [[g.op('ScatterND', [zeros, g.op('Unsqueeze', [sel, g.i64([1])]), ys]), DT.float, ['rows', h]]];
     });
-    const skip = g.subgraph(`${tag}.skip`, () => [[g.op('Identity', [zeros]), DT.float, ['rows', h]]]);
-    const cond = g.op('Gather', [used, g.i64([e])]);
-    outs.push(g.op('If', [g.op('Squeeze', [cond, g.i64([0])])], { then_branch: { graph: run }, else_branch: { graph: skip } }));
+    const skip = g.subgraph(`e${e}.skip`, () => [[g.op('Identity', [zeros]), DT.float, ['rows', h]]]);
+    const cond = g.op('Squeeze', [g.op('Gather', [used, g.i64([e])]), g.i64([0])]);
+    outs.push(g.op('If', [cond], { then_branch: { graph: run }, else_branch: { graph: skip } }));
   }
   const sum = outs.length === 1 ? (outs[0] as string) : g.op('Sum', outs);
   return g.op('Slice', [sum, g.i64([0]), rows, g.i64([0])]);
