@@ -49,7 +49,7 @@ export function translateResponsesRequest(body: CreateResponseBody, history: rea
     ...(body.top_p === undefined ? {} : { top_p: body.top_p }),
     ...(body.seed === undefined ? {} : { seed: body.seed }),
     ...(tools.length === 0 ? {} : { tools }),
-    ...(body.tool_choice === undefined ? {} : { tool_choice: toChatToolChoice(body.tool_choice) }),
+    ...(body.tool_choice === undefined ? {} : { tool_choice: toChatToolChoice(body.tool_choice, plan) }),
     ...(body.parallel_tool_calls === undefined ? {} : { parallel_tool_calls: body.parallel_tool_calls }),
     ...(format === undefined ? {} : { response_format: toResponseFormat(format) }),
     // Templates with a thinking switch (Qwen3's enable_thinking) honour "no reasoning, please".
@@ -100,11 +100,20 @@ export function itemsToMessages(items: readonly ResponseInputItem[], historyLeng
   return out as ChatMessageBody[];
 }
 
-function toChatToolChoice(c: NonNullable<CreateResponseBody['tool_choice']>): ToolChoiceBody {
+function toChatToolChoice(c: NonNullable<CreateResponseBody['tool_choice']>, tools: ResponsesToolPlan): ToolChoiceBody {
   // "auto" with every tool dropped (hosted ones only) is no tools at all; "required" is a 400.
   if (typeof c === 'string') return c;
-  if (c.type === 'function' && typeof c.name === 'string') return { type: 'function', function: { name: typeof c.namespace === 'string' && c.namespace !== '' ? qualifiedName(c.namespace, c.name) : c.name } };
+  if (c.type === 'function' && typeof c.name === 'string') return { type: 'function', function: { name: choiceName(c.name, c.namespace, tools) } };
   throw new HearthError('HEARTH_ERR_INVALID_REQUEST', [`Invalid value for 'tool_choice': '${c.type.slice(0, 64)}' is not supported; use 'none', 'auto', 'required' or {"type":"function","name":...}.`], { param: 'tool_choice' });
+}
+
+/** A forced function's model-facing name: {name, namespace}; or a bare name that only one
+ *  namespace has (OpenAI's tool_choice has no namespace field; a flat function of that name wins). */
+function choiceName(name: string, namespace: string | undefined, tools: ResponsesToolPlan): string {
+  if (typeof namespace === 'string' && namespace !== '') return qualifiedName(namespace, name);
+  if (tools.chat.some((t) => t.function.name === name)) return name;
+  const inner = [...tools.namespaced].filter(([, q]) => q.name === name);
+  return inner.length === 1 ? inner[0]![0] : name;
 }
 
 function toResponseFormat(f: NonNullable<NonNullable<CreateResponseBody['text']>['format']>): ResponseFormatBody {
