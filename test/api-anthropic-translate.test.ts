@@ -36,6 +36,7 @@ t.test('system messages inside messages: a system turn where they stand, or merg
     { role: 'user', content: 'go on' },
   ]);
   t.same(anthropicMessages({ messages: [{ role: 'user', content: 'x' }, { role: 'system', content: 'S' }] }, { systemInline: false }), [{ role: 'system', content: 'S' }, { role: 'user', content: 'x' }], 'no top-level system: the merged one leads');
+  t.same(anthropicMessages({ system: [{ type: 'text', text: 'x-anthropic-billing-header: cc_version=2.1.332.0b8; cc_entrypoint=sdk-cli;' }, { type: 'text', text: 'You are an agent.' }], messages: [{ role: 'user', content: 'x' }] })[0], { role: 'system', content: 'You are an agent.' }, "Claude Code's billing header is not rendered");
   t.throws(() => anthropicMessages({ messages: [{ role: 'tool', content: 'x' }] }), /messages\.0\.role: Unexpected role "tool"/);
   t.throws(() => anthropicMessages({ messages: [{ role: 'system', content: [{ type: 'tool_use', id: 'a', name: 'b', input: {} }] }] }), /system messages hold text blocks only/);
 });

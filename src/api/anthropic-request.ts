@@ -35,6 +35,15 @@ function resultText(b: AnthropicToolResultBlock, at: string): string {
 
 const ROLES = new Set(['user', 'assistant', 'system']);
 
+/**
+ * Claude Code's first system block, "x-anthropic-billing-header: cc_version=2.1.332.0b8; ...", is
+ * accounting for Anthropic's servers, not an instruction, and its version suffix changes between
+ * sessions: rendered, it would only cost tokens and move the prompt's shared prefix. Dropped.
+ */
+function isBillingHeader(b: AnthropicTextBlock): boolean {
+  return typeof b.text === 'string' && b.text.startsWith('x-anthropic-billing-header:');
+}
+
 /** A `system` message's text: a string or text blocks (cache_control and the like ignored). */
 function systemText(content: AnthropicMessage['content'], at: string): string {
   if (typeof content === 'string') return wellFormed(content);
@@ -59,7 +68,7 @@ export function anthropicMessages(body: Pick<CreateMessageBody, 'system' | 'mess
   const out: ChatMessageBody[] = [];
   const merged: string[] = [];
   if (body.system !== undefined) {
-    const system = typeof body.system === 'string' ? wellFormed(body.system) : body.system.map((b, k) => blockText(b, `system.${k}`)).join('\n');
+    const system = typeof body.system === 'string' ? wellFormed(body.system) : body.system.flatMap((b, k) => (isBillingHeader(b) ? [] : [blockText(b, `system.${k}`)])).join('\n');
     if (system !== '') merged.push(system);
   }
   body.messages.forEach((m, i) => {
