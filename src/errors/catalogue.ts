@@ -15,6 +15,7 @@ export const ERRORS = {
   // --- checkpoints / model -----------------------------------------------------------------
   HEARTH_ERR_CHECKPOINT_NOT_FOUND: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'no checkpoint at {0}: expected a folder with config.json and *.safetensors' },
   HEARTH_ERR_CHECKPOINT_UNSUPPORTED: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}: {1}' },
+  HEARTH_ERR_GGUF_NOT_FOUND: { status: 400, type: 'invalid_request_error', openaiCode: null, message: 'no GGUF model at {0}' },
   HEARTH_ERR_CHECKPOINT_CONFIG: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}: {1}' },
   HEARTH_ERR_TENSOR_MISSING: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}: tensor {1} is missing' },
   HEARTH_ERR_TENSOR_SHAPE: { status: 400, type: 'invalid_request_error', openaiCode: null, message: '{0}: tensor {1} has shape {2}, expected {3}' },
