@@ -31,7 +31,7 @@ t.test('the window: only the newest tokens, only recent ones; too few is "not me
   t.equal(few.measuredTokS, null);
 });
 
-t.test('predicted: the serving plan\'s own stage + hop medians; the planner\'s figure until then', async (t) => {
+t.test('predicted: the serving plan\'s own stage + hop means; the planner\'s figure until then', async (t) => {
   const planner = { tokS: 200, cycleMs: 5 };
   const before = figuresOf([], [], planner, 0);
   t.equal(before.predictedBasis, 'planner');

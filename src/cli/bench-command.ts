@@ -12,6 +12,7 @@ import { HearthError } from '../errors/index.ts';
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--rounds 3] [--json]
+hearth bench --cluster --figures --model DIR [--quant int4] [--workers 1,2,3] [--decode-tokens N] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 hearth bench --planner-live --model DIR [--slowdown 8] [--json]
 One process, per context (prompt length): prefill tok/s (the prompt fed in serving's prefill chunks,
@@ -24,6 +25,9 @@ then this process's own load (a cache hit once a shard cache exists); --single-l
 delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run (the best of --rounds).
 Then each worker's peak RSS (VmHWM) against its weights + KV in use as the planner counts them, the
 gateway's own, and stage balance (median ms per step on each stage).
+--cluster --figures: for 1, 2, 3 (--workers) worker processes, the gateway's predicted single-stream tok/s
+(from the plan's own measured stage + hop times, after a warm-up stream) ÷ what this client measures on
+the next stream alone (goal 0.75–1.25), beside the planner's probe figure ÷ the same.
 --cluster --speculate: speculative decoding off vs on over 2 workers (first --hop-delays value, default
 2 ms per hop): tokens per pass and tok/s for a json_schema answer with fixed keys, a story whose text is
 in the prompt, and a plain prompt; says whether both gave the same tokens.
@@ -70,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
       'hop-delays': { type: 'string' },
       rounds: { type: 'string' },
       speculate: { type: 'boolean', default: false },
+      figures: { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1,2,3' },
       'planner-live': { type: 'boolean', default: false },
       slowdown: { type: 'string', default: '8' },
       help: { type: 'boolean', short: 'h' },
@@ -99,6 +105,17 @@ export async function run(argv: string[]): Promise<number> {
     const { benchPlannerLive, formatBenchPlannerLive } = await import('../cluster/bench-planner-live.ts');
     const r = await benchPlannerLive({ modelDir: values.model, slowdown: int('slowdown', values.slowdown, 1), ...(values.threads === undefined ? {} : { threads }), onProgress: progress });
     process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchPlannerLive(r) + '\n');
+    return 0;
+  }
+  if (values.cluster && values.figures) {
+    const { benchFigures, formatBenchFigures } = await import('../cluster/bench-figures.ts');
+    const r = await benchFigures({
+      modelDir: values.model, quant, threads: values.threads === undefined ? 1 : threads,
+      workers: values.workers.split(',').map((v) => int('workers', v.trim(), 1)),
+      decodeTokens: values['decode-tokens'] === '64' ? 96 : int('decode-tokens', values['decode-tokens'], 2),
+      onProgress: progress,
+    });
+    process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchFigures(r) + '\n');
     return 0;
   }
   if (values.cluster && values.speculate) {

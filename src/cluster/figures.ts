@@ -7,7 +7,7 @@
 //   WINDOW_MS — as tokens ÷ the time they took (not 1 / the median gap: a burst of results that
 //   arrive together made that figure 50× the truth, "measured 22110.2" while the chat saw 411).
 // - predicted: for the plan serving, the per-token cycle from its own measured parts — each
-//   stage's median step time plus each hop's median, as the results of those same single-stream
+//   stage's mean step time plus each hop's mean, as the results of those same single-stream
 //   tokens carry them (hops on the critical path only: last stage → stage 0 → … → last; the
 //   answer to the gateway runs beside the next step). Before the plan has served alone, the
 //   planner's figure (probe or heartbeat speeds, plan-choice.ts). The ratio of the two cycles is
@@ -68,11 +68,10 @@ export interface Figures {
   readonly calibration: number | null;
 }
 
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const a = [...xs].sort((x, y) => x - y);
-  const k = a.length >> 1;
-  return a.length % 2 === 1 ? (a[k] as number) : ((a[k - 1] as number) + (a[k] as number)) / 2;
+/** Means, not medians: tok/s over a window is a mean rate, and the mean of a sum is the sum of
+ *  the means — medians of skewed step times (a slowed or busy stage) predicted 2× the speed. */
+function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
@@ -97,8 +96,8 @@ export function figuresOf(samples: readonly TokenSample[], emittedAt: readonly n
   let hopsMs: number[] = [];
   let servingTokS: number | null = null;
   if (planner !== null && k > 0 && full.length >= MIN_SAMPLES) {
-    stagesMs = Array.from({ length: k }, (_, i) => median(full.map((s) => s.stageMs[i] as number)));
-    hopsMs = Array.from({ length: k }, (_, i) => median(full.map((s) => Math.max(0, s.hopMs[i] as number))));
+    stagesMs = Array.from({ length: k }, (_, i) => mean(full.map((s) => s.stageMs[i] as number)));
+    hopsMs = Array.from({ length: k }, (_, i) => mean(full.map((s) => Math.max(0, s.hopMs[i] as number))));
     const cycle = stagesMs.reduce((a, b) => a + b, 0) + hopsMs.reduce((a, b) => a + b, 0);
     if (cycle > 0) servingTokS = 1000 / cycle;
   }
