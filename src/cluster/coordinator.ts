@@ -10,6 +10,7 @@ import type { Quant } from '../runtime/types.ts';
 import { STAGE_OVERHEAD_MS, choosePlan, msPerMbOf, predictPlan, type IdleNode, type NodePerf, type PlanObjective, type PlanPrediction } from './plan-choice.ts';
 import { heldLayout } from './held-layout.ts';
 import { ServingMeter, summarize, type Figures } from './figures.ts';
+import { movePays } from './move-pays.ts';
 import { explainNoPlan, stageBytes, type ModelCost, type PlanNode } from './planner.ts';
 
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
@@ -158,6 +159,17 @@ interface Member {
 
 export type PlanListener = (plan: LivePlan | null, reason: string) => void;
 
+interface Preparing {
+  readonly epoch: number;
+  readonly stages: PlanStage[];
+  readonly prediction: PlanPrediction;
+  readonly idle: readonly IdleNode[];
+  /** Nodes of the new plan holding no stage of the serving one: they load before the switch. */
+  readonly fresh: ReadonlySet<string>;
+  readonly loaded: Set<string>;
+  readonly reason: string;
+}
+
 export class Coordinator {
   private readonly bus: Bus;
   private readonly log: Log;
@@ -185,6 +197,12 @@ export class Coordinator {
   private everJoined = false;
   /** Tokens as the gateway saw them emitted (fed by the pipeline): the measured figures. */
   readonly meter = new ServingMeter();
+  /** Make before break (issue 22): a plan adopted while another serves. Its nodes that hold no
+   *  stage of the serving plan load it first, on its own (reserved) epoch; the switch comes once
+   *  they have loaded, so the plan serving keeps serving meanwhile. */
+  private preparing: Preparing | null = null;
+  /** Highest epoch handed out (a prepared plan reserves one before it serves). */
+  private reservedEpoch = 0;
 
   constructor(opts: CoordinatorOptions) {
     this.opts = opts;
@@ -445,7 +463,8 @@ export class Coordinator {
     const p = this.current;
     // A node that missed its assignment (lost message, restart of its process under the same id)
     // is sent it again.
-    if (p !== null && m.epoch !== p.epoch && m.state !== 'loading' && mem.state !== 'failed' && mem.state !== 'distrusted' && Date.now() - mem.assignedAt > 2000) {
+    const prepping = this.preparing !== null && this.preparing.fresh.has(m.id);
+    if (p !== null && !prepping && m.epoch !== p.epoch && m.state !== 'loading' && mem.state !== 'failed' && mem.state !== 'distrusted' && Date.now() - mem.assignedAt > 2000) {
       this.assign(mem, p.epoch, p.stages);
     }
   }
@@ -457,6 +476,8 @@ export class Coordinator {
       return;
     }
     if (mem.state === 'distrusted') return;
+    const prep = this.preparing;
+    if (prep !== null && m.epoch === prep.epoch && prep.fresh.has(m.id)) { this.onPrepared(prep, mem, m); return; }
     const p = this.current;
     if (p === null || m.epoch !== p.epoch) return; // stale
     mem.heldEpoch = m.epoch;
@@ -570,6 +591,7 @@ export class Coordinator {
     const held = cur === null && choice !== null ? this.heldLayout(nodes) : null;
     const stages: PlanStage[] | null = held ?? (choice === null ? null : choice.plan.stages.map((s) => ({ node: s.node, start: s.start, end: s.end })));
     if (stages !== null && cur !== null && sameStages(stages, cur.stages)) {
+      this.cancelPreparing('the plan serving is the one chosen again');
       // Same plan: refresh what is said about it, and make sure members outside it know they are idle.
       if (choice !== null) {
         cur.prediction = predictPlan(this.opts.cost, { stages: choice.plan.stages, bottleneck: choice.plan.bottleneck }, nodes, perf);
@@ -585,13 +607,27 @@ export class Coordinator {
       this.noPlan = nodes.length === 0 ? this.noWorkerText() : explainNoPlan(this.opts.cost, nodes);
       if (cur === null) { this.emit(reason); return; } // still no plan: nothing in flight to invalidate
       this.noPlanAt = Date.now();
-      this.epochNo++;
+      this.bumpEpoch();
       this.current = null;
       this.log.warn({ epoch: this.epochNo, reason, why: this.noPlan }, 'no plan can serve the model');
       this.emit(reason);
       return;
     }
-    this.epochNo++;
+    // Make before break (issue 22): while the plan serving is whole, a new one must pay for the
+    // move (move-pays.ts), and its newcomers load before anything changes for the streams.
+    if (cur !== null && cur.live && held === null && choice !== null && this.intact(cur.stages)) {
+      const verdict = this.movePays(cur, choice, nodes, perf);
+      if (!verdict.adopt) {
+        this.keepServing(cur, choice, verdict.why, verdict.candidate);
+        return;
+      }
+      this.log.info({ epoch: cur.epoch, baseline: round3(verdict.baseline), candidate: round3(verdict.candidate), basis: verdict.basis, metric: verdict.metric }, verdict.why);
+      if (stages.some((s) => !cur.stages.some((c) => c.node === s.node))) {
+        this.prepare(stages, choice, reason);
+        return;
+      }
+    }
+    this.bumpEpoch();
     this.noPlan = null;
     this.noPlanAt = null;
     const prediction = held !== null
@@ -617,6 +653,112 @@ export class Coordinator {
     this.emit(reason);
   }
 
+  /** A new epoch: past any a prepared plan reserved, and that preparation is dropped. */
+  private bumpEpoch(): void {
+    this.cancelPreparing('a new plan replaced it');
+    this.epochNo = Math.max(this.epochNo, this.reservedEpoch) + 1;
+    this.reservedEpoch = this.epochNo;
+  }
+
+  /** Every stage's node is still with us and loaded: the plan can keep serving. */
+  private intact(stages: readonly PlanStage[]): boolean {
+    return stages.every((s) => { const m = this.members.get(s.node); return m !== undefined && (m.state === 'ready' || m.state === 'loading'); });
+  }
+
+  private movePays(cur: NonNullable<Coordinator['current']>, choice: NonNullable<ReturnType<typeof choosePlan>>, nodes: readonly PlanNode[], perf: ReadonlyMap<string, NodePerf>): ReturnType<typeof movePays> {
+    const servingNow = predictPlan(this.opts.cost, { stages: cur.stages.map((s) => ({ ...s, bytes: stageBytes(this.opts.cost, s.start, s.end), time: 0 })), bottleneck: 0 }, nodes, perf);
+    const planned = cur.prediction ?? servingNow;
+    const fig = this.meter.figures(cur.epoch, { tokS: planned.tokS, cycleMs: planned.cycleMs });
+    return movePays(this.opts.objective ?? 'fastest', servingNow, fig, choice.prediction);
+  }
+
+  /** The move does not pay: the plan serving stays; members outside it are told they are idle,
+   *  and why (the page says what would make the cluster use them). */
+  private keepServing(cur: NonNullable<Coordinator['current']>, choice: NonNullable<ReturnType<typeof choosePlan>>, why: string, candidateTokS: number): void {
+    this.cancelPreparing('the plan serving stays');
+    const inPlan = new Set(cur.stages.map((s) => s.node));
+    const chosen = new Set(choice.plan.stages.map((s) => s.node));
+    const idle: IdleNode[] = [];
+    for (const mem of this.members.values()) {
+      if (inPlan.has(mem.info.id) || mem.state === 'lost' || mem.state === 'failed' || mem.state === 'distrusted') continue;
+      const earlier = choice.idle.find((i) => i.node === mem.info.id);
+      idle.push(chosen.has(mem.info.id) || earlier === undefined
+        ? { node: mem.info.id, name: mem.info.name, why: `node ${mem.info.name} left out: ${why}`, withTokS: chosen.has(mem.info.id) ? round3(candidateTokS) : null }
+        : earlier);
+      if (mem.state === 'joining') this.assign(mem, cur.epoch, cur.stages);
+    }
+    cur.idle = idle;
+    this.log.info({ epoch: cur.epoch, idle: idle.map((i) => i.node) }, why);
+  }
+
+  /** Newcomers of an adopted plan load it on a reserved epoch while the old plan serves. */
+  private prepare(stages: PlanStage[], choice: NonNullable<ReturnType<typeof choosePlan>>, reason: string): void {
+    const cur = this.current;
+    if (cur === null) return;
+    if (this.preparing !== null && sameStages(this.preparing.stages, stages)) return;
+    this.cancelPreparing('a different plan was chosen');
+    const epoch = Math.max(this.epochNo, this.reservedEpoch) + 1;
+    this.reservedEpoch = epoch;
+    const fresh = new Set(stages.filter((s) => !cur.stages.some((c) => c.node === s.node)).map((s) => s.node));
+    this.preparing = { epoch, stages, prediction: choice.prediction, idle: choice.idle, fresh, loaded: new Set(), reason };
+    this.log.info({ servingEpoch: cur.epoch, epoch, stages, loading: [...fresh] }, 'loading a new plan while the plan serving keeps serving');
+    for (const id of fresh) {
+      const mem = this.members.get(id);
+      if (mem !== undefined) this.assign(mem, epoch, stages);
+    }
+  }
+
+  private onPrepared(prep: Preparing, mem: Member, m: LoadedMsg): void {
+    mem.heldEpoch = m.epoch;
+    if (!m.ok) {
+      this.log.error({ node: m.id, name: mem.info.name, epoch: m.epoch, err: m.error }, 'worker failed to load the next plan\'s stage; planning without it');
+      mem.state = 'failed';
+      this.replan(`load failure on ${mem.info.name}`);
+      return;
+    }
+    prep.loaded.add(m.id);
+    if ([...prep.fresh].every((id) => prep.loaded.has(id))) this.switchTo(prep);
+  }
+
+  /** The newcomers hold their layers: the new plan becomes the plan (streams move at their next
+   *  token; nodes whose range is unchanged keep their engines). */
+  private switchTo(prep: Preparing): void {
+    this.preparing = null;
+    this.epochNo = prep.epoch;
+    this.noPlan = null;
+    this.noPlanAt = null;
+    const next: NonNullable<Coordinator['current']> = { epoch: prep.epoch, stages: prep.stages, live: false, loaded: new Set(prep.loaded), prediction: prep.prediction, idle: prep.idle, authorized: this.opts.trust === undefined };
+    this.current = next;
+    this.opts.trust?.authorize(this.opts.gatewayId, prep.stages).then(() => {
+      next.authorized = true;
+      if (this.current === next) this.maybeLive(next);
+    }, (e: unknown) => this.log.error({ epoch: next.epoch, err: (e as Error).message }, 'the bus did not take the permissions of the new plan; it cannot serve'));
+    const predictedTokS = round3(prep.prediction.tokS);
+    this.log.info({ epoch: next.epoch, reason: prep.reason, stages: prep.stages, predictedTokS }, `new plan: ${prep.stages.length} stage(s), its new nodes loaded while the old plan served; predicts ${predictedTokS.toFixed(1)} tok/s for one stream`);
+    for (const i of prep.idle) this.log.info({ node: i.node, predictedTokS, withTokS: i.withTokS === null ? null : round3(i.withTokS) }, i.why);
+    for (const mem of this.members.values()) {
+      if (mem.state === 'lost' || mem.state === 'failed' || mem.state === 'distrusted' || prep.fresh.has(mem.info.id)) continue;
+      this.assign(mem, next.epoch, prep.stages);
+    }
+    this.publishPlan();
+    this.emit(prep.reason);
+    this.maybeLive(next);
+  }
+
+  /** Drops a preparation; its newcomers go back to idle on the plan serving. */
+  private cancelPreparing(why: string): void {
+    const prep = this.preparing;
+    if (prep === null) return;
+    this.preparing = null;
+    this.log.info({ epoch: prep.epoch, why }, 'dropped the plan that was loading');
+    const cur = this.current;
+    for (const id of prep.fresh) {
+      const mem = this.members.get(id);
+      if (mem === undefined || mem.state === 'lost' || mem.state === 'failed' || mem.state === 'distrusted') continue;
+      if (cur !== null && !cur.stages.some((s) => s.node === id)) this.assign(mem, cur.epoch, cur.stages);
+    }
+  }
+
   /** The stages the candidates hold now, when they tile the model in order and each fits. */
   private heldLayout(nodes: readonly PlanNode[]): PlanStage[] | null {
     const holdings = nodes.flatMap((n) => { const h = this.members.get(n.id)?.info.holding; return h === undefined ? [] : [{ node: n.id, ...h }]; });
@@ -636,6 +778,10 @@ export class Coordinator {
     const stage = stages[idx];
     mem.assignedAt = Date.now();
     if (stage !== undefined) mem.state = 'loading';
+    // A node that served and now holds nothing is idle from here on (it unloads; its `loaded`
+    // reply only confirms): a plan that goes live at once (make before break) must not show it
+    // as still serving.
+    else if (mem.state === 'ready') mem.state = 'idle';
     // The weights grant travels on the node's own assign subject (only its credential reads it)
     // and covers only its stage's layers (issue 19).
     const g = this.opts.weightsGrants;
