@@ -84,7 +84,8 @@ function plan(ctx: ApiContext, body: CreateMessageBody): Promise<ChatPlan> {
 async function countTokens(ctx: ApiContext, body: CreateMessageBody): Promise<number> {
   const chat = translate(ctx, body);
   const messages = toChatMessages(chat.messages);
-  const tools = planTools(chat.tools, undefined, undefined);
+  // As prepareChat offers them: tool_choice none renders no tools, so it counts none.
+  const tools = planTools(chat.tools, chat.tool_choice, chat.parallel_tool_calls);
   const opts: RenderOptions = { ...(tools === null || tools.defs.length === 0 ? {} : { tools: tools.defs }), addGenerationPrompt: true, ...(chat.chat_template_kwargs == null ? {} : { vars: chat.chat_template_kwargs }) };
   let chars = 0;
   for (const m of messages) chars += (m.content?.length ?? 0) + (m.tool_calls?.reduce((n, c) => n + c.function.arguments.length, 0) ?? 0);
