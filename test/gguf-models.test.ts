@@ -137,7 +137,7 @@ t.test('a split set (-00001-of-00002.gguf) is one model', { skip }, async (t) =>
   t.same(await greedyOf(dir as string, prompt, 16), await greedyOf(await resolveGgufModel(single, home) as string, prompt, 16), 'same greedy tokens as the single file');
   fs.rmSync(shards[1] as string);
   const err = await resolveGgufModel(shards[0] as string, path.join(work, 'state2')).catch((e: unknown) => e);
-  t.ok(isHearthError(err) && err.code === 'HEARTH_ERR_CHECKPOINT_NOT_FOUND' && /00002-of-00002/.test(err.message), `a missing shard is named: ${(err as Error).message}`);
+  t.ok(isHearthError(err) && err.code === 'HEARTH_ERR_GGUF_NOT_FOUND' && /00002-of-00002/.test(err.message), `a missing shard is named: ${(err as Error).message}`);
 });
 
 t.test('ollama:NAME[:TAG] reads the model blob from Ollama\'s store, read-only', { skip }, async (t) => {
@@ -162,5 +162,5 @@ t.test('ollama:NAME[:TAG] reads the model blob from Ollama\'s store, read-only',
   t.same(await greedyOf(dir as string, prompt, 16), await greedyOf(models.stories260k, prompt, 16), 'the blob serves the model');
   t.equal(fs.statSync(path.join(store, 'blobs', `sha256-${digest}`)).mtimeMs, before, 'the blob is untouched');
   const missing = await resolveGgufModel('ollama:llama3.2:1b', home).catch((e: unknown) => e);
-  t.ok(isHearthError(missing) && missing.code === 'HEARTH_ERR_CHECKPOINT_NOT_FOUND' && /ollama pull llama3\.2:1b/.test(missing.message), `a model Ollama lacks says how to get it: ${(missing as Error).message}`);
+  t.ok(isHearthError(missing) && missing.code === 'HEARTH_ERR_GGUF_NOT_FOUND' && /ollama pull llama3\.2:1b/.test(missing.message), `a model Ollama lacks says how to get it: ${(missing as Error).message}`);
 });

@@ -42,7 +42,7 @@ export function ggufSetFiles(file: string): string[] {
   const out: string[] = [];
   for (let i = 1; i <= total; i++) out.push(`${m[1]}-${String(i).padStart(5, '0')}-of-${m[3]}.gguf`);
   const missing = out.filter((f) => !fs.existsSync(f));
-  if (missing.length > 0) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${missing[0]} (shard ${missing.length === 1 ? '' : `1 of ${missing.length} missing `}of the split GGUF ${path.basename(abs)})`]);
+  if (missing.length > 0) throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${missing[0]} (${missing.length} of the ${total} shards of the split set ${path.basename(abs)} are missing)`]);
   return out;
 }
 

@@ -86,7 +86,7 @@ function memoDigest(stateDir: string, files: readonly string[]): { get(): string
  * made on first use. `name` names the folder (the model id by default).
  */
 export async function ggufView(file: string, stateDir: string, name?: string): Promise<string> {
-  if (!fs.existsSync(file)) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${file} (no such file)`]);
+  if (!fs.existsSync(file)) throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${file} (no such file)`]);
   const model = await openGguf(file);
   const where = path.basename(file);
   const memo = memoDigest(stateDir, model.files);

@@ -34,7 +34,7 @@ export function resolveOllamaModel(ref: string, env: NodeJS.ProcessEnv = process
   const parts = namePart.split('/');
   const [ns, name] = parts.length === 2 ? (parts as [string, string]) : ['library', parts[0] ?? ''];
   if (parts.length > 2 || ![ns, name, tag].every((p) => NAME_RE.test(p))) {
-    throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${ref} (expected ollama:NAME[:TAG])`]);
+    throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${ref} (expected ollama:NAME[:TAG])`]);
   }
   const root = ollamaModelsDir(env);
   const manifestFile = path.join(root, 'manifests', 'registry.ollama.ai', ns, name, tag);
@@ -43,12 +43,12 @@ export function resolveOllamaModel(ref: string, env: NodeJS.ProcessEnv = process
     manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as typeof manifest;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${ref} (${code === 'ENOENT' ? `Ollama has no ${name}:${tag} in ${root}: ollama pull ${name}:${tag}` : `unreadable manifest ${manifestFile}: ${(e as Error).message}`})`]);
+    throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${ref} (${code === 'ENOENT' ? `Ollama has no ${name}:${tag} in ${root}: ollama pull ${name}:${tag}` : `unreadable manifest ${manifestFile}: ${(e as Error).message}`})`]);
   }
   const layer = (manifest.layers ?? []).find((l) => l.mediaType === MODEL_LAYER);
   const m = /^sha256:([0-9a-f]{64})$/.exec(layer?.digest ?? '');
   if (m === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_CONFIG', [manifestFile, `no ${MODEL_LAYER} layer with a sha256 digest`]);
   const file = path.join(root, 'blobs', `sha256-${m[1]}`);
-  if (!fs.existsSync(file)) throw new HearthError('HEARTH_ERR_CHECKPOINT_NOT_FOUND', [`${ref} (its blob ${file} is missing)`]);
+  if (!fs.existsSync(file)) throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${ref} (its blob ${file} is missing)`]);
   return { file, id: `${ns === 'library' ? '' : `${ns}/`}${name}:${tag}`, digest: m[1] as string, hasGoTemplate: (manifest.layers ?? []).some((l) => l.mediaType === TEMPLATE_LAYER) };
 }
