@@ -19,10 +19,11 @@ t.test('planner weight bytes equal the initializer bytes of the built ONNX shard
     { preset: 'tiny-qwen2' as const, block: 128 }, // hidden 64 % 128 ≠ 0: the table stays as stored
     { preset: 'tiny-qwen3' as const, block: 32, vocabBits: 8 as const }, // tied, 8-bit table and head
     { preset: 'tiny-llama' as const, block: 32, vocabBits: 8 as const }, // untied 8-bit head
+    { preset: 'tiny-llama' as const, block: 32, intermediateSize: 72 }, // down_proj K = 72: built at 8 bits (raggedBits)
   ];
   for (const [i, c] of cases.entries()) {
     const dir = path.join(root, `${c.preset}-${i}`);
-    await generateCheckpoint(dir, { preset: c.preset, numLayers: 4, vocabSize: 1000, maxPositions: 256, tokenizer: false, dtype: 'bf16' });
+    await generateCheckpoint(dir, { preset: c.preset, numLayers: 4, vocabSize: 1000, maxPositions: 256, tokenizer: false, dtype: 'bf16', ...('intermediateSize' in c ? { intermediateSize: c.intermediateSize } : {}) });
     const ckpt = openCheckpoint(dir);
     for (const quant of ['int4', 'none'] as const) {
       const vocabBits = 'vocabBits' in c ? c.vocabBits : 4;

@@ -9,6 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { generateCheckpoint, openCheckpoint, referenceLogits } from '../src/model/index.ts';
 import { dequantizeInt8, allocInt8, quantizeRowsInt8 } from '../src/model/quant-int8.ts';
 import { createShardEngine } from '../src/runtime/index.ts';
+import { buildShardGraph } from '../src/model/onnx/index.ts';
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
 import { QualityMeter, logSoftmax } from '../src/eval/logit-metrics.ts';
 import { teacherForced } from '../src/eval/teacher-forced.ts';
 import { repoRoot, tokenStream } from './helpers/runtime-exact.ts';
@@ -91,6 +95,22 @@ t.test('hearth eval on a real model: the 8-bit vocabulary narrows the gap to fp3
   t.match(k8.model, /8-bit/);
   t.ok(k8.klMean < 0.8 * k4.klMean, `KL ${k8.klMean.toFixed(4)} (8-bit) vs ${k4.klMean.toFixed(4)} (4-bit)`);
   t.ok(k4.pplRef > 1 && k4.pplRef < 100, `fp32 perplexity on in-domain text is sane (${k4.pplRef.toFixed(2)})`);
+});
+
+t.test('a projection whose K 32 does not divide is built at 8 bits, and moves the output less', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-ragged-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // intermediate 72: down_proj's K is ragged (llama.cpp keeps such a tensor at F16 in a Q4_0 file).
+  await generateCheckpoint(dir, { preset: 'tiny-llama', numLayers: 2, vocabSize: 512, intermediateSize: 72, tokenizer: false, seed: 4 });
+  const ckpt = openCheckpoint(dir);
+  const g = buildShardGraph(ckpt, { start: 0, end: 2, quant: 'int4' }, { int4Block: 32, mapFile: () => null });
+  const model = onnx.ModelProto.decode(g.model);
+  const down = (model.graph?.node ?? []).filter((n) => n.opType === 'MatMulNBits' && n.attribute?.some((a) => a.name === 'K' && Number(a.i) === 72));
+  t.equal(down.length, 2, 'one down_proj MatMulNBits per layer');
+  t.ok(down.every((n) => n.attribute?.some((a) => a.name === 'bits' && Number(a.i) === 8)), 'each at bits = 8');
+  const others = (model.graph?.node ?? []).filter((n) => n.opType === 'MatMulNBits' && !down.includes(n));
+  t.ok(others.length > 0 && others.every((n) => n.attribute?.some((a) => a.name === 'bits' && Number(a.i) === 4)), 'the rest at bits = 4');
+  ckpt.close();
 });
 
 t.test('hearth eval refuses what it cannot do, with a message', async (t) => {

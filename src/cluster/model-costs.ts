@@ -34,12 +34,13 @@
 // STAGE_OVERHEAD_BYTES is the rest, 87 - 20 = 67 MB at most (issue 20: counted in each stage, the
 // 20 MB kept a 3B model off 2 devices x 60% of its int4 weights by 0.6 MB).
 
-import { defaultInt4BlockSize, defaultVocabBits, int4Blocks, int4MatrixBytes, int8MatrixBytes } from '../model/index.ts';
+import { defaultInt4BlockSize, defaultVocabBits, int4Blocks, int4MatrixBytes, int8MatrixBytes, raggedBits } from '../model/index.ts';
 import { EMBED_TOKENS, LM_HEAD } from '../model/index.ts';
 import { ropePositions } from '../model/onnx/index.ts';
 import type { Checkpoint, ModelConfig } from '../model/types.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
+import { layerReadBytes } from './moe-costs.ts';
 
 /** onnxruntime's session and its arena after a step, per stage (measured at most 67 MB on the
  *  0.5B shape once the library's code, paged in by any session, is left to the process; see above). */
@@ -89,7 +90,8 @@ function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { by
   const matrix = shape.length === 2 && /proj\.weight$/.test(name);
   if (quant === 'int4' && matrix) {
     const [rows, cols] = shape as [number, number];
-    return { bytes: int4MatrixBytes(rows, cols, block), prepack: rows * int4Blocks(cols, block) * 4 };
+    const bytes = raggedBits(cols) === 8 ? int8MatrixBytes(rows, cols, block) : int4MatrixBytes(rows, cols, block);
+    return { bytes, prepack: rows * int4Blocks(cols, block) * 4 };
   }
   return { bytes: numel(shape) * 4, prepack: 0 };
 }
@@ -140,6 +142,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
     numLayers: L,
     layerBytes,
     layerPrepackBytes,
+    layerReadBytes: layerReadBytes(ckpt, layerBytes, (name) => held(ckpt, name, opts.quant, block).bytes),
     kvBytesPerLayer: kvBytesPerLayer(cfg, opts.kvTokens, opts.kvElementBytes ?? 4),
     firstBytes,
     firstMappedBytes,

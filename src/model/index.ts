@@ -7,4 +7,4 @@ export { generateCheckpoint, checkpointPlan, defaultShardCount, resolveShape, sh
 export { referenceLogits, referenceGreedy, ReferenceModel, ropeInvFreq, argmax, type ReferenceCache } from './reference.ts';
 export { QUANTS, type Quant, type ShardBuildSpec } from './shard-build-spec.ts';
 export { INT4_BLOCK_SIZES, defaultInt4BlockSize, int4Blocks, int4MatrixBytes } from './quant-int4.ts';
-export { defaultVocabBits, int8MatrixBytes } from './quant-int8.ts';
+export { defaultVocabBits, int8MatrixBytes, raggedBits } from './quant-int8.ts';

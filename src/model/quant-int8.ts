@@ -80,3 +80,9 @@ export function int8MatrixBytes(rows: number, cols: number, block: number): numb
 export function defaultVocabBits(): 4 | 8 {
   return process.env['HEARTH_VOCAB_BITS'] === '8' ? 8 : 4;
 }
+
+/** Bits an int4 model's projection with K inputs is built at: 8 when 32 does not divide K (see
+ *  build-shard.ts fusedInt4), else 4. The planner counts the same (cluster/model-costs.ts). */
+export function raggedBits(k: number): 4 | 8 {
+  return k % 32 === 0 ? 4 : 8;
+}

@@ -12,6 +12,7 @@
 import type { Checkpoint } from '../types.ts';
 import type { ShardBuildSpec } from '../shard-build-spec.ts';
 import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
+import { raggedBits } from '../quant-int8.ts';
 import { EMBED_TOKENS, FINAL_NORM, isMoeLayer, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
@@ -130,8 +131,13 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
    */
   /** int4: one MatMulNBits over the stacked weights (output [..., sum n_i]). */
   const fusedInt4 = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string => {
-    const m = w.fusedInt4(names, undefined, block);
-    const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, block / 2], m.packed);
+    // A K that 32 does not divide is quantized at 8 bits: its last block is padded, and llama.cpp
+    // keeps such a tensor at F16 in a Q4_0 file (stories260k's down_proj, K = 172), so at 4 bits
+    // hearth would lose to Q4_0 there on precision it could have kept (issue 25). Real models'
+    // dimensions are multiples of 256; this only touches toy shapes.
+    const bits = raggedBits(ckpt.info(names[0] as string).shape[1] ?? 0);
+    const m = bits === 8 ? w.int8(names, undefined, block) : w.fusedInt4(names, undefined, block);
+    const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, bits === 8 ? block : block / 2], m.packed);
     const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
     const rest = [b, s];
     if (biases) rest.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));

@@ -106,13 +106,15 @@ export class WeightReader {
     return data;
   }
 
-  /** int8 (bits = 8 MatMulNBits / GatherBlockQuantized layout) of rows [r0, r1) of one [N, K]
-   *  tensor (default all; scratch). Only the embedding and head take it, so no pool. */
-  int8(name: string, range?: readonly [number, number], block: number = INT4_BLOCK): Int8Matrix {
-    const info = this.ckpt.info(name);
-    const cols = info.shape[1] ?? 1;
-    const [lo, hi] = range ?? [0, info.shape[0] ?? 0];
-    const rows = hi - lo;
+  /** int8 (bits = 8 MatMulNBits / GatherBlockQuantized layout) of one or several [n_i, K] tensors
+   *  stacked along rows, or rows [r0, r1) of a single one (default all; scratch). Only the
+   *  vocabulary matrices and ragged projections take it (see build-shard.ts), so no pool. */
+  int8(names: string | readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK): Int8Matrix {
+    const infos = (typeof names === 'string' ? [names] : names).map((n) => this.ckpt.info(n));
+    const cols = infos[0]?.shape[1] ?? 1;
+    const [lo, hi] = range ?? [0, Infinity];
+    const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
+    const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
     const blocks = int4Blocks(cols, block);
     const m: Int8Matrix = {
       rows,
@@ -123,9 +125,14 @@ export class WeightReader {
       scales: new Float32Array(this.scratch('scales', rows * blocks * 4), 0, rows * blocks),
     };
     const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
-    for (let r = lo; r < hi; r += step) {
-      const r1 = Math.min(hi, r + step);
-      quantizeRowsInt8(this.rows(info, r, r1), r1 - r, m, r - lo);
+    let row = 0;
+    for (const info of infos) {
+      const end = lo + rowsOf(info);
+      for (let r = lo; r < end; r += step) {
+        const r1 = Math.min(end, r + step);
+        quantizeRowsInt8(this.rows(info, r, r1), r1 - r, m, row + r - lo);
+      }
+      row += end - lo;
     }
     return m;
   }
