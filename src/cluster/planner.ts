@@ -36,6 +36,9 @@ export interface ModelCost {
   /** Bytes firstBytes and lastBytes share when one stage holds both (a tied head that reads the
    *  embedding table's bytes): counted once there. */
   readonly firstLastSharedBytes?: number;
+  /** Bytes of weights a token's step reads per layer when less than layerBytes (a MoE layer reads
+   *  k of its E experts: moe-costs.ts); the per-token cost. Default: layerBytes. */
+  readonly layerReadBytes?: readonly number[];
   /** Per-token cost of the last stage's head, in the same unit as layerBytes. */
   readonly headCost: number;
   /** Fixed bytes every stage needs besides weights and KV (runtime, activations). */
@@ -81,7 +84,7 @@ function prefix(model: ModelCost): { bytes: Float64Array; cost: Float64Array } {
   for (let i = 0; i < L; i++) {
     const b = model.layerBytes[i] ?? 0;
     bytes[i + 1] = (bytes[i] as number) + b + (model.layerPrepackBytes?.[i] ?? 0) + model.kvBytesPerLayer;
-    cost[i + 1] = (cost[i] as number) + b;
+    cost[i + 1] = (cost[i] as number) + (model.layerReadBytes?.[i] ?? b);
   }
   return { bytes, cost };
 }
