@@ -141,7 +141,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
     const rest = [b, s];
     if (biases) rest.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
-    return nbits(x, rest, { K: m.cols, N: m.rows }, bs);
+    return nbits(x, rest, { K: m.cols, N: m.rows }, bs, bits);
   };
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
