@@ -249,7 +249,14 @@ export class WorkerNode {
         // The gateway's int4 build, fetched: loaded as is (issue 20).
         ...(prebuilt !== undefined ? { prebuilt } : {}),
       };
-      const engine = await create(dir, { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' }, built);
+      const spec = { start: m.range.start, end: m.range.end, quant: m.quant, threads: m.threads, provider: this.opts.provider ?? 'cpu' } as const;
+      const engine = await create(dir, spec, built).catch(async (e: unknown) => {
+        // A fetched shard that does not load (or fails its hashes while loading): the tensors, built here.
+        if (prebuilt === undefined) throw e;
+        this.log.warn({ range: m.range, err: (e as Error).message }, 'the fetched int4 shard did not load: fetching the bf16 tensors and quantizing here instead');
+        const { prebuilt: _gone, ...plain } = built;
+        return create(await this.modelDirFor(m), spec, plain);
+      });
       if (this.wanted !== m || this.closed) { await engine.close(); return; }
       this.loaded = { key, engine, runner: new StageRunner(engine, this.opts.maxBatch !== undefined ? { maxBatch: this.opts.maxBatch } : {}) };
       this.loaded.runner.setStages(m.stages ?? 1);
