@@ -1,6 +1,8 @@
 import t from 'tap';
 import { anthropicErrorBody, anthropicMessages, thinkingPlan, translateMessagesRequest } from '../src/api/anthropic-request.ts';
+import type { ChoiceEvent } from '../src/api/choice-runner.ts';
 import { toHttpError } from '../src/api/http-errors.ts';
+import { omitThinking } from '../src/api/messages-route.ts';
 import { thinkingBudgetConstraint } from '../src/api/thinking-budget.ts';
 import { HearthError } from '../src/errors/index.ts';
 import { makeSamplingParams } from '../src/sampling/index.ts';
@@ -103,4 +105,17 @@ t.test('thinking budget: past budget_tokens inside <think>, </think> is forced',
   t.same(decode(c, [ANSWER], 4), [THOUGHT, THOUGHT, CLOSE, THOUGHT]);
   t.same(seen, [THOUGHT, THOUGHT, CLOSE, THOUGHT]);
   t.equal(c.done(), true, 'done is the inner constraint’s');
+});
+
+t.test('thinking display omitted: each thinking block still opens, with no text', async (t) => {
+  async function* events(): AsyncGenerator<ChoiceEvent> {
+    yield { type: 'reasoning', text: 'secret ', logprobs: [] };
+    yield { type: 'reasoning', text: 'plan', logprobs: [] };
+    yield { type: 'content', text: 'Hi', logprobs: [] };
+    yield { type: 'reasoning', text: 'again', logprobs: [] };
+    yield { type: 'finish', reason: 'stop', completionTokens: 4, logprobs: [] };
+  }
+  const out: ChoiceEvent[] = [];
+  for await (const ev of omitThinking(events())) out.push(ev);
+  t.same(out.map((e) => [e.type, 'text' in e ? e.text : null]), [['reasoning', ''], ['content', 'Hi'], ['reasoning', ''], ['finish', null]]);
 });

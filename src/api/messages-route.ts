@@ -144,7 +144,7 @@ export function registerMessagesRoutes(app: FastifyInstance, ctx: ApiContext): v
 }
 
 /** `thinking.display: "omitted"`: thinking blocks still open and close, without their text. */
-async function* omitThinking(events: AsyncGenerator<ChoiceEvent>): AsyncGenerator<ChoiceEvent> {
+export async function* omitThinking(events: AsyncGenerator<ChoiceEvent>): AsyncGenerator<ChoiceEvent> {
   let inThinking = false;
   try {
     for await (const ev of events) {
