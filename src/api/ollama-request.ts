@@ -41,7 +41,7 @@ export interface OllamaMessage {
 
 interface OllamaCommon {
   readonly model: string;
-  readonly format?: 'json' | '' | Record<string, unknown>;
+  readonly format?: 'json' | '' | null | Record<string, unknown>;
   readonly options?: OllamaOptions;
   readonly stream?: boolean;
   readonly keep_alive?: string | number;
@@ -121,7 +121,7 @@ export function ollamaMessages(messages: readonly OllamaMessage[]): ChatMessageB
 }
 
 function formatOf(format: OllamaCommon['format']): ResponseFormatBody | undefined {
-  if (format === undefined || format === '') return undefined;
+  if (format === undefined || format === null || format === '') return undefined;
   if (format === 'json') return { type: 'json_object' };
   return { type: 'json_schema', json_schema: { name: 'format', schema: format } };
 }
