@@ -5,12 +5,14 @@ export const usage = `hearth make-model DIR [--preset ${Object.keys(PRESETS).joi
 Writes a deterministic random checkpoint (a real Hugging Face folder) for tests, demos and benchmarks.
 The llama3.2-3b / llama3.1-8b / qwen2.5-7b presets carry those models' real configs (random weights;
 default dtype bf16, shards of at most 5 GB with model.safetensors.index.json, as the Hub has them).
+tiny-qwen3-moe / tiny-mixtral are mixture-of-experts test models; qwen3-30b-a3b-layers is Qwen3-30B-A3B's
+layer shape (128 experts, top-8) with 4 of its 48 layers, for benchmarks (bf16).
 The tokenizer is Qwen3's (with its chat template), cut to the model's vocab when that is smaller
 (specials move to the top ids). Weights are written in 16 MB pieces, so memory stays low whatever the size. --dry-run prints the
 config and the files it would write, and writes nothing.`;
 
 /** Presets that are real models' shapes: bf16 like their Hub checkpoints. */
-const BIG = new Set(['llama3.2-3b', 'llama3.1-8b', 'qwen2.5-7b', 'qwen2.5-0.5b']);
+const BIG = new Set(['llama3.2-3b', 'llama3.1-8b', 'qwen2.5-7b', 'qwen2.5-0.5b', 'qwen3-30b-a3b-layers']);
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
