@@ -8,6 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { OpenAIEmbeddings } from '@langchain/openai';
 import { cosineSimilarity, embedMany } from 'ai';
 import OpenAI from 'openai';
 import t from 'tap';
@@ -106,4 +107,11 @@ t.test('mean pooling by default, and a retrieval step with the AI SDK', async (t
     const ranked = docs.map((_, i) => i).sort((a, b) => cosineSimilarity(q!, embeddings[b]!) - cosineSimilarity(q!, embeddings[a]!));
     t.equal(ranked[0], qi, `the query "${query}" retrieves its own document first (ranking ${ranked.join(',')})`);
   }
+  // The same step through LangChain's OpenAIEmbeddings (what its vector stores call).
+  const lc = new OpenAIEmbeddings({ model: h.modelId, apiKey: h.apiKey, configuration: { baseURL: h.baseURL } });
+  const vecs = await lc.embedDocuments(docs);
+  const q = await lc.embedQuery(docs[2]!);
+  const best = vecs.map((v, i) => [cosineSimilarity(q, v), i] as const).sort((a, b) => b[0] - a[0])[0]![1];
+  t.equal(best, 2, 'LangChain: the identical document ranks first');
+  t.ok(compare(vecs[1]!, Float64Array.from(embeddings[1]!)).maxDiff < 1e-6, 'LangChain and the AI SDK get the same vectors');
 });
