@@ -44,18 +44,28 @@ export function embeddingInputs(ctx: ApiContext, input: EmbeddingsBody['input'],
   });
 }
 
-/** One pooled, normalized embedding per token list (run one after another, each with a slot). */
+/** Inputs of one request embedded at once: enough that every stage of a pipeline has one to run
+ *  (stage 0 takes input k+1 while stage 1 runs input k), within the request's slot share. */
+export const EMBED_WINDOW = 4;
+
+/** One pooled, normalized embedding per token list, in order (a few in flight, one group). */
 export async function embedTexts(ctx: ApiContext, lists: readonly Int32Array[], id: string, signal: AbortSignal): Promise<Float32Array[]> {
   const run = ctx.generator.hiddenStates?.bind(ctx.generator);
   if (run === undefined) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ['This server does not compute embeddings (its generator has no hidden states).']);
   const pooling: Pooling = ctx.model.embeddings?.pooling ?? 'mean';
-  const out: Float32Array[] = [];
-  for (let i = 0; i < lists.length; i++) {
-    admit(ctx, 1);
-    const tokens = lists[i]!;
-    const hidden = await run({ id: `${id}-${i}`, tokens, signal });
-    out.push(poolEmbedding(hidden, tokens.length, pooling));
-  }
+  admit(ctx, Math.min(EMBED_WINDOW, lists.length));
+  const out: Float32Array[] = new Array(lists.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < lists.length && !signal.aborted) {
+      const i = next++;
+      const tokens = lists[i]!;
+      const hidden = await run({ id: `${id}-${i}`, group: id, tokens, signal });
+      out[i] = poolEmbedding(hidden, tokens.length, pooling);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(EMBED_WINDOW, lists.length) }, lane));
+  if (signal.aborted) throw new HearthError('HEARTH_ERR_INVALID_REQUEST', ['the client went away']);
   return out;
 }
 

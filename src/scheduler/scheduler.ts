@@ -123,7 +123,7 @@ export class Scheduler implements Generator {
   async hiddenStates(req: EmbedRequest): Promise<Float32Array> {
     checkPromptIds(req.tokens, this.opts.vocabSize ?? null, this.opts.tokenizerVocab);
     if (req.tokens.length === 0 || req.tokens.length > this.opts.contextLength) throw new HearthError('HEARTH_ERR_CONTEXT_LENGTH', [this.opts.contextLength, req.tokens.length, '']);
-    const slot = await this.admission.acquire(req.id, req.signal);
+    const slot = await this.admission.acquire(req.group ?? req.id, req.signal);
     try {
       for (let attempt = 0; ; attempt++) {
         const seq = this.newSeqId(req.id, attempt);

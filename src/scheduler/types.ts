@@ -100,6 +100,8 @@ export type GenerateEvent =
 
 export interface EmbedRequest {
   readonly id: string;
+  /** The API request it belongs to (its inputs share one slot share, as a request's n choices do). */
+  readonly group?: string;
   readonly tokens: Int32Array;
   readonly signal?: AbortSignal;
 }
