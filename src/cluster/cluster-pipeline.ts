@@ -13,6 +13,7 @@ import type { Quant } from '../runtime/types.ts';
 import type { Pipeline, StepOutcome, StepRequest } from '../scheduler/types.ts';
 import { Coordinator, type ClusterSnapshot, type LivePlan, type NodeTrust, type WeightsGrantIssuer } from './coordinator.ts';
 import { HopStats, StageStats } from './hop-stats.ts';
+import { StepTrace, spansOf } from './step-trace.ts';
 import type { ModelCost } from './planner.ts';
 import type { PlanObjective } from './plan-choice.ts';
 import { wallMs } from '../bus/wall-clock.ts';
@@ -73,6 +74,10 @@ export interface ClusterPipeline extends Pipeline {
   readonly counts: { sent: number; chained: number };
   /** Installs (or removes) the spot-checker whose verdicts gate checked steps. */
   setVerifier(v: StepVerifier | null): void;
+  /** Starts (or stops) keeping each answered step's per-stage intervals (step-trace.ts); null
+   *  while off. For tests and benchmarks: off, it costs one comparison per result. */
+  setTrace(on: boolean): void;
+  readonly trace: StepTrace | null;
 }
 
 interface Pending {
@@ -120,6 +125,7 @@ class BusPipeline implements ClusterPipeline {
   private readonly liveWaiters = new Set<() => void>();
   private closed = false;
   private verifier: StepVerifier | null = null;
+  trace: StepTrace | null = null;
 
   constructor(opts: ClusterPipelineOptions) {
     this.bus = opts.bus;
@@ -168,6 +174,10 @@ class BusPipeline implements ClusterPipeline {
 
   setVerifier(v: StepVerifier | null): void {
     this.verifier = v;
+  }
+
+  setTrace(on: boolean): void {
+    this.trace = on ? (this.trace ?? new StepTrace()) : null;
   }
 
   setHopDelay(ms: number): void {
@@ -355,6 +365,7 @@ class BusPipeline implements ClusterPipeline {
     this.hops.add(m.hopMs, wallMs() - m.sentAt);
     this.stages.add(m.stageMs);
     if (m.error === null && m.token !== null) this.coordinator.meter.emit(performance.now());
+    if (this.trace !== null) this.trace.add({ seq: m.seq, stepId: m.stepId, spans: spansOf(m.sentAt, m.stageMs, m.hopMs) });
     if (m.error !== null) { p.reject(toError(m)); return; }
     if (m.epoch !== p.epoch) { p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()])); return; }
     const outcome: StepOutcome = {

@@ -38,6 +38,10 @@ export interface SchedulerOptions {
 
 /** Positions per exact chunk of a replay (an exact chunk copies the past once per chunk). */
 const EXACT_REPLAY_CHUNK = 32;
+/** Prefill chunks of one sequence in flight at once (issue 22 item 2): enough that every stage of
+ *  a pipeline has a chunk of the prompt to run (stage 0 runs chunk k+1 while stage 1 runs chunk
+ *  k), few enough that one prompt's activations do not pile up in a stage's queue. */
+export const PREFILL_WINDOW = 4;
 /** Chained decode burst with speculation on and no draft found: first length and cap. */
 const MIN_BURST = 4;
 const MAX_BURST = 64;
@@ -335,6 +339,11 @@ export class Scheduler implements Generator {
       forkArg = { from: fork.entry.seq, len: fork.len };
       pos = fork.len;
     }
+    // Chunks before the last are not awaited one by one: they flow through the stages together
+    // (a sequence's steps keep their order — one sender, and a stage runs a sequence's steps in
+    // arrival order). The first error among them is the one reported.
+    const inFlight: Promise<void>[] = [];
+    let chunkError: { e: unknown } | null = null;
     for (;;) {
       // The prompt goes in prefill chunks on the same boundaries every time it is fed; generated
       // tokens (fed again only by a replay after a worker loss) go in exact chunks, which give the
@@ -359,11 +368,20 @@ export class Scheduler implements Generator {
       rewind = false;
       pos = end;
       if (!last) {
-        await this.pipeline.step(step);
+        inFlight.push(this.pipeline.step(step).then(() => undefined, (e: unknown) => { chunkError ??= { e }; }));
+        if (inFlight.length >= PREFILL_WINDOW) await inFlight[inFlight.length - PREFILL_WINDOW];
+        if (chunkError !== null) { await Promise.all(inFlight); throw (chunkError as { e: unknown }).e; }
         continue;
       }
-      if (n > 1 && this.pipeline.decode !== undefined) yield* this.pipeline.decode(step, n, stop);
-      else yield await this.pipeline.step(step);
+      try {
+        if (n > 1 && this.pipeline.decode !== undefined) yield* this.pipeline.decode(step, n, stop);
+        else yield await this.pipeline.step(step);
+      } catch (e) {
+        // A chunk that failed first makes the last one fail too (its positions do not follow):
+        // report the cause, not the echo.
+        await Promise.all(inFlight);
+        throw chunkError !== null ? (chunkError as { e: unknown }).e : e;
+      }
       return;
     }
   }

@@ -89,6 +89,8 @@ export class StageRunner {
   /** Stages in the plan, and the run in which each decoding sequence last stepped here. */
   private stages = 1;
   private readonly lastRun = new Map<string, number>();
+  /** The run in which each sequence last had a prefill chunk run here (round robin, nextPrefill). */
+  private readonly prefillTurn = new Map<string, number>();
 
   constructor(engine: ShardEngine, opts: { maxBatch?: number; chunkBudget?: number } = {}) {
     this.engine = engine;
@@ -142,6 +144,7 @@ export class StageRunner {
   free(seq: string): void {
     this.histories.delete(seq);
     this.lastRun.delete(seq);
+    this.prefillTurn.delete(seq);
     this.arrived(seq);
     let dropped: Pending[] | null = null;
     for (let i = this.head; i < this.queue.length; i++) {
@@ -195,23 +198,46 @@ export class StageRunner {
     this.histories.clear();
   }
 
+  /**
+   * Queue index of the prefill chunk to run next: among the first queued chunk of each sequence
+   * (a sequence's steps run in order), the one whose sequence had a chunk run least recently.
+   * Prompts sent together take turns chunk by chunk (issue 22 item 2): with pipelined prefill a
+   * whole prompt's chunks arrive at once, and first come, first served made the fourth of four
+   * prompts wait for three whole prefills. -1: no prefill queued.
+   */
+  private nextPrefill(): number {
+    let best = -1;
+    let bestTurn = Number.POSITIVE_INFINITY;
+    const seen = new Set<string>();
+    for (let i = this.head; i < this.queue.length; i++) {
+      const it = this.queue[i]!.work.item;
+      if (seen.has(it.seq)) continue;
+      seen.add(it.seq);
+      if (it.n <= 1) continue;
+      const turn = this.prefillTurn.get(it.seq) ?? -1;
+      if (turn < bestTurn) { best = i; bestTurn = turn; }
+    }
+    return best;
+  }
+
   private takeBatch(): Pending[] {
     // Decode steps (n = 1) of distinct sequences batch together; at most one prefill chunk rides
     // along so a long prompt cannot starve the streams that are already decoding.
     const batch: Pending[] = [];
     const seqs = new Set<string>();
-    let prefill = false;
     let decodes = 0;
     const cap = this.decodeCap();
     const rest: Pending[] = [];
+    const pick = this.nextPrefill();
     for (let i = this.head; i < this.queue.length; i++) {
       const p = this.queue[i]!;
       const isPrefill = p.work.item.n > 1;
-      if (batch.length < this.maxBatch && !seqs.has(p.work.item.seq) && (isPrefill ? !prefill : decodes < cap)) {
+      if (batch.length < this.maxBatch && !seqs.has(p.work.item.seq) && (isPrefill ? i === pick : decodes < cap)) {
         batch.push(p);
         seqs.add(p.work.item.seq);
         if (isPrefill) {
-          prefill = true;
+          this.prefillTurn.set(p.work.item.seq, this.stats.runs);
+          if (this.prefillTurn.size > 4096) this.prefillTurn.delete(this.prefillTurn.keys().next().value as string);
         } else {
           this.lastRun.set(p.work.item.seq, this.stats.runs);
           decodes++;
