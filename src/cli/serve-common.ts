@@ -3,13 +3,13 @@
 
 import os from 'node:os';
 import path from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
 import { parseFlags as parseArgs } from './flags.ts';
 import { checkBindSafety, loadConfig, type HearthConfig } from '../config/index.ts';
 import { generateCheckpoint } from '../model/index.ts';
 import { createLogger, type Logger } from '../observability/index.ts';
-import { resolveOrPullModel } from './served-model.ts';
+import { DEMO_MARKER, resolveOrPullModel } from './served-model.ts';
 
 export const SERVE_OPTIONS = {
   config: { type: 'string' },
@@ -54,6 +54,15 @@ export function flagsFrom(values: Record<string, unknown>): Record<string, unkno
   return flags;
 }
 
+/**
+ * How the offline demo is made. It serves agents (issue 21 item 4): a context of 131,072 tokens
+ * (coding agents send 7k-17k-token prompts and ask for 32k-64k tokens; the KV cache grows on
+ * demand, so an unused context costs nothing) and turns that end (endTokenBias: its random text
+ * reaches <|im_end|> within some tens to hundreds of tokens). A cached demo made by another recipe
+ * is made again (DEMO_MARKER holds the recipe it was made with).
+ */
+export const DEMO_RECIPE = Object.freeze({ preset: 'tiny-qwen3', seed: 1, maxPositions: 131_072, endTokenBias: 5.5 } as const);
+
 /** Where `hearth up` keeps the offline demo checkpoint. */
 export function demoModelDir(): string {
   return path.join(process.env['HEARTH_HOME'] ?? path.join(os.homedir(), '.cache', 'hearth'), 'demo', 'hearth-demo-tiny-qwen3');
@@ -78,9 +87,7 @@ export async function prepareServe(values: Record<string, unknown>, name: string
   } else {
     modelDir = demoModelDir();
     demo = true;
-    if (!existsSync(path.join(modelDir, 'config.json'))) {
-      await generateCheckpoint(modelDir, { preset: 'tiny-qwen3', seed: 1 });
-    }
+    await ensureDemo(modelDir);
     process.stderr.write(
       `hearth: no --model given, so this serves a tiny RANDOM demo checkpoint generated offline at ${modelDir}.\n` +
         `        It answers with nonsense; it is here to show the cluster working. For a real model (pulled on first use):\n` +
@@ -88,6 +95,15 @@ export async function prepareServe(values: Record<string, unknown>, name: string
     );
   }
   return { cfg, log, modelDir, demo, ...(demo ? { notice: DEMO_NOTICE } : {}) };
+}
+
+/** The demo checkpoint at `dir`, made (again) unless it is there from this recipe. */
+export async function ensureDemo(dir: string): Promise<void> {
+  const recipe = JSON.stringify(DEMO_RECIPE);
+  const marker = path.join(dir, DEMO_MARKER);
+  if (existsSync(path.join(dir, 'config.json')) && existsSync(marker) && readFileSync(marker, 'utf8') === recipe) return;
+  await generateCheckpoint(dir, DEMO_RECIPE);
+  writeFileSync(marker, recipe);
 }
 
 /** Resolves on the first SIGINT/SIGTERM. */

@@ -69,6 +69,10 @@ export async function resolveOrPullModel(arg: string, signal?: AbortSignal): Pro
  *  stage of a Llama 3.2 3B). Longer contexts are one setting away. */
 export const DEFAULT_MAX_CONTEXT = 32_768;
 
+/** The file the offline demo is marked with (serve-common.ts ensureDemo): such a checkpoint is
+ *  served at its whole context by default, the one it was made for. */
+export const DEMO_MARKER = 'hearth-demo.json';
+
 /** Everything the API needs to know about the model it serves. */
 export async function loadServedModel(dir: string, id: string | null, maxContext: number | null, notice?: string): Promise<{ model: ServedModel; config: ModelConfig }> {
   const ckpt = openCheckpoint(dir);
@@ -79,7 +83,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
   const model: ServedModel = {
     id: id ?? path.basename(path.resolve(dir)),
     family: config.family,
-    contextLength: Math.min(maxContext ?? DEFAULT_MAX_CONTEXT, config.maxPositions),
+    contextLength: Math.min(maxContext ?? (existsSync(path.join(dir, DEMO_MARKER)) ? config.maxPositions : DEFAULT_MAX_CONTEXT), config.maxPositions),
     tokenizer,
     template,
     templateSource: chatTemplateSource(dir),

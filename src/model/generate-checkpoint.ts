@@ -211,6 +211,13 @@ export interface GenerateOptions extends Partial<ModelShape> {
   readonly tokenizer?: boolean | 'full';
   /** Called after each piece written: bytes of tensor data so far and in all. */
   readonly onProgress?: (written: number, total: number) => void;
+  /** Makes a random model end its turns (the offline demo serves agents, issue 21 item 4): every
+   *  token's embedding carries the same value in its last dimension, and nothing writes there
+   *  (that row of each o_proj/down_proj is zero) nor reads it (layer norms weigh it 0), so the final
+   *  hidden state has that component whatever the text; the output row of <|im_end|> weighs it
+   *  `endTokenBias` more, a steady lift of its logit. Every other row shares the level: their
+   *  logits shift alike, which softmax does not see. Default: no change. */
+  readonly endTokenBias?: number;
 }
 
 /** Values per piece written (16 MB of fp32): what the generator holds at once, whatever the model. */
@@ -548,6 +555,34 @@ async function writeCutTokenizer(dir: string, vocabSize: number, endoftext: numb
   await fs.promises.writeFile(path.join(dir, 'tokenizer_config.json'), json(fitted.tokenizerConfig));
 }
 
+/** The level every embedding carries in its last dimension under endTokenBias (see GenerateOptions). */
+const END_LEVEL = 8;
+
+/** The last-dimension value of each row of `tensor` under endTokenBias: the embedding carries the
+ *  level; the output rows (the same rows when tied) read it, <|im_end|>'s `bias` more. */
+function endLift(tensor: string, tied: boolean, endRow: number, bias: number): (row: number) => number {
+  const input = tensor === EMBED_TOKENS ? END_LEVEL : 0;
+  const output = tensor === LM_HEAD || tied;
+  return (row) => (output && row === endRow ? input + bias : input);
+}
+
+/** Under endTokenBias, the values of a layer tensor that would write or read the last hidden
+ *  dimension: an output projection's last row, a layer norm's last weight. */
+function quietRange(name: string, shape: readonly number[], hidden: number): [number, number] | null {
+  if (/\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name) && shape[0] === hidden) return [(hidden - 1) * shape[1]!, hidden * shape[1]!];
+  if (/\.(input_layernorm|post_attention_layernorm)\.weight$/.test(name)) return [hidden - 1, hidden];
+  return null;
+}
+
+/** Sets the last value of each [hidden]-long row that `part` (the tensor's values from `at`) holds. */
+function setLastColumn(part: Float32Array, at: number, hidden: number, value: (row: number) => number): void {
+  const first = Math.ceil((at + 1) / hidden) - 1;
+  for (let row = Math.max(0, first); (row + 1) * hidden - 1 < at + part.length; row++) {
+    const i = (row + 1) * hidden - 1 - at;
+    if (i >= 0) part[i] = value(row);
+  }
+}
+
 /** Writes a deterministic random checkpoint folder (created if needed; files overwritten). */
 export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}): Promise<void> {
   const shape = resolveShape(opts);
@@ -585,7 +620,13 @@ export async function generateCheckpoint(dir: string, opts: GenerateOptions = {}
     for (const s of group) {
       const { mean, std } = initFor(s.name, s.shape, shape.hiddenSize);
       // The family joins the stream name so same-seed models of different families differ.
+      const lift = opts.endTokenBias !== undefined && (s.name === EMBED_TOKENS || s.name === LM_HEAD) ? endLift(s.name, cfg.tieEmbeddings, ids.imEnd, opts.endTokenBias) : null;
+      const quiet = opts.endTokenBias !== undefined ? quietRange(s.name, s.shape, shape.hiddenSize) : null;
+      let at = 0;
       for (const part of fillParts(numel(s.shape), seed, `${shape.family}/${s.name}`, mean, std, WRITE_CHUNK)) {
+        if (lift !== null) setLastColumn(part, at, shape.hiddenSize, lift);
+        if (quiet !== null) for (let i = Math.max(quiet[0], at); i < Math.min(quiet[1], at + part.length); i++) part[i - at] = 0;
+        at += part.length;
         w.writePart(s.name, part);
         totalSize += part.length * DTYPE_BYTES[s.dtype];
         opts.onProgress?.(totalSize, allBytes);
