@@ -12,6 +12,7 @@ import { HearthError } from '../errors/index.ts';
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--rounds 3] [--json]
+hearth bench --cluster --joins --model DIR [--quant int4] [--context 1024] [--prompt-tokens 2048] [--decode-tokens N] [--json]
 hearth bench --cluster --figures --model DIR [--quant int4] [--workers 1,2,3] [--decode-tokens N] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 hearth bench --planner-live --model DIR [--slowdown 8] [--json]
@@ -25,6 +26,10 @@ then this process's own load (a cache hit once a shard cache exists); --single-l
 delay (the delayed single stream ÷ the 0 ms one). Ratios come from one run (the best of --rounds).
 Then each worker's peak RSS (VmHWM) against its weights + KV in use as the planner counts them, the
 gateway's own, and stage balance (median ms per step on each stage).
+--cluster --joins: a worker joins a stream of --context tokens served by one worker (equal, then one that
+moves layers off a --slowdown 3 worker): largest gap ÷ median (goal ≤ 3), text identical to an undisturbed
+run; TTFT of a --prompt-tokens prompt on 2 workers ÷ 1 (goal ≤ 0.6); four such prompts sent together on 2
+workers, last first token ÷ first (goal ≤ 1.5). Each worker 1 thread.
 --cluster --figures: for 1, 2, 3 (--workers) worker processes, the gateway's predicted single-stream tok/s
 (from the plan's own measured stage + hop times, after a warm-up stream) ÷ what this client measures on
 the next stream alone (goal 0.75–1.25), beside the planner's probe figure ÷ the same.
@@ -75,6 +80,8 @@ export async function run(argv: string[]): Promise<number> {
       rounds: { type: 'string' },
       speculate: { type: 'boolean', default: false },
       figures: { type: 'boolean', default: false },
+      joins: { type: 'boolean', default: false },
+      context: { type: 'string', default: '1024' },
       workers: { type: 'string', default: '1,2,3' },
       'planner-live': { type: 'boolean', default: false },
       slowdown: { type: 'string', default: '8' },
@@ -105,6 +112,18 @@ export async function run(argv: string[]): Promise<number> {
     const { benchPlannerLive, formatBenchPlannerLive } = await import('../cluster/bench-planner-live.ts');
     const r = await benchPlannerLive({ modelDir: values.model, slowdown: int('slowdown', values.slowdown, 1), ...(values.threads === undefined ? {} : { threads }), onProgress: progress });
     process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchPlannerLive(r) + '\n');
+    return 0;
+  }
+  if (values.cluster && values.joins) {
+    const { benchJoins, formatBenchJoins } = await import('../cluster/bench-joins.ts');
+    const r = await benchJoins({
+      modelDir: values.model, quant,
+      context: int('context', values.context, 1),
+      prefillTokens: values['prompt-tokens'] === '128' ? 2048 : int('prompt-tokens', values['prompt-tokens'], 1),
+      decodeTokens: int('decode-tokens', values['decode-tokens'], 17),
+      onProgress: progress,
+    });
+    process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchJoins(r) + '\n');
     return 0;
   }
   if (values.cluster && values.figures) {
