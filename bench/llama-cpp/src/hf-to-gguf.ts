@@ -36,10 +36,17 @@ interface HfConfig {
   bos_token_id?: number | null;
   eos_token_id?: number | number[] | null;
   pad_token_id?: number | null;
+  // Mixture of experts (issue 23): qwen3_moe and mixtral.
+  num_experts?: number;
+  num_local_experts?: number;
+  num_experts_per_tok?: number;
+  moe_intermediate_size?: number;
+  mlp_only_layers?: number[];
+  decoder_sparse_step?: number;
 }
 
 /** HF model_type → llama.cpp architecture. Mistral runs as llama there. */
-const ARCH: Record<string, string> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
+const ARCH: Record<string, string> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', qwen3_moe: 'qwen3moe', mixtral: 'llama' };
 
 export interface ConvertResult {
   readonly file: string;
@@ -95,6 +102,19 @@ function firstId(v: number | number[] | null | undefined): number | null {
   return null;
 }
 
+/** The MoE layout of a qwen3_moe / mixtral config (which layers route, HF names), or null. */
+function moeOf(cfg: HfConfig): { experts: number; sparse: (i: number) => boolean; naming: { block: string; gate: string; up: string; down: string } } | null {
+  if (cfg.model_type === 'mixtral') {
+    return { experts: cfg.num_local_experts ?? 8, sparse: () => true, naming: { block: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2' } };
+  }
+  if (cfg.model_type !== 'qwen3_moe') return null;
+  const only = new Set(cfg.mlp_only_layers ?? []);
+  const step = cfg.decoder_sparse_step ?? 1;
+  // llama.cpp's qwen3moe graph routes every layer: a dense layer cannot be written for it.
+  for (let i = 0; i < cfg.num_hidden_layers; i++) if (only.has(i) || (i + 1) % step !== 0) throw new Error(`qwen3moe GGUF: layer ${i} is dense (mlp_only_layers / decoder_sparse_step); llama.cpp routes every layer`);
+  return { experts: cfg.num_experts ?? 8, sparse: () => true, naming: { block: 'mlp', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' } };
+}
+
 export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0'): ConvertResult {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as HfConfig;
   const genPath = path.join(dir, 'generation_config.json');
@@ -146,7 +166,7 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
     if (!r) throw new Error(`${dir}: tensor ${name} is missing`);
     return r;
   };
-  const add = (name: string, ref: TensorRef | Float32Array, type: GgmlType, dims: number[], transform?: (w: Float32Array) => Float32Array): void => {
+  const add = (name: string, ref: TensorRef | Float32Array | (() => Float32Array), type: GgmlType, dims: number[], transform?: (w: Float32Array) => Float32Array): void => {
     // Q4_0/Q8_0 need whole 32-value blocks per row; llama-quantize falls back for odd widths too.
     // K-quants need whole 256-value super-blocks per row; llama-quantize then uses Q5_0 for Q4_K
     // and Q8_0 for Q6_K (llama_tensor_get_type's fallback).
@@ -158,7 +178,7 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
       dims,
       type: t,
       data: () => {
-        let w = ref instanceof Float32Array ? ref : readF32(ref);
+        let w = ref instanceof Float32Array ? ref : typeof ref === 'function' ? ref() : readF32(ref);
         if (transform) w = transform(w);
         const bytes = new Uint8Array(byteSize(t, w.length));
         encode(t, w, bytes);
@@ -183,6 +203,12 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
   matrix('token_embd.weight', 'model.embed_tokens.weight', undefined, embedType);
   if (ropeKind === 'llama3') add('rope_freqs.weight', llama3RopeFactors(cfg, headDim), GGML.F32, [headDim / 2]);
   const permute = arch === 'llama';
+  const moe = moeOf(cfg);
+  if (moe !== null) {
+    meta.set(`${arch}.expert_count`, u32(moe.experts));
+    meta.set(`${arch}.expert_used_count`, u32(cfg.num_experts_per_tok ?? 2));
+    if (cfg.moe_intermediate_size !== undefined) meta.set(`${arch}.expert_feed_forward_length`, u32(cfg.moe_intermediate_size));
+  }
   const qPerm = permute ? (w: Float32Array): Float32Array => permuteRows(w, heads, w.length / (heads * headDim)) : undefined;
   const kPerm = permute ? (w: Float32Array): Float32Array => permuteRows(w, kvHeads, w.length / (kvHeads * headDim)) : undefined;
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
@@ -203,6 +229,24 @@ export function convertCheckpoint(dir: string, out: string, quant: Quant = 'q4_0
       vector(b + 'attn_k_norm.weight', p + 'self_attn.k_norm.weight');
     }
     vector(b + 'ffn_norm.weight', p + 'post_attention_layernorm.weight');
+    if (moe !== null && moe.sparse(i)) {
+      // Routed experts as llama.cpp's MoE builds them (convert_hf_to_gguf.py Qwen3MoeModel /
+      // MixtralModel): the router ffn_gate_inp [H → E], then each projection of all E experts
+      // stacked in one 3-D tensor, ffn_{gate,up}_exps [E][I, H] and ffn_down_exps [E][H, I].
+      const q = moe.naming;
+      matrix(b + 'ffn_gate_inp.weight', `${p}${q.block}.gate.weight`, undefined, GGML.F32);
+      for (const [gg, hf] of [['ffn_gate_exps', q.gate], ['ffn_up_exps', q.up], ['ffn_down_exps', q.down]] as const) {
+        const refsE = Array.from({ length: moe.experts }, (_, e) => need(`${p}${q.block}.experts.${e}.${hf}.weight`));
+        const [rows, cols] = refsE[0]!.shape as [number, number];
+        const stack = (): Float32Array => {
+          const all = new Float32Array(moe.experts * rows * cols);
+          refsE.forEach((r, e) => all.set(readF32(r), e * rows * cols));
+          return all;
+        };
+        add(b + gg + '.weight', stack, gg === 'ffn_down_exps' && kM && moreBits(i, cfg.num_hidden_layers) ? GGML.Q6_K : wType, [cols, rows, moe.experts]);
+      }
+      continue;
+    }
     matrix(b + 'ffn_gate.weight', p + 'mlp.gate_proj.weight');
     matrix(b + 'ffn_up.weight', p + 'mlp.up_proj.weight');
     matrix(b + 'ffn_down.weight', p + 'mlp.down_proj.weight', undefined, kM && moreBits(i, cfg.num_hidden_layers) ? GGML.Q6_K : wType);
