@@ -9,7 +9,7 @@ import { modelCostsFromCheckpoint, tryPlan } from '../src/cluster/index.ts';
 import { expertReadFraction } from '../src/cluster/moe-costs.ts';
 import { generateCheckpoint, openCheckpoint, resolveShape, shapeToConfig } from '../src/model/index.ts';
 
-async function costs(t: Test, preset: 'tiny-qwen3-moe' | 'tiny-qwen3', quant: 'none' | 'int4') {
+async function costs(t: Test, preset: 'tiny-qwen3-moe' | 'tiny-qwen3' | 'tiny-mixtral', quant: 'none' | 'int4') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-moe-costs-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   await generateCheckpoint(dir, { preset, vocabSize: 512, tokenizer: false });
@@ -44,4 +44,16 @@ t.test('a dense model reads every weight; a batch reads the union of its experts
   t.equal(expertReadFraction(a3b), 8 / 128);
   t.ok(Math.abs(expertReadFraction(a3b, 8) - (1 - (120 / 128) ** 8)) < 1e-12, '8 rows: 1 - (1 - k/E)^8 of the experts');
   t.equal(expertReadFraction(shapeToConfig(resolveShape({ preset: 'tiny-qwen3' })), 8), 1);
+});
+
+t.test('mixtral int4: experts (w1/w3/w2) are counted as the int4 the engine builds', async (t) => {
+  const cost = await costs(t, 'tiny-mixtral', 'int4');
+  // Block 32: each row of K values is K/32 blocks of 16 packed bytes + a 4-byte scale.
+  const int4 = (rows: number, cols: number): number => rows * (cols / 32) * 20;
+  const H = 64;
+  const I = 64;
+  const E = 4;
+  const attention = int4(64, H) + int4(32, H) + int4(32, H) + int4(H, 64);
+  const want = attention + 2 * H * 4 + E * H * 4 + E * (2 * int4(I, H) + int4(H, I));
+  t.same(cost.layerBytes, [want, want, want, want], `${want} bytes a layer (router and norms fp32)`);
 });

@@ -87,7 +87,7 @@ export function kvBytesPerLayer(config: ModelConfig, kvTokens: number, elementBy
 function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { bytes: number; prepack: number } {
   const info = ckpt.info(name);
   const shape = info.shape;
-  const matrix = shape.length === 2 && /proj\.weight$/.test(name);
+  const matrix = shape.length === 2 && /proj\.weight$|\.experts\.\d+\.w[123]\.weight$/.test(name); // mixtral experts: w1/w3/w2
   if (quant === 'int4' && matrix) {
     const [rows, cols] = shape as [number, number];
     const bytes = raggedBits(cols) === 8 ? int8MatrixBytes(rows, cols, block) : int4MatrixBytes(rows, cols, block);
