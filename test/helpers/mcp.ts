@@ -37,10 +37,13 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** server-everything over Streamable HTTP on 127.0.0.1; resolves with its /mcp URL once it listens. */
-export async function startEverythingHttp(t: Tap): Promise<string> {
+/**
+ * server-everything over Streamable HTTP (its /mcp URL) or the older HTTP+SSE transport (its /sse
+ * URL) on 127.0.0.1; resolves once it listens.
+ */
+export async function startEverythingHttp(t: Tap, mode: 'streamableHttp' | 'sse' = 'streamableHttp'): Promise<string> {
   const port = await freePort();
-  const child = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], { env: { PATH: process.env['PATH'] ?? '', PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [EVERYTHING, mode], { env: { PATH: process.env['PATH'] ?? '', PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     child.kill('SIGKILL');
   });
@@ -49,7 +52,7 @@ export async function startEverythingHttp(t: Tap): Promise<string> {
     const timer = setTimeout(() => reject(new Error(`server-everything did not listen in 30 s: ${log}`)), 30_000);
     const onData = (b: Buffer): void => {
       log += b.toString();
-      if (/listening on port/i.test(log)) {
+      if (/listening on port|running on port/i.test(log)) {
         clearTimeout(timer);
         resolve();
       }
@@ -58,5 +61,5 @@ export async function startEverythingHttp(t: Tap): Promise<string> {
     child.stderr.on('data', onData);
     child.once('exit', (code) => reject(new Error(`server-everything exited (${code}): ${log}`)));
   });
-  return `http://127.0.0.1:${port}/mcp`;
+  return `http://127.0.0.1:${port}/${mode === 'sse' ? 'sse' : 'mcp'}`;
 }
