@@ -76,10 +76,10 @@ t.test('bad checkpoints: one-line messages naming file and tensor', async (t) =>
   const cfgPath = path.join(a, 'config.json');
   const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
   fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'gpt2' }));
-  throwsMsg(t, () => openCheckpoint(a), 'config.json: model_type "gpt2" is not supported; supported: llama, qwen2, qwen3, mistral', 'model_type gpt2');
+  throwsMsg(t, () => openCheckpoint(a), 'config.json: model_type "gpt2" is not supported; supported: llama, qwen2, qwen3, mistral, qwen3_moe, mixtral', 'model_type gpt2');
   delete cfg['model_type'];
   fs.writeFileSync(cfgPath, JSON.stringify(cfg));
-  throwsMsg(t, () => openCheckpoint(a), 'config.json: model_type null is not supported; supported: llama, qwen2, qwen3, mistral', 'no model_type');
+  throwsMsg(t, () => openCheckpoint(a), 'config.json: model_type null is not supported; supported: llama, qwen2, qwen3, mistral, qwen3_moe, mixtral', 'no model_type');
 
   // config.json that is not JSON, or asks for what hearth does not run.
   fs.writeFileSync(cfgPath, '{"model_type": "llama",');
