@@ -3,6 +3,7 @@
 // GET /v1/cluster. State lives in NATS messages only: a restarted gateway says `hello` and the
 // workers announce themselves again.
 
+import os from 'node:os';
 import { HEARTBEAT_MS, NODE_TIMEOUT_MS, senderOf, subjects, type AnnounceMsg, type HeartbeatMsg, type LoadedMsg, type ModelRef, type PlanStage, type ProbeReplyMsg, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { wallMs } from '../bus/wall-clock.ts';
@@ -98,6 +99,10 @@ export interface NodeSnapshot {
   readonly linkMs: number | null;
   /** Why this node holds no stage (null when it holds one or is not a candidate). */
   readonly idleReason: string | null;
+  /** For a node that holds no stage: what would make the cluster use it (issue 22 item 4). */
+  readonly useWhen: string | null;
+  /** Runs on the gateway's machine (its name is this host's name, or `hearth up`'s HOST-N). */
+  readonly here: boolean;
   /** Why the node was dropped from the plan for bad work (a failed spot check), when it was. */
   readonly distrusted?: { readonly at: number; readonly reason: string };
 }
@@ -130,6 +135,8 @@ export interface ClusterSnapshot {
   readonly nodes: readonly NodeSnapshot[];
   /** The planner's prediction for the running plan (null without one). */
   readonly forecast: PlanForecast | null;
+  /** The gateway's host name (the page marks the row of this machine). */
+  readonly host: string;
 }
 
 interface Member {
@@ -294,6 +301,7 @@ export class Coordinator {
     const speeds = msPerMbOf(cands, this.perf());
     const avgLayerMb = rangeCostMb({ ...this.opts.cost, headCost: 0 }, 0, this.opts.cost.numLayers) / Math.max(1, this.opts.cost.numLayers);
     const idleWhy = new Map((this.current?.idle ?? []).map((i) => [i.node, i.why]));
+    const host = os.hostname();
     const nodes = [...this.members.values()]
       .sort((a, b) => (a.info.id < b.info.id ? -1 : 1))
       .map((m): NodeSnapshot => ({
@@ -319,9 +327,11 @@ export class Coordinator {
         speedBasis: m.msPerMb !== null ? 'measured' : 'probe',
         linkMs: m.legMs === null ? null : round3(m.legMs),
         idleReason: idleWhy.get(m.info.id) ?? null,
+        useWhen: rangeOf.has(m.info.id) || m.state === 'lost' || m.state === 'distrusted' ? null : useWhen(idleWhy.get(m.info.id) ?? null, this.opts.objective ?? 'fastest'),
+        here: m.info.name === host || m.info.name.startsWith(`${host}-`),
         ...(m.distrusted !== undefined ? { distrusted: { ...m.distrusted } } : {}),
       }));
-    return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes, forecast: this.forecast() };
+    return { epoch: this.epochNo, model: this.opts.model.name, live: this.plan()?.live ?? false, error: this.noPlan, stages: this.current?.stages ?? [], nodes, forecast: this.forecast(), host };
   }
 
   /** The running plan's prediction next to what its stages measured since. */
@@ -814,6 +824,18 @@ export class Coordinator {
     const p = this.plan();
     for (const l of this.listeners) l(p, reason);
   }
+}
+
+/** What would make the cluster use an idle node, from why it is idle. */
+function useWhen(why: string | null, objective: PlanObjective): string {
+  if (why === null) return 'it is used once the next plan is made (it has just joined, or no plan serves yet)';
+  if (/fits in memory|smallest stage needs/.test(why)) return 'give it more memory (hearth worker --memory), or serve a model whose layers fit in what it offers';
+  if (/reports no speed/.test(why)) return 'restart it so that its speed probe runs (or pass --speed)';
+  if (/was dropped|distrusted/.test(why)) return 'nothing while this gateway runs: its work failed a spot check';
+  const balanced = objective === 'balanced'
+    ? ''
+    : '; or start the gateway with cluster.plan "balanced" to give every device that adds capacity a share (more streams at once, one stream a little slower)';
+  return `a plan with it must be predicted at least 15% faster than the plan serving: a model too big for the devices serving now, a device serving now that is slower or farther than this one, or more threads here${balanced}`;
 }
 
 function round3(x: number): number {

@@ -98,6 +98,7 @@ function renderCluster(body) {
     ? 'No worker is connected now (every worker has left or was lost), so nothing can answer.'
     : 'No worker has joined yet, so nothing can answer.';
   const join = body.join ?? null;
+  renderConnect(typeof model.id === 'string' ? model.id : null, join !== null && typeof join.command === 'string' ? join.command : null);
   $('join-help').hidden = join === null || typeof join.command !== 'string';
   if (join !== null && typeof join.command === 'string') $('join-cmd').textContent = join.command;
   $('join-note').hidden = join === null || typeof join.note !== 'string';
@@ -150,16 +151,48 @@ function renderCluster(body) {
 /** @type {Map<string, HTMLLIElement>} */
 const rows = new Map();
 
+/** The base URL, a request to copy and the join line: always shown, with or without workers. */
+function renderConnect(modelId, joinCommand) {
+  const base = `${location.origin}/v1`;
+  setText(document, '#base-url', base);
+  const auth = state.apiKey !== '' || $('key-form').hidden === false ? ' -H "Authorization: Bearer $HEARTH_API_KEY"' : '';
+  const body = JSON.stringify({ model: modelId ?? 'MODEL', messages: [{ role: 'user', content: 'Hello!' }] });
+  setText(document, '#curl-cmd', `curl ${base}/chat/completions${auth} -H "Content-Type: application/json" -d '${body}'`);
+  $('join-line').hidden = joinCommand === null;
+  if (joinCommand !== null) setText(document, '#join-line-cmd', joinCommand);
+}
+
+document.addEventListener('click', (ev) => {
+  const b = /** @type {HTMLElement | null} */ (ev.target instanceof HTMLElement ? ev.target.closest('button[data-copy]') : null);
+  if (b === null) return;
+  const text = $(b.dataset.copy ?? '').textContent ?? '';
+  const done = () => { b.textContent = 'Copied'; setTimeout(() => { b.textContent = 'Copy'; }, 1500); };
+  // The clipboard API needs a secure context (https or localhost); elsewhere select the text.
+  if (navigator.clipboard !== undefined) navigator.clipboard.writeText(text).then(done, () => selectText(b.dataset.copy ?? ''));
+  else selectText(b.dataset.copy ?? '');
+});
+
+function selectText(id) {
+  const r = document.createRange();
+  r.selectNodeContents($(id));
+  const sel = window.getSelection();
+  sel?.removeAllRanges();
+  sel?.addRange(r);
+}
+
 function createRow(id) {
   const li = /** @type {HTMLLIElement} */ (el('li', 'node'));
   li.dataset.nodeId = id;
   const head = el('div', 'node-head');
-  head.append(el('span', 'node-name'), el('span', 'badge'), el('span', 'node-facts'), el('span', 'node-toks'));
+  const here = el('span', 'here');
+  here.textContent = 'this machine';
+  here.hidden = true;
+  head.append(el('span', 'node-name'), here, el('span', 'badge'), el('span', 'node-facts'), el('span', 'node-toks'));
   const track = el('div', 'layer-track');
   track.append(el('div', 'layer-range'));
   const memBar = el('div', 'mem-bar');
   memBar.append(el('div', 'mem-used'), el('div', 'mem-kv'));
-  li.append(head, track, el('span', 'range-text'), memBar, el('span', 'mem-text'), el('span', 'idle-reason'));
+  li.append(head, track, el('span', 'range-text'), memBar, el('span', 'mem-text'), el('span', 'idle-reason'), el('span', 'use-when'));
   return li;
 }
 
@@ -185,6 +218,9 @@ function updateRow(li, n, numLayers) {
   setText(li, '.node-facts', parts.join(' · '));
   const idle = setText(li, '.idle-reason', typeof n.idleReason === 'string' ? n.idleReason : '');
   idle.hidden = typeof n.idleReason !== 'string';
+  /** @type {HTMLElement} */ (li.querySelector('.here')).hidden = n.here !== true;
+  const use = setText(li, '.use-when', typeof n.useWhen === 'string' ? `What would make the cluster use it: ${n.useWhen}.` : '');
+  use.hidden = typeof n.useWhen !== 'string';
   setText(li, '.node-toks', `${fmtNum(n.tokS)} tok/s`);
 
   // The layer track: the whole model from layer 0 to numLayers-1, this node's [start, end) filled.
