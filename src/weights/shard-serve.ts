@@ -1,23 +1,24 @@
 // The gateway's side of "a layer range is quantized once per cluster and fetched as int4" (issue 20).
 // The gateway holds the checkpoint and is trusted, so it builds each assigned stage once with the
-// same builder a worker would run (prepareShardFiles, into the gateway's shard cache, in a worker
-// thread) and serves the entry's files; workers fetch them instead of the bf16 tensors and load
-// them as they are. Without this every node fetched 2 bytes a weight and quantized its range itself.
+// same builder a worker would run (prepareShardFiles, into the gateway's shard cache, in a child
+// process: see shard-serve-child.ts) and serves the entry's files; workers fetch them instead of
+// the bf16 tensors and load them as they are. Without this every node fetched 2 bytes a weight
+// and quantized its range itself.
 //
 // - One build at a time (bounded memory: the builder streams weights to files, one matrix of
 //   scratch), queued when an assignment is made; a worker asking for a stage moves it to the front.
 // - Content-addressed: a stage's identity is its cache key (checkpoint digests, range, build
 //   options, builderVersion()); a re-plan or a restart finds ranges already built in the cache.
 
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Quant } from '../model/index.ts';
 import type { KvDtype } from '../model/onnx/index.ts';
 import { ShardCache } from '../runtime/shard-cache.ts';
-import { spawnThread } from '../runtime/spawn-thread.ts';
 import { SHARD_MANIFEST_VERSION, type ShardManifest, type ShardManifestFile } from './manifest-types.ts';
-import type { ShardBuildJob, ShardBuildReply } from './shard-serve-thread.ts';
+import type { ShardBuildJob, ShardBuildReply } from './shard-serve-child.ts';
 
 export interface ShardBuildsOptions {
   readonly modelDir: string;
@@ -50,6 +51,8 @@ export class ShardBuilds {
   #running = false;
   #closed = false;
   #extras: ShardManifestFile[] | null = null;
+  /** The build process running now, if any (killed on close). */
+  #child: ChildProcess | null = null;
   /** Builds finished (ready or failed): tests and logs. */
   builds = 0;
 
@@ -87,6 +90,7 @@ export class ShardBuilds {
   close(): void {
     this.#closed = true;
     this.#queue = [];
+    this.#child?.kill('SIGKILL');
   }
 
   #pump(): void {
@@ -98,9 +102,9 @@ export class ShardBuilds {
     this.#states.set(rangeKey(start, end), { status: 'building' });
     const t0 = Date.now();
     void this.#build(start, end).then(
-      (ready) => {
+      ({ peakRss, ...ready }) => {
         this.#states.set(rangeKey(start, end), ready);
-        this.#o.log?.info({ range: [start, end], key: ready.manifest.key, ms: Date.now() - t0, bytes: ready.manifest.files.reduce((n, f) => n + f.size, 0) }, `${this.#o.quant} shard ready to serve`);
+        this.#o.log?.info({ range: [start, end], key: ready.manifest.key, ms: Date.now() - t0, bytes: ready.manifest.files.reduce((n, f) => n + f.size, 0), buildPeakRss: peakRss }, `${this.#o.quant} shard ready to serve`);
       },
       (e: unknown) => {
         const error = e instanceof Error ? e.message : String(e);
@@ -114,17 +118,26 @@ export class ShardBuilds {
     });
   }
 
-  async #build(start: number, end: number): Promise<ShardState & { status: 'ready' }> {
+  async #build(start: number, end: number): Promise<ShardState & { status: 'ready'; peakRss: number }> {
     const job: ShardBuildJob = { modelDir: this.#o.modelDir, start, end, quant: this.#o.quant, cacheDir: this.#o.cacheDir, int4Block: this.#o.int4Block, kvDtype: this.#o.kvDtype };
     const reply = await new Promise<ShardBuildReply>((resolve, reject) => {
-      const w = spawnThread(new URL('./shard-serve-thread.ts', import.meta.url), { workerData: job });
-      let got: ShardBuildReply | null = null;
-      w.once('message', (m: ShardBuildReply) => {
-        got = m;
-        void w.terminate(); // the thread's scratch goes with it
+      // node -e: register tsx (hearth runs its .ts sources), then import the child's entry. Not
+      // --input-type=module: threads inherit it, and the hashing thread (hash-files.ts) is CommonJS.
+      const entry = new URL('./shard-serve-child.ts', import.meta.url).href;
+      const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+      const child = spawn(process.execPath, ['-e', boot], {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        env: { ...process.env, HEARTH_SHARD_BUILD_JOB: JSON.stringify(job) },
       });
-      w.once('error', reject);
-      w.once('exit', (code) => (got !== null ? resolve(got) : reject(new Error(`the build thread exited with code ${code}`))));
+      this.#child = child;
+      let got: ShardBuildReply | null = null;
+      child.once('message', (m: ShardBuildReply) => { got = m; });
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        this.#child = null;
+        if (got !== null) resolve(got);
+        else reject(new Error(`the build process exited with ${signal ?? `code ${code}`}`));
+      });
     });
     if (!reply.ok) throw new Error(reply.error);
     const cache = ShardCache.open(this.#o.cacheDir);
@@ -137,7 +150,7 @@ export class ShardBuilds {
       files: Object.entries(entry.files).map(([name, f]) => ({ name, size: f.size, sha256: f.sha256 })).sort((a, b) => (a.name < b.name ? -1 : 1)),
       extras: this.#extraFiles(),
     };
-    return { status: 'ready', manifest, dir: cache.entryDir(entry.key) };
+    return { status: 'ready', manifest, dir: cache.entryDir(entry.key), peakRss: reply.peakRss };
   }
 
   /** config.json, tokenizer, template: hashed once (they are small). */
