@@ -1,5 +1,5 @@
 // int4 quantization: the fast quantizeRowsInt4 gives exactly the bytes of the plain definition
-// (Math.round, round half up) including exact ties and padded last blocks; on several threads
+// (Math.round, round half up, then the least-squares refit) including exact ties and padded last blocks; on several threads
 // (QuantPool) it gives exactly the bytes of the single-threaded path, for fused matrices (q|k|v),
 // row ranges (lm_head slices) and 16-bit checkpoints.
 import t from 'tap';
@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** The definition: largest-magnitude value → −8, q = clamp(Math.round(v / scale) + 8, 0, 15). */
+/** The definition: largest-magnitude value → −8, q = clamp(Math.round(v / scale) + 8, 0, 15), refitted. */
 function plainInt4(src: Float32Array, n: number, dst: Int4Matrix): void {
   const { cols, blocks, packed, scales } = dst;
   const q = new Uint8Array(32);
@@ -35,6 +35,32 @@ function plainInt4(src: Float32Array, n: number, dst: Int4Matrix): void {
       q.fill(8);
       for (let k = k0; k < k1; k++) q[k - k0] = Math.min(15, Math.max(0, Math.round((src[r * cols + k] as number) * inv) + 8));
       scales[r * blocks + b] = scale;
+      // The least-squares refit: s1 = Σx·q / Σq² for these q; q' = round(x / s1) in [-8, 7], s2 likewise;
+      // keep (q', s2) when its (Σx·q')² / Σq'² is larger (its squared error smaller).
+      let num = 0;
+      let den = 0;
+      for (let k = k0; k < k1; k++) {
+        num += (src[r * cols + k] as number) * ((q[k - k0] as number) - 8);
+        den += ((q[k - k0] as number) - 8) ** 2;
+      }
+      if (den > 0) {
+        const s1 = num / den;
+        const q2 = new Uint8Array(32).fill(8);
+        let num2 = 0;
+        let den2 = 0;
+        for (let k = k0; k < k1; k++) {
+          const x = src[r * cols + k] as number;
+          const v = Math.min(7, Math.max(-8, Math.round(x * (1 / s1))));
+          q2[k - k0] = v + 8;
+          num2 += x * v;
+          den2 += v * v;
+        }
+        scales[r * blocks + b] = s1;
+        if (den2 > 0 && (num2 * num2) / den2 > (num * num) / den) {
+          scales[r * blocks + b] = num2 / den2;
+          q.set(q2);
+        }
+      }
       for (let j = 0; j < 16; j++) packed[(r * blocks + b) * 16 + j] = (q[2 * j] as number) | ((q[2 * j + 1] as number) << 4);
     }
   }

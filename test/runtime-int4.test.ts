@@ -18,25 +18,34 @@ t.test('quantizeInt4: MatMulNBits layout, bounded error, exact block extremes, p
   t.equal(m.packed.length, rows * 3 * 16);
   t.equal(m.scales.length, rows * 3);
   const back = dequantizeInt4(m);
-  // Symmetric with the block's largest-magnitude value mapped to -8 (as MLAS and llama.cpp's Q4_0
-  // do): that value is exact, same-sign values are off by at most half a step, and the opposite
-  // extreme can clamp at +7, so at most one step.
+  // Round-to-nearest from the max-magnitude scale (largest value to -8, as MLAS and llama.cpp's Q4_0
+  // do), then a least-squares refit of each block (refitBlock): every block's squared error is at
+  // most RTN's, and every value stays within one step of its weight.
   let worst = 0;
-  let extremesExact = true;
+  let noWorse = true;
+  let better = 0;
   for (let r = 0; r < rows; r++) {
     for (let b = 0; b < m.blocks; b++) {
       const scale = m.scales[r * m.blocks + b] as number;
       let big = b * 32;
+      for (let k = b * 32; k < Math.min(cols, b * 32 + 32); k++) if (Math.abs(w[r * cols + k] as number) > Math.abs(w[r * cols + big] as number)) big = k;
+      const rtn = (w[r * cols + big] as number) / -8;
+      let eRtn = 0;
+      let eNow = 0;
       for (let k = b * 32; k < Math.min(cols, b * 32 + 32); k++) {
         const i = r * cols + k;
-        worst = Math.max(worst, Math.abs((w[i] as number) - (back[i] as number)) / Math.abs(scale));
-        if (Math.abs(w[i] as number) > Math.abs(w[r * cols + big] as number)) big = k;
+        const x = w[i] as number;
+        worst = Math.max(worst, Math.abs(x - (back[i] as number)) / Math.abs(scale));
+        eRtn += (x - Math.min(7, Math.max(-8, Math.round(x / rtn))) * rtn) ** 2;
+        eNow += (x - (back[i] as number)) ** 2;
       }
-      if (Math.abs((w[r * cols + big] as number) - (back[r * cols + big] as number)) > 1e-6 * Math.abs(scale)) extremesExact = false;
+      if (eNow > eRtn * (1 + 1e-6)) noWorse = false;
+      if (eNow < eRtn * (1 - 1e-6)) better++;
     }
   }
   t.ok(worst <= 1 + 1e-6, `max error ${worst.toFixed(3)} steps`);
-  t.ok(extremesExact, "each block's largest-magnitude weight round-trips exactly");
+  t.ok(noWorse, 'no block has a larger squared error than round-to-nearest');
+  t.ok(better > 0, `the refit lowers it in ${better} of ${rows * m.blocks} blocks`);
   // Element 0 of row 0 sits in the low nibble of byte 0; element 1 in its high nibble.
   const b0 = m.packed[0] as number;
   const s0 = m.scales[0] as number;

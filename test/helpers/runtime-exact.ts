@@ -18,10 +18,10 @@ interface Tap {
 }
 
 /** A generated tiny checkpoint in a temp dir removed at teardown. */
-export async function tinyCheckpoint(t: Tap, preset: PresetName): Promise<string> {
+export async function tinyCheckpoint(t: Tap, preset: PresetName, dtype?: 'f32' | 'bf16'): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `hearth-${preset}-`));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  await generateCheckpoint(dir, { preset, tokenizer: false });
+  await generateCheckpoint(dir, { preset, tokenizer: false, ...(dtype !== undefined ? { dtype } : {}) });
   return dir;
 }
 
