@@ -164,3 +164,23 @@ t.test('ollama:NAME[:TAG] reads the model blob from Ollama\'s store, read-only',
   const missing = await resolveGgufModel('ollama:llama3.2:1b', home).catch((e: unknown) => e);
   t.ok(isHearthError(missing) && missing.code === 'HEARTH_ERR_GGUF_NOT_FOUND' && /ollama pull llama3\.2:1b/.test(missing.message), `a model Ollama lacks says how to get it: ${(missing as Error).message}`);
 });
+
+t.test('stages decoding one GGUF folder at the same time do not pull it from under each other', { skip }, async (t) => {
+  // Four engine threads open the folder at once and each finds nothing decoded: the first rename
+  // wins, the others use its folder (they used to remove it and put their own, and a stage that
+  // was already reading failed with ENOENT about one round in four).
+  const { DECODED_DIR } = await import('../src/gguf/index.ts');
+  const view = await resolveGgufModel(ggufOf('stories260k', 'f32'), path.join(work, 'race')) as string;
+  let failed = 0;
+  for (let round = 0; round < 8; round++) {
+    fs.rmSync(path.join(view, DECODED_DIR), { recursive: true, force: true });
+    try {
+      const m = await loadLocalModel(view, { threads: 1, stages: 4 });
+      await m.pipeline.close();
+    } catch (e) {
+      failed++;
+      t.comment(`round ${round}: ${(e as Error).message}`);
+    }
+  }
+  t.equal(failed, 0, 'all 8 rounds of 4 stages loaded');
+});

@@ -120,16 +120,30 @@ function unpermuteRows(w: Float32Array, heads: number, cols: number): Float32Arr
   return out;
 }
 
+function tryRename(from: string, to: string): boolean {
+  try {
+    fs.renameSync(from, to);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+function decodedKey(out: string): string | null {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(out, DECODED_MARKER), 'utf8')) as { key?: string }).key ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** Writes <dir>/decoded/ (atomically) unless a complete one for the same source is there. */
 function ensureDecoded(dir: string, table: ReadonlyMap<string, GgufTableEntry>, srcDigest: string): string {
   const out = path.join(dir, DECODED_DIR);
   const key = createHash('sha256').update(`hearth gguf decode\0${decoderVersion()}\0${srcDigest}\0${[...table.keys()].sort().join(',')}`).digest('hex');
-  try {
-    const m = JSON.parse(fs.readFileSync(path.join(out, DECODED_MARKER), 'utf8')) as { key?: string };
-    if (m.key === key) return out;
-  } catch {
-    // not decoded yet
-  }
+  if (decodedKey(out) === key) return out;
   const tmp = `${out}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
   fs.mkdirSync(tmp, { recursive: true });
   try {
@@ -169,8 +183,17 @@ function ensureDecoded(dir: string, table: ReadonlyMap<string, GgufTableEntry>, 
     // Digest derived from the source's: the shard cache keys on the GGUF (or stage) digest.
     writeSidecarDigests(tmp, { 'model.safetensors': key });
     fs.writeFileSync(path.join(tmp, DECODED_MARKER), JSON.stringify({ key, source: srcDigest }));
-    fs.rmSync(out, { recursive: true, force: true });
-    fs.renameSync(tmp, out);
+    // Stages of one process (or several processes) may decode the same folder at once: the first
+    // rename wins and the others use its result; an out-of-date folder is moved aside first, never
+    // removed in place under a reader.
+    if (!tryRename(tmp, out)) {
+      if (decodedKey(out) !== key) {
+        const stale = `${out}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+        if (tryRename(out, stale)) fs.rmSync(stale, { recursive: true, force: true });
+        if (!tryRename(tmp, out) && decodedKey(out) !== key) throw new Error(`${out}: could not put the decoded tensors in place`);
+      }
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
