@@ -329,7 +329,122 @@ function errorText(err) {
   return `error: ${err?.message ?? JSON.stringify(err)}${err?.code ? ` (${err.code})` : ''}`;
 }
 
+// ------------------------------------------------ chat with MCP tools (issue 26)
+// With a server chosen under "tools", the chat box asks POST /v1/responses with a hosted mcp tool
+// naming that configured server: hearth lists its tools, runs the model's calls and feeds the
+// results back; each call and its result is drawn as its own row (textContent only: a tool's
+// output is untrusted text). Calls run without an approval prompt: the server is one the operator
+// configured for this key.
+
+async function loadMcpServers() {
+  const select = /** @type {HTMLSelectElement} */ ($('mcp-server'));
+  const res = await fetch('/v1/mcp/servers', { headers: headers() }).catch(() => null);
+  if (res === null || !res.ok) return;
+  const body = await res.json().catch(() => null);
+  const keep = select.value;
+  select.replaceChildren(el('option', '', 'none'));
+  /** @type {HTMLOptionElement} */ (select.firstChild).value = '';
+  for (const s of body?.data ?? []) {
+    if (typeof s?.server_label !== 'string') continue;
+    const o = /** @type {HTMLOptionElement} */ (el('option', '', `${s.server_label} (${s.transport})`));
+    o.value = s.server_label;
+    select.append(o);
+  }
+  select.value = [...select.options].some((o) => o.value === keep) ? keep : '';
+}
+
+/** One row per MCP call: "label.tool(arguments)", then its output or error. */
+function addToolCall(item) {
+  const content = addMessage('tool', `${item.server_label}.${item.name}(${item.arguments ?? ''})`);
+  const result = el('span', 'result', 'running…');
+  content.append(result);
+  return { content, result, li: /** @type {HTMLElement} */ (content.parentElement) };
+}
+
+async function sendWithTools(text, label, force) {
+  const status = $('chat-status');
+  state.history.push({ role: 'user', content: text });
+  addMessage('user', text);
+  const ctrl = new AbortController();
+  state.inflight = ctrl;
+  $('send').toggleAttribute('disabled', true);
+  $('stop').toggleAttribute('disabled', false);
+  status.textContent = `asking ${label} for its tools…`;
+  let out = null;
+  let reply = '';
+  const calls = new Map();
+  try {
+    const maxTokens = Number(/** @type {HTMLInputElement} */ ($('max-tokens')).value) || undefined;
+    const temperature = Number(/** @type {HTMLInputElement} */ ($('temperature')).value);
+    const res = await fetch('/v1/responses', {
+      method: 'POST',
+      headers: headers({ 'content-type': 'application/json', accept: 'text/event-stream' }),
+      body: JSON.stringify({
+        model: await resolveModel(),
+        input: state.history,
+        tools: [{ type: 'mcp', server_label: label, require_approval: 'never' }],
+        tool_choice: force ? { type: 'mcp', server_label: label } : 'auto',
+        stream: true,
+        store: false,
+        ...(maxTokens ? { max_output_tokens: maxTokens } : {}),
+        ...(Number.isFinite(temperature) ? { temperature } : {}),
+      }),
+      signal: ctrl.signal,
+    });
+    if (res.status === 401) needKey('API key needed for chat');
+    if (!res.ok || res.body === null) {
+      const body = await res.json().catch(() => null);
+      throw Object.assign(new Error(body?.error?.message ?? `HTTP ${res.status}`), { code: body?.error?.code });
+    }
+    for await (const data of sseData(res.body)) {
+      const e = JSON.parse(data);
+      if (e.type === 'error') throw Object.assign(new Error(e.message), { code: e.code });
+      if (e.type === 'response.mcp_list_tools.completed') status.textContent = `${label}: tools listed`;
+      if (e.type === 'response.output_item.added' && e.item?.type === 'mcp_call') {
+        calls.set(e.output_index, addToolCall(e.item));
+        status.textContent = `calling ${e.item.name}…`;
+      }
+      if (e.type === 'response.mcp_call_arguments.done') {
+        const c = calls.get(e.output_index);
+        if (c) c.content.firstChild.textContent = c.content.firstChild.textContent.replace(/\(.*\)$/s, `(${e.arguments})`);
+      }
+      if (e.type === 'response.output_item.done' && e.item?.type === 'mcp_call') {
+        const c = calls.get(e.output_index);
+        if (c) {
+          c.result.textContent = e.item.error ? `error: ${e.item.error}` : `→ ${e.item.output ?? ''}`;
+          if (e.item.error) c.li.classList.add('failed');
+        }
+      }
+      if (e.type === 'response.output_text.delta') {
+        if (out === null) {
+          out = addMessage('assistant', '');
+          out.parentElement?.classList.add('streaming');
+        }
+        reply += e.delta;
+        out.textContent = reply;
+      }
+      if (e.type === 'response.completed' || e.type === 'response.incomplete') {
+        const u = e.response?.usage;
+        status.textContent = `done: ${calls.size} tool call${calls.size === 1 ? '' : 's'}${u ? `, ${u.output_tokens} tokens` : ''}`;
+      }
+    }
+    state.history.push({ role: 'assistant', content: reply });
+  } catch (e) {
+    const aborted = e instanceof DOMException && e.name === 'AbortError';
+    if (reply !== '') state.history.push({ role: 'assistant', content: reply });
+    else state.history.pop();
+    status.textContent = aborted ? 'stopped' : errorText(e);
+  } finally {
+    out?.parentElement?.classList.remove('streaming');
+    state.inflight = null;
+    $('send').toggleAttribute('disabled', false);
+    $('stop').toggleAttribute('disabled', true);
+  }
+}
+
 async function send(text) {
+  const mcpLabel = /** @type {HTMLSelectElement} */ ($('mcp-server')).value;
+  if (mcpLabel !== '') return sendWithTools(text, mcpLabel, /** @type {HTMLInputElement} */ ($('mcp-force')).checked);
   const status = $('chat-status');
   state.history.push({ role: 'user', content: text });
   addMessage('user', text);
@@ -412,6 +527,7 @@ function wire() {
     else localStorage.setItem(KEY_STORE, state.apiKey);
     $('key-form').hidden = true;
     setConn('connecting', 'connecting…');
+    void loadMcpServers();
   });
   const input = /** @type {HTMLTextAreaElement} */ ($('chat-input'));
   $('chat-form').addEventListener('submit', (ev) => {
@@ -438,3 +554,4 @@ function wire() {
 
 wire();
 void poll();
+void loadMcpServers();
