@@ -81,7 +81,8 @@ t.test('the chat template comes from tokenizer.chat_template', { skip }, async (
   const { model } = await loadServedModel(dir as string, null, null);
   const want = JSON.parse(fs.readFileSync(path.join(models['tinystories-656k'], 'tokenizer_config.json'), 'utf8')) as { chat_template: string };
   t.equal(model.templateSource, want.chat_template, 'the jinja source is the checkpoint\'s');
-  t.ok(model.id.endsWith((await sha256(ggufOf('tinystories-656k', 'q8_0'))).slice(0, 16)), `the folder (and model id ${model.id}) is named by the GGUF's digest`);
+  t.ok(path.basename(dir as string).endsWith((await sha256(ggufOf('tinystories-656k', 'q8_0'))).slice(0, 16)), `the folder ${path.basename(dir as string)} is named by the GGUF's digest`);
+  t.equal(model.id, 'tinystories-656k-q8_0', 'the model is served under the file\'s name');
 });
 
 async function sha256(file: string): Promise<string> {
@@ -158,6 +159,7 @@ t.test('ollama:NAME[:TAG] reads the model blob from Ollama\'s store, read-only',
   fs.chmodSync(path.join(store, 'blobs', `sha256-${digest}`), 0o444);
   const dir = await resolveGgufModel('ollama:stories:260k', home);
   t.ok(dir !== null && path.basename(dir).includes(digest.slice(0, 16)), 'the folder is named by the blob digest');
+  t.equal((await loadServedModel(dir as string, null, null)).model.id, 'stories:260k', 'served as Ollama names it');
   const prompt = [1, 403, 407, 261, 378];
   t.same(await greedyOf(dir as string, prompt, 16), await greedyOf(models.stories260k, prompt, 16), 'the blob serves the model');
   t.equal(fs.statSync(path.join(store, 'blobs', `sha256-${digest}`)).mtimeMs, before, 'the blob is untouched');

@@ -6,11 +6,21 @@ import { loadChatTemplate } from '../chat/template.ts';
 import { chatTemplateSource } from '../chat/template-source.ts';
 import type { ServedModel } from '../api/index.ts';
 import { poolingOf } from '../api/embeddings-pooling.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { checkRepoId, createProgressBar, defaultModelsDir, pullModel, resolveLocalModel } from '../hub/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
-import { ggufView, resolveOllamaModel } from '../gguf/index.ts';
+import { GGUF_MARKER, ggufView, resolveOllamaModel } from '../gguf/index.ts';
 import { stateDir } from './state-dir.ts';
+
+/** A GGUF folder's own id (the file's name, or Ollama's NAME:TAG), rather than the folder's hashed name. */
+function ggufModelId(dir: string): string | null {
+  try {
+    const m = JSON.parse(readFileSync(path.join(dir, GGUF_MARKER), 'utf8')) as { id?: unknown };
+    return typeof m.id === 'string' && m.id !== '' ? m.id : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Hub ids look like ORG/NAME; anything else is a path (and never a reason to suggest a pull). */
 export function isHubId(arg: string): boolean {
@@ -37,7 +47,7 @@ export function resolveModelDir(arg: string): string {
 export async function resolveGgufModel(arg: string, home: string = stateDir()): Promise<string | null> {
   if (arg.startsWith('ollama:')) {
     const m = resolveOllamaModel(arg);
-    return ggufView(m.file, home, `ollama-${m.id.replace(/[/:]/g, '-')}`);
+    return ggufView(m.file, home, `ollama-${m.id.replace(/[/:]/g, '-')}`, m.id);
   }
   if (/\.gguf$/i.test(arg)) return ggufView(arg, home);
   return null;
@@ -81,7 +91,7 @@ export async function loadServedModel(dir: string, id: string | null, maxContext
   const tokenizer = await loadTokenizer(dir);
   const template = await loadChatTemplate(dir, tokenizer);
   const model: ServedModel = {
-    id: id ?? path.basename(path.resolve(dir)),
+    id: id ?? ggufModelId(dir) ?? path.basename(path.resolve(dir)),
     family: config.family,
     contextLength: Math.min(maxContext ?? (existsSync(path.join(dir, DEMO_MARKER)) ? config.maxPositions : DEFAULT_MAX_CONTEXT), config.maxPositions),
     tokenizer,

@@ -39,6 +39,8 @@ export interface GgufMarker {
   /** sha256 of the GGUF (of its first shard's bytes followed by the others', for a split set). */
   readonly digest: string;
   readonly source: string;
+  /** The model id to serve it under when none is configured (file name, or Ollama's NAME:TAG). */
+  readonly id?: string;
   readonly tensors: readonly GgufTableEntry[];
 }
 
@@ -85,7 +87,7 @@ function memoDigest(stateDir: string, files: readonly string[]): { get(): string
  * The checkpoint folder for a GGUF file (or split set, or Ollama blob) under `stateDir`/gguf,
  * made on first use. `name` names the folder (the model id by default).
  */
-export async function ggufView(file: string, stateDir: string, name?: string): Promise<string> {
+export async function ggufView(file: string, stateDir: string, name?: string, id?: string): Promise<string> {
   if (!fs.existsSync(file)) throw new HearthError('HEARTH_ERR_GGUF_NOT_FOUND', [`${file} (no such file)`]);
   const model = await openGguf(file);
   const where = path.basename(file);
@@ -134,7 +136,7 @@ export async function ggufView(file: string, stateDir: string, name?: string): P
   }
   if (tok === null) throw new HearthError('HEARTH_ERR_CHECKPOINT_CONFIG', [where, 'the GGUF carries no tokenizer (tokenizer.ggml.tokens)']);
 
-  const tmp = `${dir}.partial-${process.pid}`;
+  const tmp = `${dir}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   writeJson(path.join(tmp, 'config.json'), view.config);
@@ -142,9 +144,15 @@ export async function ggufView(file: string, stateDir: string, name?: string): P
   writeJson(path.join(tmp, 'tokenizer.json'), tok.tokenizerJson);
   writeJson(path.join(tmp, 'tokenizer_config.json'), tok.tokenizerConfig);
   for (const [src, link] of links) fs.symlinkSync(fs.realpathSync(src), path.join(tmp, link));
-  const marker: GgufMarker = { version: GGUF_MARKER_VERSION, digest, source: where, tensors };
+  const marker: GgufMarker = { version: GGUF_MARKER_VERSION, digest, source: where, id: id ?? where.replace(/\.gguf$/i, '').replace(/-00001-of-\d{5}$/, ''), tensors };
   writeJson(path.join(tmp, GGUF_MARKER), marker);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
+  // Another process making the same folder at the same time: the first rename wins (a folder is
+  // only ever complete, its marker written before the rename), the others use it.
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(path.join(dir, GGUF_MARKER))) throw e;
+  }
   return dir;
 }
