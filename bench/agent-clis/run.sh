@@ -28,11 +28,15 @@ now_ms() { date +%s%3N; }
 # --- hearth up: defaults, free port, its own state dir --------------------------------------------
 export HEARTH_HOME="$OUT/hearth-home"
 mkdir -p "$HEARTH_HOME"
-(cd "$ROOT" && setsid node bin/hearth.js up --port 0 > "$OUT/hearth.log" 2>&1 & echo $! > "$OUT/hearth.pid")
-HEARTH_PID=$(cat "$OUT/hearth.pid")
+(cd "$ROOT" && exec node bin/hearth.js up --port 0 > "$OUT/hearth.log" 2>&1) &
+HEARTH_PID=$!
 cleanup() {
-  kill -TERM -- "-$HEARTH_PID" 2>/dev/null
   [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
+  # SIGTERM: hearth up stops its workers and nats-server itself; wait for it.
+  kill -TERM "$HEARTH_PID" 2>/dev/null
+  for _ in $(seq 1 30); do kill -0 "$HEARTH_PID" 2>/dev/null || break; sleep 1; done
+  # Anything still running from this run's state dir (a worker outlives its gateway by design).
+  for pid in $(pgrep -f -- "$HEARTH_HOME/" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 }
 trap cleanup EXIT
 ORIGIN=""
