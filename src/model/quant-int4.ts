@@ -167,8 +167,8 @@ export function dequantizeInt4(m: Int4Matrix): Float32Array {
 
 /**
  * int4 block size when the caller names none: HEARTH_INT4_BLOCK, else 128 (the engine's default,
- * see runtime/shard-session.ts defaultInt4Block, which measured it). Here so that the planner,
- * which must not load onnxruntime, counts the same bytes the engine builds.
+ * see runtime/shard-session.ts defaultInt4Block, which says how it was chosen). Here so that the
+ * planner, which must not load onnxruntime, counts the same bytes the engine builds.
  */
 export function defaultInt4BlockSize(): number {
   const env = Number(process.env['HEARTH_INT4_BLOCK']);

@@ -74,8 +74,11 @@ export function int8MatrixBytes(rows: number, cols: number, block: number): numb
 
 /**
  * Bits of the vocabulary matrices (embedding table, lm_head) of int4 models when the caller names
- * none: HEARTH_VOCAB_BITS (4 or 8), else 4. Here, beside the quantizer, so that the planner (which
- * must not load onnxruntime) counts the bytes the engine builds. See the table in docs/performance.md.
+ * none: HEARTH_VOCAB_BITS (4 or 8), else 4. At 8 bits (with HEARTH_INT4_BLOCK=32) hearth's KL
+ * divergence from fp32 is at or below Q4_0's on the real models (docs/performance.md "Quality"),
+ * but a split tied model holds its head twice and decodes slower, so it is the operator's choice
+ * (see runtime/shard-session.ts defaultInt4Block). Here, beside the quantizer, so that the planner
+ * (which must not load onnxruntime) counts the bytes the engine builds.
  */
 export function defaultVocabBits(): 4 | 8 {
   return process.env['HEARTH_VOCAB_BITS'] === '8' ? 8 : 4;

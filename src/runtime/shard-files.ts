@@ -11,6 +11,7 @@ import type { Checkpoint } from '../model/types.ts';
 import { buildShardGraph, type AttentionKind, type BuildShardOptions } from '../model/onnx/index.ts';
 import type { ShardBuildSpec } from '../model/shard-build-spec.ts';
 import { QuantPool, withQuantPool } from '../model/quant-pool.ts';
+import { defaultVocabBits } from '../model/quant-int8.ts';
 import { hashFiles } from './hash-files.ts';
 import { ShardCache } from './shard-cache.ts';
 import { builderVersion, CACHE_FORMAT, ContentHashes, fileIdentity, shardKey, type ShardKeyParts } from './shard-cache-key.ts';
@@ -200,7 +201,7 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
       headSliceRows: opts.headSliceRows ?? null,
       kvDtype: opts.kvDtype ?? 'float32',
       int4Block: opts.int4Block ?? 32,
-      vocabBits: opts.vocabBits ?? 4,
+      vocabBits: opts.vocabBits ?? defaultVocabBits(),
       mapped,
     },
   });

@@ -11,7 +11,7 @@ import type { ModelConfig } from '../model/types.ts';
 import { ATTN_INPUTS, IO, KV_DTYPES, ROPE_INPUTS, ropeTables, type AttentionKind, type KvDtype } from '../model/onnx/index.ts';
 import { ropeBytesPerPosition, ropeRows } from './rope-rows.ts';
 import { defaultVocabBits as defaultVocabBitsOf } from '../model/quant-int8.ts';
-import { INT4_BLOCK_SIZES } from '../model/index.ts';
+import { defaultInt4BlockSize } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
 import { resolveShardCacheDir } from './shard-cache.ts';
@@ -155,16 +155,18 @@ export async function probeProvider(provider: string): Promise<void> {
 }
 
 /**
- * int4 block size when the caller names none: HEARTH_INT4_BLOCK, else 128. Measured on the 0.5B int4
- * shape (2 threads, one process): block 32 decodes 32 tok/s at 128 positions, 64 → 40-44, 128 →
- * 44-48; teacher-forced greedy agreement with fp32 on the real checkpoints in ../shared/models
- * (stories260k / tinystories-656k, 384 steps each): 32 → 75.5% / 79.2%, 64 → 72.4% / 74.0%,
- * 128 → 75.5% / 75.3% (relative RMS logit error 0.110 → 0.120 and 0.144 → 0.172). Block 32 is
- * llama.cpp Q4_0's granularity: HEARTH_INT4_BLOCK=32 for that precision.
+ * int4 block size when the caller names none: HEARTH_INT4_BLOCK, else 128. Measured (issue 25,
+ * `hearth eval`, docs/performance.md "Quality"): the only setting whose KL divergence from fp32 is
+ * no worse than llama.cpp Q4_0's on the real models in ../shared/models is block 32 with the 8-bit
+ * embedding/head (HEARTH_INT4_BLOCK=32 HEARTH_VOCAB_BITS=8, and the least-squares refit every block
+ * gets); blocks of 64 or 128 stay 25-70% above it. It is not the default because it costs what
+ * issue 20 needs: onnxruntime's prepacked block sums (4 bytes a block) and the 8-bit head make a
+ * Llama-3.1-8B shape's stages 25% larger (2 x 60% of its int4 weights no longer hold it; a split
+ * tied 3B holds its 8-bit head again on the last stage), and block 32 decodes 32 tok/s against
+ * block 128's 44-48 on the 0.5B shape (2 threads, one process; 64 → 40-44).
  */
 export function defaultInt4Block(): number {
-  const env = Number(process.env['HEARTH_INT4_BLOCK']);
-  return (INT4_BLOCK_SIZES as readonly number[]).includes(env) ? env : 128;
+  return defaultInt4BlockSize();
 }
 
 /**

@@ -12,7 +12,7 @@
 import type { Checkpoint } from '../types.ts';
 import type { ShardBuildSpec } from '../shard-build-spec.ts';
 import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
-import { raggedBits } from '../quant-int8.ts';
+import { defaultVocabBits, raggedBits } from '../quant-int8.ts';
 import { EMBED_TOKENS, FINAL_NORM, isMoeLayer, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
@@ -42,7 +42,7 @@ export interface BuildShardOptions {
   /** Element type of the fused path's KV cache (default float32; float16 halves its memory). */
   readonly kvDtype?: KvDtype;
   /** int4 models: bits of the vocabulary matrices, the embedding table and the lm_head (8 = what a
-   *  Q4_0 GGUF keeps its token embedding at; see defaultVocabBits). Default 4. */
+   *  Q4_0 GGUF keeps its token embedding at). Default defaultVocabBits(). */
   readonly vocabBits?: 4 | 8;
 }
 
@@ -168,7 +168,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let embedF32: string | null = null;
   /** int4 table [V, K/2] + scales [V, K/block] of the embedding, when this graph has one (see below). */
   let embedInt4: { q: string; s: string; blocks: number } | null = null;
-  const vocabBits = quant === 'int4' ? (opts.vocabBits ?? 4) : 4;
+  const vocabBits = quant === 'int4' ? (opts.vocabBits ?? defaultVocabBits()) : 4;
   /** Bytes a vocabulary block's values take: block/2 at 4 bits, block at 8. */
   const vocabBlockBytes = vocabBits === 8 ? block : block / 2;
   if (first) {
