@@ -12,7 +12,7 @@ import { HearthError } from '../errors/index.ts';
 export const usage = `hearth bench --model DIR [--quant none|int4] [--contexts 128,2048,8192] [--decode-tokens N]
              [--prefill-chunk N] [--threads N] [--stages K] [--json] [--profile] [--single-load]
 hearth bench --cluster --model DIR [--quant int4] [--streams 8,16] [--hop-delays 0,2] [--spot-check 0.03,1] [--rounds 3] [--json]
-hearth bench --cluster --joins --model DIR [--quant int4] [--context 1024] [--prompt-tokens 2048] [--decode-tokens N] [--json]
+hearth bench --cluster --joins --model DIR [--quant int4] [--context 1024] [--prompt-tokens 2048] [--decode-tokens N] [--only join|prefill] [--json]
 hearth bench --cluster --figures --model DIR [--quant int4] [--workers 1,2,3] [--decode-tokens N] [--json]
 hearth bench --cluster --speculate --model DIR [--quant int4] [--hop-delays 2] [--decode-tokens N] [--json]
 hearth bench --planner-live --model DIR [--slowdown 8] [--json]
@@ -81,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
       speculate: { type: 'boolean', default: false },
       figures: { type: 'boolean', default: false },
       joins: { type: 'boolean', default: false },
+      only: { type: 'string' },
       context: { type: 'string', default: '1024' },
       workers: { type: 'string', default: '1,2,3' },
       'planner-live': { type: 'boolean', default: false },
@@ -121,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
       context: int('context', values.context, 1),
       prefillTokens: values['prompt-tokens'] === '128' ? 2048 : int('prompt-tokens', values['prompt-tokens'], 1),
       decodeTokens: int('decode-tokens', values['decode-tokens'], 17),
+      ...(values.only === 'join' || values.only === 'prefill' ? { only: values.only } : {}),
       onProgress: progress,
     });
     process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatBenchJoins(r) + '\n');

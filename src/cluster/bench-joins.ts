@@ -37,6 +37,8 @@ export interface BenchJoinsOptions {
   readonly prefillTokens?: number;
   /** Decode tokens of the join runs (default 64). */
   readonly decodeTokens?: number;
+  /** Only the join runs, or only the prefill runs (default both). */
+  readonly only?: 'join' | 'prefill';
   readonly onProgress?: (line: string) => void;
 }
 
@@ -52,12 +54,13 @@ export interface JoinRun {
 
 export interface BenchJoinsResult {
   readonly joins: readonly JoinRun[];
-  readonly ttft1Ms: number;
-  readonly ttft2Ms: number;
-  readonly ttftRatio: number;
-  readonly fourFirstMs: number;
-  readonly fourLastMs: number;
-  readonly fourRatio: number;
+  /** null when --only join. */
+  readonly ttft1Ms: number | null;
+  readonly ttft2Ms: number | null;
+  readonly ttftRatio: number | null;
+  readonly fourFirstMs: number | null;
+  readonly fourLastMs: number | null;
+  readonly fourRatio: number | null;
 }
 
 interface Cluster {
@@ -170,6 +173,7 @@ async function ttft(o: BenchJoinsOptions, workers: number, four: boolean, say: (
     await stream(c.sched, 'warm', promptOf(256, 9, c.vocab), 2);
     const one = (await stream(c.sched, 'one', promptOf(len, 2, c.vocab), 2)).ttftMs;
     say(`${workers} worker(s): TTFT of ${len} tokens ${Math.round(one)} ms`);
+    if (four) say(`${workers} worker(s): four prompts of ${len} tokens together…`);
     const times = four ? (await Promise.all([3, 4, 5, 6].map((k) => stream(c.sched, `four${k}`, promptOf(len, k, c.vocab), 2)))).map((r) => r.ttftMs) : [];
     return { one, four: times };
   } finally {
@@ -179,10 +183,15 @@ async function ttft(o: BenchJoinsOptions, workers: number, four: boolean, say: (
 
 export async function benchJoins(o: BenchJoinsOptions): Promise<BenchJoinsResult> {
   const say = o.onProgress ?? (() => undefined);
-  const joins = [
-    await joinRun(o, 'an equal worker joins', ['--speed', '10'], ['--speed', '10'], say),
-    await joinRun(o, 'a join that moves layers (serving worker --slowdown 3)', ['--slowdown', '3'], [], say),
-  ];
+  const joins: JoinRun[] = [];
+  if (o.only !== 'prefill') {
+    for (const [label, a, b] of [['an equal worker joins', ['--speed', '10'], ['--speed', '10']], ['a join that moves layers (serving worker --slowdown 3)', ['--slowdown', '3'], []]] as const) {
+      const j = await joinRun(o, label, [...a], [...b], say);
+      joins.push(j);
+      say(formatJoin(j));
+    }
+  }
+  if (o.only === 'join') return { joins, ttft1Ms: null, ttft2Ms: null, ttftRatio: null, fourFirstMs: null, fourLastMs: null, fourRatio: null };
   const t1 = await ttft(o, 1, false, say);
   const t2 = await ttft(o, 2, true, say);
   const r2 = (x: number): number => Math.round(x * 100) / 100;
@@ -191,12 +200,19 @@ export async function benchJoins(o: BenchJoinsOptions): Promise<BenchJoinsResult
   return { joins, ttft1Ms: Math.round(t1.one), ttft2Ms: Math.round(t2.one), ttftRatio: r2(t2.one / t1.one), fourFirstMs: Math.round(first), fourLastMs: Math.round(last), fourRatio: r2(last / first) };
 }
 
+const mark = (ok: boolean): string => (ok ? '✓' : '✗');
+
+function formatJoin(j: JoinRun): string {
+  return `  ${j.label}: largest gap ${j.maxGapMs} ms = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it`;
+}
+
 export function formatBenchJoins(r: BenchJoinsResult): string {
-  const mark = (ok: boolean): string => (ok ? '✓' : '✗');
   return [
     'joins and prefill (one run)',
-    ...r.joins.map((j) => `  ${j.label}: largest gap ${j.maxGapMs} ms = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it`),
-    `  TTFT, one prompt: 2 workers ${r.ttft2Ms} ms ÷ 1 worker ${r.ttft1Ms} ms = ${r.ttftRatio} ${mark(r.ttftRatio <= 0.6)} (goal ≤ 0.6)`,
-    `  four prompts together on 2 workers: last first token ${r.fourLastMs} ms ÷ first ${r.fourFirstMs} ms = ${r.fourRatio} ${mark(r.fourRatio <= 1.5)} (goal ≤ 1.5)`,
+    ...r.joins.map(formatJoin),
+    ...(r.ttftRatio === null || r.fourRatio === null ? [] : [
+      `  TTFT, one prompt: 2 workers ${r.ttft2Ms} ms ÷ 1 worker ${r.ttft1Ms} ms = ${r.ttftRatio} ${mark(r.ttftRatio <= 0.6)} (goal ≤ 0.6)`,
+      `  four prompts together on 2 workers: last first token ${r.fourLastMs} ms ÷ first ${r.fourFirstMs} ms = ${r.fourRatio} ${mark(r.fourRatio <= 1.5)} (goal ≤ 1.5)`,
+    ]),
   ].join('\n');
 }
