@@ -40,7 +40,7 @@ async function run(): Promise<void> {
     await page.check('#mcp-force');
     await page.fill('#temperature', '0');
     await page.fill('#max-tokens', '24');
-    await page.fill('#chat-input', 'What is 2 + 3? Use a tool.');
+    await page.fill('#chat-input', 'Add 2 and 3 with the sum tool.');
     await page.click('#send');
     await page.locator('#chat-status', { hasText: /^(done|error)/ }).waitFor({ timeout: 120_000 });
     const status = await page.textContent('#chat-status');
@@ -51,6 +51,7 @@ async function run(): Promise<void> {
     t.match(result, /^(→ |error: )/, 'and its result (or the tool\'s error)');
     t.not(result, 'running…');
     t.ok((await page.$$('.msg.assistant')).length === 1, "then the model's answer");
+    await page.locator('.msg.user').first().scrollIntoViewIfNeeded();
     if (process.env['HEARTH_UI_SCREENSHOT_MCP'] !== undefined) await page.screenshot({ path: process.env['HEARTH_UI_SCREENSHOT_MCP'] });
     t.same(pageErrors, [], 'no script or CSP errors');
   });
