@@ -3,7 +3,7 @@
 // on every node. Real nats-server, real worker processes, the gateway's real weights routes.
 import t from 'tap';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { NatsBus } from '../src/bus/index.ts';
@@ -152,6 +152,21 @@ t.test('workers with empty caches serve stages the gateway quantized once, fetch
   const again = await ensureStageShard({ gatewayUrl: gw.url, token: g2, model: 'tiny', start: holder.start, end: holder.end, cacheDir: path.join(dir, 'w1-stages'), shardCacheDir: w1 });
   t.ok(!('offered' in again) && again.fetchedBytes === 0, 'warm: the entry is found by its key');
   t.equal(gw.served.shard, before, 'and no shard byte is asked for');
+
+  // Resumable: a fetch cut off halfway through its largest file continues from the bytes it has.
+  const fresh = path.join(dir, 'resume-shards');
+  const big = [...holder.files].sort((x, y) => y.size - x.size)[0]!;
+  const st = gw.shards.state(holder.start, holder.end);
+  if (st?.status !== 'ready') throw new Error('not ready');
+  const half = Math.floor(big.size / 2);
+  mkdirSync(path.join(fresh, 'tmp', `fetch-${holder.key}`), { recursive: true });
+  writeFileSync(path.join(fresh, 'tmp', `fetch-${holder.key}`, big.name), readFileSync(path.join(st.dir, big.name)).subarray(0, half));
+  const before2 = gw.served.shard;
+  const resumed = await ensureStageShard({ gatewayUrl: gw.url, token: g2, model: 'tiny', start: holder.start, end: holder.end, cacheDir: path.join(dir, 'resume-stages'), shardCacheDir: fresh });
+  const whole = holder.files.reduce((n, f) => n + f.size, 0);
+  t.ok(!('offered' in resumed) && resumed.fetchedBytes === whole - half, `resumed: ${whole - half} of ${whole} bytes fetched`);
+  t.equal(gw.served.shard - before2, whole - half, 'the gateway sent only the missing bytes');
+  t.ok(readdirSync(fresh).includes(holder.key), 'and the entry is whole under its key');
 });
 
 t.test('a tampered shard file is refused; the worker falls back to the tensors and serves the right tokens', { skip }, async (t) => {
