@@ -107,6 +107,17 @@ t.test('hosted mcp tools over stdio', { skip: natsMissing() }, async (t) => {
     t.equal((again as { status?: number }).status, 400, 'an approval cannot run a call twice');
   });
 
+  await t.test('a declined approval runs nothing; the model is told and answers', async (t) => {
+    const r1 = await create(a, { model, input: 'Add two numbers.', tools: [tool({ require_approval: { always: { tool_names: ['get-sum'] } } })], tool_choice: force('get-sum'), max_output_tokens: 24, seed: 5 });
+    const req = (r1.output as unknown as Item[]).find((o) => o.type === 'mcp_approval_request')!;
+    t.ok(req, 'get-sum is on the always list');
+    const r2 = await create(a, { model, previous_response_id: r1.id, input: [{ type: 'mcp_approval_response', approval_request_id: req['id'], approve: false }], tools: [tool()], max_output_tokens: 8, seed: 5 });
+    const out2 = r2.output as unknown as Item[];
+    t.notOk(out2.some((o) => o.type === 'mcp_call' && o['approval_request_id'] === req['id']), 'the declined call never ran');
+    t.equal(out2.at(-1)?.type, 'message');
+    t.equal(r2.status, 'completed');
+  });
+
   await t.test('a tool that throws: the error is the mcp_call\'s, the model reads it and answers', async (t) => {
     const r = await create(a, { model, input: 'Compress a file.', tools: [tool({ allowed_tools: ['gzip-file-as-resource'] })], tool_choice: force('gzip-file-as-resource'), max_output_tokens: 200, seed: 2 });
     const out = r.output as unknown as Item[];
