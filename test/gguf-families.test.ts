@@ -1,5 +1,6 @@
 // Every family hearth runs, through GGUF: a generated checkpoint of each (Qwen2 with q/k/v biases,
-// Qwen3 with q/k norms, Llama with llama.cpp's q/k row permutation, Mistral untied) written as an
+// Qwen3 with q/k norms, Llama with llama.cpp's q/k row permutation, Mistral untied, Qwen3-MoE and
+// Mixtral with their experts stacked in ffn_*_exps and sliced back out by byte range) written as an
 // F32 GGUF tokenizes (byte-level BPE from tokenizer.ggml.tokens/merges/pre), renders its chat
 // template and generates exactly as the safetensors folder does.
 import fs from 'node:fs';
@@ -19,7 +20,7 @@ t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
 
 const TEXTS = ['Hello, world! 12345 tokens', "  It's   spaced\n\n\tand tabbed", 'naïve café — 東京 🙂', '<|im_start|>user\nhi<|im_end|>'];
 
-for (const family of ['qwen2', 'qwen3', 'llama', 'mistral'] as const) {
+for (const family of ['qwen2', 'qwen3', 'llama', 'mistral', 'qwen3-moe', 'mixtral'] as const) {
   t.test(`${family}: an F32 GGUF is the checkpoint`, async (t) => {
     const dir = path.join(work, family);
     await generateCheckpoint(dir, { preset: `tiny-${family}`, seed: 7 });

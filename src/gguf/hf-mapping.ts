@@ -5,10 +5,11 @@
 // reordered so rotary acts on adjacent pairs; hearth, like transformers, rotates half-heads).
 
 import { HearthError } from '../errors/index.ts';
+import { ggmlByteSize } from './ggml-types.ts';
 import { metaNumber, metaString, type GgufModel, type GgufTensor } from './gguf-file.ts';
 
 /** GGUF general.architecture → HF model_type. Mistral GGUFs are written as "llama". */
-const ARCH_FAMILY: Readonly<Record<string, string>> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
+const ARCH_FAMILY: Readonly<Record<string, string>> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', qwen3moe: 'qwen3_moe' };
 
 const TOP: Readonly<Record<string, string>> = {
   'token_embd.weight': 'model.embed_tokens.weight',
@@ -52,6 +53,10 @@ export interface HfView {
 }
 
 const BLK_RE = /^blk\.(\d+)\.(.+)$/;
+/** Routed experts (convert_hf_to_gguf Qwen3MoeModel / MixtralModel): all E experts of a projection
+ *  stacked in one 3-D tensor; expert e is a contiguous slice of it. */
+const EXPS_RE = /^blk\.(\d+)\.ffn_(gate|up|down)_exps\.weight$/;
+const ROUTER_RE = /^blk\.(\d+)\.ffn_gate_inp\.weight$/;
 
 /** The HF name of a GGUF tensor, or null for one hearth recomputes. Throws on one it cannot place. */
 export function hfTensorName(name: string, where: string): string | null {
@@ -92,7 +97,9 @@ function llama3Scaling(freqs: Float32Array, headDim: number, theta: number, orig
 export function hfView(model: GgufModel, where: string, ropeFreqs: Float32Array | null): HfView {
   const meta = model.metadata;
   const arch = metaString(meta, 'general.architecture') ?? '';
-  const family = ARCH_FAMILY[arch];
+  const experts = metaNumber(meta, `${arch}.expert_count`) ?? 0;
+  // Mixtral is written as architecture "llama" with experts.
+  const family = arch === 'llama' && experts > 0 ? 'mixtral' : ARCH_FAMILY[arch];
   if (family === undefined) throw new HearthError('HEARTH_ERR_CHECKPOINT_UNSUPPORTED', [where, `GGUF architecture ${JSON.stringify(arch)}; hearth runs ${Object.keys(ARCH_FAMILY).join(', ')}`]);
   const num = (k: string): number | undefined => metaNumber(meta, `${arch}.${k}`);
   const need = (k: string): number => {
@@ -110,7 +117,7 @@ export function hfView(model: GgufModel, where: string, ropeFreqs: Float32Array 
   const theta = num('rope.freq_base') ?? 10000;
   const config: Record<string, unknown> = {
     model_type: family,
-    architectures: [family === 'llama' ? 'LlamaForCausalLM' : family === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM', mixtral: 'MixtralForCausalLM' }[family]],
     hidden_size: hidden,
     intermediate_size: need('feed_forward_length'),
     num_hidden_layers: need('block_count'),
@@ -123,6 +130,15 @@ export function hfView(model: GgufModel, where: string, ropeFreqs: Float32Array 
     rope_theta: theta,
     tie_word_embeddings: !model.tensors.has('output.weight'),
   };
+  if (family === 'qwen3_moe') {
+    Object.assign(config, {
+      num_experts: experts, num_experts_per_tok: num('expert_used_count') ?? 2, moe_intermediate_size: num('expert_feed_forward_length'),
+      // llama.cpp's qwen3moe graph always renormalises the top-k weights (norm_w = true).
+      norm_topk_prob: meta.get(`${arch}.expert_weights_norm`) ?? true, decoder_sparse_step: 1, mlp_only_layers: [],
+    });
+  } else if (family === 'mixtral') {
+    Object.assign(config, { num_local_experts: experts, num_experts_per_tok: num('expert_used_count') ?? 2 });
+  }
   const scalingType = metaString(meta, `${arch}.rope.scaling.type`);
   if (scalingType === 'linear') config['rope_scaling'] = { rope_type: 'linear', factor: num('rope.scaling.factor') ?? 1 };
   else if (scalingType !== undefined && scalingType !== 'none') {
@@ -144,7 +160,29 @@ export function hfView(model: GgufModel, where: string, ropeFreqs: Float32Array 
   // convert_hf_to_gguf permutes q/k for LlamaModel (llama, mistral) only; Qwen keeps HF order.
   const permuted = arch === 'llama' || arch === 'mistral';
   const tensors: MappedTensor[] = [];
+  const block = family === 'mixtral' ? 'block_sparse_moe' : 'mlp';
+  const proj = family === 'mixtral' ? { gate: 'w1', up: 'w3', down: 'w2' } : { gate: 'gate_proj', up: 'up_proj', down: 'down_proj' };
   for (const t of model.tensors.values()) {
+    const router = ROUTER_RE.exec(t.name);
+    if (router !== null) {
+      tensors.push({ hfName: `model.layers.${router[1]}.${block}.gate.weight`, tensor: t, shape: [...t.dims].reverse(), unpermuteHeads: null });
+      continue;
+    }
+    const exps = EXPS_RE.exec(t.name);
+    if (exps !== null) {
+      const [cols, rows, n] = t.dims as [number, number, number];
+      const bytes = ggmlByteSize(t.type, rows * cols);
+      for (let e = 0; e < n; e++) {
+        const start = bytes === null ? t.byteStart : t.byteStart + e * bytes;
+        tensors.push({
+          hfName: `model.layers.${exps[1]}.${block}.experts.${e}.${proj[exps[2] as 'gate' | 'up' | 'down']}.weight`,
+          tensor: { ...t, dims: [cols, rows], byteStart: start, byteEnd: bytes === null ? null : start + bytes },
+          shape: [rows, cols],
+          unpermuteHeads: null,
+        });
+      }
+      continue;
+    }
     const hfName = hfTensorName(t.name, where);
     if (hfName === null) continue;
     const isQ = /\.attn_q\.(weight|bias)$/.test(t.name);
