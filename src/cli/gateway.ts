@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { ANONYMOUS_OWNER, createApp, ownerHash, jsonResponseStore, memoryResponseStore, ownerShareBytes, RESPONSE_STORE_DEFAULTS, type RequestDoneInfo, type ResponseStore } from '../api/index.ts';
 import { uiRoutes } from '../api/ui/index.ts';
 import { NatsBus, type Bus } from '../bus/index.ts';
+import { speaksForItself, subjects, type AnnounceMsg } from '../bus/contract.ts';
 import { createClusterPipeline, kvReserveTokens, modelCostsFromCheckpoint, stageBytes, type ClusterPipeline, type ModelCost } from '../cluster/index.ts';
 import type { NodeTrust } from '../cluster/coordinator.ts';
 import { SpotChecker, toleranceFor } from '../trust/index.ts';
@@ -133,7 +134,7 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
     if (info.completionTokens > 0) metrics.generatedTokens.inc(info.completionTokens);
   };
   const weightsGrants = new WeightsGrants();
-  const shards = startShardBuilds(o.modelDir, model.id, cfg.model.quant, config.tieEmbeddings, weightsGrants, log);
+  const shards = startShardBuilds(o.modelDir, model.id, cfg.model.quant, config.tieEmbeddings, weightsGrants, log, o.bus, cfg.cluster.name);
   const responseStore = await openResponseStore(o.bus, cfg.cluster.name, cfg.server.apiKeys, log);
   // Checked before the app exists: a broken mcp.configFile stops the start, naming what to change.
   const mcpServers = openMcpServers(cfg.mcp.configFile, cfg.server.apiKeys, ownerHash, (msg) => log.warn(msg));
@@ -296,13 +297,30 @@ function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string,
  * fetch the built shard instead of bf16 tensors (issue 20). null (workers fetch tensors) at quant
  * none or with the shard cache off.
  */
-function startShardBuilds(modelDir: string, modelId: string, quant: GatewayOptions['cfg']['model']['quant'], tieEmbeddings: boolean, grants: WeightsGrants, log: Logger): ShardBuilds | null {
+function startShardBuilds(modelDir: string, modelId: string, quant: GatewayOptions['cfg']['model']['quant'], tieEmbeddings: boolean, grants: WeightsGrants, log: Logger, bus: Bus, cluster: string): ShardBuilds | null {
   const cacheDir = resolveShardCacheDir();
   if (quant !== 'int4' || cacheDir === null) return null;
   const shards = new ShardBuilds({ modelDir, modelId, quant, cacheDir, int4Block: defaultInt4Block(), kvDtype: defaultKvDtype(), tieEmbeddings, log });
-  grants.onGrant((_node, start, end) => shards.want(start, end));
+  // Not for a node that will not ask: one with the model on its disk (hearth up's local workers
+  // build their own) or one already holding that range (a gateway restart). A stage asked for
+  // later is built then (the route moves it to the front).
+  const announced = new Map<string, AnnounceMsg>();
+  bus.subscribe(subjects.announce(cluster, '*'), (m, subject) => {
+    if (m.t !== 'announce' || !speaksForItself(subject, m.id)) return;
+    announced.delete(m.id);
+    announced.set(m.id, m);
+    // Bounded: the oldest node ids go first (restarted workers come back under new ids).
+    if (announced.size > 4096) announced.delete(announced.keys().next().value as string);
+  });
+  grants.onGrant((node, start, end) => {
+    const a = announced.get(node);
+    const holds = a?.holding !== undefined && a.holding.model === modelId && a.holding.start === start && a.holding.end === end;
+    if (a?.hasModel === true || holds) return;
+    shards.want(start, end);
+  });
   return shards;
 }
+function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
 
   const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
   const spot = new SpotChecker({
