@@ -115,5 +115,6 @@ t.test('a join that pays: the newcomer loads while the old plan serves; the swit
   t.ok(prep >= 0 && sw > prep, 'prepared first, switched after');
   t.ok(loadingSeen.every((live) => live), `while the newcomer loaded, the old plan stayed live (${loadingSeen.length} looks)`);
   t.same([...new Set(epochs)].filter((e) => e !== epoch).length, 1, 'one new epoch, straight to the plan the newcomer loaded');
+  t.equal(pipeline.clusterSnapshot().nodes.find((n) => n.name === 'fast')?.state, 'ready', 'the newcomer shows as serving, not still loading');
   t.equal((await stream(pipeline, 'after', 24)).refused, null, 'the new plan serves');
 });

@@ -738,6 +738,8 @@ export class Coordinator {
     this.noPlan = null;
     this.noPlanAt = null;
     const next: NonNullable<Coordinator['current']> = { epoch: prep.epoch, stages: prep.stages, live: false, loaded: new Set(prep.loaded), prediction: prep.prediction, idle: prep.idle, authorized: this.opts.trust === undefined };
+    // The newcomers hold their stage of this epoch already (they said `loaded`): they serve.
+    for (const id of prep.loaded) { const m = this.members.get(id); if (m !== undefined && m.state === 'loading') m.state = 'ready'; }
     this.current = next;
     this.opts.trust?.authorize(this.opts.gatewayId, prep.stages).then(() => {
       next.authorized = true;
