@@ -285,13 +285,12 @@ export async function startGateway(o: GatewayOptions & GatewayTrustOptions): Pro
       await pipe.close();
       await spot?.close();
       await mcpServers.close();
-      unguard();
       shards?.close();
+      unguard();
     },
   };
 }
 
-function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
 /**
  * int4: each stage is quantized once, here, when its assignment (and grant) is made, and workers
  * fetch the built shard instead of bf16 tensors (issue 20). null (workers fetch tensors) at quant
@@ -320,8 +319,8 @@ function startShardBuilds(modelDir: string, modelId: string, quant: GatewayOptio
   });
   return shards;
 }
-function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
 
+function startSpotChecker(pipeline: ClusterPipeline, bus: Bus, modelDir: string, cfg: GatewayOptions['cfg'], cost: ModelCost, log: Logger, metrics: ReturnType<typeof createMetrics>, contextLength: number): SpotChecker {
   const tol = Number(process.env['HEARTH_SPOT_CHECK_TOLERANCE'] ?? '');
   const spot = new SpotChecker({
     bus, cluster: cfg.cluster.name, gatewayId: pipeline.gatewayId, rate: cfg.cluster.spotCheckRate,
