@@ -625,13 +625,16 @@ export class Coordinator {
     }
     // Make before break (issue 22): while the plan serving is whole, a new one must pay for the
     // move (move-pays.ts), and its newcomers load before anything changes for the streams.
+    // 'balanced' is the operator's choice to give every useful device a share: no margin there.
     if (cur !== null && cur.live && held === null && choice !== null && this.intact(cur.stages)) {
-      const verdict = this.movePays(cur, choice, nodes, perf);
-      if (!verdict.adopt) {
-        this.keepServing(cur, choice, verdict.why, verdict.candidate);
-        return;
+      if ((this.opts.objective ?? 'fastest') === 'fastest') {
+        const verdict = this.movePays(cur, choice, nodes, perf);
+        if (!verdict.adopt) {
+          this.keepServing(cur, choice, verdict.why, verdict.candidate);
+          return;
+        }
+        this.log.info({ epoch: cur.epoch, baseline: round3(verdict.baseline), candidate: round3(verdict.candidate), basis: verdict.basis, metric: verdict.metric }, verdict.why);
       }
-      this.log.info({ epoch: cur.epoch, baseline: round3(verdict.baseline), candidate: round3(verdict.candidate), basis: verdict.basis, metric: verdict.metric }, verdict.why);
       if (stages.some((s) => !cur.stages.some((c) => c.node === s.node))) {
         this.prepare(stages, choice, reason);
         return;
@@ -834,9 +837,8 @@ function useWhen(why: string | null, objective: PlanObjective): string {
   if (/fits in memory|smallest stage needs/.test(why)) return 'give it more memory (hearth worker --memory), or serve a model whose layers fit in what it offers';
   if (/reports no speed/.test(why)) return 'restart it so that its speed probe runs (or pass --speed)';
   if (/was dropped|distrusted/.test(why)) return 'nothing while this gateway runs: its work failed a spot check';
-  const balanced = objective === 'balanced'
-    ? ''
-    : '; or start the gateway with cluster.plan "balanced" to give every device that adds capacity a share (more streams at once, one stream a little slower)';
+  if (objective === 'balanced') return 'a split with it must make the slowest stage faster: a bigger model, or more speed or memory here';
+  const balanced = '; or start the gateway with cluster.plan "balanced" to give every device that adds capacity a share (more streams at once, one stream a little slower)';
   return `a plan with it must be predicted at least 15% faster than the plan serving: a model too big for the devices serving now, a device serving now that is slower or farther than this one, or more threads here${balanced}`;
 }
 
