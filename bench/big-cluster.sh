@@ -64,7 +64,8 @@ echo "peak RSS: gateway(up) $(hwm $GW), w1 $(hwm $W1), w2 $(hwm $W2); RSS now: g
 curl -sf "http://127.0.0.1:$PORT/v1/cluster" > "$RUN/cluster.json" && node -e '
   const c = JSON.parse(require("fs").readFileSync(process.argv[1]));
   for (const n of c.nodes) console.log(`  ${n.name}: layers ${JSON.stringify(n.range)} weights ${(n.memory.weights/1e6).toFixed(0)} MB kv ${(n.memory.kvBytes/1e6).toFixed(0)} MB offered ${(n.memory.offered/1e6).toFixed(0)} MB`);
-  console.log("  spot check:", JSON.stringify(c.spotCheck));' "$RUN/cluster.json"
+  console.log("  spot check:", JSON.stringify(c.spotCheck));
+  if (c.forecast) console.log("  forecast:", c.forecast.summary ?? JSON.stringify(c.forecast));' "$RUN/cluster.json"
 
 echo "--- gateway restart (same flags)"
 kill $GW; wait $GW 2>/dev/null

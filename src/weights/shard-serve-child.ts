@@ -7,6 +7,7 @@
 // The child builds one range into the shard cache (self-contained: no file refers back to the
 // checkpoint), sends the entry's key, and exits.
 
+import os from 'node:os';
 import { openCheckpoint } from '../model/index.ts';
 import type { Quant } from '../model/index.ts';
 import type { KvDtype } from '../model/onnx/index.ts';
@@ -32,7 +33,9 @@ const job = JSON.parse(process.env['HEARTH_SHARD_BUILD_JOB'] ?? 'null') as Shard
 async function build(): Promise<string> {
   const ckpt = openCheckpoint(job.modelDir, { range: [job.start, job.end] });
   try {
-    const opts = { cacheDir: job.cacheDir, selfContained: true, buildThreads: 1, int4Block: job.int4Block, kvDtype: job.kvDtype, attention: 'auto' as const };
+    // Every core quantizes: the workers are waiting for this build, and the gateway's own loop
+    // stays responsive because this process runs niced (shard-serve.ts).
+    const opts = { cacheDir: job.cacheDir, selfContained: true, buildThreads: Math.max(1, os.availableParallelism()), int4Block: job.int4Block, kvDtype: job.kvDtype, attention: 'auto' as const };
     // A cached entry is verified by finish(); a bad one is removed, and the second pass builds.
     for (let attempt = 0; attempt < 2; attempt++) {
       const files = await prepareShardFiles(ckpt, { start: job.start, end: job.end, quant: job.quant }, opts);

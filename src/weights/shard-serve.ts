@@ -11,6 +11,7 @@
 //   options, builderVersion()); a re-plan or a restart finds ranges already built in the cache.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -130,6 +131,13 @@ export class ShardBuilds {
         env: { ...process.env, HEARTH_SHARD_BUILD_JOB: JSON.stringify(job) },
       });
       this.#child = child;
+      // Niced: the build may use every core (shard-serve-child.ts), the gateway's heartbeats and
+      // API come first.
+      try {
+        if (child.pid !== undefined) os.setPriority(child.pid, 10);
+      } catch {
+        // not permitted here: the build still runs, at the gateway's priority
+      }
       let got: ShardBuildReply | null = null;
       child.once('message', (m: ShardBuildReply) => { got = m; });
       child.once('error', reject);
