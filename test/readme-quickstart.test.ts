@@ -66,6 +66,10 @@ t.test('README quickstart: clone, install, start, complete', { skip: haveGit ? f
   t.ok(id, `GET /v1/models lists ${id}`);
   const res = await client.chat.completions.create({ model: id!, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 8, temperature: 0 });
   t.equal(res.object, 'chat.completion');
-  t.equal(res.usage?.completion_tokens, 8, 'eight tokens generated through the cluster');
+  // The demo's turns end by themselves (issue 21: an agent loop must be able to finish), so the
+  // reply stops at <|im_end|> or at the 8 tokens asked for.
+  const n = res.usage?.completion_tokens ?? 0;
+  const finish = res.choices[0]?.finish_reason;
+  t.ok(n >= 1 && n <= 8 && (finish === 'stop' || (finish === 'length' && n === 8)), `tokens generated through the cluster (${n}, finish ${finish})`);
   t.ok((res.choices[0]?.message.content ?? '').length > 0, 'the reply has text');
 });

@@ -33,6 +33,16 @@ class FlakyPipeline implements Pipeline {
   close(): Promise<void> { return this.inner.close(); }
 }
 
+/** Wraps a pipeline; before the Nth step (once) every stage drops the sequence's KV, as a stage
+ *  reloaded under a sequence does: that step fails with HEARTH_ERR_KV_POSITION on the stage. */
+class ForgetfulPipeline extends FlakyPipeline {
+  override async step(req: StepRequest): Promise<StepOutcome> {
+    this.steps.push(req);
+    if (this.steps.length === this.failAt) this.inner.free(req.seq);
+    return this.inner.step(req);
+  }
+}
+
 async function collect(gen: AsyncIterable<{ type: string; token?: { token: number }; reason?: string }>): Promise<{ tokens: number[]; reason: string }> {
   const tokens: number[] = [];
   let reason = '';
@@ -76,6 +86,14 @@ t.test('scheduler over a 2-stage local pipeline', async (t) => {
         t.ok(regen?.exact === true && regen.tokens.length > 1, `${label}: the generated tokens are replayed as one exact chunk of ${regen?.tokens.length}`);
       }
     }
+  }
+  for (const failAt of [5, 12]) {
+    const sampling = makeSamplingParams({ temperature: 1.2, topP: 0.95, seed: 42 });
+    const plain = await collect(createScheduler(model.pipeline, { prefixCache: 0, prefillChunk: 16 }).generate({ ...base, sampling }));
+    const forgetful = new ForgetfulPipeline(model.pipeline, failAt);
+    const replayed = await collect(createScheduler(forgetful, { prefixCache: 0, prefillChunk: 16 }).generate({ ...base, sampling }));
+    t.same(replayed.tokens, plain.tokens, `a stage that lost the sequence's KV at step ${failAt} (HEARTH_ERR_KV_POSITION) is replayed: the same text`);
+    t.ok(forgetful.steps.slice(failAt).some((s) => s.pos === 0 && s.seq !== forgetful.steps[0]!.seq), 'on a new sequence from position 0');
   }
   t.ok(model.runners.every((r) => r.engine.kvBytes() === 0), 'no KV left behind once sequences finish (cache off)');
 });

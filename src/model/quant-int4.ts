@@ -53,17 +53,7 @@ export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, 
     for (let b = 0; b < blocks; b++) {
       const k0 = row + b * block;
       const k1 = Math.min(row + cols, k0 + block);
-      let amax = 0;
-      let vmax = 0;
-      for (let k = k0; k < k1; k++) {
-        const v = src[k] as number;
-        const a = Math.abs(v);
-        if (a > amax) {
-          amax = a;
-          vmax = v;
-        }
-      }
-      const scale = vmax / -8;
+      const scale = extremeOf(src, k0, k1) / -8;
       const inv = scale === 0 ? 0 : 1 / scale;
       scales[outRow * blocks + b] = scale;
       const base = (outRow * blocks + b) * half;
@@ -100,6 +90,21 @@ export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, 
       if (den > 0) refitBlock(src, k0, k1, packed, base, scales, outRow * blocks + b, num, den);
     }
   }
+}
+
+/** The value of largest magnitude in src[k0, k1), with its sign (the first of equals); 0 when all are 0. */
+export function extremeOf(src: Float32Array, k0: number, k1: number): number {
+  let amax = 0;
+  let vmax = 0;
+  for (let k = k0; k < k1; k++) {
+    const v = src[k] as number;
+    const a = Math.abs(v);
+    if (a > amax) {
+      amax = a;
+      vmax = v;
+    }
+  }
+  return vmax;
 }
 
 /** Scratch for refitBlock: one block's values re-rounded (signed, -8..7). */

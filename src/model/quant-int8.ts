@@ -6,7 +6,7 @@
 // for the token embedding of a Q4_0 file: the tensors whose rounding the output feels most
 // (issue 25: the tied embedding/head at int4 doubled the KL divergence against fp32).
 
-import { INT4_BLOCK, int4Blocks, type Int4Matrix } from './quant-int4.ts';
+import { extremeOf, INT4_BLOCK, int4Blocks, type Int4Matrix } from './quant-int4.ts';
 
 /** Same shape of record as Int4Matrix, with `packed` holding one byte a value ([rows, blocks, block]). */
 export type Int8Matrix = Int4Matrix;
@@ -27,17 +27,7 @@ export function quantizeRowsInt8(src: Float32Array, n: number, dst: Int8Matrix, 
     for (let b = 0; b < blocks; b++) {
       const k0 = row + b * block;
       const k1 = Math.min(row + cols, k0 + block);
-      let amax = 0;
-      let vmax = 0;
-      for (let k = k0; k < k1; k++) {
-        const v = src[k] as number;
-        const a = Math.abs(v);
-        if (a > amax) {
-          amax = a;
-          vmax = v;
-        }
-      }
-      const scale = vmax / -128;
+      const scale = extremeOf(src, k0, k1) / -128;
       const inv = scale === 0 ? 0 : 1 / scale;
       scales[outRow * blocks + b] = scale;
       const base = (outRow * blocks + b) * block;

@@ -292,7 +292,12 @@ export class Scheduler implements Generator {
             fork.entry.inUse--;
             fork = null;
           }
-          if (!isHearthError(e, 'HEARTH_ERR_PLAN_CHANGED') || attempt >= this.opts.maxReplays) throw e;
+          // A stage that holds other positions than this sequence fed (HEARTH_ERR_KV_POSITION) has
+          // lost its KV under it: a stage reloaded by a plan adopted while chunks of this sequence
+          // were in flight (pipelined prefill), seen once in CI after a worker kill. Replaying is as
+          // exact as after a lost stage, so it is handled the same way.
+          const lost = isHearthError(e, 'HEARTH_ERR_PLAN_CHANGED') || isHearthError(e, 'HEARTH_ERR_KV_POSITION');
+          if (!lost || attempt >= this.opts.maxReplays) throw e;
           // A stage was lost: start over on the new plan with everything we have.
           this.pipeline.free(seq);
           attempt++;

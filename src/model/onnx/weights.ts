@@ -110,31 +110,40 @@ export class WeightReader {
    *  stacked along rows, or rows [r0, r1) of a single one (default all; scratch). Only the
    *  vocabulary matrices and ragged projections take it (see build-shard.ts), so no pool. */
   int8(names: string | readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK): Int8Matrix {
-    const infos = (typeof names === 'string' ? [names] : names).map((n) => this.ckpt.info(n));
-    const cols = infos[0]?.shape[1] ?? 1;
-    const [lo, hi] = range ?? [0, Infinity];
-    const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
-    const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
-    const blocks = int4Blocks(cols, block);
+    const st = this.stacked(typeof names === 'string' ? [names] : names, range);
+    const blocks = int4Blocks(st.cols, block);
     const m: Int8Matrix = {
-      rows,
-      cols,
+      rows: st.rows,
+      cols: st.cols,
       blocks,
       block,
-      packed: new Uint8Array(this.scratch('packed', rows * blocks * block), 0, rows * blocks * block),
-      scales: new Float32Array(this.scratch('scales', rows * blocks * 4), 0, rows * blocks),
+      packed: new Uint8Array(this.scratch('packed', st.rows * blocks * block), 0, st.rows * blocks * block),
+      scales: new Float32Array(this.scratch('scales', st.rows * blocks * 4), 0, st.rows * blocks),
     };
-    const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
-    let row = 0;
-    for (const info of infos) {
-      const end = lo + rowsOf(info);
-      for (let r = lo; r < end; r += step) {
-        const r1 = Math.min(end, r + step);
-        quantizeRowsInt8(this.rows(info, r, r1), r1 - r, m, row + r - lo);
-      }
-      row += end - lo;
-    }
+    this.inRowChunks(st, (src, n, dstRow) => quantizeRowsInt8(src, n, m, dstRow));
     return m;
+  }
+
+  /** Several [n_i, K] tensors stacked along rows, or rows [lo, hi) of a single one. */
+  private stacked(names: readonly string[], range?: readonly [number, number]): Stacked {
+    const infos = names.map((n) => this.ckpt.info(n));
+    const [lo, hi] = range ?? [0, Infinity];
+    const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
+    return { infos, cols: infos[0]?.shape[1] ?? 1, lo, rowsOf, rows: infos.reduce((s, i) => s + rowsOf(i), 0) };
+  }
+
+  /** Calls fn with the stacked rows as fp32, CHUNK_BYTES at a time, and where they go in the result. */
+  private inRowChunks(st: Stacked, fn: (src: Float32Array, n: number, dstRow: number) => void): void {
+    const step = Math.max(1, Math.floor(CHUNK_BYTES / (st.cols * 4)));
+    let row = 0;
+    for (const info of st.infos) {
+      const end = st.lo + st.rowsOf(info);
+      for (let r = st.lo; r < end; r += step) {
+        const r1 = Math.min(end, r + step);
+        fn(this.rows(info, r, r1), r1 - r, row + r - st.lo);
+      }
+      row += end - st.lo;
+    }
   }
 
   /**
@@ -142,11 +151,8 @@ export class WeightReader {
    * `range`, only rows [r0, r1) of a single tensor.
    */
   fusedInt4(names: readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK): Int4Matrix {
-    const infos = names.map((n) => this.ckpt.info(n));
-    const cols = infos[0]?.shape[1] ?? 1;
-    const [lo, hi] = range ?? [0, Infinity];
-    const rowsOf = (i: TensorInfo): number => Math.min(hi, i.shape[0] ?? 0) - lo;
-    const rows = infos.reduce((s, i) => s + rowsOf(i), 0);
+    const st = this.stacked(names, range);
+    const { infos, cols, lo, rowsOf, rows } = st;
     const blocks = int4Blocks(cols, block);
     const pool = activeQuantPool();
     const shared = pool !== null && pool.size > 1;
@@ -176,18 +182,18 @@ export class WeightReader {
       });
       return m;
     }
-    const step = Math.max(1, Math.floor(CHUNK_BYTES / (cols * 4)));
-    let row = 0;
-    for (const info of infos) {
-      const end = lo + rowsOf(info);
-      for (let r = lo; r < end; r += step) {
-        const r1 = Math.min(end, r + step);
-        quantizeRowsInt4(this.rows(info, r, r1), r1 - r, m, row + r - lo);
-      }
-      row += end - lo;
-    }
+    this.inRowChunks(st, (src, n, dstRow) => quantizeRowsInt4(src, n, m, dstRow));
     return m;
   }
+}
+
+interface Stacked {
+  readonly infos: readonly TensorInfo[];
+  readonly cols: number;
+  /** First row taken of each tensor. */
+  readonly lo: number;
+  readonly rowsOf: (i: TensorInfo) => number;
+  readonly rows: number;
 }
 
 function halfToFloat(h: number): number {
