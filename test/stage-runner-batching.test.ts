@@ -95,3 +95,19 @@ t.test('a stage steps ceil(decoding sequences / stages) at a time: one micro-bat
   t.equal(await largest(2, 'two'), 2, 'two stages: two micro-batches of 2');
   t.equal(await largest(4, 'four'), 1, 'four stages: one each');
 });
+
+t.test("a sequence's one-position step never overtakes its own prefill chunk left for a later run", async (t) => {
+  const dir = await tinyCheckpoint(t, 'tiny-llama');
+  const engine = await createShardEngine(dir, { start: 0, end: 4, quant: 'none', threads: 1, provider: 'cpu' });
+  const runner = new StageRunner(engine);
+  t.teardown(async () => { await runner.close(); await engine.close(); });
+  const vocab = engine.config.vocabSize;
+  const toks = (n: number, s: number): Int32Array => Int32Array.from(tokenStream(n, vocab, s));
+  // Queued together: B's chunk is picked first (one chunk a run); A's chunk waits for the next run,
+  // and A's step at position 8 must wait behind it, not ride along with B's chunk (as a replay's
+  // last step once did: "step at position 47 but this stage holds 0 positions").
+  const work = (seq: string, pos: number, n: number, s: number) => runner.submit({ item: { seq, pos, n, tokens: toks(n, s) }, promptLen: 8, sampling: GREEDY, wantToken: pos + n > 8 || n === 1, wantLogits: false });
+  const results = await Promise.allSettled([work('B', 0, 8, 1), work('A', 0, 8, 2), work('A', 8, 1, 3)]);
+  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled'], 'every step ran, in its sequence\'s order');
+  t.equal(engine.kvLength('A'), 9, 'A holds its 9 positions');
+});

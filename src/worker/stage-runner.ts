@@ -244,6 +244,10 @@ export class StageRunner {
         }
       } else {
         rest.push(p);
+        // A sequence's steps run in order: a later step of it (its n = 1 step after a prefill
+        // chunk not picked this run) must not overtake the one left waiting. Without this, a
+        // replay's last step ran before its chunks ("step at position 47 but this stage holds 0").
+        seqs.add(p.work.item.seq);
       }
     }
     this.queue = rest;
