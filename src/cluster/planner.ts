@@ -12,6 +12,17 @@
 // Nodes are ordered by id, so the same inputs give the same plan; a dynamic programme over
 // (node, layers covered) finds the optimum exactly (n·L² steps: trivial for n ≤ 64, L ≤ 256).
 // Nodes may get no layers (a slow or small node is left idle when using it would not help).
+//
+// Prefill (issue 22): a prompt's chunks flow through the stages concurrently, so its time to first
+// token is set by the stage with the most prefill work, and prefill work is the layers alone: the
+// head runs for one position per prompt. The split balanced for decode puts the head's cost on the
+// last stage and so piles layers on the first (0.5B int4, 2 equal nodes: [0,17)/[17,24), stage 0
+// prefilling 71% of every prompt: TTFT 0.77× one node's). Single-stream decode does not depend on
+// the split at all between equal nodes (the stages run one after another), only a full pipeline's
+// capacity does; so with `prefillMargin`, among the splits whose slowest decode stage is within
+// that fraction of the best one (and whose single-stream decode time is within
+// PREFILL_SUM_MARGIN of it), the one whose slowest stage prefills fastest is chosen (a second DP
+// with the decode bound as a cap).
 
 import { HearthError } from '../errors/index.ts';
 
@@ -112,33 +123,65 @@ export function modelBytes(model: ModelCost): number {
   return stageBytes(model, 0, model.numLayers);
 }
 
-/** The optimal plan, or null when no contiguous split fits the budgets. */
-export function tryPlan(model: ModelCost, nodesIn: readonly PlanNode[]): StagePlan | null {
-  const nodes = byId(nodesIn);
+export interface PlanOptions {
+  /** > 0: trade up to this fraction of decode capacity (the slowest decode stage) for a split
+   *  whose slowest stage prefills fastest; 0 (default): the decode optimum. */
+  readonly prefillMargin?: number;
+}
+
+/** The decode capacity the cluster gives up for prefill: on the 0.5B int4 shape over 2 equal nodes
+ *  a 25% bound allows [0,12)/[12,24), every stage prefilling half of a prompt (issue 22's goal: TTFT
+ *  on 2 nodes ≤ 0.6× one node's), while 8+ concurrent streams keep ≥ 80% of their best rate. */
+export const PREFILL_MARGIN = 0.25;
+/** How much slower single-stream decode (the sum of the stage times) may get for prefill: between
+ *  unequal nodes moving a layer to the slower one costs every token; a few % at most. */
+export const PREFILL_SUM_MARGIN = 0.05;
+
+/** What a stage costs per token in one phase (decode or prefill). */
+interface Phase {
+  /** Cost of layers [s, e) (+ the head if e is the last layer), before dividing by a node's speed. */
+  cost(s: number, e: number): number;
+}
+
+interface Dp {
+  readonly bottleneck: number;
+  readonly stages: readonly { node: PlanNode; start: number; end: number }[];
+}
+
+/**
+ * Min over contiguous splits of the slowest stage's `phase` time, over `nodes` in order, where a
+ * stage must fit its node's memory and its decode time must be ≤ `cap`; ties: fewer stages, then
+ * the smaller `tie` bottleneck (the decode one when balancing prefill).
+ */
+function solve(model: ModelCost, nodes: readonly PlanNode[], bytes: Float64Array, phase: Phase, decode: Phase, cap: number, tie: Phase | null): Dp | null {
   const L = model.numLayers;
   const n = nodes.length;
-  if (L <= 0 || n === 0) return null;
-  const { bytes, cost } = prefix(model);
   const INF = Number.POSITIVE_INFINITY;
-  // best[i][l]: the smallest bottleneck covering layers [0, l) with nodes[0..i); stages[i][l] the
-  // stage count (fewer stages win ties: one hop less for the same bottleneck).
+  // best[i][l]: the smallest bottleneck covering layers [0, l) with nodes[0..i); count the stage
+  // count (fewer stages win ties: one hop less for the same bottleneck); second the tie-break.
   const best: Float64Array[] = [];
+  const second: Float64Array[] = [];
   const count: Int32Array[] = [];
   const from: Int32Array[] = []; // layer where node i-1's stage starts; -1 = node skipped
   for (let i = 0; i <= n; i++) {
     best.push(new Float64Array(L + 1).fill(INF));
+    second.push(new Float64Array(L + 1).fill(INF));
     count.push(new Int32Array(L + 1));
     from.push(new Int32Array(L + 1).fill(-1));
   }
   (best[0] as Float64Array)[0] = 0;
+  (second[0] as Float64Array)[0] = 0;
+  const close = (a: number, b: number): boolean => Math.abs(a - b) <= b * 1e-12;
   for (let i = 0; i < n; i++) {
     const node = nodes[i] as PlanNode;
     const bi = best[i] as Float64Array;
+    const si = second[i] as Float64Array;
     const ci = count[i] as Int32Array;
     const bn = best[i + 1] as Float64Array;
+    const sn = second[i + 1] as Float64Array;
     const cn = count[i + 1] as Int32Array;
     const fn = from[i + 1] as Int32Array;
-    for (let l = 0; l <= L; l++) { bn[l] = bi[l] as number; cn[l] = ci[l] as number; fn[l] = -1; }
+    for (let l = 0; l <= L; l++) { bn[l] = bi[l] as number; sn[l] = si[l] as number; cn[l] = ci[l] as number; fn[l] = -1; }
     if (!(node.speed > 0) || !(node.memory > 0)) continue;
     for (let s = 0; s < L; s++) {
       const prev = bi[s] as number;
@@ -146,30 +189,52 @@ export function tryPlan(model: ModelCost, nodesIn: readonly PlanNode[]): StagePl
       for (let e = s + 1; e <= L; e++) {
         const need = (bytes[e] as number) - (bytes[s] as number) + model.stageOverheadBytes + edgeBytes(model, s, e);
         if (need > node.memory) break; // longer ranges only need more
-        const t = ((cost[e] as number) - (cost[s] as number) + (e === L ? model.headCost : 0)) / node.speed;
-        const v = Math.max(prev, t);
+        if (decode.cost(s, e) / node.speed > cap) break; // and cost more
+        const v = Math.max(prev, phase.cost(s, e) / node.speed);
+        const w = tie === null ? 0 : Math.max(si[s] as number, tie.cost(s, e) / node.speed);
         const c = (ci[s] as number) + 1;
         const cur = bn[e] as number;
-        if (v < cur * (1 - 1e-12) || (Math.abs(v - cur) <= cur * 1e-12 && c < (cn[e] as number))) {
-          bn[e] = v; cn[e] = c; fn[e] = s;
-        }
+        const better = v < cur * (1 - 1e-12) || (close(v, cur) && (c < (cn[e] as number) || (c === cn[e] && w < (sn[e] as number) * (1 - 1e-12))));
+        if (better) { bn[e] = v; sn[e] = w; cn[e] = c; fn[e] = s; }
       }
     }
   }
   const total = (best[n] as Float64Array)[L] as number;
   if (total === INF) return null;
-  const stages: PlannedStage[] = [];
+  const stages: { node: PlanNode; start: number; end: number }[] = [];
   let l = L;
   for (let i = n; i > 0 && l > 0; i--) {
     const s = (from[i] as Int32Array)[l] as number;
     if (s < 0) continue;
-    const node = nodes[i - 1] as PlanNode;
-    stages.push({ node: node.id, start: s, end: l, bytes: stageBytes(model, s, l),
-      time: ((cost[l] as number) - (cost[s] as number) + (l === L ? model.headCost : 0)) / node.speed });
+    stages.push({ node: nodes[i - 1] as PlanNode, start: s, end: l });
     l = s;
   }
   stages.reverse();
-  return { stages, bottleneck: total };
+  return { bottleneck: total, stages };
+}
+
+/** The optimal plan, or null when no contiguous split fits the budgets. */
+export function tryPlan(model: ModelCost, nodesIn: readonly PlanNode[], opts: PlanOptions = {}): StagePlan | null {
+  const nodes = byId(nodesIn);
+  const L = model.numLayers;
+  if (L <= 0 || nodes.length === 0) return null;
+  const { bytes, cost } = prefix(model);
+  const decode: Phase = { cost: (s, e) => (cost[e] as number) - (cost[s] as number) + (e === L ? model.headCost : 0) };
+  const first = solve(model, nodes, bytes, decode, decode, Number.POSITIVE_INFINITY, null);
+  if (first === null) return null;
+  let chosen = first;
+  const margin = opts.prefillMargin ?? 0;
+  if (margin > 0 && first.stages.length > 0) {
+    // Prefill runs the layers only (one position of head per prompt): the same weights, so the
+    // same per-layer cost, without the head.
+    const prefill: Phase = { cost: (s, e) => (cost[e] as number) - (cost[s] as number) };
+    const alt = solve(model, nodes, bytes, prefill, decode, first.bottleneck * (1 + margin), decode);
+    const sum = (d: Dp): number => d.stages.reduce((a, st) => a + decode.cost(st.start, st.end) / st.node.speed, 0);
+    if (alt !== null && sum(alt) <= sum(first) * (1 + PREFILL_SUM_MARGIN)) chosen = alt;
+  }
+  const stages: PlannedStage[] = chosen.stages.map((st) => ({ node: st.node.id, start: st.start, end: st.end,
+    bytes: stageBytes(model, st.start, st.end), time: decode.cost(st.start, st.end) / st.node.speed }));
+  return { stages, bottleneck: Math.max(...stages.map((st) => st.time)) };
 }
 
 /** The optimal plan; throws HEARTH_ERR_NO_PLAN saying how much memory is missing and where. */
