@@ -17,7 +17,7 @@
 // nodes on a fast link still share the model, while a slow or far node is left out. 'balanced'
 // keeps the planner's split over every useful node (tests that exercise splitting use it).
 
-import { stageBytes, tryPlan, type ModelCost, type PlanNode, type StagePlan } from './planner.ts';
+import { PREFILL_MARGIN, stageBytes, tryPlan, type ModelCost, type PlanNode, type StagePlan } from './planner.ts';
 
 /** Milliseconds per MB of cost at a probe speed of 1 GFLOP/s: fitted on the 0.5B int4 shape on a
  *  2-core x86 VM (17 layers = 158 MB of cost → 11.8 ms at probe speed 1; the last stage, 7 layers
@@ -118,7 +118,8 @@ export function predictPlan(model: ModelCost, plan: StagePlan, nodes: readonly P
 /** The balanced split over `nodes` with their measured or estimated speeds. */
 function split(model: ModelCost, nodes: readonly PlanNode[], speeds: ReadonlyMap<string, { ms: number }>): StagePlan | null {
   // The planner's DP divides cost by speed: use 1 / (ms per MB) as the speed it balances.
-  return tryPlan(model, nodes.map((n) => ({ ...n, speed: 1 / (speeds.get(n.id)?.ms ?? Number.POSITIVE_INFINITY) })));
+  // Balanced for prefill too, within PREFILL_MARGIN of the best decode capacity (planner.ts).
+  return tryPlan(model, nodes.map((n) => ({ ...n, speed: 1 / (speeds.get(n.id)?.ms ?? Number.POSITIVE_INFINITY) })), { prefillMargin: PREFILL_MARGIN });
 }
 
 interface Scored { readonly plan: StagePlan; readonly p: PlanPrediction }
