@@ -20,7 +20,9 @@ import { parseConfig } from '../model/config.ts';
 import { readSafetensorsHeader, SafetensorsWriter, type TensorSpec } from '../model/safetensors.ts';
 import { LM_HEAD, tensorShapesForRange } from '../model/tensor-names.ts';
 import type { Checkpoint, DType, ModelConfig, TensorInfo } from '../model/types.ts';
+import type { CarriedBlocks, CarriedFormat, CarriedMatrix } from '../model/carried-blocks.ts';
 import { writeSidecarDigests } from '../runtime/digest-sidecar.ts';
+import { carriedFormatOf, carryRows } from './carry-blocks.ts';
 import { dequantize } from './dequantize.ts';
 import { ggmlByteSize, ggmlTypeOf } from './ggml-types.ts';
 import { GGUF_MARKER, type GgufMarker, type GgufTableEntry } from './gguf-view.ts';
@@ -44,7 +46,7 @@ let versionMemo: string | null = null;
 function decoderVersion(): string {
   if (versionMemo !== null) return versionMemo;
   const h = createHash('sha256');
-  for (const f of ['dequantize.ts', 'gguf-checkpoint.ts']) {
+  for (const f of ['dequantize.ts', 'gguf-checkpoint.ts', 'carry-blocks.ts']) {
     try {
       h.update(fs.readFileSync(fileURLToPath(new URL(f, import.meta.url))));
     } catch {
@@ -120,6 +122,29 @@ function unpermuteRows(w: Float32Array, heads: number, cols: number): Float32Arr
   return out;
 }
 
+/** unpermuteRows for whole rows of raw bytes (blocks never cross rows). */
+function unpermuteRawRows(raw: Uint8Array, heads: number, rowBytes: number): Uint8Array {
+  const rows = raw.length / rowBytes;
+  const d = rows / heads;
+  const out = new Uint8Array(raw.length);
+  for (let h = 0; h < heads; h++)
+    for (let r = 0; r < d / 2; r++)
+      for (let s = 0; s < 2; s++) {
+        const from = (h * d + 2 * r + s) * rowBytes;
+        out.set(raw.subarray(from, from + rowBytes), (h * d + s * (d / 2) + r) * rowBytes);
+      }
+  return out;
+}
+
+/**
+ * Whether a GGUF's quantized tensors are built in their own format (carried: int4 builds, the
+ * default) or requantized from their fp32 values like any checkpoint (HEARTH_GGUF_REQUANTIZE=1:
+ * smaller for 5-8-bit files, int4 at HEARTH_INT4_BLOCK, at the accuracy docs/gguf.md measures).
+ */
+export function ggufCarryBlocks(): boolean {
+  return process.env['HEARTH_GGUF_REQUANTIZE'] !== '1';
+}
+
 function tryRename(from: string, to: string): boolean {
   try {
     fs.renameSync(from, to);
@@ -142,7 +167,10 @@ function decodedKey(out: string): string | null {
 /** Writes <dir>/decoded/ (atomically) unless a complete one for the same source is there. */
 function ensureDecoded(dir: string, table: ReadonlyMap<string, GgufTableEntry>, srcDigest: string): string {
   const out = path.join(dir, DECODED_DIR);
-  const key = createHash('sha256').update(`hearth gguf decode\0${decoderVersion()}\0${srcDigest}\0${[...table.keys()].sort().join(',')}`).digest('hex');
+  // The carry mode is in the key: its digest is what the built-shard cache keys on, and a shard
+  // built from carried blocks must not be reused when requantizing (or the reverse).
+  const mode = ggufCarryBlocks() ? 'carry' : 'requantize';
+  const key = createHash('sha256').update(`hearth gguf decode\0${decoderVersion()}\0${srcDigest}\0${[...table.keys()].sort().join(',')}\0${mode}`).digest('hex');
   if (decodedKey(out) === key) return out;
   const tmp = `${out}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
   fs.mkdirSync(tmp, { recursive: true });
@@ -201,7 +229,7 @@ function ensureDecoded(dir: string, table: ReadonlyMap<string, GgufTableEntry>, 
   return out;
 }
 
-class GgufCheckpoint implements Checkpoint {
+class GgufCheckpoint implements Checkpoint, CarriedBlocks {
   #inner: Checkpoint | null = null;
 
   constructor(
@@ -234,6 +262,41 @@ class GgufCheckpoint implements Checkpoint {
 
   tensorsForRange(start: number, end: number): string[] {
     return tensorShapesForRange(this.config, start, end).map(([n]) => n);
+  }
+
+  carrying(): boolean {
+    return ggufCarryBlocks();
+  }
+
+  carriedFormat(name: string): CarriedFormat | null {
+    const t = this.table.get(name);
+    if (t === undefined || !ggufCarryBlocks()) return null;
+    const type = ggmlTypeOf(t.type);
+    return type === null ? null : carriedFormatOf(type);
+  }
+
+  carried(name: string, range?: readonly [number, number]): CarriedMatrix | null {
+    if (this.carriedFormat(name) === null) return null;
+    const t = this.table.get(name) as GgufTableEntry;
+    const type = ggmlTypeOf(t.type) as number;
+    const cols = t.shape[t.shape.length - 1] ?? 1;
+    const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
+    const rowBytes = ggmlByteSize(type, cols);
+    if (rowBytes === null || rowBytes * rows !== t.byteEnd - t.byteStart) {
+      throw new HearthError('HEARTH_ERR_CHECKPOINT_UNSUPPORTED', [t.file, `tensor ${name}: ${t.type} [${t.shape.join(',')}] over ${t.byteEnd - t.byteStart} bytes`]);
+    }
+    const [r0, r1] = range ?? [0, rows];
+    const fd = fs.openSync(path.join(this.dir, t.file), 'r');
+    try {
+      // q/k rows are put back in HF order whole (the builder never asks for part of them).
+      if (t.unpermute !== null) {
+        const all = unpermuteRawRows(readRange(fd, t.byteStart, rows * rowBytes), t.unpermute, rowBytes);
+        return carryRows(type, all.subarray(r0 * rowBytes, r1 * rowBytes), r1 - r0, cols);
+      }
+      return carryRows(type, readRange(fd, t.byteStart + r0 * rowBytes, (r1 - r0) * rowBytes), r1 - r0, cols);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   close(): void {

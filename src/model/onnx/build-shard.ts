@@ -18,6 +18,8 @@ import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
 import { attention, attentionContext, type AttentionKind } from './attention.ts';
 import { WeightReader } from './weights.ts';
 import { moeMlp } from './moe.ts';
+import { carriesBlocks } from '../carried-blocks.ts';
+import { carriedProduct, type CarryContext } from './carried-graph.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks fused (any even head size); gqa (head size a multiple of 16) and plain stay selectable. */
@@ -108,6 +110,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const w = new WeightReader(ckpt);
   const eps32 = { float: eps };
   const mapFile = opts.mapFile ?? (() => null);
+  // A checkpoint that carries its own quantized blocks (a GGUF) builds its int4 graph in the file's
+  // formats, not requantized (issue 24; carried-graph.ts).
+  const carryCkpt = quant === 'int4' && carriesBlocks(ckpt) ? ckpt : null;
+  const carry = (): CarryContext => ({ g, w, ckpt: carryCkpt as NonNullable<typeof carryCkpt>, nbits });
 
   /** In-place reference to a checkpoint tensor, or null when it can't be mapped with this dtype. */
   const mapped = (name: string, dtypes: readonly string[] = ['F32'], countBytes = true, as = name): string | null => {
@@ -131,6 +137,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
    */
   /** int4: one MatMulNBits over the stacked weights (output [..., sum n_i]). */
   const fusedInt4 = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string => {
+    if (carryCkpt !== null) {
+      const ys = names.map((n, i) => carriedProduct(carry(), x, bs, n, `${tag}.${i}`, undefined, biases?.[i] !== undefined ? f32(biases[i] as string) : undefined));
+      return ys.length === 1 ? (ys[0] as string) : g.op('Concat', ys, { axis: -1 });
+    }
     // A K that 32 does not divide is quantized at 8 bits: its last block is padded, and llama.cpp
     // keeps such a tensor at F16 in a Q4_0 file (stories260k's down_proj, K = 172), so at 4 bits
     // hearth would lose to Q4_0 there on precision it could have kept (issue 25). Real models'
@@ -146,6 +156,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
     const split = (y: string): string[] => (names.length === 1 ? [y] : g.node('Split', [y, g.i64(sizes)], names.length, { axis: -1 }));
+    if (carryCkpt !== null) return names.map((n, i) => carriedProduct(carry(), x, bs, n, `${tag}.${i}`, undefined, biases?.[i] !== undefined ? f32(biases[i] as string) : undefined));
     if (quant === 'int4') return split(fusedInt4(x, names, biases, tag));
     const inPlace = names.every((n) => ckpt.info(n).dtype === 'F32' && mapFile(ckpt.info(n).file) !== null);
     if (inPlace) {
@@ -167,14 +178,24 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let lookupBytes = 0;
   let embedF32: string | null = null;
   /** int4 table [V, K/2] + scales [V, K/block] of the embedding, when this graph has one (see below). */
-  let embedInt4: { q: string; s: string; blocks: number } | null = null;
+  let embedInt4: { q: string; s: string; blocks: number; bits: 4 | 8; block: number } | null = null;
   const vocabBits = quant === 'int4' ? (opts.vocabBits ?? defaultVocabBits()) : 4;
   /** Bytes a vocabulary block's values take: block/2 at 4 bits, block at 8. */
   const vocabBlockBytes = vocabBits === 8 ? block : block / 2;
   if (first) {
     const ids = g.input(IO.inputIds, DT.int32, ['batch', 'seq']);
     const info = ckpt.info(EMBED_TOKENS);
-    if (quant === 'int4' && h % block === 0) {
+    const embedCarried = carryCkpt?.carriedFormat(EMBED_TOKENS) ?? null;
+    if (carryCkpt !== null && embedCarried !== null && !embedCarried.offsets) {
+      // The file's own blocks as the lookup table (GatherBlockQuantized takes no offsets: a
+      // K-quant table is gathered from its exact fp32 values below instead).
+      const m = carryCkpt.carried(EMBED_TOKENS) as NonNullable<ReturnType<typeof carryCkpt.carried>>;
+      const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, (m.blocks * m.block * m.bits) / 8], m.packed, false);
+      const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
+      embedInt4 = { q: qw, s: sc, blocks: m.blocks, bits: m.bits, block: m.block };
+      lookupBytes += m.packed.byteLength + m.scales.byteLength;
+      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: m.block, bits: m.bits }, MS_DOMAIN);
+    } else if (carryCkpt === null && quant === 'int4' && h % block === 0) {
       // int4 models look tokens up in an int4 table (GatherBlockQuantized, MatMulNBits' layout):
       // a fp32 table mapped in place costs no load time, but every lookup faults in the kernel's
       // fault-around window (64 KB, ~18 rows of a 0.5B), so a long prompt made up to the whole
@@ -183,7 +204,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       const m = vocabBits === 8 ? w.int8(EMBED_TOKENS, undefined, block) : w.fusedInt4([EMBED_TOKENS], undefined, block);
       const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * vocabBlockBytes], m.packed, false);
       const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
-      embedInt4 = { q: qw, s: sc, blocks: m.blocks };
+      embedInt4 = { q: qw, s: sc, blocks: m.blocks, bits: vocabBits, block };
       lookupBytes += m.packed.byteLength + m.scales.byteLength;
       x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: vocabBits }, MS_DOMAIN);
     } else {
@@ -228,9 +249,9 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const evenRows = quant === 'int4' && block > 32;
   const rowInfo = new Map<string, { rows: string; pads: string; out: Map<number, string> }>();
   /** MatMulNBits of x ([lead..., K], lead = [B, S] given as the shape tensor `lead`). */
-  const nbits = (x: string, rest: readonly string[], attrs: { K: number; N: number }, lead: string, bits = 4): string => {
-    const all = { ...attrs, bits, block_size: block, accuracy_level: accuracyLevel };
-    if (!evenRows) return g.op('MatMulNBits', [x, ...rest], all, MS_DOMAIN);
+  const nbits = (x: string, rest: readonly string[], attrs: { K: number; N: number }, lead: string, bits = 4, blk = block): string => {
+    const all = { ...attrs, bits, block_size: blk, accuracy_level: accuracyLevel };
+    if (!evenRows || blk <= 32) return g.op('MatMulNBits', [x, ...rest], all, MS_DOMAIN);
     let info = rowInfo.get(lead);
     if (info === undefined) {
       const rows = g.op('Mul', [g.op('Slice', [lead, g.i64([0]), g.i64([1])]), g.op('Slice', [lead, g.i64([1]), g.i64([2])])]);
@@ -345,11 +366,16 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       if (quant === 'int4' && embedInt4 !== null && cfg.tieEmbeddings) {
         // Tied: the slice is rows [r0, r1) of the lookup table's bytes (quantized once, read twice).
         const { q, s, blocks } = embedInt4;
-        const rowBytes = blocks * vocabBlockBytes;
-        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, vocabBlockBytes], r0 * rowBytes, (r1 - r0) * rowBytes);
+        const blockBytes = (embedInt4.block * embedInt4.bits) / 8;
+        const rowBytes = blocks * blockBytes;
+        const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, blockBytes], r0 * rowBytes, (r1 - r0) * rowBytes);
         const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
         lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
-        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead(), vocabBits));
+        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead(), embedInt4.bits, embedInt4.block));
+        continue;
+      }
+      if (carryCkpt !== null) {
+        parts.push(carriedProduct(carry(), normedLast, headLead(), head, name, [r0, r1]));
         continue;
       }
       if (quant === 'int4') {
