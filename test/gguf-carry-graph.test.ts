@@ -13,6 +13,9 @@ import { resolveGgufModel } from '../src/cli/served-model.ts';
 import { generateCheckpoint } from '../src/model/generate-checkpoint.ts';
 import { GGUF_MARKER, type GgufMarker } from '../src/gguf/index.ts';
 import { Chain, maxAbsDiff, tokenStream } from './helpers/runtime-exact.ts';
+import { modelCostsFromCheckpoint, stageWeightBytes } from '../src/cluster/model-costs.ts';
+import { openCheckpoint } from '../src/model/checkpoint.ts';
+import { buildShardGraph } from '../src/model/onnx/index.ts';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-ggufcarry-'));
 t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -47,6 +50,17 @@ for (const [preset, quant] of [['tiny-qwen2', 'q4_k_m'], ['tiny-llama', 'q4_k_m'
       const got = await logitsOf(t, view, 'int4', tokens, ranges);
       const diff = maxAbsDiff(got, ref);
       t.ok(diff <= 1e-4 * Math.max(1, scale), `int4 build over ${ranges.length} stage(s): max |Δlogit| ${diff.toExponential(2)} (logits up to ${scale.toFixed(2)})`);
+    }
+    // The planner counts the bytes as built (the file's formats, not int4 at the default block).
+    const ckpt = openCheckpoint(view);
+    try {
+      const cost = modelCostsFromCheckpoint(ckpt, { quant: 'int4', kvTokens: 16 });
+      for (const [s, e] of [[0, 2], [0, 1], [1, 2]] as const) {
+        const g = buildShardGraph(ckpt, { start: s, end: e, quant: 'int4' }, { mapFile: () => 'ckpt0.safetensors' });
+        t.equal(stageWeightBytes(cost, s, e), g.weightBytes + g.lookupBytes, `[${s}, ${e}): planner = built, ${g.weightBytes + g.lookupBytes} bytes`);
+      }
+    } finally {
+      ckpt.close();
     }
   });
 }

@@ -41,6 +41,7 @@ import type { Checkpoint, ModelConfig } from '../model/types.ts';
 import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
 import { layerReadBytes } from './moe-costs.ts';
+import { carriedMatrixBytes, carriesBlocks } from '../model/carried-blocks.ts';
 
 /** onnxruntime's session and its arena after a step, per stage (measured at most 67 MB on the
  *  0.5B shape once the library's code, paged in by any session, is left to the process; see above). */
@@ -88,6 +89,12 @@ function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { by
   const info = ckpt.info(name);
   const shape = info.shape;
   const matrix = shape.length === 2 && /proj\.weight$|\.experts\.\d+\.w[123]\.weight$/.test(name); // mixtral experts: w1/w3/w2
+  if (quant === 'int4' && matrix && carriesBlocks(ckpt)) {
+    // A GGUF's blocks as the file holds them (model/carried-blocks.ts), fp32 where it holds F16/F32.
+    const [rows, cols] = shape as [number, number];
+    const f = ckpt.carriedFormat(name);
+    return { bytes: carriedMatrixBytes(rows, cols, f), prepack: f === null ? 0 : rows * int4Blocks(cols, f.block) * 4 };
+  }
   if (quant === 'int4' && matrix) {
     const [rows, cols] = shape as [number, number];
     const bytes = raggedBits(cols) === 8 ? int8MatrixBytes(rows, cols, block) : int4MatrixBytes(rows, cols, block);
@@ -120,12 +127,17 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   const H = cfg.hiddenSize;
   const V = cfg.vocabSize;
   // First stage: the lookup table (int4 when the graph quantizes it, else mapped as stored).
-  const embedInt4 = int4 && H % block === 0;
-  const vocabBytes = (opts.vocabBits ?? defaultVocabBits()) === 8 ? int8MatrixBytes(V, H, block) : int4MatrixBytes(V, H, block);
+  // A GGUF's carried blocks: the table is the file's own when it has no offsets, else gathered
+  // from the decoded fp32 (build-shard.ts); the head is the head tensor's carried format.
+  const carried = int4 && carriesBlocks(ckpt) ? ckpt : null;
+  const embedFormat = carried?.carriedFormat(EMBED_TOKENS) ?? null;
+  const embedInt4 = carried !== null ? embedFormat !== null && !embedFormat.offsets : int4 && H % block === 0;
+  const vocabBytes = carried !== null ? carriedMatrixBytes(V, H, embedFormat) : (opts.vocabBits ?? defaultVocabBits()) === 8 ? int8MatrixBytes(V, H, block) : int4MatrixBytes(V, H, block);
   const firstBytes = embedInt4 ? vocabBytes : storedBytes(ckpt, EMBED_TOKENS);
   // Last stage: final norm + the head.
-  const headBytes = int4 ? vocabBytes : V * H * 4;
-  const lastPrepackBytes = int4 ? V * int4Blocks(H, block) * 4 : 0;
+  const headFormat = carried?.carriedFormat(ckpt.has(LM_HEAD) ? LM_HEAD : EMBED_TOKENS) ?? null;
+  const headBytes = carried !== null ? carriedMatrixBytes(V, H, headFormat) : int4 ? vocabBytes : V * H * 4;
+  const lastPrepackBytes = carried !== null ? (headFormat === null ? 0 : V * int4Blocks(H, headFormat.block) * 4) : int4 ? V * int4Blocks(H, block) * 4 : 0;
   const lastBytes = headBytes + H * 4;
   // An untied fp32 head over an fp32 checkpoint is read in place: the same 4 bytes a weight.
   void LM_HEAD;
