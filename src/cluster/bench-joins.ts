@@ -50,6 +50,8 @@ export interface JoinRun {
   readonly sameText: boolean;
   /** Epochs the stream saw change under it. */
   readonly epochChanges: number;
+  /** When the largest gap ended, in ms after the newcomer was started (negative: before it). */
+  readonly maxGapAfterJoinMs: number;
 }
 
 export interface BenchJoinsResult {
@@ -115,21 +117,22 @@ async function cluster(modelDir: string, quant: Quant, objective: PlanObjective)
 const promptOf = (n: number, salt: number, vocab: number): Int32Array => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104_729 + 13) % vocab);
 
 /** One stream: tokens, the gap before each, and the time to its first token. */
-async function stream(g: Generator, id: string, prompt: Int32Array, n: number, onToken?: (i: number) => void): Promise<{ tokens: number[]; gaps: number[]; ttftMs: number }> {
+async function stream(g: Generator, id: string, prompt: Int32Array, n: number, onToken?: (i: number) => void): Promise<{ tokens: number[]; gaps: number[]; ends: number[]; ttftMs: number }> {
   const t0 = performance.now();
   let last = 0;
   const tokens: number[] = [];
   const gaps: number[] = [];
+  const ends: number[] = [];
   let ttftMs = 0;
   for await (const ev of g.generate({ id, prompt, maxTokens: n, sampling: GREEDY, stopTokens: [] })) {
     if (ev.type !== 'token') continue;
     const now = performance.now();
-    if (tokens.length === 0) ttftMs = now - t0; else gaps.push(now - last);
+    if (tokens.length === 0) ttftMs = now - t0; else { gaps.push(now - last); ends.push(now); }
     last = now;
     tokens.push(ev.token.token);
     onToken?.(tokens.length);
   }
-  return { tokens, gaps, ttftMs };
+  return { tokens, gaps, ends, ttftMs };
 }
 
 function median(xs: readonly number[]): number {
@@ -151,14 +154,16 @@ async function joinRun(o: BenchJoinsOptions, label: string, first: string[], sec
     say(`${label}: undisturbed run done; the same stream again, a worker joins at its 16th token`);
     const epoch = c.pipeline.epoch();
     let joined = false;
+    let joinAt = 0;
     const got = await stream(c.sched, `${label}-join`, prompt, n, (i) => {
-      if (i === 16 && !joined) { joined = true; c.worker('w2', second); }
+      if (i === 16 && !joined) { joined = true; joinAt = performance.now(); c.worker('w2', second); }
     });
     // The join may settle after the stream ended (a short stream, a slow start): say so.
     const changes = c.pipeline.epoch() - epoch;
     const med = median(got.gaps);
     const max = Math.max(...got.gaps);
-    return { label, maxGapMs: Math.round(max), medianGapMs: Math.round(med * 10) / 10, ratio: Math.round((max / med) * 100) / 100, sameText: JSON.stringify(got.tokens) === JSON.stringify(want.tokens), epochChanges: changes };
+    const at = (got.ends[got.gaps.indexOf(max)] ?? joinAt) - joinAt;
+    return { label, maxGapMs: Math.round(max), medianGapMs: Math.round(med * 10) / 10, ratio: Math.round((max / med) * 100) / 100, sameText: JSON.stringify(got.tokens) === JSON.stringify(want.tokens), epochChanges: changes, maxGapAfterJoinMs: Math.round(at) };
   } finally {
     await c.close();
   }
@@ -203,7 +208,7 @@ export async function benchJoins(o: BenchJoinsOptions): Promise<BenchJoinsResult
 const mark = (ok: boolean): string => (ok ? '✓' : '✗');
 
 function formatJoin(j: JoinRun): string {
-  return `  ${j.label}: largest gap ${j.maxGapMs} ms = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it`;
+  return `  ${j.label}: largest gap ${j.maxGapMs} ms (ending ${j.maxGapAfterJoinMs} ms after the join began) = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it`;
 }
 
 export function formatBenchJoins(r: BenchJoinsResult): string {
