@@ -15,6 +15,18 @@
 
 import type { KvArray, KvShape } from './kv-store.ts';
 
+/** ES2024's resizable ArrayBuffer (Node 20 has it; TypeScript's ES2023 lib does not type it). */
+interface Resizable extends ArrayBuffer {
+  readonly maxByteLength: number;
+  resize(byteLength: number): void;
+}
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => Resizable;
+
+/** Positions a slab grows by at a time (a resize is cheap; this only bounds how often it runs). */
+const GRAIN = 64;
+/** Positions reserved when the shape names no limit (a reservation that runs out is replaced by one twice as large, copying once). */
+const DEFAULT_RESERVE = 4096;
+
 /** One sequence's place in the position layout. */
 export interface Slot {
   len: number;
@@ -26,6 +38,8 @@ export class KvGroup {
   cap = 0;
   k: KvArray[];
   v: KvArray[];
+  /** The buffers under k and v (same order: k's layers, then v's). */
+  private bufs: Resizable[] = [];
   /** Slot → sequence id (null: free; its rows are stale). */
   readonly members: (string | null)[];
 
@@ -35,17 +49,46 @@ export class KvGroup {
     cap: number,
   ) {
     this.members = new Array<string | null>(width).fill(null);
-    this.k = Array.from({ length: shape.layers }, () => this.alloc(0));
-    this.v = Array.from({ length: shape.layers }, () => this.alloc(0));
+    this.k = [];
+    this.v = [];
+    this.reserve(Math.max(cap, this.shape.maxPositions ?? DEFAULT_RESERVE), 0);
     this.grow(cap);
+  }
+
+  private get element(): number {
+    return this.shape.half === true ? 2 : 4;
+  }
+
+  /**
+   * Backs every layer's K and V with a resizable ArrayBuffer that may grow to `positions` per slot,
+   * copying the first `keep` positions of the current buffers over (0 when there are none). V8
+   * reserves the address space and commits pages only as the buffer grows, in place: no second
+   * slab and no copy while the reservation holds (issue 25: growing by copy held the old and new
+   * slab of a layer at once, and left every old one to the garbage collector).
+   */
+  private reserve(positions: number, keep: number): void {
+    const bytes = (p: number): number => p * this.width * this.row * this.element;
+    const n = Math.min(keep, this.cap) * this.width * this.row;
+    const next = (old: KvArray | undefined): [Resizable, KvArray] => {
+      const buf = new ResizableArrayBuffer(bytes(this.cap), { maxByteLength: bytes(positions) });
+      // Length-tracking views: they follow every resize without being made again.
+      const view = this.shape.half === true ? new Uint16Array(buf) : new Float32Array(buf);
+      if (old !== undefined && n > 0) view.set(old.subarray(0, n) as never);
+      return [buf, view];
+    };
+    const bufs: Resizable[] = [];
+    for (const which of [this.k, this.v]) {
+      for (let l = 0; l < this.shape.layers; l++) {
+        const [buf, view] = next(which[l]);
+        bufs.push(buf);
+        which[l] = view;
+      }
+    }
+    this.bufs = bufs;
   }
 
   get row(): number {
     return this.shape.kvHeads * this.shape.headDim;
-  }
-
-  private alloc(n: number): KvArray {
-    return this.shape.half === true ? new Uint16Array(n) : new Float32Array(n);
   }
 
   /** Sequences in the group. */
@@ -60,22 +103,17 @@ export class KvGroup {
   }
 
   /**
-   * Room for `need` positions per slot: capacity grows geometrically, and layer by layer so that
-   * only one layer's old and new buffers coexist (the valid prefix is one contiguous copy).
+   * Room for `need` positions per slot, in place: each buffer is resized (pages committed as they
+   * are first written), so the KV held is what the positions in use take, to GRAIN positions. Past
+   * the reservation (a shape without maxPositions) the buffers are replaced by ones reserving twice
+   * as much, copying the `used` positions once.
    */
   grow(need: number, used = this.cap): void {
     if (need <= this.cap) return;
-    const cap = Math.max(need, Math.ceil(this.cap * 1.5), 64);
-    const n = Math.min(used, this.cap) * this.width * this.row;
-    const grown = (a: KvArray): KvArray => {
-      const out = this.alloc(cap * this.width * this.row);
-      if (n > 0) out.set(a.subarray(0, n) as never);
-      return out;
-    };
-    for (let l = 0; l < this.shape.layers; l++) {
-      this.k[l] = grown(this.k[l] as KvArray);
-      this.v[l] = grown(this.v[l] as KvArray);
-    }
+    const cap = Math.ceil(need / GRAIN) * GRAIN;
+    const bytes = cap * this.width * this.row * this.element;
+    if (bytes > (this.bufs[0]?.maxByteLength ?? 0)) this.reserve(Math.max(cap, 2 * (this.bufs[0]?.maxByteLength ?? 0) / (this.width * this.row * this.element)), used);
+    for (const b of this.bufs) b.resize(bytes);
     this.cap = cap;
   }
 

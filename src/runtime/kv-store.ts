@@ -33,6 +33,11 @@ export interface KvShape {
   readonly layout?: 'head' | 'position';
   /** fp16 elements (position layout only). */
   readonly half?: boolean;
+  /**
+   * Positions a sequence can reach on this stage (its rotary tables' rows): the position layout
+   * reserves this much address space per slab and grows in place within it (kv-group.ts).
+   */
+  readonly maxPositions?: number;
 }
 
 /** Positions of room a repacked group gets beyond the step that made it. */

@@ -256,6 +256,7 @@ export class ShardSession {
       headDim: info.config.headDim,
       layout: info.attention === 'fused' ? 'position' : 'head',
       half: info.kvDtype === 'float16',
+      maxPositions: info.positions,
     });
     this.profileDir = profileDir;
   }
