@@ -5,12 +5,17 @@
 // computes E/k times the work). Facts and figures go to ../shared/ONNXRUNTIME.md ("MoE").
 //
 //   node bench/moe-ops.ts [--experts 32] [--hidden 2048] [--inter 768] [--k 8] [--block 128] [--steps 20]
+//                         [--threads 2] [--rows 1,2,8,128] [--speed-only] [--all] [--profile sorted|if]
 
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { DT, GraphBuilder, MS_DOMAIN } from '../src/model/onnx/graph.ts';
 import { dequantizeInt4, quantizeInt4 } from '../src/model/quant-int4.ts';
-import { int4ExpertsGraph } from '../src/model/onnx/moe.ts';
+import { int4ExpertsIfGraph } from '../src/model/onnx/moe.ts';
+import { int4ExpertsSortedGraph } from '../src/model/onnx/moe-int4-sorted.ts';
 
 const { values } = parseArgs({
   options: {
@@ -22,6 +27,9 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '20' },
     threads: { type: 'string', default: '2' },
     'speed-only': { type: 'boolean', default: false },
+    all: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    rows: { type: 'string' },
   },
 });
 
@@ -100,9 +108,10 @@ function jsMoe(s: Shape, x: Float32Array, logits: Float32Array, T: number, gate:
   return y;
 }
 
-async function session(g: GraphBuilder, threads: number): Promise<ort.InferenceSession> {
+async function session(g: GraphBuilder, threads: number, profilePrefix?: string): Promise<ort.InferenceSession> {
   const { model, externalData } = g.finish('moe');
   return ort.InferenceSession.create(model, {
+    ...(profilePrefix !== undefined ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -174,13 +183,17 @@ function denseGraph(s: Shape, gate: Float32Array[], up: Float32Array[], down: Fl
   return g;
 }
 
-/** hearth's int4 path (src/model/onnx/moe.ts): TopK mask, one If per expert around MatMulNBits. */
-function ifGraph(s: Shape, gate: Float32Array[], up: Float32Array[], down: Float32Array[], norm: boolean, gatherRows = true): GraphBuilder {
+/**
+ * hearth's int4 paths: 'sorted' (src/model/onnx/moe-int4-sorted.ts: pairs sorted by expert, one
+ * gather, a MatMulNBits per expert slice) or the earlier TopK mask with one If per expert around
+ * MatMulNBits ('if': over its routed rows; 'if-masked': over every row).
+ */
+function ifGraph(s: Shape, gate: Float32Array[], up: Float32Array[], down: Float32Array[], norm: boolean, kind: 'sorted' | 'if' | 'if-masked' = 'sorted'): GraphBuilder {
   const g = new GraphBuilder();
   const x = g.input('x', DT.float, ['T', s.H]);
   const r = g.input('router', DT.float, ['T', s.E]);
-  const spec = { numExperts: s.E, topK: s.k, normTopK: norm, hidden: s.H, inter: s.I, block: s.block, accuracyLevel: 4, gatherRows };
-  const y = int4ExpertsGraph(g, x, r, spec, (e) => {
+  const spec = { numExperts: s.E, topK: s.k, normTopK: norm, hidden: s.H, inter: s.I, block: s.block, accuracyLevel: 4, gatherRows: kind !== 'if-masked' };
+  const y = (kind === 'sorted' ? int4ExpertsSortedGraph : int4ExpertsIfGraph)(g, x, r, spec, (e) => {
     const gu = new Float32Array(2 * s.I * s.H);
     gu.set(gate[e]!, 0);
     gu.set(up[e]!, s.I * s.H);
@@ -244,8 +257,12 @@ async function correctness(): Promise<void> {
     console.log(`QMoE int4 block ${s.block}: max |diff| vs JS on the dequantized weights ${maxDiff(gotQ, wantQ).toExponential(2)}; vs fp32 weights ${maxDiff(gotQ, want).toExponential(2)} (max |y| ${Math.max(...Array.from(want, Math.abs)).toFixed(3)})`);
     const dense = await session(denseGraph(s, gate, up, down, norm), 1);
     console.log(`own dense-masked MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(await run(dense, x, logits, s, T), want).toExponential(2)}`);
-    const ifs = await session(ifGraph(s, gate, up, down, norm), 1);
-    console.log(`hearth's If-per-expert MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(await run(ifs, x, logits, s, T), want).toExponential(2)}`);
+    const ifs = await session(ifGraph(s, gate, up, down, norm, 'if'), 1);
+    const gotIf = await run(ifs, x, logits, s, T);
+    console.log(`If-per-expert MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(gotIf, want).toExponential(2)}`);
+    const sorted = await session(ifGraph(s, gate, up, down, norm, 'sorted'), 1);
+    const gotSorted = await run(sorted, x, logits, s, T);
+    console.log(`hearth's sorted-pairs MatMulNBits graph: max |diff| vs JS fp32 ${maxDiff(gotSorted, want).toExponential(2)}; vs the If graph ${maxDiff(gotSorted, gotIf).toExponential(2)}`);
   }
 }
 
@@ -255,12 +272,13 @@ async function speed(): Promise<void> {
   const steps = Number(values.steps);
   console.log(`speed: E ${s.E}, H ${s.H}, I ${s.I}, k ${s.k}, block ${s.block}, ${threads} threads`);
   const { gate, up, down } = experts(s);
-  const fc1 = interleaved(s, gate, up);
-  const qmoe = await session(qmoeGraph(s, fc1, down, true).g, threads);
-  const dense = await session(denseGraph(s, gate, up, down, true), threads);
-  const ifs = await session(ifGraph(s, gate, up, down, true), threads);
-  const ifm = await session(ifGraph(s, gate, up, down, true, false), threads);
-  for (const T of [1, 8, 128]) {
+  const sorted = await session(ifGraph(s, gate, up, down, true, 'sorted'), threads);
+  const ifs = await session(ifGraph(s, gate, up, down, true, 'if'), threads);
+  // QMoE, the dense-masked graph and the If graph over every row: slow, measured once (--all).
+  const others = values.all
+    ? { qmoe: await session(qmoeGraph(s, interleaved(s, gate, up), down, true).g, threads), dense: await session(denseGraph(s, gate, up, down, true), threads), ifm: await session(ifGraph(s, gate, up, down, true, 'if-masked'), threads) }
+    : null;
+  for (const T of (values.rows ?? '1,2,8,128').split(',').map(Number)) {
     const x = rand(T * s.H, 1);
     const r = rand(T * s.E, 1);
     const time = async (sess: ort.InferenceSession, n: number): Promise<number> => {
@@ -269,17 +287,60 @@ async function speed(): Promise<void> {
       for (let i = 0; i < n; i++) await run(sess, x, r, s, T);
       return (performance.now() - t0) / n;
     };
-    const n = T === 128 ? Math.max(2, steps / 10) : steps;
-    // Interleaved (if, qmoe, dense, if) so all see the same machine load; best of the two if runs.
-    const a = await time(ifs, n);
-    const q = await time(qmoe, Math.max(2, Math.round(n / 4)));
-    const d = await time(dense, Math.max(2, Math.round(n / 4)));
-    const m = await time(ifm, n);
-    const a2 = Math.min(a, await time(ifs, n));
-    const m2 = Math.min(m, await time(ifm, n));
-    console.log(`T ${T}: If-per-expert ${a2.toFixed(2)} ms (routed rows only; every row masked: ${m2.toFixed(2)} ms), QMoE ${q.toFixed(2)} ms (${(q / a2).toFixed(1)}×), dense-masked ${d.toFixed(2)} ms (${(d / a2).toFixed(1)}×)`);
+    const n = T >= 128 ? Math.max(2, steps / 10) : steps;
+    // Interleaved (sorted, if, sorted, if) so both see the same machine load; best of two each.
+    const a = await time(sorted, n);
+    const b = await time(ifs, n);
+    const a2 = Math.min(a, await time(sorted, n));
+    const b2 = Math.min(b, await time(ifs, n));
+    let line = `T ${T}: sorted pairs ${a2.toFixed(2)} ms, If per expert ${b2.toFixed(2)} ms (${(b2 / a2).toFixed(2)}× the sorted)`;
+    if (others !== null) {
+      const q = await time(others.qmoe, Math.max(2, Math.round(n / 4)));
+      const d = await time(others.dense, Math.max(2, Math.round(n / 4)));
+      const m = await time(others.ifm, n);
+      line += `; If over every row masked ${m.toFixed(2)} ms, QMoE ${q.toFixed(2)} ms, dense-masked ${d.toFixed(2)} ms`;
+    }
+    console.log(line);
   }
 }
 
-await correctness();
-await speed();
+/** Per-op time of one graph kind at each row count (onnxruntime profiling, summed by op type). */
+async function profile(kind: 'sorted' | 'if'): Promise<void> {
+  const s: Shape = { E: Number(values.experts), H: Number(values.hidden), I: Number(values.inter), k: Number(values.k), block: Number(values.block) };
+  const { gate, up, down } = experts(s);
+  for (const T of (values.rows ?? '1,128').split(',').map(Number)) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-prof-'));
+    const sess = await session(ifGraph(s, gate, up, down, true, kind), Number(values.threads), path.join(dir, 'p'));
+    const x = rand(T * s.H, 1);
+    const r = rand(T * s.E, 1);
+    const n = T >= 128 ? 3 : 20;
+    for (let i = 0; i < n; i++) await run(sess, x, r, s, T);
+    sess.endProfiling(); // onnxruntime-node returns no name: the trace is the one file in dir
+    const file = path.join(dir, fs.readdirSync(dir)[0] as string);
+    const events = JSON.parse(fs.readFileSync(file, 'utf8')) as { cat?: string; name?: string; dur?: number; args?: { op_name?: string } }[];
+    fs.rmSync(dir, { recursive: true, force: true });
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+    const total = runs.slice(1).reduce((a, e) => a + (e.dur ?? 0), 0) / (runs.length - 1);
+    const byOp = new Map<string, { us: number; calls: number }>();
+    // The first run warms up; its nodes are the first 1/n of the node events.
+    const nodes = events.filter((e) => e.cat === 'Node' && e.name?.endsWith('_kernel_time'));
+    for (const e of nodes.slice(nodes.length / n)) {
+      const op = e.args?.op_name ?? '?';
+      const o = byOp.get(op) ?? { us: 0, calls: 0 };
+      o.us += (e.dur ?? 0) / (n - 1);
+      o.calls += 1 / (n - 1);
+      byOp.set(op, o);
+    }
+    const rows = [...byOp].sort((a, b) => b[1].us - a[1].us);
+    const inNodes = rows.reduce((a, [, o]) => a + o.us, 0);
+    console.log(`profile ${kind}, T ${T}: ${(total / 1000).toFixed(2)} ms a run, ${(inNodes / 1000).toFixed(2)} ms in nodes`);
+    for (const [op, o] of rows.slice(0, 10)) console.log(`  ${op.padEnd(22)} ${(o.us / 1000).toFixed(3).padStart(8)} ms  ${((100 * o.us) / total).toFixed(1).padStart(5)}%  ${o.calls.toFixed(0)} calls`);
+  }
+}
+
+if (values.profile !== undefined) {
+  await profile(values.profile as 'sorted' | 'if');
+} else {
+  if (!values['speed-only']) await correctness();
+  await speed();
+}
