@@ -2,7 +2,7 @@
 // per layer and link, the fastest that fits — leaving a slow or far node out and saying why —
 // and never a plan predicted slower than the best single device.
 import t from 'tap';
-import { choosePlan, predictPlan, DEFAULT_MS_PER_MB_AT_1_GFLOPS, STAGE_OVERHEAD_MS, type NodePerf } from '../src/cluster/plan-choice.ts';
+import { choosePlan, msPerMbOf, predictPlan, DEFAULT_MS_PER_MB_AT_1_GFLOPS, PROBE_TO_STAGE, STAGE_OVERHEAD_MS, type NodePerf } from '../src/cluster/plan-choice.ts';
 import { tryPlan, type ModelCost, type PlanNode } from '../src/cluster/planner.ts';
 
 const MB = 1e6;
@@ -10,7 +10,7 @@ const MB = 1e6;
 const m: ModelCost = { numLayers: 24, layerBytes: new Array<number>(24).fill(9.3 * MB), kvBytesPerLayer: 1 * MB, firstBytes: 85 * MB, lastBytes: 85 * MB, headCost: 85 * MB, stageOverheadBytes: 96 * MB };
 const node = (id: string, speed: number, memory = 10e9): PlanNode => ({ id, name: id, memory, speed });
 const none = new Map<string, NodePerf>();
-const perf = (o: Record<string, Partial<NodePerf>>): Map<string, NodePerf> => new Map(Object.entries(o).map(([k, v]) => [k, { msPerMb: v.msPerMb ?? null, legMs: v.legMs ?? null }]));
+const perf = (o: Record<string, Partial<NodePerf>>): Map<string, NodePerf> => new Map(Object.entries(o).map(([k, v]) => [k, { msPerMb: v.msPerMb ?? null, legMs: v.legMs ?? null, probeMsPerMb: v.probeMsPerMb ?? null }]));
 const stagesOf = (c: ReturnType<typeof choosePlan>): string[] => c?.plan.stages.map((s) => `${s.node}[${s.start},${s.end})`) ?? [];
 
 t.test('the prediction: stage compute + two hops per token; one stage makes no hop', async (t) => {
@@ -59,6 +59,29 @@ t.test('a far node is left out; a measured slow node is left out though its prob
   const measured = choosePlan(m, [node('a', 1), node('b', 1)], perf({ a: { msPerMb: k }, b: { msPerMb: 8 * k } }));
   t.same(measured?.plan.stages.map((s) => s.node), ['a']);
   t.equal(measured?.basis['b'], 'measured');
+});
+
+t.test('a node that probed its decode kernel is predicted from that probe, not its GFLOP/s (issue 20)', async (t) => {
+  // Same GFLOP/s, but b's decode probe says it streams weights 3× slower (a device whose memory is
+  // slow: the JS matmul probe runs in cache and cannot see it).
+  const nodes = [node('a', 1), node('b', 1)];
+  const s = msPerMbOf(nodes, perf({ a: { probeMsPerMb: 0.05 }, b: { probeMsPerMb: 0.15 } }));
+  t.equal(s.get('a')?.ms, 0.05 * PROBE_TO_STAGE, 'probe × PROBE_TO_STAGE before anything is measured');
+  t.equal(s.get('b')?.ms, 0.15 * PROBE_TO_STAGE);
+  t.equal(s.get('a')?.measured, false);
+  const one = tryPlan(m, [node('a', 1)])!;
+  const costMb = (24 * 9.3 * MB + 85 * MB) / MB;
+  const p = predictPlan(m, one, nodes, perf({ a: { probeMsPerMb: 0.05 } }));
+  t.ok(Math.abs(p.cycleMs - (STAGE_OVERHEAD_MS + costMb * 0.05 * PROBE_TO_STAGE)) < 1e-9, `${p.cycleMs.toFixed(2)} ms per token from the probe`);
+  // Once a measures itself, the ratio measured ÷ probe it shows is applied to b's probe.
+  const fitted = msPerMbOf(nodes, perf({ a: { probeMsPerMb: 0.05, msPerMb: 0.1 }, b: { probeMsPerMb: 0.15 } }));
+  t.equal(fitted.get('a')?.ms, 0.1);
+  t.ok(Math.abs((fitted.get('b')?.ms ?? 0) - 0.3) < 1e-12, 'b: its probe × a\'s measured ÷ probe (2)');
+  // An older node (no probe) still goes by speed.
+  t.equal(msPerMbOf([node('c', 2)], none).get('c')?.ms, DEFAULT_MS_PER_MB_AT_1_GFLOPS / 2);
+  // The planner leaves the slow-memory node out (GFLOP/s alone would have split with it).
+  const c = choosePlan(m, nodes, perf({ a: { probeMsPerMb: 0.05, legMs: 0.3 }, b: { probeMsPerMb: 0.15, legMs: 0.3 } }));
+  t.same(c?.plan.stages.map((x) => x.node), ['a'], stagesOf(c).join(' '));
 });
 
 t.test('never slower than one device: the choice beats or equals every single node', async (t) => {

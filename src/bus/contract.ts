@@ -107,6 +107,10 @@ export interface AnnounceMsg extends Base {
   readonly threads: number;
   /** Measured matmul speed in GFLOP/s (rounded to a coarse log scale so noise does not re-plan). */
   readonly speed: number;
+  /** ms per MB of int4 weights its decode kernel streams for one token on its threads, timed at
+   *  start (runtime/decode-probe.ts): the planner's per-node speed until the node has served;
+   *  absent from older nodes and from nodes given --speed. */
+  readonly decodeMsPerMb?: number;
   /** Whether the node has the model folder locally (else it fetches its layers from the gateway). */
   readonly hasModel: boolean;
   /** onnxruntime execution provider it runs with ('cpu' | 'cuda'); absent from older nodes. */

@@ -52,6 +52,7 @@ const stages = (v: unknown): boolean => Array.isArray(v) && v.length <= 4096 && 
 const CHECKS: Readonly<Record<string, Check>> = {
   announce: (m) => fields(m, {
     id, name, memory: bytes, freeMemory: bytes, threads: (v) => int(v, 1, 65_536), speed: (v) => num(v, 0, MAX_RATE), hasModel: bool,
+    decodeMsPerMb: (v) => opt(v, (x) => num(x, 1e-6, 1e6)),
     provider: (v) => opt(v, (x) => typeof x === 'string' && /^[a-z0-9_-]{1,16}$/.test(x)), totalMemory: (v) => opt(v, bytes),
     holding: (v) => opt(v, (x) => isObj(x) && text(x['model']) && int(x['start'], 0, 1e6) && int(x['end'], 0, 1e6) && (x['start'] as number) < (x['end'] as number)),
   }),

@@ -10,6 +10,7 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
+import { probeDecode } from '../runtime/index.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { JoinRefusedError, connectNode, fetchPinnedCa } from '../trust/index.ts';
 import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
@@ -88,6 +89,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isFinite(slowdown) || slowdown < 1) throw new HearthError('HEARTH_ERR_USAGE', [`--slowdown: expected a number ≥ 1, got "${values.slowdown}"`]);
   // A simulated slow device probes as slow as it will run.
   const speed = values.speed !== undefined ? Number(values.speed) : roundQuarterOctave(measureSpeed() / slowdown);
+  // The decode kernel's own time per MB on these threads: what the planner predicts a stage's step
+  // from until the node has served (issue 20). Not with --speed (tests and benches that pin the
+  // plan), nor on CUDA, whose step this CPU probe does not time.
+  const decodeMsPerMb = values.speed === undefined && provider === 'cpu' ? Number(((await probeDecode(threads)).msPerMb * slowdown).toPrecision(4)) : undefined;
   const hopDelayMs = Number(values['hop-delay-ms']);
   // A join line of `hearth up` on the LAN pins its CA (--ca-sha256): the CA certificate is taken
   // from the chain the server presents, kept only if its fingerprint is the pin, and used to
@@ -129,12 +134,13 @@ export async function run(argv: string[]): Promise<number> {
   const perturb = Number(process.env['HEARTH_TEST_PERTURB_OUTPUT'] ?? '');
   const node = new WorkerNode({
     bus, id, cluster: values.cluster, name: values.name, memory, threads, speed,
+    ...(decodeMsPerMb !== undefined ? { decodeMsPerMb } : {}),
     modelDir: values.model ?? null, cacheDir: values.cache, hopDelayMs, provider, log,
     ...(slowdown > 1 ? { slowdown } : {}),
     ...(Number.isFinite(perturb) && perturb > 0 ? { perturbOutput: perturb } : {}),
   });
   node.start();
-  log.info({ id: node.id, join: values.join, cluster: values.cluster, memory, threads, speed, provider }, `worker joined the bus (provider ${provider}); waiting for an assignment`);
+  log.info({ id: node.id, join: values.join, cluster: values.cluster, memory, threads, speed, decodeMsPerMb, provider }, `worker joined the bus (provider ${provider}); waiting for an assignment`);
 
   let revoked = false;
   let leaving = false;

@@ -360,7 +360,7 @@ export class Coordinator {
   /** What the planner knows of each node's speed and link. */
   private perf(): Map<string, NodePerf> {
     const out = new Map<string, NodePerf>();
-    for (const m of this.members.values()) out.set(m.info.id, { msPerMb: m.msPerMb, legMs: m.legMs });
+    for (const m of this.members.values()) out.set(m.info.id, { msPerMb: m.msPerMb, legMs: m.legMs, probeMsPerMb: m.info.decodeMsPerMb ?? null });
     return out;
   }
 

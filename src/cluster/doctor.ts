@@ -151,7 +151,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
         if (range[1] === o.cost.numLayers) mb += o.cost.headCost / 1e6;
         if (mb > 0) measured.set(a.id, hb.stepMs / mb);
       }
-      perf.set(a.id, { msPerMb: measured.get(a.id) ?? null, legMs: best === null ? null : best.rtt / 2 });
+      perf.set(a.id, { msPerMb: measured.get(a.id) ?? null, legMs: best === null ? null : best.rtt / 2, probeMsPerMb: a.decodeMsPerMb ?? null });
       nodes.push({
         id: a.id, name: a.name, version: best?.reply.version ?? null, provider: a.provider ?? 'unknown', threads: a.threads,
         memory: a.memory, speed: a.speed, hasModel: a.hasModel, state: hb?.state ?? null, epoch: hb?.epoch ?? null,

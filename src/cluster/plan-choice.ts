@@ -23,6 +23,10 @@ import { PREFILL_MARGIN, stageBytes, tryPlan, type ModelCost, type PlanNode, typ
  *  2-core x86 VM (17 layers = 158 MB of cost → 11.8 ms at probe speed 1; the last stage, 7 layers
  *  + the tied head = 150 MB → 10.5 ms). Used only until some node has measured itself. */
 export const DEFAULT_MS_PER_MB_AT_1_GFLOPS = 0.075;
+/** A stage's decode ms per MB of cost ÷ its node's decode probe (runtime/decode-probe.ts), used
+ *  until some node has measured both: the probe times only the int4 matmuls, a stage also runs
+ *  attention, norms, the hand-off to its engine thread (fitted: see the figure below). */
+export const PROBE_TO_STAGE = 1.5;
 /** Fixed time a stage spends on a step besides its layers (worker-thread hand-off, session run). */
 export const STAGE_OVERHEAD_MS = 0.3;
 /** Leg assumed for a node not probed yet (loopback figure). */
@@ -36,6 +40,8 @@ export interface NodePerf {
   readonly msPerMb: number | null;
   /** Half the probe round trip gateway ↔ node over the bus (ms), or null before a probe. */
   readonly legMs: number | null;
+  /** Its decode probe's ms per MB of int4 weights (announce.decodeMsPerMb), or null/absent. */
+  readonly probeMsPerMb?: number | null;
 }
 
 export interface PlanPrediction {
@@ -75,20 +81,35 @@ export interface ChooseOptions {
   readonly tolerance?: number;
 }
 
-/** ms per MB of cost for every node: measured, else probe speed × a constant fitted on the
- *  measured nodes (their ms/MB × speed), else the default constant. */
+function median(xs: number[]): number | null {
+  xs.sort((a, b) => a - b);
+  return xs.length > 0 ? (xs[Math.floor(xs.length / 2)] as number) : null;
+}
+
+/** ms per MB of cost for every node: measured; else its decode probe × a ratio fitted on the
+ *  measured nodes that also probed (their measured ÷ probe), else PROBE_TO_STAGE; else (an older
+ *  node, or one given --speed) its GFLOP/s speed × a constant fitted on the measured nodes (their
+ *  ms/MB × speed), else DEFAULT_MS_PER_MB_AT_1_GFLOPS. */
 export function msPerMbOf(nodes: readonly PlanNode[], perf: ReadonlyMap<string, NodePerf>): Map<string, { ms: number; measured: boolean }> {
-  const fits: number[] = [];
+  const bySpeed: number[] = [];
+  const byProbe: number[] = [];
   for (const n of nodes) {
-    const m = perf.get(n.id)?.msPerMb ?? null;
-    if (m !== null && n.speed > 0) fits.push(m * n.speed);
+    const p = perf.get(n.id);
+    const m = p?.msPerMb ?? null;
+    if (m === null) continue;
+    if (n.speed > 0) bySpeed.push(m * n.speed);
+    if ((p?.probeMsPerMb ?? 0) > 0) byProbe.push(m / (p?.probeMsPerMb as number));
   }
-  fits.sort((a, b) => a - b);
-  const k = fits.length > 0 ? (fits[Math.floor(fits.length / 2)] as number) : DEFAULT_MS_PER_MB_AT_1_GFLOPS;
+  const k = median(bySpeed) ?? DEFAULT_MS_PER_MB_AT_1_GFLOPS;
+  const r = median(byProbe) ?? PROBE_TO_STAGE;
   const out = new Map<string, { ms: number; measured: boolean }>();
   for (const n of nodes) {
-    const m = perf.get(n.id)?.msPerMb ?? null;
-    out.set(n.id, m !== null ? { ms: m, measured: true } : { ms: n.speed > 0 ? k / n.speed : Number.POSITIVE_INFINITY, measured: false });
+    const p = perf.get(n.id);
+    const m = p?.msPerMb ?? null;
+    const probe = p?.probeMsPerMb ?? null;
+    out.set(n.id, m !== null ? { ms: m, measured: true }
+      : probe !== null && probe > 0 ? { ms: probe * r, measured: false }
+        : { ms: n.speed > 0 ? k / n.speed : Number.POSITIVE_INFINITY, measured: false });
   }
   return out;
 }

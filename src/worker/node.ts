@@ -32,6 +32,9 @@ export interface WorkerNodeOptions {
   readonly threads: number;
   /** GFLOP/s from measureSpeed() (or --speed). */
   readonly speed: number;
+  /** ms per MB of int4 weights at decode from runtime's probeDecode (slowdown included), or
+   *  undefined (--speed given: the planner then goes by speed alone). */
+  readonly decodeMsPerMb?: number;
   /** A local checkpoint folder; null = fetch the assigned layers from the gateway. */
   readonly modelDir: string | null;
   /** Where fetched stage weights are cached. */
@@ -145,7 +148,9 @@ export class WorkerNode {
     if (this.closed) return;
     this.bus.publish(subjects.announce(this.opts.cluster, this.id), {
       t: 'announce', id: this.id, name: this.opts.name, memory: this.opts.memory, freeMemory: os.freemem(),
-      threads: this.opts.threads, speed: this.opts.speed, hasModel: this.opts.modelDir !== null,
+      threads: this.opts.threads, speed: this.opts.speed,
+      ...(this.opts.decodeMsPerMb !== undefined ? { decodeMsPerMb: this.opts.decodeMsPerMb } : {}),
+      hasModel: this.opts.modelDir !== null,
       provider: this.opts.provider ?? 'cpu', totalMemory: os.totalmem(),
       ...(this.loaded !== null && this.active !== null && this.active.range !== null
         ? { holding: { model: this.active.model.name, start: this.active.range.start, end: this.active.range.end } } : {}),

@@ -1,0 +1,90 @@
+// This device's decode speed as the planner needs it, before it has served: milliseconds per MB of
+// int4 weights that onnxruntime's MatMulNBits streams for one token, on the threads a stage gets.
+//
+// Why not the JS matmul probe alone (worker/speed-probe.ts): it times compute on 256 KB that sits
+// in cache, and turning its GFLOP/s into ms per MB took a constant fitted on the 0.5B shape; a 3B
+// stage streams ~850 MB from memory each token, so the planner's figure before serving was 22-38%
+// too fast there (issue 20). This probe runs the very kernel decode runs, at accuracy_level 4, over
+// an MLP-shaped chain of four weights (~54 MB) larger than a last-level cache of 32 MB, so what it
+// times is the same mix of int8 compute and memory traffic a stage's layers are.
+
+import ort from 'onnxruntime-node';
+import { DT, GraphBuilder, MS_DOMAIN } from '../model/onnx/graph.ts';
+import { int4MatrixBytes } from '../model/index.ts';
+
+/** The chain: hidden → inter → hidden, twice (a 3B layer's MLP shape). */
+const HIDDEN = 3072;
+const INTER = 8192;
+const BLOCK = 128;
+
+export interface DecodeProbe {
+  /** ms per MB (1e6 bytes) of int4 weights as built, one token: the median of the timed runs. */
+  readonly msPerMb: number;
+  /** MB of weights the chain streams per run. */
+  readonly mb: number;
+}
+
+function filled(n: number, seed: number, f: (x: number) => number): Uint8Array | Float32Array {
+  // Deterministic, cheap and not constant (a constant page could be deduplicated or compressed).
+  let s = seed >>> 0;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = f(s >>> 24);
+  }
+  return out;
+}
+
+function chain(): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[]; bytes: number } {
+  const g = new GraphBuilder();
+  let x = g.input('x', DT.float, [1, HIDDEN]);
+  let bytes = 0;
+  const dims: [number, number][] = [[HIDDEN, INTER], [INTER, HIDDEN], [HIDDEN, INTER], [INTER, HIDDEN]];
+  dims.forEach(([k, n], i) => {
+    const blocks = k / BLOCK;
+    const packed = filled(n * blocks * (BLOCK / 2), 17 + i, (b) => b) as Uint8Array;
+    // Scales ~1/sqrt(k) keep the activations finite through the chain (int8 quantization of a NaN
+    // would time a different path).
+    const scales = new Float32Array(n * blocks).fill(0.25 / Math.sqrt(k));
+    x = g.op('MatMulNBits', [x, g.init(`w${i}`, DT.uint8, [n, blocks, BLOCK / 2], packed), g.init(`s${i}`, DT.float, [n * blocks], scales)],
+      { K: k, N: n, bits: 4, block_size: BLOCK, accuracy_level: 4 }, MS_DOMAIN);
+    bytes += int4MatrixBytes(n, k, BLOCK);
+  });
+  g.node('Identity', [x], ['y']);
+  g.output('y', DT.float, [1, HIDDEN]);
+  const { model, externalData } = g.finish('decode-probe');
+  return { model, externalData: externalData.map((f) => ({ path: f.path, data: f.data })), bytes };
+}
+
+/** Times the chain on `threads` intra-op threads (no spinning: stages share cores), `runs` times
+ *  spread over ~`spreadMs`, and keeps the fastest run: a device's speed is what it reaches when
+ *  nothing else runs, and devices started together (or a gateway hashing beside a worker) would
+ *  otherwise each time the other's load. ~1.5 s in all. */
+export async function probeDecode(threads: number, runs = 12, spreadMs = 1000): Promise<DecodeProbe> {
+  const c = chain();
+  const session = await ort.InferenceSession.create(c.model, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: Math.max(1, threads),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    externalData: c.externalData,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  } as ort.InferenceSession.SessionOptions);
+  try {
+    const feeds = { x: new ort.Tensor('float32', new Float32Array(HIDDEN).map((_, i) => ((i % 7) - 3) / 3), [1, HIDDEN]) };
+    for (let i = 0; i < 2; i++) await session.run(feeds); // first runs allocate
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < runs; i++) {
+      // Random gaps, so that two probes started at once do not stay in step.
+      await new Promise((r) => setTimeout(r, Math.random() * (2 * spreadMs) / runs));
+      const t0 = process.hrtime.bigint();
+      await session.run(feeds);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    const mb = c.bytes / 1e6;
+    return { msPerMb: best / mb, mb };
+  } finally {
+    await session.release();
+  }
+}
