@@ -19,7 +19,7 @@ import { attention, attentionContext, type AttentionKind } from './attention.ts'
 import { WeightReader } from './weights.ts';
 import { moeMlp } from './moe.ts';
 import { carriesBlocks } from '../carried-blocks.ts';
-import { carriedProduct, type CarryContext } from './carried-graph.ts';
+import { carriedFused, carriedProduct, type CarryContext } from './carried-graph.ts';
 
 export interface BuildShardOptions {
   /** 'auto' picks fused (any even head size); gqa (head size a multiple of 16) and plain stay selectable. */
@@ -138,6 +138,8 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   /** int4: one MatMulNBits over the stacked weights (output [..., sum n_i]). */
   const fusedInt4 = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string => {
     if (carryCkpt !== null) {
+      const fused = carriedFused(carry(), x, bs, names, tag, biases ? () => g.init(`${tag}.bias`, DT.float, [names.reduce((a, n) => a + (ckpt.info(n).shape[0] ?? 0), 0)], w.fusedVector(biases)) : undefined);
+      if (fused !== null) return fused;
       const ys = names.map((n, i) => carriedProduct(carry(), x, bs, n, `${tag}.${i}`, undefined, biases?.[i] !== undefined ? f32(biases[i] as string) : undefined));
       return ys.length === 1 ? (ys[0] as string) : g.op('Concat', ys, { axis: -1 });
     }
@@ -156,6 +158,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
     const sizes = names.map((n) => ckpt.info(n).shape[0] ?? 0);
     const split = (y: string): string[] => (names.length === 1 ? [y] : g.node('Split', [y, g.i64(sizes)], names.length, { axis: -1 }));
+    if (carryCkpt !== null && names.length > 1) {
+      const fused = carriedFused(carry(), x, bs, names, tag, biases ? () => g.init(`${tag}.bias`, DT.float, [sizes.reduce((a, b) => a + b, 0)], w.fusedVector(biases)) : undefined);
+      if (fused !== null) return split(fused);
+    }
     if (carryCkpt !== null) return names.map((n, i) => carriedProduct(carry(), x, bs, n, `${tag}.${i}`, undefined, biases?.[i] !== undefined ? f32(biases[i] as string) : undefined));
     if (quant === 'int4') return split(fusedInt4(x, names, biases, tag));
     const inPlace = names.every((n) => ckpt.info(n).dtype === 'F32' && mapFile(ckpt.info(n).file) !== null);

@@ -3,7 +3,7 @@
 // activations) calls these in place of requantizing when its checkpoint carries blocks.
 
 import type { Checkpoint } from '../types.ts';
-import { OFFSET_GROUP, type CarriedBlocks } from '../carried-blocks.ts';
+import { OFFSET_GROUP, type CarriedBlocks, type CarriedMatrix } from '../carried-blocks.ts';
 import { DT, type GraphBuilder } from './graph.ts';
 import type { WeightReader } from './weights.ts';
 
@@ -46,6 +46,7 @@ export function carriedProduct(c: CarryContext, x: string, lead: string, name: s
   const { g, w, ckpt } = c;
   const m = ckpt.carried(name, range);
   if (m === null) {
+    // (fp32 path below)
     const info = ckpt.info(name);
     const [r0, r1] = range ?? [0, info.shape[0] ?? 1];
     const k = info.shape[1] ?? 1;
@@ -53,6 +54,42 @@ export function carriedProduct(c: CarryContext, x: string, lead: string, name: s
     const y = g.op('MatMul', [x, wt]);
     return bias === undefined ? y : g.op('Add', [y, bias]);
   }
+  return blocksProduct(c, x, lead, m, tag, bias);
+}
+
+/**
+ * Several weights ([n_i, K] each) of one carried format as one product (output [..., Σ n_i]), as
+ * the int4 build fuses q|k|v and gate|up: fewer nodes a step (each costs executor time on small
+ * models). Null when their formats differ (a Q4_K_M file's attn_v is Q6_K on some layers) or one
+ * is built as fp32.
+ */
+export function carriedFused(c: CarryContext, x: string, lead: string, names: readonly string[], tag: string, bias?: () => string): string | null {
+  const f = names.map((n) => c.ckpt.carriedFormat(n));
+  const f0 = f[0];
+  if (f0 === null || f0 === undefined || f.some((v) => v === null || v.bits !== f0.bits || v.block !== f0.block || v.offsets !== f0.offsets)) return null;
+  const ms = names.map((n) => c.ckpt.carried(n) as CarriedMatrix);
+  const cat = <T extends Uint8Array | Float32Array>(parts: T[], make: (len: number) => T): T => {
+    const out = make(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p as never, o);
+      o += p.length;
+    }
+    return out;
+  };
+  const m0 = ms[0] as CarriedMatrix;
+  const m: CarriedMatrix = {
+    ...m0,
+    rows: ms.reduce((a, v) => a + v.rows, 0),
+    packed: cat(ms.map((v) => v.packed), (n) => new Uint8Array(n)),
+    scales: cat(ms.map((v) => v.scales), (n) => new Float32Array(n)),
+    offsetValues: m0.offsetValues === null ? null : cat(ms.map((v) => v.offsetValues as Float32Array), (n) => new Float32Array(n)),
+  };
+  return blocksProduct(c, x, lead, m, tag, bias?.());
+}
+
+function blocksProduct(c: CarryContext, x: string, lead: string, m: CarriedMatrix, tag: string, bias?: string): string {
+  const { g } = c;
   const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, (m.block * m.bits) / 8], m.packed);
   const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
   const rest = [b, s];
