@@ -58,9 +58,9 @@ export interface CostOptions {
   readonly quant: Quant;
   /** KV tokens each stage reserves at plan time (all its sequences together); see kvReserveTokens. */
   readonly kvTokens: number;
-  /** int4 block size along K (default: the engine's, HEARTH_INT4_BLOCK or 32). */
+  /** int4 block size along K (default: the engine's, HEARTH_INT4_BLOCK or 128). */
   readonly int4Block?: number;
-  /** int4 models: bits of the embedding table and lm_head (default: the engine's, HEARTH_VOCAB_BITS or 8). */
+  /** int4 models: bits of the embedding table and lm_head (default: the engine's, HEARTH_VOCAB_BITS or 4). */
   readonly vocabBits?: 4 | 8;
   /** Bytes per KV element: 4 (float32, default) or 2 (HEARTH_KV_DTYPE=float16). */
   readonly kvElementBytes?: number;
