@@ -236,6 +236,7 @@ export class ShardSession {
   readonly kv: KvStore;
   private profileDir: string | null = null;
   private scoreBudget = SCORE_BUDGET;
+  private scoreBudgetSet = false;
   private splitBytes = SPLIT_BYTES;
   /** The rotary tables, fed to every run (see ROPE_INPUTS). */
   private rope: Feeds = {};
@@ -330,7 +331,10 @@ export class ShardSession {
         const { cos, sin } = ropeTables(config, positions);
         const half = config.headDim / 2;
         shard.rope = { [ROPE_INPUTS.cos]: new ort.Tensor('float32', cos, [positions, half]), [ROPE_INPUTS.sin]: new ort.Tensor('float32', sin, [positions, half]) };
-        if (opts.scoreBudget !== undefined) shard.scoreBudget = Math.max(1, opts.scoreBudget);
+        if (opts.scoreBudget !== undefined) {
+          shard.scoreBudget = Math.max(1, opts.scoreBudget);
+          shard.scoreBudgetSet = true;
+        }
         if (opts.splitBytes !== undefined) shard.splitBytes = Math.max(0, opts.splitBytes);
         return shard;
       }
@@ -466,6 +470,9 @@ export class ShardSession {
    */
   private partSize(it: StageItem): number {
     if (it.n === 1 || it.exact === true) return it.n;
+    // The fused graph's prefill scores the past in blocks (attention.ts KEY_BLOCK): its transient
+    // memory does not grow with the context, so a chunk runs whole unless a caller set a budget.
+    if (this.info.attention === 'fused' && !this.scoreBudgetSet) return it.n;
     const hq = this.info.config.numHeads;
     const total = it.pos + it.n;
     return Math.max(1, Math.min(it.n, Math.floor(this.scoreBudget / (hq * total))));

@@ -38,8 +38,6 @@ export interface AttentionContext {
   readonly splitSizes?: string;
   /** fused: whether the step has more than one position (a prefill chunk), as a 1-element bool. */
   readonly multi?: string;
-  /** fused: past and causal masks side by side, [B, 1, G*S, P+S] (prefill chunks use it). */
-  readonly fullMask?: string;
   /** fused: bool [1], whether a multi-position step computes each position exactly as a
    *  one-position decode step would (bit for bit: speculative verification, replays). */
   readonly exact?: string;
@@ -79,12 +77,9 @@ export function attentionContext(g: GraphBuilder, cfg: ModelConfig, kind: Attent
     const shape = (t: string, i: number): string => g.op('Slice', [g.op('Shape', [t]), g.i64([i]), g.i64([i + 1])]);
     const splitSizes = g.op('Concat', [shape(pastMask, 3), shape(causal, 1)], { axis: 0 });
     const multi = g.op('Greater', [shape(causal, 1), g.i64([1])]);
-    const rows = shape(causal, 0);
-    const fullMask = g.op('Concat', [
-      g.op('Expand', [pastMask, g.op('Concat', [g.i64([1, 1]), rows, g.i64([1])], { axis: 0 })]), // [B,1,G*S,P]
-      g.op('Expand', [causal, g.op('Concat', [shape(pastMask, 0), g.i64([1, 1, 1])], { axis: 0 })]), // [B,1,G*S,S]
-    ], { axis: -1 });
-    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, multi, fullMask, exact, kvType };
+    // No [B, 1, G*S, P+S] mask here: it is as large as a prefill chunk's scores, and a node of the
+    // main graph runs every step, decode included. The verify branch builds it (fullMask below).
+    return { kind, cosCache, sinCache, positionIds, pastMask, causal, splitSizes, multi, exact, kvType };
   }
   if (kind === 'gqa') {
     const seqlensK = g.input(ATTN_INPUTS.gqa.seqlensK, DT.int32, ['batch']);
@@ -180,6 +175,43 @@ export function plainCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionConte
  * both), v [B,S,Hkv*D]; returns [B,S,Hq*D]. Every node runs on every decode step of every layer,
  * so the count is kept low: shape plumbing that depends only on the step is shared across layers.
  */
+/** fused: past and causal masks side by side, [B, 1, G*S, P+S], built where it is used (the verify branch). */
+function fullMask(g: GraphBuilder, ctx: AttentionContext): string {
+  const pastMask = ctx.pastMask ?? '';
+  const causal = ctx.causal ?? '';
+  const shape = (t: string, i: number): string => g.op('Slice', [g.op('Shape', [t]), g.i64([i]), g.i64([i + 1])]);
+  return g.op('Concat', [
+    g.op('Expand', [pastMask, g.op('Concat', [g.i64([1, 1]), shape(causal, 0), g.i64([1])], { axis: 0 })]), // [B,1,G*S,P]
+    g.op('Expand', [causal, g.op('Concat', [shape(pastMask, 0), g.i64([1, 1, 1])], { axis: 0 })]), // [B,1,G*S,S]
+  ], { axis: -1 });
+}
+
+/**
+ * Past keys a prefill chunk scores per block of its online softmax: [G*S, KEY_BLOCK] scores (896 x
+ * 1024 fp32 = 3.7 MB for a 128-position chunk of a 14/2-head model) instead of [G*S, P+S] (30 MB at
+ * 8k, 118 MB at 32k, and each of scores, mask, sum and softmax as large).
+ */
+export const KEY_BLOCK = 1024;
+
+/**
+ * The running state of an online softmax (Milakov & Gimelshein 2018, "Online normalizer
+ * calculation for softmax"; FlashAttention's forward pass): max m, sum l of exp(s - m) and the
+ * sum acc of exp(s - m)·V over the blocks seen so far, rows [B, Hkv, G*S]. A block of scores s
+ * [.., G*S, n] and its values (a function of the block's probabilities) fold in as
+ * m' = max(m, max s), l' = l·e^(m-m') + Σ e^(s-m'), acc' = acc·e^(m-m') + e^(s-m')·V. m starts
+ * at -1e30, not -inf, so a block whose row is all masked (-inf) leaves the state as it was
+ * instead of making NaN of -inf - -inf.
+ */
+function foldBlock(g: GraphBuilder, m: string, l: string, acc: string, s: string, times: (p: string) => string): [string, string, string] {
+  const last = g.i64([-1]);
+  const m2 = g.op('Max', [m, g.op('ReduceMax', [s, last], { keepdims: 1 })]);
+  const p = g.op('Exp', [g.op('Sub', [s, m2])]);
+  const c = g.op('Exp', [g.op('Sub', [m, m2])]);
+  const l2 = g.op('Add', [g.op('Mul', [l, c]), g.op('ReduceSum', [p, last], { keepdims: 1 })]);
+  const acc2 = g.op('Add', [g.op('Mul', [acc, c]), times(p)]);
+  return [m2, l2, acc2];
+}
+
 function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io: AttentionIo, qk: string, v: string): string {
   const { numHeads: hq, numKvHeads: hkv, headDim: d } = cfg;
   const groups = hq / hkv;
@@ -201,17 +233,45 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
   const q4 = g.op('Reshape', [g.op('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.i64([0, hkv, -1, d])]); // [B,Hkv,G*S,D]
   const alpha = { float: 1 / Math.sqrt(d) };
   const ctxShape = ['batch', hkv, 'rows', d] as const;
-  // A prefill chunk appends its own K/V to the past (a copy of the past, small next to the
-  // [G*S, P+S] scores) and runs one product, one mask and one softmax over all of it. A decode step
-  // instead keeps the past in place and scores its single new position apart: concatenating scores
-  // costs G*S*(P+S) values, concatenating K costs (P+S)*D, so each path copies the smaller one.
+  // A prefill chunk never materializes its [G*S, P+S] scores: a Loop runs an online softmax over
+  // the past in blocks of KEY_BLOCK positions, read in place ([P, B, Hkv, D] as decode reads it),
+  // and the chunk's own positions fold in last with the causal mask, as decode scores its own
+  // position apart. Transient memory is a block's scores whatever the context, so a 128-position
+  // chunk runs as one step at any length (its projections at M = 128, not in parts of a few rows).
+  // Not bit-exact with decode (neither was the one-softmax form): the verify branch is.
   const prefill = g.subgraph('prefill', () => {
-    const toPositions = (x: string): string => g.op('Transpose', [x], { perm: [1, 0, 2, 3] }); // [S,B,Hkv,D]
-    const kAll = g.op('Concat', [fromKv(io.pastKey), toPositions(k4)], { axis: 0 });
-    const vAll = g.op('Concat', [fromKv(io.pastValue), toPositions(v4)], { axis: 0 });
-    const scores = g.op('Add', [g.op('FusedMatMul', [q4, kAll], { transB: 1, transBatchB: 1, alpha }, MS_DOMAIN), ctx.fullMask ?? '']);
-    const out = g.op('FusedMatMul', [g.op('Softmax', [scores], { axis: -1 }), vAll], { transBatchB: 1 }, MS_DOMAIN); // [B,Hkv,G*S,D]
-    return [[out, DT.float, ctxShape]];
+    const pastK = fromKv(io.pastKey);
+    const pastV = fromKv(io.pastValue);
+    const dims = g.op('Shape', [q4]); // [B, Hkv, G*S, D]
+    const rowShape = g.op('Concat', [g.op('Slice', [dims, g.i64([0]), g.i64([3])]), g.i64([1])], { axis: 0 });
+    const mInit = g.op('Expand', [g.f32(-1e30), rowShape]);
+    const lInit = g.op('Expand', [g.f32(0), rowShape]);
+    const accInit = g.op('Expand', [g.f32(0), dims]);
+    const pLen = g.op('Slice', [g.op('Shape', [pastK]), g.i64([0]), g.i64([1])]);
+    const trips = g.op('Squeeze', [g.op('Div', [g.op('Add', [pLen, g.i64([KEY_BLOCK - 1])]), g.i64([KEY_BLOCK])]), g.i64([0])]);
+    const [it, cond, m, l, acc] = ['it', 'cond', 'm', 'l', 'acc'].map((n) => g.name(`blk_${n}`)) as [string, string, string, string, string];
+    const rowDims = ['batch', hkv, 'rows', 1] as const;
+    const body = g.subgraph(
+      'key_block',
+      () => {
+        const from = g.op('Mul', [g.op('Unsqueeze', [it, g.i64([0])]), g.i64([KEY_BLOCK])]); // [1]
+        const to = g.op('Add', [from, g.i64([KEY_BLOCK])]);
+        const axis0 = g.i64([0]);
+        const kb = g.op('Slice', [pastK, from, to, axis0]); // [n, B, Hkv, D]
+        const vb = g.op('Slice', [pastV, from, to, axis0]);
+        const mask = g.op('Slice', [ctx.pastMask ?? '', from, to, g.i64([3])]); // [B, 1, 1, n]
+        const sb = g.op('Add', [g.op('FusedMatMul', [q4, kb], { transB: 1, transBatchB: 1, alpha }, MS_DOMAIN), mask]); // [B,Hkv,G*S,n]
+        const [m2, l2, acc2] = foldBlock(g, m, l, acc, sb, (p) => g.op('FusedMatMul', [p, vb], { transBatchB: 1 }, MS_DOMAIN));
+        return [[g.op('Identity', [cond]), DT.bool, []], [m2, DT.float, rowDims], [l2, DT.float, rowDims], [acc2, DT.float, ctxShape]];
+      },
+      [[it, DT.int64, []], [cond, DT.bool, []], [m, DT.float, rowDims], [l, DT.float, rowDims], [acc, DT.float, ctxShape]],
+    );
+    const [mP, lP, accP] = g.node('Loop', [trips, '', mInit, lInit, accInit], 3, { body: { graph: body } }) as [string, string, string];
+    const kT = g.op('Transpose', [k4], { perm: [0, 2, 3, 1] }); // [B,Hkv,D,S]
+    const sNew = g.op('Add', [g.op('FusedMatMul', [q4, kT], { alpha }, MS_DOMAIN), ctx.causal ?? '']); // [B,Hkv,G*S,S]
+    const vNew = g.op('Transpose', [v4], { perm: [0, 2, 1, 3] }); // [B,Hkv,S,D]
+    const [, lAll, accAll] = foldBlock(g, mP, lP, accP, sNew, (p) => g.op('MatMul', [p, vNew]));
+    return [[g.op('Div', [accAll, lAll]), DT.float, ctxShape]];
   });
   const decode = g.subgraph('decode', () => {
     // Past: FusedMatMul reads [P, B, Hkv, D] as [B, Hkv, P, D] (transBatchB) and its transpose (transB).
@@ -259,7 +319,7 @@ function fusedCore(g: GraphBuilder, cfg: ModelConfig, ctx: AttentionContext, io:
     const diag = g.op('Unsqueeze', [g.op('Add', [g.op('Range', [scalar(zero), scalar(sLen), scalar(one)]), pLen]), g.i64([1, 2])]); // [S,1,1]
     const isOwn = g.op('Equal', [cols, diag]); // [S,1,T]
     // Past mask and causal mask as the prefill branch uses them, rows reordered to (s, g).
-    const mask = g.op('Transpose', [g.op('Reshape', [ctx.fullMask ?? '', g.op('Concat', [g.i64([0, 1, groups, -1]), g.op('Add', [pLen, sLen])], { axis: 0 })])], { perm: [0, 1, 3, 2, 4] });
+    const mask = g.op('Transpose', [g.op('Reshape', [fullMask(g, ctx), g.op('Concat', [g.i64([0, 1, groups, -1]), g.op('Add', [pLen, sLen])], { axis: 0 })])], { perm: [0, 1, 3, 2, 4] });
     // As decode: [own score, scores of every earlier position, -inf for own column and later].
     const rest = g.op('Add', [g.op('Where', [isOwn, g.f32(-Infinity), scores]), mask]);
     const probs = g.op('Softmax', [g.op('Concat', [sOwn, rest], { axis: -1 })], { axis: -1 }); // [B,Hkv,S,G,1+T]

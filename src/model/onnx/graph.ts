@@ -214,14 +214,15 @@ export class GraphBuilder {
   /**
    * A branch body for If/Loop: the nodes `build` adds go into the subgraph (they may read any name
    * of the enclosing graph; constants it makes land in the main graph), and the names it returns
-   * become the subgraph's outputs, typed as given.
+   * become the subgraph's outputs, typed as given. A Loop body names its inputs (iteration number,
+   * condition, then the loop-carried values) in `inputs`.
    */
-  subgraph(name: string, build: () => readonly (readonly [string, DataType, readonly Dim[]])[]): Subgraph {
+  subgraph(name: string, build: () => readonly (readonly [string, DataType, readonly Dim[]])[], inputs: readonly (readonly [string, DataType, readonly Dim[]])[] = []): Subgraph {
     const outer = this.nodes;
     this.nodes = [];
     try {
       const outs = build();
-      return { name: this.name(name), node: this.nodes, output: outs.map(([n, t, dims]) => valueInfo(n, t, dims)) };
+      return { name: this.name(name), node: this.nodes, input: inputs.map(([n, t, dims]) => valueInfo(n, t, dims)), output: outs.map(([n, t, dims]) => valueInfo(n, t, dims)) };
     } finally {
       this.nodes = outer;
     }
