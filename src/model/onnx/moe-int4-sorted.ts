@@ -57,5 +57,9 @@ export function int4ExpertsSortedGraph(g: GraphBuilder, x2: string, logits: stri
   // Back to the pairs in token order (pair order[j] is at pos[j]), weighted, summed over k.
   const posOfPair = g.op('ScatterElements', [g.op('Mul', [f, g.i64([0])]), order, pos], { axis: 0 }); // [NK]
   const yPairs = g.op('Reshape', [g.op('Gather', [ys, posOfPair], { axis: 0 }), g.i64([-1, k, h])]); // [N, k, H]
-  return g.op('ReduceSum', [g.op('Mul', [yPairs, g.op('Unsqueeze', [weights, g.i64([2])])]), g.i64([1])], { keepdims: 0 });
+  const weighted = g.op('Mul', [yPairs, g.op('Unsqueeze', [weights, g.i64([2])])]);
+  // Summed with Sum over k slices, not ReduceSum over axis 1: ReduceSum picks its loop by shape,
+  // so a lone row ([1, k, H]) was summed in another order than the same row in a batch.
+  if (k === 1) return g.op('Reshape', [weighted, g.i64([-1, h])]);
+  return g.op('Reshape', [g.op('Sum', g.node('Split', [weighted], k, { axis: 1, num_outputs: k })), g.i64([-1, h])]);
 }
