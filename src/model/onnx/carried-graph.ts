@@ -46,7 +46,6 @@ export function carriedProduct(c: CarryContext, x: string, lead: string, name: s
   const { g, w, ckpt } = c;
   const m = ckpt.carried(name, range);
   if (m === null) {
-    // (fp32 path below)
     const info = ckpt.info(name);
     const [r0, r1] = range ?? [0, info.shape[0] ?? 1];
     const k = info.shape[1] ?? 1;
