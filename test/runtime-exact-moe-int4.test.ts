@@ -1,6 +1,6 @@
 // int4 experts (issue 23): the MoE shard graph's own int4 path (router → TopK → pairs sorted by
-// expert → a MatMulNBits per expert's rows, moe-int4-sorted.ts) computes exactly the reference forward pass of the checkpoint its
-// int4 weights stand for. The oracle is the reference run over a copy of the checkpoint whose
+// expert → a MatMulNBits per expert's rows, moe-int4-sorted.ts) computes exactly the reference
+// forward pass of the checkpoint its int4 weights stand for. The oracle is the reference run over a copy of the checkpoint whose
 // quantized tensors hold their int4 values dequantized (same block, 128, the engine's default);
 // with accuracy_level 0 (fp32 activations) MatMulNBits then multiplies the same numbers, so any
 // routing, sorting, padding or gather mistake shows as a logit difference. 1, 2 and 3 stages, chunked
