@@ -6,7 +6,7 @@
 // replays it from its tokens on the new plan.
 
 import { randomBytes } from 'node:crypto';
-import { bin, f32, speaksForItself, subjects, type ModelRef, type ResultMsg, type StepChain, type WireMessage } from '../bus/contract.ts';
+import { bin, f32, speaksForItself, subjects, type ModelRef, type PlanStage, type ResultMsg, type StepChain, type WireMessage } from '../bus/contract.ts';
 import { SILENT_LOG, type Bus, type Log } from '../bus/types.ts';
 import { ERRORS, HearthError, type ErrorCode } from '../errors/index.ts';
 import type { Quant } from '../runtime/types.ts';
@@ -126,6 +126,9 @@ class BusPipeline implements ClusterPipeline {
   private closed = false;
   private verifier: StepVerifier | null = null;
   trace: StepTrace | null = null;
+  /** Make before break (issue 22): the next plan, loaded, taking warm-up steps before the switch. */
+  private warming: { readonly epoch: number; readonly stages: readonly PlanStage[] } | null = null;
+  private readonly warmers = new Set<(epoch: number) => Promise<void>>();
 
   constructor(opts: ClusterPipelineOptions) {
     this.bus = opts.bus;
@@ -163,6 +166,7 @@ class BusPipeline implements ClusterPipeline {
       }
       for (const s of this.streams.values()) s.fail(new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]));
     }));
+    this.coordinator.setWarmer((epoch, stages) => this.warm(epoch, stages));
     this.coordinator.start();
     this.sweeper = setInterval(() => this.sweepTimeouts(), 1000);
     this.sweeper.unref();
@@ -170,6 +174,24 @@ class BusPipeline implements ClusterPipeline {
 
   epoch(): number {
     return this.coordinator.epoch();
+  }
+
+  onWarm(fn: (epoch: number) => Promise<void>): () => void {
+    this.warmers.add(fn);
+    return () => this.warmers.delete(fn);
+  }
+
+  /** The coordinator's warmer: the next plan takes steps addressed to its epoch until every
+   *  scheduler has warmed it (or failed to: those streams replay after the switch). */
+  private async warm(epoch: number, stages: readonly PlanStage[]): Promise<void> {
+    if (this.warmers.size === 0) return;
+    const w = { epoch, stages };
+    this.warming = w;
+    try {
+      await Promise.allSettled([...this.warmers].map((fn) => fn(epoch)));
+    } finally {
+      if (this.warming === w) this.warming = null;
+    }
   }
 
   setVerifier(v: StepVerifier | null): void {
@@ -229,7 +251,10 @@ class BusPipeline implements ClusterPipeline {
     if (this.closed) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the gateway is shutting down']);
     let plan = this.coordinator.plan();
     if (plan === null || !plan.live) plan = await this.livePlan(this.readyTimeoutMs);
-    const epoch = plan.epoch;
+    // A warm-up step goes to the plan loading (its stages serve its epoch already).
+    const target = req.epoch === undefined || req.epoch === plan.epoch ? plan : this.warming?.epoch === req.epoch ? this.warming : null;
+    if (target === null) throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [plan.epoch]);
+    const epoch = target.epoch;
     if (stream !== undefined) stream.epoch = epoch;
     // The KV this step extends must live on this plan's stages.
     const fresh = req.pos === 0 || req.fork !== undefined;
@@ -239,7 +264,7 @@ class BusPipeline implements ClusterPipeline {
       throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]);
     }
     if (fresh) this.seqEpoch.set(req.seq, epoch);
-    const stage0 = plan.stages[0];
+    const stage0 = target.stages[0];
     if (stage0 === undefined) throw new HearthError('HEARTH_ERR_NO_PLAN', ['the plan has no stages']);
     const stepId = this.nextStep;
     this.nextStep += ids;
@@ -249,7 +274,7 @@ class BusPipeline implements ClusterPipeline {
     if (this.hopDelayMs > 0) {
       await new Promise((r) => setTimeout(r, this.hopDelayMs));
       // A re-plan during the delay: stage 0 of the old plan may be gone.
-      if (this.coordinator.epoch() !== epoch) throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]);
+      if (this.coordinator.epoch() !== epoch && this.warming?.epoch !== epoch) throw new HearthError('HEARTH_ERR_PLAN_CHANGED', [this.coordinator.epoch()]);
     }
     // Send first, then register: a send that throws (a message the codec cannot encode) fails this
     // call alone and leaves no pending step behind, whose later rejection (plan change, timeout,
@@ -337,7 +362,8 @@ class BusPipeline implements ClusterPipeline {
     const epoch = plan?.epoch ?? this.coordinator.epoch();
     // Steps sent on an older plan can no longer complete (a stage may be gone): replay them.
     for (const [key, p] of this.pending) {
-      if (p.epoch !== epoch) {
+      // Warm-up steps of the plan loading stay: it is still to come.
+      if (p.epoch !== epoch && p.epoch !== this.warming?.epoch) {
         this.pending.delete(key);
         p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]));
       }

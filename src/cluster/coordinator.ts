@@ -17,6 +17,9 @@ import { explainNoPlan, stageBytes, type ModelCost, type PlanNode } from './plan
 export const MEMBER_STATES = ['joining', 'idle', 'loading', 'ready', 'failed', 'lost', 'distrusted'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
 
+/** Longest a loaded plan waits for the gateway to warm it before switching anyway (issue 22). */
+const WARM_LIMIT_MS = 60_000;
+
 /** Per-node credentials (src/trust/authority.ts, issue 14): the bus grants each node exactly the
  *  subjects of its place in the plan. */
 export interface NodeTrust {
@@ -730,7 +733,38 @@ export class Coordinator {
       return;
     }
     prep.loaded.add(m.id);
-    if ([...prep.fresh].every((id) => prep.loaded.has(id))) this.switchTo(prep);
+    if ([...prep.fresh].every((id) => prep.loaded.has(id))) this.warmThenSwitch(prep);
+  }
+
+  /** The gateway's warmer (cluster-pipeline.ts): replays its streams' contexts into the loaded
+   *  plan's KV while the old plan serves, so a stream moves at a token boundary with a short
+   *  catch-up instead of replaying its whole context (issue 22). null: switch at once. */
+  private warmer: ((epoch: number, stages: readonly PlanStage[]) => Promise<void>) | null = null;
+
+  setWarmer(fn: ((epoch: number, stages: readonly PlanStage[]) => Promise<void>) | null): void {
+    this.warmer = fn;
+  }
+
+  /** Only a plan whose every stage is a newcomer takes steps on its own epoch before the switch
+   *  (a node of the serving plan serves that plan's epoch until then): only that one is warmed.
+   *  The switch waits for the warm at most WARM_LIMIT_MS; a failed warm switches too (replay).
+   *  With per-node credentials the bus grants the new plan's edges only at the switch: no warm. */
+  private warmThenSwitch(prep: Preparing): void {
+    const warm = this.warmer;
+    if (warm === null || this.opts.trust !== undefined || !prep.stages.every((s) => prep.fresh.has(s.node))) { this.switchTo(prep); return; }
+    let done = false;
+    const go = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (this.preparing === prep) this.switchTo(prep);
+    };
+    const timer = setTimeout(go, WARM_LIMIT_MS);
+    this.log.info({ epoch: prep.epoch }, 'the new plan has loaded: warming it with the streams in flight before the switch');
+    warm(prep.epoch, prep.stages).then(go, (e: unknown) => {
+      this.log.warn({ epoch: prep.epoch, err: (e as Error).message }, 'warming the new plan failed: switching, streams replay');
+      go();
+    });
   }
 
   /** The newcomers hold their layers: the new plan becomes the plan (streams move at their next

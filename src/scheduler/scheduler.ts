@@ -5,6 +5,7 @@ import { Admission, checkBiasIds, checkPromptIds } from './admission.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { PassCost, Speculator, emptySpeculationStats, type Draft, type SpeculateOptions, type SpeculationStats } from './speculate.ts';
 import type { EmbedRequest, GenerateEvent, GenerateRequest, Generator, Pipeline, StepOutcome } from './types.ts';
+import { WarmMoves, chunkEnd, type Mover } from './warm-move.ts';
 
 export interface SchedulerOptions {
   /** Sequences decoding at once; more wait in the queue. */
@@ -34,10 +35,9 @@ export interface SchedulerOptions {
   /** Speculative decoding (speculate.ts): drafts verified k at a time; null = off. */
   readonly speculate: SpeculateOptions | null;
   readonly onReplay?: (seq: string, epoch: number, tokens: number) => void;
+  /** A stream moved to a plan it had warmed (warm-move.ts): it goes on from `from` of `tokens`. */
+  readonly onMove?: (seq: string, epoch: number, from: number, tokens: number) => void;
 }
-
-/** Positions per exact chunk of a replay (an exact chunk copies the past once per chunk). */
-const EXACT_REPLAY_CHUNK = 32;
 /** Prefill chunks of one sequence in flight at once (issue 22 item 2): enough that every stage of
  *  a pipeline has a chunk of the prompt to run (stage 0 runs chunk k+1 while stage 1 runs chunk
  *  k), few enough that one prompt's activations do not pile up in a stage's queue. */
@@ -78,6 +78,8 @@ export class Scheduler implements Generator {
   private readonly spec: SpeculationStats = emptySpeculationStats();
   /** What a decode pass and a verify position cost on this pipeline (all sequences share it). */
   private readonly passCost = new PassCost();
+  /** Make before break: streams warm the next plan before the switch (warm-move.ts). */
+  readonly moves: WarmMoves;
 
   constructor(pipeline: Pipeline, opts: Partial<SchedulerOptions> = {}) {
     this.pipeline = pipeline;
@@ -92,6 +94,8 @@ export class Scheduler implements Generator {
       maxQueue: this.opts.maxQueue,
       maxPerRequest: perRequestSlots(this.opts.maxConcurrent, this.opts.maxPerRequest),
     });
+    this.moves = new WarmMoves(pipeline, this.opts.prefillChunk, PREFILL_WINDOW, (id) => `${id}.${(this.nextSeq++).toString(36)}.w`);
+    pipeline.onWarm?.((epoch) => this.moves.warm(epoch));
   }
 
   load(): { running: number; waiting: number } {
@@ -193,6 +197,11 @@ export class Scheduler implements Generator {
     // the pipeline loops decode steps on the workers and streams the tokens here.
     const chained = constraint === undefined && req.stepwise !== true && this.pipeline.decode !== undefined;
     const stopIds = [...stop];
+    const mover: Mover = {
+      id: req.id, sampling, done: false, warming: false, warm: null,
+      snapshot: () => (total - 1 > promptLen ? { tokens: tokens.slice(0, total), len: total - 1, promptLen } : null),
+    };
+    this.moves.track(mover);
     try {
       while (finished === null) {
         if (isAborted(signal)) {
@@ -298,6 +307,19 @@ export class Scheduler implements Generator {
           // exact as after a lost stage, so it is handled the same way.
           const lost = isHearthError(e, 'HEARTH_ERR_PLAN_CHANGED') || isHearthError(e, 'HEARTH_ERR_KV_POSITION');
           if (!lost || attempt >= this.opts.maxReplays) throw e;
+          // The plan it warmed is serving now: go on there from the positions it holds.
+          const warm = mover.warm;
+          mover.warm = null;
+          if (warm !== null && !mover.warming && warm.epoch === this.pipeline.epoch() && warm.len < total) {
+            this.pipeline.free(seq);
+            attempt++;
+            seq = warm.seq;
+            fed = warm.len;
+            kv = warm.len;
+            this.opts.onMove?.(seq, warm.epoch, fed, total);
+            continue;
+          }
+          if (warm !== null) this.pipeline.free(warm.seq);
           // A stage was lost: start over on the new plan with everything we have.
           this.pipeline.free(seq);
           attempt++;
@@ -312,6 +334,7 @@ export class Scheduler implements Generator {
       this.pipeline.free(seq);
       throw e;
     } finally {
+      this.moves.untrack(mover);
       if (finished === null) {
         // The consumer stopped iterating (client went away) or we threw: free the KV everywhere.
         this.pipeline.free(seq);
@@ -355,7 +378,7 @@ export class Scheduler implements Generator {
       // bits their one-token decode steps gave: the replayed sequence goes on exactly where it was,
       // even where sampling over a flat distribution would flip on a 1e-5 difference.
       const generatedPart = pos >= promptLen;
-      const end = generatedPart ? Math.min(total, pos + EXACT_REPLAY_CHUNK) : Math.min(promptLen, pos + this.opts.prefillChunk);
+      const end = chunkEnd(pos, total, promptLen, this.opts.prefillChunk);
       const last = end === total;
       const step = {
         seq,

@@ -26,6 +26,11 @@ export interface StepRequest {
   /** An embedding step (issue 21): the last stage returns every position's final-normed hidden
    *  state ([tokens.length, hiddenSize] in StepOutcome.hidden) and samples nothing. */
   readonly wantHidden?: boolean;
+  /** Address the step to the plan of this epoch, loaded but not yet serving (make before break,
+   *  issue 22: a stream's context replayed into the next plan's KV while the old plan decodes it).
+   *  Absent: the plan serving. Refused with PLAN_CHANGED when that plan is not (or no longer) the
+   *  one warming or serving. */
+  readonly epoch?: number;
 }
 
 export interface StepOutcome {
@@ -58,6 +63,10 @@ export interface Pipeline {
   waitReady(timeoutMs: number): Promise<void>;
   /** Current plan epoch (increments on every re-plan). */
   epoch(): number;
+  /** Optional (make before break): fn runs when the next plan has loaded and takes steps on its
+   *  own epoch (StepRequest.epoch) while the old plan still serves; the switch waits for fn's
+   *  promise (bounded), so streams can warm the next plan's KV. Returns the unsubscribe. */
+  onWarm?(fn: (epoch: number) => Promise<void>): () => void;
   close(): Promise<void>;
 }
 
