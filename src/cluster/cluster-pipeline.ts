@@ -360,10 +360,13 @@ class BusPipeline implements ClusterPipeline {
 
   private onPlan(plan: LivePlan | null): void {
     const epoch = plan?.epoch ?? this.coordinator.epoch();
+    // A plan past the one warming replaced it (a node lost meanwhile): its warm-up fails.
+    const warming = this.warming !== null && this.warming.epoch > epoch ? this.warming.epoch : null;
+    if (warming === null && this.warming !== null && this.warming.epoch !== epoch) this.warming = null;
     // Steps sent on an older plan can no longer complete (a stage may be gone): replay them.
     for (const [key, p] of this.pending) {
       // Warm-up steps of the plan loading stay: it is still to come.
-      if (p.epoch !== epoch && p.epoch !== this.warming?.epoch) {
+      if (p.epoch !== epoch && p.epoch !== warming) {
         this.pending.delete(key);
         p.reject(new HearthError('HEARTH_ERR_PLAN_CHANGED', [epoch]));
       }
