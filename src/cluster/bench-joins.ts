@@ -52,6 +52,10 @@ export interface JoinRun {
   readonly epochChanges: number;
   /** When the largest gap ended, in ms after the newcomer was started (negative: before it). */
   readonly maxGapAfterJoinMs: number;
+  /** How the stream went on when the plan changed under it: replayed its context from position 0,
+   *  or moved to the plan it had warmed (scheduler/warm-move.ts), feeding only the tokens since. */
+  readonly replays: number;
+  readonly moves: readonly { readonly from: number; readonly tokens: number }[];
 }
 
 export interface BenchJoinsResult {
@@ -70,6 +74,9 @@ interface Cluster {
   /** Token ids the prompts use: below this. */
   readonly vocab: number;
   readonly sched: Generator;
+  /** The join stream's replays and moves (seq ids starting with `<label>-join.`). */
+  readonly replays: string[];
+  readonly moves: { seq: string; from: number; tokens: number }[];
   worker(name: string, extra?: string[]): void;
   close(): Promise<void>;
 }
@@ -95,10 +102,18 @@ async function cluster(modelDir: string, quant: Quant, objective: PlanObjective)
     model: { name: 'bench', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '', contextLength: 4096 },
   });
   const procs: { proc: ChildProcess }[] = [];
+  const replays: string[] = [];
+  const moves: { seq: string; from: number; tokens: number }[] = [];
   return {
     pipeline,
     vocab: Math.min(cfg.vocabSize, 1000),
-    sched: createScheduler(pipeline, { prefixCache: 0, contextLength: 4096 }),
+    replays,
+    moves,
+    sched: createScheduler(pipeline, {
+      prefixCache: 0, contextLength: 4096,
+      onReplay: (seq) => replays.push(seq),
+      onMove: (seq, _epoch, from, tokens) => moves.push({ seq, from, tokens }),
+    }),
     worker(name, extra = []) {
       const proc = spawn(process.execPath, [BIN, 'worker', '--join', nats.url, '--cluster', 'bench', '--name', name, '--model', modelDir, '--threads', '1', '--memory', '4G', ...extra], {
         stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, HEARTH_LOG_LEVEL: 'warn', HEARTH_TOKEN: token },
@@ -163,7 +178,11 @@ async function joinRun(o: BenchJoinsOptions, label: string, first: string[], sec
     const med = median(got.gaps);
     const max = Math.max(...got.gaps);
     const at = (got.ends[got.gaps.indexOf(max)] ?? joinAt) - joinAt;
-    return { label, maxGapMs: Math.round(max), medianGapMs: Math.round(med * 10) / 10, ratio: Math.round((max / med) * 100) / 100, sameText: JSON.stringify(got.tokens) === JSON.stringify(want.tokens), epochChanges: changes, maxGapAfterJoinMs: Math.round(at) };
+    const mine = (seq: string): boolean => seq.startsWith(`${label}-join.`);
+    return {
+      label, maxGapMs: Math.round(max), medianGapMs: Math.round(med * 10) / 10, ratio: Math.round((max / med) * 100) / 100, sameText: JSON.stringify(got.tokens) === JSON.stringify(want.tokens), epochChanges: changes, maxGapAfterJoinMs: Math.round(at),
+      replays: c.replays.filter(mine).length, moves: c.moves.filter((m) => mine(m.seq)).map(({ from, tokens }) => ({ from, tokens })),
+    };
   } finally {
     await c.close();
   }
@@ -208,7 +227,7 @@ export async function benchJoins(o: BenchJoinsOptions): Promise<BenchJoinsResult
 const mark = (ok: boolean): string => (ok ? '✓' : '✗');
 
 function formatJoin(j: JoinRun): string {
-  return `  ${j.label}: largest gap ${j.maxGapMs} ms (ending ${j.maxGapAfterJoinMs} ms after the join began) = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it`;
+  return `  ${j.label}: largest gap ${j.maxGapMs} ms (ending ${j.maxGapAfterJoinMs} ms after the join began) = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it${j.epochChanges === 0 ? '' : `: ${j.moves.length > 0 ? j.moves.map((m) => `moved to the warmed plan, feeding it ${m.tokens - m.from} token(s) from position ${m.from}`).join(', ') : 'no move'}${j.replays > 0 ? `, ${j.replays} replay(s) of its context` : ''}`}`;
 }
 
 export function formatBenchJoins(r: BenchJoinsResult): string {

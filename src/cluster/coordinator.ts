@@ -252,6 +252,9 @@ export class Coordinator {
     if (this.settle !== null) clearTimeout(this.settle);
     for (const u of this.unsubs) u();
     this.listeners.clear();
+    // A warm-up that ends after this (its steps rejected by the closing pipeline) switches nothing.
+    this.preparing = null;
+    this.warmer = null;
   }
 
   epoch(): number {
