@@ -68,20 +68,22 @@ async function runChild(context: number): Promise<Row> {
   }
   const e = engines[0];
   if (e === undefined) throw new Error('no engine');
+  const decode = Number(values['decode-tokens']);
+  // Refused before a long prefill rather than at its first decode step (32768 + 8 on a 32k model).
+  if (context + decode > e.config.maxPositions) throw new RangeError(`context ${context} + ${decode} decode tokens pass the model's ${e.config.maxPositions} positions (try ${e.config.maxPositions - decode})`);
   const chunk = Number(values['prefill-chunk']);
   const prompt = benchPromptIds(context, e.config.vocabSize);
   const t0 = performance.now();
   let logits: Float32Array | undefined;
   for (let pos = 0; pos < context; pos += chunk) {
     const n = Math.min(chunk, context - pos);
-    [{ logits }] = (await e.run([{ seq: 's', pos, n, tokens: prompt.subarray(pos, pos + n) }])) as [{ logits?: Float32Array }];
+    logits = (await e.run([{ seq: 's', pos, n, tokens: prompt.subarray(pos, pos + n) }]))[0]?.logits;
   }
   const prefillMs = performance.now() - t0;
   const argmax = (x: Float32Array): number => x.reduce((b, v, i, a) => (v > (a[b] as number) ? i : b), 0);
   let next = argmax(logits as Float32Array);
-  const decode = Number(values['decode-tokens']);
   for (let i = 0; i < decode; i++) {
-    [{ logits }] = (await e.run([{ seq: 's', pos: context + i, n: 1, tokens: Int32Array.of(next) }])) as [{ logits?: Float32Array }];
+    logits = (await e.run([{ seq: 's', pos: context + i, n: 1, tokens: Int32Array.of(next) }]))[0]?.logits;
     next = argmax(logits as Float32Array);
   }
   const weightBytes = e.weightBytes();
