@@ -10,7 +10,7 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { probeDecode } from '../runtime/index.ts';
+import { probeDecodeApart } from '../runtime/index.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { JoinRefusedError, connectNode, fetchPinnedCa } from '../trust/index.ts';
 import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
@@ -92,7 +92,15 @@ export async function run(argv: string[]): Promise<number> {
   // The decode kernel's own time per MB on these threads: what the planner predicts a stage's step
   // from until the node has served (issue 20). Not with --speed (tests and benches that pin the
   // plan), nor on CUDA, whose step this CPU probe does not time.
-  const decodeMsPerMb = values.speed === undefined && provider === 'cpu' ? Number(((await probeDecode(threads)).msPerMb * slowdown).toPrecision(4)) : undefined;
+  // A probe that fails leaves the planner its GFLOP/s figure: the node still joins.
+  const decodeMsPerMb = values.speed === undefined && provider === 'cpu'
+    // Rounded to a quarter-octave like the matmul probe: two runs on one machine differ by 10-20%,
+    // and that noise must not reshape a plan between identical devices.
+    ? await probeDecodeApart(threads).then((r) => roundQuarterOctave(r.msPerMb * slowdown), (e: unknown) => {
+      log.warn({ err: (e as Error).message }, 'the decode probe failed; the planner goes by the matmul probe');
+      return undefined;
+    })
+    : undefined;
   const hopDelayMs = Number(values['hop-delay-ms']);
   // A join line of `hearth up` on the LAN pins its CA (--ca-sha256): the CA certificate is taken
   // from the chain the server presents, kept only if its fingerprint is the pin, and used to

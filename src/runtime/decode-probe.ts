@@ -8,6 +8,7 @@
 // an MLP-shaped chain of four weights (~54 MB) larger than a last-level cache of 32 MB, so what it
 // times is the same mix of int8 compute and memory traffic a stage's layers are.
 
+import { spawn } from 'node:child_process';
 import ort from 'onnxruntime-node';
 import { DT, GraphBuilder, MS_DOMAIN } from '../model/onnx/graph.ts';
 import { int4MatrixBytes } from '../model/index.ts';
@@ -98,4 +99,32 @@ export async function probeDecode(threads: number, runs = 20, spreadMs = 2000): 
   } finally {
     await session.release();
   }
+}
+
+/** probeDecode in a child process of its own (~0.5 s more), so that nothing it allocated stays in
+ *  this process: a worker's peak RSS is bounded against its weights + KV (issue 20), and glibc keeps
+ *  freed buffers of a few MB in the heap, where later allocations may not reuse them. */
+export async function probeDecodeApart(threads: number): Promise<DecodeProbe> {
+  // node -e: register tsx (hearth runs its .ts sources), then import the child's entry (as
+  // weights/shard-serve.ts starts its build process).
+  const entry = new URL('./decode-probe-child.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+  return new Promise<DecodeProbe>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', boot], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, HEARTH_DECODE_PROBE_THREADS: String(threads) },
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      try {
+        const r = JSON.parse(out.trim()) as DecodeProbe;
+        if (!(r.msPerMb > 0)) throw new Error('no figure');
+        resolve(r);
+      } catch {
+        reject(new Error(`the decode probe exited with ${signal ?? `code ${code}`} and no figure`));
+      }
+    });
+  });
 }
