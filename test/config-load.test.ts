@@ -109,6 +109,14 @@ t.test('precedence: flags > env > file > defaults', async (t) => {
   t.equal(loadConfig({ env: { HEARTH_PORT: '1', HEARTH_SERVER_PORT: '2' } }).server.port, 2);
 });
 
+t.test('a .gguf or ollama: model runs int4 (the file\'s blocks) unless a quant is given', async (t) => {
+  t.equal(loadConfig({ env: {}, flags: { model: '/m/q4_k_m.gguf' } }).model.quant, 'int4', '.gguf');
+  t.equal(loadConfig({ env: {}, flags: { model: 'ollama:qwen2.5:0.5b' } }).model.quant, 'int4', 'ollama:');
+  t.equal(loadConfig({ env: {}, flags: { model: '/m/qwen2.5-0.5b' } }).model.quant, 'none', 'a safetensors folder keeps the default');
+  t.equal(loadConfig({ env: {}, flags: { model: '/m/q4_k_m.gguf', quant: 'none' } }).model.quant, 'none', 'a flag wins');
+  t.equal(loadConfig({ env: { HEARTH_MODEL_QUANT: 'none' }, flags: { model: '/m/q4_k_m.gguf' } }).model.quant, 'none', 'so does the environment');
+});
+
 t.test('environment text is converted to each option type', async (t) => {
   const c = loadConfig({
     env: {

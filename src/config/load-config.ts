@@ -234,6 +234,12 @@ export function loadConfig(opts: LoadConfigOptions = {}): Readonly<HearthConfig>
 
   if (!validate(raw)) fail(explain(validate.errors ?? [], raw, sources));
   const cfg = raw as unknown as HearthConfig;
+  // A GGUF (an Ollama model is one) is quantized already: unless the user chose, its int4 build
+  // computes with the file's own blocks (~the file's size in memory, llama.cpp's numbers) rather
+  // than expanding it to fp32 (~8x the file: what `quant: none` does to any checkpoint).
+  if (!sources.has('model.quant') && typeof cfg.model.dir === 'string' && (/\.gguf$/i.test(cfg.model.dir) || cfg.model.dir.startsWith('ollama:'))) {
+    cfg.model.quant = 'int4';
+  }
   const cross = crossCheck(cfg, sources);
   if (cross.length > 0) fail(cross);
   return deepFreeze(cfg);
