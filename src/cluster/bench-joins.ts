@@ -56,6 +56,9 @@ export interface JoinRun {
    *  or moved to the plan it had warmed (scheduler/warm-move.ts), feeding only the tokens since. */
   readonly replays: number;
   readonly moves: readonly { readonly from: number; readonly tokens: number }[];
+  /** A move: the gap that ended with the stream's first token on the new plan, and the median
+   *  gaps on the old plan (before it) and on the new one (after); null without a move. */
+  readonly switch: { readonly gapMs: number; readonly medianBeforeMs: number; readonly medianAfterMs: number } | null;
 }
 
 export interface BenchJoinsResult {
@@ -76,7 +79,7 @@ interface Cluster {
   readonly sched: Generator;
   /** The join stream's replays and moves (seq ids starting with `<label>-join.`). */
   readonly replays: string[];
-  readonly moves: { seq: string; from: number; tokens: number }[];
+  readonly moves: { seq: string; from: number; tokens: number; at: number }[];
   worker(name: string, extra?: string[]): void;
   close(): Promise<void>;
 }
@@ -103,7 +106,7 @@ async function cluster(modelDir: string, quant: Quant, objective: PlanObjective)
   });
   const procs: { proc: ChildProcess }[] = [];
   const replays: string[] = [];
-  const moves: { seq: string; from: number; tokens: number }[] = [];
+  const moves: { seq: string; from: number; tokens: number; at: number }[] = [];
   return {
     pipeline,
     vocab: Math.min(cfg.vocabSize, 1000),
@@ -112,7 +115,7 @@ async function cluster(modelDir: string, quant: Quant, objective: PlanObjective)
     sched: createScheduler(pipeline, {
       prefixCache: 0, contextLength: 4096,
       onReplay: (seq) => replays.push(seq),
-      onMove: (seq, _epoch, from, tokens) => moves.push({ seq, from, tokens }),
+      onMove: (seq, _epoch, from, tokens) => moves.push({ seq, from, tokens, at: performance.now() }),
     }),
     worker(name, extra = []) {
       const proc = spawn(process.execPath, [BIN, 'worker', '--join', nats.url, '--cluster', 'bench', '--name', name, '--model', modelDir, '--threads', '1', '--memory', '4G', ...extra], {
@@ -179,7 +182,12 @@ async function joinRun(o: BenchJoinsOptions, label: string, first: string[], sec
     const max = Math.max(...got.gaps);
     const at = (got.ends[got.gaps.indexOf(max)] ?? joinAt) - joinAt;
     const mine = (seq: string): boolean => seq.startsWith(`${label}-join.`);
+    const moved = c.moves.find((m) => mine(m.seq));
+    const k = moved === undefined ? -1 : got.ends.findIndex((e) => e > moved.at);
+    const r1 = (x: number): number => Math.round(x * 10) / 10;
+    const sw = moved === undefined || k < 0 ? null : { gapMs: Math.round(got.gaps[k]!), medianBeforeMs: r1(median(got.gaps.slice(0, k))), medianAfterMs: r1(median(got.gaps.slice(k + 1))) };
     return {
+      switch: sw,
       label, maxGapMs: Math.round(max), medianGapMs: Math.round(med * 10) / 10, ratio: Math.round((max / med) * 100) / 100, sameText: JSON.stringify(got.tokens) === JSON.stringify(want.tokens), epochChanges: changes, maxGapAfterJoinMs: Math.round(at),
       replays: c.replays.filter(mine).length, moves: c.moves.filter((m) => mine(m.seq)).map(({ from, tokens }) => ({ from, tokens })),
     };
@@ -227,7 +235,7 @@ export async function benchJoins(o: BenchJoinsOptions): Promise<BenchJoinsResult
 const mark = (ok: boolean): string => (ok ? '✓' : '✗');
 
 function formatJoin(j: JoinRun): string {
-  return `  ${j.label}: largest gap ${j.maxGapMs} ms (ending ${j.maxGapAfterJoinMs} ms after the join began) = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it${j.epochChanges === 0 ? '' : `: ${j.moves.length > 0 ? j.moves.map((m) => `moved to the warmed plan, feeding it ${m.tokens - m.from} token(s) from position ${m.from}`).join(', ') : 'no move'}${j.replays > 0 ? `, ${j.replays} replay(s) of its context` : ''}`}`;
+  return `  ${j.label}: largest gap ${j.maxGapMs} ms (ending ${j.maxGapAfterJoinMs} ms after the join began) = ${j.ratio}× the median ${j.medianGapMs} ms ${mark(j.ratio <= 3)} (goal ≤ 3); text ${j.sameText ? 'identical' : 'DIFFERS'} ${mark(j.sameText)}; plan changed ${j.epochChanges}× under it${j.epochChanges === 0 ? '' : `: ${j.moves.length > 0 ? j.moves.map((m) => `moved to the warmed plan, feeding it ${m.tokens - m.from} token(s) from position ${m.from}`).join(', ') : 'no move'}${j.replays > 0 ? `, ${j.replays} replay(s) of its context` : ''}`}${j.switch === null ? '' : `; the gap at the switch ${j.switch.gapMs} ms (median ${j.switch.medianBeforeMs} ms on the old plan, ${j.switch.medianAfterMs} ms on the new)`}`;
 }
 
 export function formatBenchJoins(r: BenchJoinsResult): string {

@@ -38,6 +38,7 @@ export interface SchedulerOptions {
   /** A stream moved to a plan it had warmed (warm-move.ts): it goes on from `from` of `tokens`. */
   readonly onMove?: (seq: string, epoch: number, from: number, tokens: number) => void;
 }
+
 /** Prefill chunks of one sequence in flight at once (issue 22 item 2): enough that every stage of
  *  a pipeline has a chunk of the prompt to run (stage 0 runs chunk k+1 while stage 1 runs chunk
  *  k), few enough that one prompt's activations do not pile up in a stage's queue. */
