@@ -10,7 +10,7 @@ import { loadConfig } from '../config/index.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
 import { createLogger } from '../observability/index.ts';
 import { providerProblem } from '../runtime/provider-check.ts';
-import { probeDecodeApart } from '../runtime/index.ts';
+import { probeDecodeSaved } from '../runtime/index.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { JoinRefusedError, connectNode, fetchPinnedCa } from '../trust/index.ts';
 import { WorkerNode, makeNodeId, measureSpeed, roundQuarterOctave } from '../worker/index.ts';
@@ -96,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   const decodeMsPerMb = values.speed === undefined && provider === 'cpu'
     // Rounded to a quarter-octave like the matmul probe: two runs on one machine differ by 10-20%,
     // and that noise must not reshape a plan between identical devices.
-    ? await probeDecodeApart(threads).then((r) => roundQuarterOctave(r.msPerMb * slowdown), (e: unknown) => {
+    ? await probeDecodeSaved(threads, values.cache).then((r) => roundQuarterOctave(r.msPerMb * slowdown), (e: unknown) => {
       log.warn({ err: (e as Error).message }, 'the decode probe failed; the planner goes by the matmul probe');
       return undefined;
     })

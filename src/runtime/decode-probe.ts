@@ -9,6 +9,9 @@
 // times is the same mix of int8 compute and memory traffic a stage's layers are.
 
 import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { DT, GraphBuilder, MS_DOMAIN } from '../model/onnx/graph.ts';
 import { int4MatrixBytes } from '../model/index.ts';
@@ -127,4 +130,41 @@ export async function probeDecodeApart(threads: number): Promise<DecodeProbe> {
       }
     });
   });
+}
+
+/** How long a probe's figure is reused by a worker restarted on the same device. */
+const PROBE_REUSE_MS = 7 * 24 * 3600 * 1000;
+
+interface SavedProbe {
+  readonly threads: number;
+  readonly cpu: string;
+  readonly cores: number;
+  readonly at: number;
+  readonly probe: DecodeProbe;
+}
+
+/** probeDecodeApart, its figure kept in `dir` (the worker's cache folder) and reused for a week by a
+ *  worker restarted there with the same threads on the same CPU: a warm restart of a cluster to
+ *  /ready must stay within seconds (issue 20: 15 s), and the probe costs ~3 s of it. Once a node
+ *  has served, the planner goes by its measured steps anyway. */
+export async function probeDecodeSaved(threads: number, dir: string): Promise<DecodeProbe> {
+  const file = path.join(dir, 'decode-probe.json');
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  const cores = os.availableParallelism();
+  try {
+    const s = JSON.parse(readFileSync(file, 'utf8')) as SavedProbe;
+    if (s.threads === threads && s.cpu === cpu && s.cores === cores && Date.now() - s.at < PROBE_REUSE_MS && s.probe.msPerMb > 0) return s.probe;
+  } catch {
+    // none yet, or unreadable: probe
+  }
+  const probe = await probeDecodeApart(threads);
+  try {
+    mkdirSync(dir, { recursive: true });
+    const saved: SavedProbe = { threads, cpu, cores, at: Date.now(), probe };
+    writeFileSync(`${file}.tmp`, JSON.stringify(saved));
+    renameSync(`${file}.tmp`, file);
+  } catch {
+    // a read-only cache folder: the next start probes again
+  }
+  return probe;
 }
