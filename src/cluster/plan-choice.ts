@@ -26,9 +26,11 @@ export const DEFAULT_MS_PER_MB_AT_1_GFLOPS = 0.075;
 /** A stage's decode ms per MB of cost ÷ its node's decode probe (runtime/decode-probe.ts), used
  *  until some node has measured both: the probe times only the int4 matmuls, a stage also runs
  *  attention, norms, the hand-off to its engine thread. Fitted on a 2-core AMD EPYC VM, 1 thread:
- *  stages of the 0.5B and 3B int4 shapes decode at 0.076-0.081 ms per MB of cost, the probe
- *  reads 0.056-0.079 (median 0.061) over 13 starts, quiet and beside other jobs. */
-export const PROBE_TO_STAGE = 1.3;
+ *  stages of the 0.5B, 3B and 8B int4 shapes decode at 0.076-0.081 ms per MB of cost; the probe,
+ *  rounded to quarter-octaves as workers announce it, read 0.0625 in most of 16 starts (0.0526
+ *  and 0.0743 in the rest), so 1.25 puts the common reading on the stage's time and the others
+ *  within ~20% of it. */
+export const PROBE_TO_STAGE = 1.25;
 /** Fixed time a stage spends on a step besides its layers (worker-thread hand-off, session run). */
 export const STAGE_OVERHEAD_MS = 0.3;
 /** Leg assumed for a node not probed yet (loopback figure). */
