@@ -41,11 +41,21 @@ export interface JoinOptions {
 export async function joinForCredential(o: JoinOptions): Promise<string | null> {
   const log = o.log ?? SILENT_LOG;
   let bus: NatsBus;
-  try {
-    bus = await connectPatiently(() => NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) }), log);
-  } catch (e) {
-    if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return null;
-    throw e;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      bus = await connectPatiently(() => NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, user: JOIN_USER, pass: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) }), log);
+      break;
+    } catch (e) {
+      if (!isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) throw e;
+      // Refused as the join user: a server without one (the operator's own, one shared token) takes
+      // the token itself. A server that has one refuses both for a moment while it reloads its users
+      // for another node's admission (seen in CI: two workers started together, the second exited
+      // "rejected the credential" because its join landed in the first one's reload): try again.
+      if (await tokenAccepted(o, log)) return null;
+      if (attempt >= JOIN_USER_ATTEMPTS) throw e;
+      log.warn({ attempt }, 'the server refused the join user and the token for now; trying again');
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
   }
   const key = createUserNkey();
   try {
@@ -80,6 +90,21 @@ export async function joinForCredential(o: JoinOptions): Promise<string | null> 
     });
   } finally {
     await bus.close();
+  }
+}
+
+/** Join-user refusals (with the token refused too) tried before giving up: ~5 s in all. */
+const JOIN_USER_ATTEMPTS = 4;
+
+/** Whether the server takes the token on its own (it has no join user). */
+async function tokenAccepted(o: JoinOptions, log: Log): Promise<boolean> {
+  try {
+    const bus = await NatsBus.connect({ servers: o.servers, name: `hearth-join ${o.name}`, token: o.token, log, ...(o.tls !== undefined ? { tls: o.tls } : {}) });
+    await bus.close();
+    return true;
+  } catch (e) {
+    if (isHearthError(e, 'HEARTH_ERR_NODE_UNAUTHORIZED')) return false;
+    throw e;
   }
 }
 
