@@ -17,21 +17,9 @@
 
 import { OFFSET_GROUP, type CarriedFormat, type CarriedMatrix } from '../model/carried-blocks.ts';
 import { GGML, ggmlByteSize, ggmlTypeName } from './ggml-types.ts';
+import { half } from './dequantize.ts';
 
 const f = Math.fround;
-let halfTable: Float32Array | null = null;
-function half(): Float32Array {
-  if (halfTable) return halfTable;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  halfTable = t;
-  return t;
-}
 
 const FORMATS: Readonly<Record<number, CarriedFormat>> = {
   [GGML.Q4_0]: { bits: 4, block: 32, offsets: false },

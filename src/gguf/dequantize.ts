@@ -7,8 +7,8 @@ import { GGML, ggmlBlockSize, ggmlByteSize, ggmlTypeName } from './ggml-types.ts
 const f = Math.fround;
 let halfTable: Float32Array | null = null;
 
-/** IEEE binary16 → fp32 for all 65536 patterns (built once). */
-function half(): Float32Array {
+/** IEEE binary16 → fp32 for all 65536 patterns (built once; carry-blocks.ts reads it too). */
+export function half(): Float32Array {
   if (halfTable) return halfTable;
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
