@@ -1,11 +1,13 @@
 // A logging reverse proxy between an agent CLI and hearth: every request's method, path, status,
 // time to the first body byte of the answer (for a stream: the first event) and to its end, one JSON
 // line each. With BODIES_DIR set it also keeps each request body (to read what a client sends; the
-// bodies are the client's prompts, so only for local runs like this one).
+// bodies are the client's prompts, so only for local runs like this one). With FORCE_TOOL=1 it forces
+// one tool call on the turn's first request that offers tools (force-tool.mjs says why and which).
 // Usage: node log-proxy.mjs UPSTREAM_ORIGIN LISTEN_PORT LOG_FILE   (prints "listening PORT")
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { toolForcer } from './force-tool.mjs';
 
 const [upstream, portArg, logFile] = process.argv.slice(2);
 if (upstream === undefined || portArg === undefined || logFile === undefined) {
@@ -14,6 +16,7 @@ if (upstream === undefined || portArg === undefined || logFile === undefined) {
 }
 const target = new URL(upstream);
 const bodiesDir = process.env.BODIES_DIR;
+const forcer = process.env.FORCE_TOOL === '1' ? toolForcer() : undefined;
 let seq = 0;
 
 const server = http.createServer((req, res) => {
@@ -23,9 +26,15 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
-    const body = Buffer.concat(chunks);
+    let body = Buffer.concat(chunks);
+    const force = req.method === 'POST' ? forcer?.rewrite(req.url, body) : undefined;
+    if (force?.body !== undefined) body = force.body;
     if (bodiesDir !== undefined && body.length > 0) fs.writeFileSync(path.join(bodiesDir, `${String(n).padStart(3, '0')}-${req.method}-${req.url.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}.json`), body);
     const headers = { ...req.headers, host: target.host };
+    if (force?.body !== undefined) {
+      headers['content-length'] = String(body.length);
+      delete headers['transfer-encoding'];
+    }
     delete headers['accept-encoding']; // keep the answer plain so its first byte is the first event
     const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (ur) => {
       let firstByteMs = null;
@@ -50,6 +59,9 @@ const server = http.createServer((req, res) => {
           firstByteMs: firstByteMs === null ? null : Math.round(firstByteMs),
           totalMs: Math.round(performance.now() - started),
           bytes,
+          ...(force?.forced !== undefined ? { forced: force.forced } : {}),
+          ...(force?.offered !== undefined ? { offeredNotForced: force.offered } : {}),
+          ...(force?.toolResult === true ? { toolResult: true } : {}),
           ...(errChunks.length > 0 ? { error: Buffer.concat(errChunks).toString().slice(0, 600) } : {}),
         };
         fs.appendFileSync(logFile, JSON.stringify(line) + '\n');

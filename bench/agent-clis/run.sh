@@ -7,9 +7,12 @@
 #   cd bench/agent-clis && npm i && ./run.sh [client...]      (default: codex qwen opencode cn claude)
 #
 # Writes $OUT/results.jsonl (one line per run) and prints a table; OUT defaults to a temp dir.
-# A client whose package is not installed is skipped with the reason. "tool" runs: none of these
-# CLIs can force a tool call (they send tool_choice auto or nothing, every turn), so each is
-# skipped with that reason; see docs/agents.md.
+# A client whose package is not installed is skipped with the reason. Each client runs twice: "turn"
+# (as the user runs it) and "tool": none of these CLIs can force a tool call (each sends tool_choice
+# auto on every request) and the demo's random model never calls one unforced, so in the tool run
+# the proxy forces one harmless tool (a plan/todo list, a read, a listing) on the turn's first request
+# that offers tools (force-tool.mjs); the CLI must run it, send its result back, and finish the turn.
+# MODES="turn" runs only the plain turn.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -19,6 +22,7 @@ CLIENTS=("$@")
 [ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(codex qwen opencode cn claude)
 PROMPT=${PROMPT:-'Say hello in one short sentence.'}
 TURN_TIMEOUT=${TURN_TIMEOUT:-600}
+read -r -a MODES <<< "${MODES:-turn tool}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
@@ -56,7 +60,9 @@ run_client() {
   mkdir -p "$home" "$work"
   local plog="$dir/requests.jsonl"
   : > "$plog"
-  node "$HERE/log-proxy.mjs" "$ORIGIN" 0 "$plog" > "$dir/proxy.out" 2>&1 &
+  local force=0
+  [ "$mode" = tool ] && force=1
+  FORCE_TOOL=$force node "$HERE/log-proxy.mjs" "$ORIGIN" 0 "$plog" > "$dir/proxy.out" 2>&1 &
   PROXY_PID=$!
   local port=""
   for _ in $(seq 1 50); do port=$(sed -n 's/^listening //p' "$dir/proxy.out"); [ -n "$port" ] && break; sleep 0.1; done
@@ -132,8 +138,15 @@ EOF
     const reqs = fs.readFileSync(plog, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
     const model = reqs.filter((r) => /\/(chat\/completions|responses|messages|completions)(\?|$)/.test(r.path) && r.method === "POST");
     const first = model.find((r) => r.status < 300 && r.firstByteMs !== null);
+    const forced = reqs.find((r) => r.forced !== undefined);
+    const tool = mode !== "tool" ? {} : {
+      forced: forced?.forced ?? null,
+      // the call went out and its result came back in a later request of the same turn
+      resultSent: forced !== undefined && reqs.some((r) => r.toolResult === true && r.n > forced.n),
+      ...(forced === undefined ? { offeredNotForced: reqs.find((r) => r.offeredNotForced)?.offeredNotForced ?? [] } : {}),
+    };
     const out = {
-      client, mode, version, exit: Number(rc), turnS: (t1 - t0) / 1000,
+      client, mode, version, exit: Number(rc), turnS: (t1 - t0) / 1000, ...tool,
       firstTokenS: first === undefined ? null : (first.startMs + first.firstByteMs - Number(t0)) / 1000,
       requests: reqs.length, modelRequests: model.length, non2xx: reqs.filter((r) => !(r.status >= 200 && r.status < 300)).map((r) => `${r.method} ${r.path.split("?")[0]} ${r.status}`),
     };
@@ -154,17 +167,17 @@ for client in "${CLIENTS[@]}"; do
     echo "{\"client\":\"$client\",\"mode\":\"turn\",\"skipped\":\"$(pkg_of "$client") is not installed (npm i in bench/agent-clis failed or was not run)\"}" | tee -a "$RESULTS"
     continue
   fi
-  run_client "$client" turn
-  echo "{\"client\":\"$client\",\"mode\":\"tool\",\"skipped\":\"cannot force a tool call: the CLI sends tool_choice auto (or none) on every request and has no option to force one\"}" | tee -a "$RESULTS"
+  for mode in "${MODES[@]}"; do run_client "$client" "$mode"; done
 done
 
 echo
 node -e '
   const rows = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  console.log("| client | version | mode | exit | requests (non-2xx) | first token s | turn s |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log("| client | version | mode | exit | requests (non-2xx) | tool forced, result sent back | first token s | turn s |");
+  console.log("|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    if (r.skipped) { console.log(`| ${r.client} | | ${r.mode} | skipped: ${r.skipped} | | | |`); continue; }
-    console.log(`| ${r.client} | ${r.version} | ${r.mode} | ${r.exit} | ${r.requests} (${r.non2xx.length === 0 ? "none" : r.non2xx.join(", ")}) | ${r.firstTokenS ?? "-"} | ${r.turnS} |`);
+    if (r.skipped) { console.log(`| ${r.client} | | ${r.mode} | skipped: ${r.skipped} | | | | |`); continue; }
+    const tool = r.mode !== "tool" ? "" : r.forced === null ? `none forced (offered: ${r.offeredNotForced.join(", ")})` : `${r.forced}, ${r.resultSent ? "yes" : "NO"}`;
+    console.log(`| ${r.client} | ${r.version} | ${r.mode} | ${r.exit} | ${r.requests} (${r.non2xx.length === 0 ? "none" : r.non2xx.join(", ")}) | ${tool} | ${r.firstTokenS ?? "-"} | ${r.turnS} |`);
   }
 ' "$RESULTS"
