@@ -16,11 +16,11 @@ import { teacherForced } from '../eval/teacher-forced.ts';
 import { resolveOrPullModel } from './served-model.ts';
 
 export const usage = `hearth eval --model DIR|FILE.gguf --text FILE [--quant int4|none] [--int4-block 32,64,128]
-            [--accuracy-level 4,0] [--vocab-bits 4,8] [--against FILE.gguf|DIR ...] [--tokens 512] [--chunk 128] [--threads N] [--json]
+            [--accuracy-level 4,0] [--vocab-bits 4,8] [--int4-zero-points no,yes] [--against FILE.gguf|DIR ...] [--tokens 512] [--chunk 128] [--threads N] [--json]
 Teacher-forces the text's first --tokens tokens through the fp32 reference (the checkpoint as
 stored, quant none) and through each model under test: hearth's int4 at each --int4-block (and
 MatMulNBits accuracy_level: 4 = int8 activations, the default; 0 = fp32; and the embedding and
-lm_head at --vocab-bits), and
+lm_head at --vocab-bits; --int4-zero-points yes: asymmetric, a uint4 zero point per block), and
 each --against checkpoint (a GGUF is dequantized as llama.cpp stores it and run in fp32). Prints,
 per model: perplexity, KL(fp32 ‖ model) mean ± stderr, median, p99, max (nats), and top-1
 agreement with the reference.`;
@@ -41,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
       'int4-block': { type: 'string' },
       'accuracy-level': { type: 'string' },
       'vocab-bits': { type: 'string' },
+      'int4-zero-points': { type: 'string' },
       against: { type: 'string', multiple: true },
       tokens: { type: 'string', default: '512' },
       chunk: { type: 'string', default: '128' },
@@ -66,6 +67,12 @@ export async function run(argv: string[]): Promise<number> {
     const n = int('vocab-bits', b.trim(), 4);
     if (n !== 4 && n !== 8) throw new HearthError('HEARTH_ERR_USAGE', [`--vocab-bits takes 4 and/or 8; got "${b}"`]);
     return n as 4 | 8;
+  });
+  const zeroPoints = values['int4-zero-points'] === undefined ? [undefined] : values['int4-zero-points'].split(',').map((v) => {
+    const x = v.trim();
+    if (x === 'yes' || x === '' || x === '1') return true;
+    if (x === 'no' || x === '0') return false;
+    throw new HearthError('HEARTH_ERR_USAGE', [`--int4-zero-points takes yes and/or no; got "${v}"`]);
   });
   const maxTokens = int('tokens', values.tokens, 2);
   const chunk = int('chunk', values.chunk, 1);
@@ -93,16 +100,24 @@ export async function run(argv: string[]): Promise<number> {
       cands.push({ label, engine, meter: new QualityMeter() });
     };
     if (values.quant === 'int4') {
-      for (const vocab of vocabs) {
-        for (const level of levels) {
-          for (const block of blocks) {
-            const e = await createShardEngine(dir, { ...spec, quant: 'int4' }, {
-              ...(block === undefined ? {} : { int4Block: block }),
-              ...(level === undefined ? {} : { accuracyLevel: level }),
-              ...(vocab === undefined ? {} : { vocabBits: vocab }),
-            });
-            const how = [block === undefined ? 'default block' : `block ${block}`, ...(vocab === undefined ? [] : [`embedding/head ${vocab}-bit`]), ...(level === undefined ? [] : [`accuracy_level ${level}`])];
-            add(`hearth int4 (${how.join(', ')})`, e);
+      for (const zp of zeroPoints) {
+        for (const vocab of vocabs) {
+          for (const level of levels) {
+            for (const block of blocks) {
+              const e = await createShardEngine(dir, { ...spec, quant: 'int4' }, {
+                ...(block === undefined ? {} : { int4Block: block }),
+                ...(level === undefined ? {} : { accuracyLevel: level }),
+                ...(vocab === undefined ? {} : { vocabBits: vocab }),
+                ...(zp === undefined ? {} : { int4ZeroPoints: zp }),
+              });
+              const how = [
+                block === undefined ? 'default block' : `block ${block}`,
+                ...(vocab === undefined ? [] : [`embedding/head ${vocab}-bit`]),
+                ...(zp === undefined ? [] : [zp ? 'zero points' : 'symmetric']),
+                ...(level === undefined ? [] : [`accuracy_level ${level}`]),
+              ];
+              add(`hearth int4 (${how.join(', ')})`, e);
+            }
           }
         }
       }

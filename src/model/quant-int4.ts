@@ -6,6 +6,11 @@
 // Scale choice starts from onnxruntime's own quantizer (MlasQuantizeBlockwise, symmetric): the value
 // of largest magnitude maps to -8, so the full [-8, 7] range is used; then each block's scale (and
 // rounding) is refitted by least squares (refitBlock).
+// Asymmetric (zero points, as Q4_1 and GPTQ/AWQ files are): a matrix allocated with `zeros` gets a
+// uint4 zero point per block ([N, ceil(blocks/2)], low nibble = even block: MatMulNBits' and
+// GatherBlockQuantized's packed layout), values x ≈ (q − z)·scale with q in [0, 15]; see
+// quantizeBlockAsym. Only integer (uint4) zero points: onnxruntime 1.30's fp32 zero points take its
+// unpacked path (~150x slower, src/model/carried-blocks.ts).
 
 export const INT4_BLOCK = 32;
 export const INT4_BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
@@ -21,15 +26,23 @@ export interface Int4Matrix {
   readonly packed: Uint8Array;
   /** [rows * blocks] */
   readonly scales: Float32Array;
+  /** Asymmetric only: uint4 zero points [rows, ceil(blocks / 2)], low nibble = even block. */
+  readonly zeros?: Uint8Array;
 }
 
 export function int4Blocks(cols: number, block: number = INT4_BLOCK): number {
   return Math.ceil(cols / block);
 }
 
-export function allocInt4(rows: number, cols: number, block: number = INT4_BLOCK): Int4Matrix {
+export function allocInt4(rows: number, cols: number, block: number = INT4_BLOCK, zeroPoints = false): Int4Matrix {
   const blocks = int4Blocks(cols, block);
-  return { rows, cols, blocks, block, packed: new Uint8Array(rows * blocks * (block / 2)), scales: new Float32Array(rows * blocks) };
+  const m = { rows, cols, blocks, block, packed: new Uint8Array(rows * blocks * (block / 2)), scales: new Float32Array(rows * blocks) };
+  return zeroPoints ? { ...m, zeros: new Uint8Array(rows * zeroPointCols(blocks)) } : m;
+}
+
+/** Bytes of one row's packed uint4 zero points: two blocks a byte. */
+export function zeroPointCols(blocks: number): number {
+  return Math.ceil(blocks / 2);
 }
 
 /**
@@ -47,6 +60,22 @@ export function quantizeRowsInt4(src: Float32Array, n: number, dst: Int4Matrix, 
   const block = dst.block ?? INT4_BLOCK;
   const half = block / 2;
   if (src.length < n * cols) throw new RangeError(`quantizeRowsInt4: need ${n * cols} values, got ${src.length}`);
+  if (dst.zeros !== undefined) {
+    const zeros = dst.zeros;
+    const zc = zeroPointCols(blocks);
+    for (let r = 0; r < n; r++) {
+      const outRow = rowOffset + r;
+      for (let b = 0; b < blocks; b++) {
+        const k0 = r * cols + b * block;
+        const z = quantizeBlockAsym(src, k0, Math.min((r + 1) * cols, k0 + block), block, packed, (outRow * blocks + b) * half, scales, outRow * blocks + b);
+        // A row's blocks are written in order by one thread, so the even block's write clears the
+        // byte (scratch is reused) and the odd block's ORs its nibble in.
+        const zi = outRow * zc + (b >> 1);
+        zeros[zi] = b & 1 ? (zeros[zi] as number) | (z << 4) : z;
+      }
+    }
+    return;
+  }
   for (let r = 0; r < n; r++) {
     const row = r * cols;
     const outRow = rowOffset + r;
@@ -147,9 +176,111 @@ function refitBlock(src: Float32Array, k0: number, k1: number, packed: Uint8Arra
   }
 }
 
-/** Quantizes a whole [rows, cols] matrix. */
-export function quantizeInt4(src: Float32Array, rows: number, cols: number, block: number = INT4_BLOCK): Int4Matrix {
-  const m = allocInt4(rows, cols, block);
+/** Scratch for quantizeBlockAsym: the best and the candidate rounding (unsigned, 0..15). */
+const qBest = new Uint8Array(256);
+const qTry = new Uint8Array(256);
+
+/** round(y) (half up) without Math.round's branch (see quantizeRowsInt4), clamped to [lo, hi]. */
+function roundClamp(y: number, lo: number, hi: number): number {
+  let q = Math.floor(y + 0.5);
+  if (y < q - 0.5) q -= 1;
+  return q < lo ? lo : q > hi ? hi : q;
+}
+
+/**
+ * One asymmetric block: x ≈ (q − z)·s, q and z in [0, 15]. Starts from min/max (the range widened
+ * to hold 0, so the integer z exists: s = (max − min) / 15, z = round(−min / s)), then refits in
+ * rounds: a least-squares line x ≈ a·q + b through the current q gives the offset b, z = round(−b/a)
+ * is the nearest integer zero point, s = Σx·u / Σu² (u = q − z) is the best scale for it, and the
+ * values are re-rounded with (s, z). For any fixed integers u the squared error at the
+ * least-squares scale is Σx² − (Σx·u)² / Σu², so a candidate is kept only when (Σx·u)² / Σu² grows:
+ * never worse than min/max rounding. Writes the nibbles and the scale; returns z.
+ */
+function quantizeBlockAsym(src: Float32Array, k0: number, k1: number, block: number, packed: Uint8Array, base: number, scales: Float32Array, si: number): number {
+  const n = k1 - k0;
+  let mn = 0;
+  let mx = 0;
+  for (let k = k0; k < k1; k++) {
+    const v = src[k] as number;
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  if (mx === mn) {
+    // All zero: any z with scale 0; 8 as the symmetric layout would store.
+    scales[si] = 0;
+    packed.fill(0x88, base, base + block / 2);
+    return 8;
+  }
+  let s = (mx - mn) / 15;
+  let z = roundClamp(-mn / s, 0, 15);
+  let bestScore = -1;
+  let bestS = s;
+  let bestZ = z;
+  for (let round = 0; round < 3; round++) {
+    // Round with (s, z) and score the result at its least-squares scale.
+    const inv = 1 / s;
+    let sq = 0;
+    let sqq = 0;
+    let sx = 0;
+    let sxq = 0;
+    for (let i = 0; i < n; i++) {
+      const x = src[k0 + i] as number;
+      const q = roundClamp(x * inv + z, 0, 15);
+      qTry[i] = q;
+      sq += q;
+      sqq += q * q;
+      sx += x;
+      sxq += x * q;
+    }
+    const sxu = sxq - z * sx;
+    const suu = sqq - 2 * z * sq + n * z * z;
+    if (suu > 0 && sxu > 0 && (sxu * sxu) / suu > bestScore) {
+      bestScore = (sxu * sxu) / suu;
+      bestS = sxu / suu;
+      bestZ = z;
+      qBest.set(qTry.subarray(0, n));
+    }
+    // The same q with the zero point nearest the least-squares line's offset.
+    const det = n * sqq - sq * sq;
+    if (!(det > 0)) break;
+    const a = (n * sxq - sq * sx) / det;
+    if (!(a > 0)) break;
+    const b = (sx - a * sq) / n;
+    const z2 = roundClamp(-b / a, 0, 15);
+    const sxu2 = sxq - z2 * sx;
+    const suu2 = sqq - 2 * z2 * sq + n * z2 * z2;
+    if (!(suu2 > 0 && sxu2 > 0)) break;
+    if ((sxu2 * sxu2) / suu2 > bestScore) {
+      bestScore = (sxu2 * sxu2) / suu2;
+      bestS = sxu2 / suu2;
+      bestZ = z2;
+      qBest.set(qTry.subarray(0, n));
+    }
+    // Next round re-rounds with the best (s, z) so far.
+    if (bestS === s && bestZ === z) break;
+    s = bestS;
+    z = bestZ;
+  }
+  if (bestScore < 0) {
+    // Degenerate (no positive correlation): plain min/max rounding.
+    const inv = 1 / s;
+    for (let i = 0; i < n; i++) qBest[i] = roundClamp((src[k0 + i] as number) * inv + z, 0, 15);
+    bestS = s;
+    bestZ = z;
+  }
+  scales[si] = bestS;
+  // Past the row's end (padded last block): the zero point, so padding dequantizes to 0.
+  for (let i = 0; i < block; i += 2) {
+    const lo = i < n ? (qBest[i] as number) : bestZ;
+    const hi = i + 1 < n ? (qBest[i + 1] as number) : bestZ;
+    packed[base + (i >> 1)] = lo | (hi << 4);
+  }
+  return bestZ;
+}
+
+/** Quantizes a whole [rows, cols] matrix (asymmetric with `zeroPoints`). */
+export function quantizeInt4(src: Float32Array, rows: number, cols: number, block: number = INT4_BLOCK, zeroPoints = false): Int4Matrix {
+  const m = allocInt4(rows, cols, block, zeroPoints);
   quantizeRowsInt4(src, rows, m, 0);
   return m;
 }
@@ -164,7 +295,9 @@ export function dequantizeInt4(m: Int4Matrix): Float32Array {
       const j = k % block;
       const byte = m.packed[(r * m.blocks + b) * (block / 2) + (j >> 1)] as number;
       const nib = j & 1 ? byte >> 4 : byte & 15;
-      out[r * m.cols + k] = (nib - 8) * (m.scales[r * m.blocks + b] as number);
+      const zb = m.zeros === undefined ? 8 : (m.zeros[r * zeroPointCols(m.blocks) + (b >> 1)] as number);
+      const z = m.zeros === undefined ? 8 : b & 1 ? zb >> 4 : zb & 15;
+      out[r * m.cols + k] = (nib - z) * (m.scales[r * m.blocks + b] as number);
     }
   }
   return out;
@@ -180,8 +313,18 @@ export function defaultInt4BlockSize(): number {
   return (INT4_BLOCK_SIZES as readonly number[]).includes(env) ? env : 128;
 }
 
-/** Bytes of a MatMulNBits weight [rows, cols] as built: packed nibbles + one fp32 scale per block
- *  (the zero point is the implicit 8, so none is stored). */
-export function int4MatrixBytes(rows: number, cols: number, block: number): number {
-  return rows * int4Blocks(cols, block) * (block / 2 + 4);
+/**
+ * Whether int4 weights are quantized with zero points when the caller names nothing:
+ * HEARTH_INT4_ZERO_POINTS=1, else symmetric. Beside the block size for the same reason (the
+ * planner and the shard cache key read it without loading onnxruntime).
+ */
+export function defaultInt4ZeroPoints(): boolean {
+  return process.env['HEARTH_INT4_ZERO_POINTS'] === '1';
+}
+
+/** Bytes of a MatMulNBits weight [rows, cols] as built: packed nibbles + one fp32 scale per block,
+ *  + half a byte of zero point per block when asymmetric (symmetric: the implicit 8, none stored). */
+export function int4MatrixBytes(rows: number, cols: number, block: number, zeroPoints = false): number {
+  const blocks = int4Blocks(cols, block);
+  return rows * (blocks * (block / 2 + 4) + (zeroPoints ? zeroPointCols(blocks) : 0));
 }

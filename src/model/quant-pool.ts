@@ -26,6 +26,8 @@ export interface PoolJob {
   readonly block: number;
   readonly packed: SharedArrayBuffer;
   readonly scales: SharedArrayBuffer;
+  /** Asymmetric int4: the packed uint4 zero points (quant-int4.ts); absent when symmetric. */
+  readonly zeros?: SharedArrayBuffer;
   readonly chunks: readonly RowChunk[];
   /** Int32 [next chunk, chunks done, failed flag]. */
   readonly ctl: SharedArrayBuffer;
@@ -79,13 +81,15 @@ export class QuantPool {
   run(chunks: readonly RowChunk[], dst: Int4Matrix, self: (c: RowChunk) => void): void {
     const packed = dst.packed.buffer;
     const scales = dst.scales.buffer;
-    if (this.workers.length === 0 || !(packed instanceof SharedArrayBuffer) || !(scales instanceof SharedArrayBuffer) || dst.packed.byteOffset !== 0 || dst.scales.byteOffset !== 0) {
+    const zeros = dst.zeros?.buffer;
+    const zerosShared = zeros === undefined || (zeros instanceof SharedArrayBuffer && dst.zeros?.byteOffset === 0);
+    if (this.workers.length === 0 || !zerosShared || !(packed instanceof SharedArrayBuffer) || !(scales instanceof SharedArrayBuffer) || dst.packed.byteOffset !== 0 || dst.scales.byteOffset !== 0) {
       for (const c of chunks) self(c);
       return;
     }
     const ctl = new SharedArrayBuffer(12);
     const state = new Int32Array(ctl);
-    const job: PoolJob = { cols: dst.cols, blocks: dst.blocks, block: dst.block ?? 32, packed, scales, chunks, ctl };
+    const job: PoolJob = { cols: dst.cols, blocks: dst.blocks, block: dst.block ?? 32, packed, scales, ...(zeros instanceof SharedArrayBuffer ? { zeros } : {}), chunks, ctl };
     for (const w of this.workers) w.postMessage(job);
     for (;;) {
       const i = Atomics.add(state, CTL_NEXT, 1);

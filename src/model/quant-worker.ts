@@ -19,6 +19,7 @@ function work(job: PoolJob): void {
     block: job.block,
     packed: new Uint8Array(job.packed),
     scales: new Float32Array(job.scales),
+    ...(job.zeros !== undefined ? { zeros: new Uint8Array(job.zeros) } : {}),
   };
   for (;;) {
     const i = Atomics.add(state, CTL_NEXT, 1);

@@ -135,6 +135,8 @@ export interface ShardKeyParts {
     readonly int4Block: number;
     /** Bits of the embedding table and lm_head in int4 models (4 or 8). */
     readonly vocabBits: number;
+    /** int4 with uint4 zero points (asymmetric); absent when symmetric, so older keys still match. */
+    readonly int4ZeroPoints?: true;
     /** fp32 tensors referenced in place from the checkpoint (true) or copied into the entry. */
     readonly mapped: boolean;
   };

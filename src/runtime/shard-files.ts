@@ -12,6 +12,7 @@ import { buildShardGraph, type AttentionKind, type BuildShardOptions } from '../
 import type { ShardBuildSpec } from '../model/shard-build-spec.ts';
 import { QuantPool, withQuantPool } from '../model/quant-pool.ts';
 import { defaultVocabBits } from '../model/quant-int8.ts';
+import { defaultInt4ZeroPoints } from '../model/quant-int4.ts';
 import { hashFiles } from './hash-files.ts';
 import { ShardCache } from './shard-cache.ts';
 import { builderVersion, CACHE_FORMAT, ContentHashes, fileIdentity, shardKey, type ShardKeyParts } from './shard-cache-key.ts';
@@ -40,7 +41,7 @@ export interface ShardFiles {
   finish(loaded: boolean): Promise<boolean>;
 }
 
-export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'headSliceRows' | 'kvDtype' | 'int4Block' | 'vocabBits'> {
+export interface PrepareOptions extends Pick<BuildShardOptions, 'attention' | 'accuracyLevel' | 'headSliceRows' | 'kvDtype' | 'int4Block' | 'vocabBits' | 'int4ZeroPoints'> {
   /** Cache folder, or null for none. */
   readonly cacheDir: string | null;
   /** Where an uncached build is staged (default os.tmpdir()). */
@@ -102,6 +103,7 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
       ...(opts.kvDtype !== undefined ? { kvDtype: opts.kvDtype } : {}),
       ...(opts.int4Block !== undefined ? { int4Block: opts.int4Block } : {}),
       ...(opts.vocabBits !== undefined ? { vocabBits: opts.vocabBits } : {}),
+      ...(opts.int4ZeroPoints !== undefined ? { int4ZeroPoints: opts.int4ZeroPoints } : {}),
     });
   const threads = spec.quant === 'int4' ? (opts.buildThreads ?? 1) : 1;
   let graph: ReturnType<typeof buildShardGraph>;
@@ -202,6 +204,8 @@ export async function prepareShardFiles(ckpt: Checkpoint, spec: ShardBuildSpec, 
       kvDtype: opts.kvDtype ?? 'float32',
       int4Block: opts.int4Block ?? 32,
       vocabBits: opts.vocabBits ?? defaultVocabBits(),
+      // Only when set, so symmetric shards keep the keys they were cached under.
+      ...(spec.quant === 'int4' && (opts.int4ZeroPoints ?? defaultInt4ZeroPoints()) ? { int4ZeroPoints: true as const } : {}),
       mapped,
     },
   });

@@ -56,6 +56,8 @@ export interface ShardSessionOptions {
   readonly int4Block?: number;
   /** int4 models: bits of the embedding table and lm_head (default defaultVocabBits()). */
   readonly vocabBits?: 4 | 8;
+  /** int4 models: uint4 zero points per block (asymmetric; default defaultInt4ZeroPoints()). */
+  readonly int4ZeroPoints?: boolean;
   /**
    * Let onnxruntime's intra-op threads spin between kernels instead of sleeping. Only for a stage
    * that has its cores to itself: spinning stages that share cores starve each other. Default: see spins().
@@ -279,6 +281,7 @@ export class ShardSession {
       ...(opts.headSliceRows !== undefined ? { headSliceRows: opts.headSliceRows } : {}),
       int4Block: opts.int4Block ?? defaultInt4Block(),
       vocabBits: opts.vocabBits ?? defaultVocabBitsOf(),
+      ...(opts.int4ZeroPoints !== undefined ? { int4ZeroPoints: opts.int4ZeroPoints } : {}),
       kvDtype: opts.kvDtype ?? defaultKvDtype(),
     };
     if (prep.kvDtype === 'float16' && float16InputsBroken && pre === undefined) {

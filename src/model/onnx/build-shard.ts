@@ -11,7 +11,7 @@
 
 import type { Checkpoint } from '../types.ts';
 import type { ShardBuildSpec } from '../shard-build-spec.ts';
-import { INT4_BLOCK_SIZES } from '../quant-int4.ts';
+import { defaultInt4ZeroPoints, INT4_BLOCK_SIZES, zeroPointCols } from '../quant-int4.ts';
 import { defaultVocabBits, raggedBits } from '../quant-int8.ts';
 import { EMBED_TOKENS, FINAL_NORM, isMoeLayer, layerTensorNames, lmHeadName } from '../tensor-names.ts';
 import { DT, MS_DOMAIN, GraphBuilder, type ExternalFile } from './graph.ts';
@@ -46,6 +46,9 @@ export interface BuildShardOptions {
   /** int4 models: bits of the vocabulary matrices, the embedding table and the lm_head (8 = what a
    *  Q4_0 GGUF keeps its token embedding at). Default defaultVocabBits(). */
   readonly vocabBits?: 4 | 8;
+  /** int4 models: quantize the 4-bit weights (layers, and a 4-bit embedding/head) with uint4 zero
+   *  points per block (asymmetric, as Q4_1) instead of the implicit 8. Default defaultInt4ZeroPoints(). */
+  readonly int4ZeroPoints?: boolean;
 }
 
 export const KV_DTYPES = ['float32', 'float16'] as const;
@@ -104,6 +107,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   const kind = chooseAttention(cfg.headDim, opts.attention);
   const accuracyLevel = opts.accuracyLevel ?? 4;
   const block = opts.int4Block ?? 32;
+  const zp = quant === 'int4' && (opts.int4ZeroPoints ?? defaultInt4ZeroPoints());
+  /** The zero-point initializer of an asymmetric int4 matrix: [rows, ceil(blocks / 2)] uint8. */
+  const zeroInit = (tag: string, m: { rows: number; blocks: number; zeros?: Uint8Array }, countBytes = true): string[] =>
+    m.zeros === undefined ? [] : [g.init(`${tag}.zero_points`, DT.uint8, [m.rows, zeroPointCols(m.blocks)], m.zeros, countBytes)];
   if (!(INT4_BLOCK_SIZES as readonly number[]).includes(block)) throw new RangeError(`int4 block size must be one of ${INT4_BLOCK_SIZES.join(', ')}; got ${block}`);
   const { hiddenSize: h, numHeads: hq, numKvHeads: hkv, headDim: d, rmsNormEps: eps } = cfg;
   const g = new GraphBuilder(opts.externalDir ?? null);
@@ -148,11 +155,13 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
     // hearth would lose to Q4_0 there on precision it could have kept (issue 25). Real models'
     // dimensions are multiples of 256; this only touches toy shapes.
     const bits = raggedBits(ckpt.info(names[0] as string).shape[1] ?? 0);
-    const m = bits === 8 ? w.int8(names, undefined, block) : w.fusedInt4(names, undefined, block);
+    const m = bits === 8 ? w.int8(names, undefined, block) : w.fusedInt4(names, undefined, block, zp);
     const b = g.init(`${tag}.qweight`, DT.uint8, [m.rows, m.blocks, bits === 8 ? block : block / 2], m.packed);
     const s = g.init(`${tag}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-    const rest = [b, s];
-    if (biases) rest.push('', '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
+    const zeros = zeroInit(tag, m);
+    const rest = [b, s, ...zeros];
+    // MatMulNBits inputs: A, B, scales, zero_points, g_idx, bias.
+    if (biases) rest.push(...(zeros.length === 0 ? [''] : []), '', g.init(`${tag}.bias`, DT.float, [m.rows], w.fusedVector(biases)));
     return nbits(x, rest, { K: m.cols, N: m.rows }, bs, bits);
   };
   const project = (x: string, names: readonly string[], biases: readonly string[] | null, tag: string): string[] => {
@@ -184,7 +193,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
   let lookupBytes = 0;
   let embedF32: string | null = null;
   /** int4 table [V, K/2] + scales [V, K/block] of the embedding, when this graph has one (see below). */
-  let embedInt4: { q: string; s: string; blocks: number; bits: 4 | 8; block: number } | null = null;
+  let embedInt4: { q: string; s: string; z: { name: string; data: Uint8Array } | null; blocks: number; bits: 4 | 8; block: number } | null = null;
   const vocabBits = quant === 'int4' ? (opts.vocabBits ?? defaultVocabBits()) : 4;
   /** Bytes a vocabulary block's values take: block/2 at 4 bits, block at 8. */
   const vocabBlockBytes = vocabBits === 8 ? block : block / 2;
@@ -198,7 +207,7 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       const m = carryCkpt.carried(EMBED_TOKENS) as NonNullable<ReturnType<typeof carryCkpt.carried>>;
       const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, (m.blocks * m.block * m.bits) / 8], m.packed, false);
       const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
-      embedInt4 = { q: qw, s: sc, blocks: m.blocks, bits: m.bits, block: m.block };
+      embedInt4 = { q: qw, s: sc, z: null, blocks: m.blocks, bits: m.bits, block: m.block };
       lookupBytes += m.packed.byteLength + m.scales.byteLength;
       x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: m.block, bits: m.bits }, MS_DOMAIN);
     } else if (carryCkpt === null && quant === 'int4' && h % block === 0) {
@@ -207,12 +216,14 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
       // fault-around window (64 KB, ~18 rows of a 0.5B), so a long prompt made up to the whole
       // 545 MB of a 0.5B's table resident. int4 is 1/8 of that at most, and a tied head reads the
       // same bytes (below), so it costs nothing extra to build.
-      const m = vocabBits === 8 ? w.int8(EMBED_TOKENS, undefined, block) : w.fusedInt4([EMBED_TOKENS], undefined, block);
+      const m = vocabBits === 8 ? w.int8(EMBED_TOKENS, undefined, block) : w.fusedInt4([EMBED_TOKENS], undefined, block, zp);
       const qw = g.init(`${EMBED_TOKENS}.qweight`, DT.uint8, [m.rows, m.blocks * vocabBlockBytes], m.packed, false);
       const sc = g.init(`${EMBED_TOKENS}.scales`, DT.float, [m.rows, m.blocks], m.scales, false);
-      embedInt4 = { q: qw, s: sc, blocks: m.blocks, bits: vocabBits, block };
-      lookupBytes += m.packed.byteLength + m.scales.byteLength;
-      x3 = g.op('GatherBlockQuantized', [qw, ids, sc], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: vocabBits }, MS_DOMAIN);
+      const zeros = zeroInit(EMBED_TOKENS, m, false);
+      // The zero points are kept (a copy: the reader's scratch is reused) in case they went inline.
+      embedInt4 = { q: qw, s: sc, z: zeros[0] === undefined ? null : { name: zeros[0], data: (m.zeros as Uint8Array).slice() }, blocks: m.blocks, bits: vocabBits, block };
+      lookupBytes += m.packed.byteLength + m.scales.byteLength + (m.zeros?.byteLength ?? 0);
+      x3 = g.op('GatherBlockQuantized', [qw, ids, sc, ...zeros], { gather_axis: 0, quantize_axis: 1, block_size: block, bits: vocabBits }, MS_DOMAIN);
     } else {
       // The table is looked up in place: only the rows of tokens seen are ever paged in. f16/bf16
       // tables are gathered as stored and cast, which is exactly the fp32 value the reference uses.
@@ -376,8 +387,16 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
         const rowBytes = blocks * blockBytes;
         const b = g.view(`${name}.qweight`, q, DT.uint8, [r1 - r0, blocks, blockBytes], r0 * rowBytes, (r1 - r0) * rowBytes);
         const sc = g.view(`${name}.scales`, s, DT.float, [(r1 - r0) * blocks], r0 * blocks * 4, (r1 - r0) * blocks * 4);
-        lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4); // counted once, as weights
-        parts.push(nbits(normedLast, [b, sc], { K: h, N: r1 - r0 }, headLead(), embedInt4.bits, embedInt4.block));
+        const zc = zeroPointCols(blocks);
+        // A tiny table's zero points went inline (GraphBuilder.init): sliced as a copy; else a view.
+        const z = embedInt4.z;
+        const zs = z === null ? [] : [
+          z.data.byteLength > 256
+            ? g.view(`${name}.zero_points`, z.name, DT.uint8, [r1 - r0, zc], r0 * zc, (r1 - r0) * zc)
+            : g.init(`${name}.zero_points`, DT.uint8, [r1 - r0, zc], z.data.subarray(r0 * zc, r1 * zc), false),
+        ];
+        lookupBytes -= (r1 - r0) * (rowBytes + blocks * 4 + (zs.length === 0 ? 0 : zc)); // counted once, as weights
+        parts.push(nbits(normedLast, [b, sc, ...zs], { K: h, N: r1 - r0 }, headLead(), embedInt4.bits, embedInt4.block));
         continue;
       }
       if (carryCkpt !== null) {
@@ -385,10 +404,10 @@ export function buildShardGraph(ckpt: Checkpoint, spec: ShardBuildSpec, opts: Bu
         continue;
       }
       if (quant === 'int4') {
-        const m = vocabBits === 8 ? w.int8(head, [r0, r1], block) : w.fusedInt4([head], [r0, r1], block);
+        const m = vocabBits === 8 ? w.int8(head, [r0, r1], block) : w.fusedInt4([head], [r0, r1], block, zp);
         const b = g.init(`${name}.qweight`, DT.uint8, [m.rows, m.blocks, vocabBlockBytes], m.packed);
         const s = g.init(`${name}.scales`, DT.float, [m.rows * m.blocks], m.scales);
-        parts.push(nbits(normedLast, [b, s], { K: h, N: r1 - r0 }, headLead(), vocabBits));
+        parts.push(nbits(normedLast, [b, s, ...zeroInit(name, m)], { K: h, N: r1 - r0 }, headLead(), vocabBits));
         continue;
       }
       const wPart = inPlace

@@ -7,7 +7,7 @@
 
 import fs from 'node:fs';
 import type { Checkpoint, TensorInfo } from '../types.ts';
-import { INT4_BLOCK, int4Blocks, quantizeRowsInt4, type Int4Matrix } from '../quant-int4.ts';
+import { INT4_BLOCK, int4Blocks, quantizeRowsInt4, zeroPointCols, type Int4Matrix } from '../quant-int4.ts';
 import { quantizeRowsInt8, type Int8Matrix } from '../quant-int8.ts';
 import { activeQuantPool, type RowChunk } from '../quant-pool.ts';
 
@@ -15,7 +15,7 @@ const CHUNK_BYTES = 8 << 20;
 /** Smaller chunks when several threads share a matrix, so they finish together. */
 const POOL_CHUNK_BYTES = 1 << 20;
 
-type Pool = 'raw' | 'f32' | 'out' | 'packed' | 'scales';
+type Pool = 'raw' | 'f32' | 'out' | 'packed' | 'scales' | 'zeros';
 
 export class WeightReader {
   private readonly pools = new Map<Pool, ArrayBuffer | SharedArrayBuffer>();
@@ -148,9 +148,9 @@ export class WeightReader {
 
   /**
    * int4 (MatMulNBits layout) of several [n_i, K] tensors stacked along rows (scratch); with
-   * `range`, only rows [r0, r1) of a single tensor.
+   * `range`, only rows [r0, r1) of a single tensor. `zeroPoints`: asymmetric, with uint4 zero points.
    */
-  fusedInt4(names: readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK): Int4Matrix {
+  fusedInt4(names: readonly string[], range?: readonly [number, number], block: number = INT4_BLOCK, zeroPoints = false): Int4Matrix {
     const st = this.stacked(names, range);
     const { infos, cols, lo, rowsOf, rows } = st;
     const blocks = int4Blocks(cols, block);
@@ -163,6 +163,7 @@ export class WeightReader {
       block,
       packed: new Uint8Array(this.scratch('packed', rows * blocks * (block / 2), shared), 0, rows * blocks * (block / 2)),
       scales: new Float32Array(this.scratch('scales', rows * blocks * 4, shared), 0, rows * blocks),
+      ...(zeroPoints ? { zeros: new Uint8Array(this.scratch('zeros', rows * zeroPointCols(blocks), shared), 0, rows * zeroPointCols(blocks)) } : {}),
     };
     if (pool !== null && shared) {
       const step = Math.max(1, Math.floor(POOL_CHUNK_BYTES / (cols * 4)));
