@@ -8,42 +8,12 @@
 //     old plan keeps serving, and the switch comes only once it has loaded.
 // Structure only; speeds are `hearth bench --cluster --join`'s.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { NatsBus } from '../src/bus/index.ts';
-import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../src/cluster/index.ts';
-import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
+import type { ClusterPipeline } from '../src/cluster/index.ts';
 import { GREEDY } from '../src/sampling/types.ts';
-import { natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
+import { startJoinCluster } from './helpers/join-cluster.ts';
+import { natsMissing, until } from './helpers/nats.ts';
 
 const skip = natsMissing();
-
-interface Tap { teardown(fn: () => unknown): void }
-
-async function setup(t: Tap): Promise<{ pipeline: ClusterPipeline; worker: (name: string, extra?: string[]) => void; logs: string[] }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-join-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const model = path.join(dir, 'tiny');
-  await generateCheckpoint(model, { preset: 'tiny-llama', hiddenSize: 128, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 384, numLayers: 4, vocabSize: 500, tokenizer: false, seed: 22 });
-  const ckpt = openCheckpoint(model);
-  const cost = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 2048 });
-  const cfg = ckpt.config;
-  ckpt.close();
-  const nats = await withNats(t);
-  const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
-  const logs: string[] = [];
-  const log = { debug() {}, info(o: object, msg?: string) { logs.push(`${msg ?? ''} ${JSON.stringify(o)}`); }, warn() {}, error() {} };
-  const pipeline = createClusterPipeline({
-    bus, cost, cluster: 'test', settleMs: 300, log, objective: 'fastest',
-    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
-  });
-  t.teardown(async () => { await pipeline.close(); await bus.close(); });
-  const worker = (name: string, extra: string[] = []): void => {
-    spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--memory', '1G', ...extra]);
-  };
-  return { pipeline, worker, logs };
-}
 
 /** One chained stream; every token, and whether a step was refused (a re-plan under it). */
 async function stream(p: ClusterPipeline, seq: string, n: number): Promise<{ tokens: number[]; refused: string | null }> {
@@ -69,7 +39,7 @@ const servedBy = (p: ClusterPipeline, prefix: string) => (): boolean => {
 };
 
 t.test('a worker 10% faster by its probe joins mid-stream: nothing moves, no step refused, same text, and it says why', { skip }, async (t) => {
-  const { pipeline, worker } = await setup(t);
+  const { pipeline, worker } = await startJoinCluster(t, { hiddenSize: 128, headDim: 32, seed: 22 });
   worker('w1', ['--speed', '10']);
   await until(servedBy(pipeline, 'w1'), 90_000, 'w1 serving alone');
   // ~5 ms per hop: a stream long enough for the join to land inside it.
@@ -96,7 +66,7 @@ t.test('a worker 10% faster by its probe joins mid-stream: nothing moves, no ste
 });
 
 t.test('a join that pays: the newcomer loads while the old plan serves; the switch waits for it', { skip }, async (t) => {
-  const { pipeline, worker, logs } = await setup(t);
+  const { pipeline, worker, logs } = await startJoinCluster(t, { hiddenSize: 128, headDim: 32, seed: 22 });
   worker('slow', ['--slowdown', '8']);
   await until(servedBy(pipeline, 'slow'), 90_000, 'the slow worker serving alone');
   t.equal((await stream(pipeline, 'warm', 24)).refused, null);

@@ -5,16 +5,12 @@
 // tokens decoded since (from a position past its prompt), never its context from position 0.
 // Structure only; the gap it saves is `hearth bench --cluster --joins`'s.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { NatsBus } from '../src/bus/index.ts';
-import { createClusterPipeline, modelCostsFromCheckpoint, type ClusterPipeline } from '../src/cluster/index.ts';
-import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
+import type { ClusterPipeline } from '../src/cluster/index.ts';
 import { GREEDY } from '../src/sampling/types.ts';
 import { createScheduler } from '../src/scheduler/index.ts';
 import type { Pipeline, StepRequest } from '../src/scheduler/types.ts';
-import { natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
+import { startJoinCluster } from './helpers/join-cluster.ts';
+import { natsMissing, until } from './helpers/nats.ts';
 
 const skip = natsMissing();
 
@@ -42,26 +38,7 @@ const servedBy = (p: ClusterPipeline, prefix: string) => (): boolean => {
 };
 
 t.test('a stream in flight when a join moves layers: same tokens, moved at a token boundary, never replayed from 0', { skip }, async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-warm-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const model = path.join(dir, 'tiny');
-  await generateCheckpoint(model, { preset: 'tiny-llama', hiddenSize: 128, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 384, numLayers: 4, vocabSize: 500, tokenizer: false, seed: 23 });
-  const ckpt = openCheckpoint(model);
-  const cost = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 2048 });
-  const cfg = ckpt.config;
-  ckpt.close();
-  const nats = await withNats(t);
-  const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
-  const logs: string[] = [];
-  const log = { debug() {}, info(o: object, msg?: string) { logs.push(`${msg ?? ''} ${JSON.stringify(o)}`); }, warn() {}, error() {} };
-  const pipeline = createClusterPipeline({
-    bus, cost, cluster: 'test', settleMs: 300, log, objective: 'fastest',
-    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
-  });
-  t.teardown(async () => { await pipeline.close(); await bus.close(); });
-  const worker = (name: string, extra: string[] = []): void => {
-    spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--memory', '1G', ...extra]);
-  };
+  const { pipeline, worker, logs } = await startJoinCluster(t, { hiddenSize: 128, headDim: 32, seed: 23 });
   const sent: Sent[] = [];
   const replays: string[] = [];
   const moves: { seq: string; epoch: number; from: number; tokens: number }[] = [];

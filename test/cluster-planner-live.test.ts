@@ -5,15 +5,10 @@
 // `hearth bench --planner-live` (src/cluster/bench-planner-live.ts), not asserted here: a test
 // on measured speeds fails whenever the machine is busy (issue 19 item 10).
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { NatsBus } from '../src/bus/index.ts';
-import { createClusterPipeline, modelCostsFromCheckpoint } from '../src/cluster/index.ts';
-import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
 import { GREEDY } from '../src/sampling/types.ts';
 import { createScheduler, type Scheduler } from '../src/scheduler/index.ts';
-import { natsMissing, spawnWorker, until, withNats } from './helpers/nats.ts';
+import { startJoinCluster } from './helpers/join-cluster.ts';
+import { natsMissing, until } from './helpers/nats.ts';
 
 const skip = natsMissing();
 
@@ -25,29 +20,9 @@ async function serve(s: Scheduler, tag: string, n: number): Promise<void> {
 }
 
 t.test('a slow worker is left out once a fast one joins, and says why; the forecast shows predicted and measured tok/s', { skip }, async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-plan-live-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const model = path.join(dir, 'tiny');
-  await generateCheckpoint(model, { preset: 'tiny-llama', hiddenSize: 256, numHeads: 4, numKvHeads: 2, headDim: 64, intermediateSize: 768, numLayers: 4, vocabSize: 500, tokenizer: false, seed: 4 });
-  const ckpt = openCheckpoint(model);
-  const cost = modelCostsFromCheckpoint(ckpt, { quant: 'none', kvTokens: 2048 });
-  const cfg = ckpt.config;
-  ckpt.close();
-
-  const nats = await withNats(t);
-  const bus = await NatsBus.connect({ servers: nats.url, token: nats.token, name: 'test-gateway' });
-  const logLines: string[] = [];
-  const log = { debug() {}, info(o: object, msg?: string) { logLines.push(`${msg ?? ''} ${JSON.stringify(o)}`); }, warn() {}, error() {} };
-  const pipeline = createClusterPipeline({
-    bus, cost, cluster: 'test', settleMs: 300, log, objective: 'fastest',
-    model: { name: 'tiny', numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, gatewayUrl: '', weightsToken: '' },
-  });
-  t.teardown(async () => { await pipeline.close(); await bus.close(); });
+  const { pipeline, worker, logs: logLines } = await startJoinCluster(t, { hiddenSize: 256, headDim: 64, seed: 4 });
   const sched = createScheduler(pipeline, { prefixCache: 0 });
   // No --speed: each worker runs its speed probe (the slow one's divided by its slowdown).
-  const worker = (name: string, extra: string[] = []): void => {
-    spawnWorker(t, ['--join', nats.url, '--token', nats.token, '--cluster', 'test', '--name', name, '--model', model, '--threads', '1', '--memory', '1G', ...extra]);
-  };
   const servedBy = (prefix: string) => (): boolean => {
     const p = pipeline.coordinator.plan();
     return p !== null && p.live && p.stages.length === 1 && p.stages[0]!.node.startsWith(prefix);
