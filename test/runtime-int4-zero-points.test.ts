@@ -8,6 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import t from 'tap';
+import { modelCostsFromCheckpoint, stageWeightBytes } from '../src/cluster/model-costs.ts';
+import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
+import { buildShardGraph } from '../src/model/onnx/index.ts';
 import { DT, GraphBuilder, MS_DOMAIN } from '../src/model/onnx/graph.ts';
 import { dequantizeInt4, int4MatrixBytes, quantizeInt4 } from '../src/model/quant-int4.ts';
 import { Chain, maxAbsDiff, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
@@ -126,4 +129,28 @@ t.test('a model built with zero points (layers, 4-bit table and sliced tied head
   t.ok(maxAbsDiff(symCached, asymFresh) > 1e-3, `zero points change the logits (${maxAbsDiff(symCached, asymFresh).toExponential(2)})`);
   t.equal(maxAbsDiff(asymCached, asymFresh), 0, 'the zero-point build after a symmetric one in the same cache is its own');
   t.equal(maxAbsDiff(symAgain, symCached), 0, 'and the symmetric entry is still the symmetric one');
+});
+
+t.test('the planner counts the zero points the builder writes', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-zp-acct-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const cases = [
+    { preset: 'tiny-qwen3' as const, block: 32, vocabBits: 4 as const }, // tied: head slices are views of the table's zero points
+    { preset: 'tiny-llama' as const, block: 32, vocabBits: 4 as const }, // untied 4-bit head: its own zero points
+    { preset: 'tiny-qwen3' as const, block: 32, vocabBits: 8 as const }, // 8-bit vocabulary: symmetric, layers with zero points
+    { preset: 'tiny-llama' as const, block: 64, vocabBits: 8 as const }, // K = 64: one block a row, a half-used zero-point byte
+  ];
+  for (const [i, c] of cases.entries()) {
+    const dir = path.join(root, `${c.preset}-${i}`);
+    await generateCheckpoint(dir, { preset: c.preset, numLayers: 4, vocabSize: 1000, maxPositions: 256, tokenizer: false, dtype: 'bf16' });
+    const ckpt = openCheckpoint(dir);
+    const sym = modelCostsFromCheckpoint(ckpt, { quant: 'int4', kvTokens: 64, int4Block: c.block, vocabBits: c.vocabBits, int4ZeroPoints: false });
+    const cost = modelCostsFromCheckpoint(ckpt, { quant: 'int4', kvTokens: 64, int4Block: c.block, vocabBits: c.vocabBits, int4ZeroPoints: true });
+    t.ok(stageWeightBytes(cost, 0, 4) > stageWeightBytes(sym, 0, 4), `${c.preset}: zero points cost bytes`);
+    for (const [s, e] of [[0, 4], [0, 2], [2, 4]] as const) {
+      const g = buildShardGraph(ckpt, { start: s, end: e, quant: 'int4' }, { int4Block: c.block, vocabBits: c.vocabBits, int4ZeroPoints: true, mapFile: () => 'ckpt0.safetensors' });
+      t.equal(stageWeightBytes(cost, s, e), g.weightBytes + g.lookupBytes, `${c.preset} block ${c.block} vocab ${c.vocabBits}-bit [${s}, ${e}): planner = built`);
+    }
+    ckpt.close();
+  }
 });

@@ -5,7 +5,9 @@
 //
 // As built, int4 (quant 'int4'):
 // - every projection is a MatMulNBits weight: per row, ceil(K/block) blocks of block/2 packed
-//   bytes + one fp32 scale (zero point implicit); q|k|v and gate|up are fused, biases stay fp32;
+//   bytes + one fp32 scale (zero point implicit; with HEARTH_INT4_ZERO_POINTS=1 half a byte more a
+//   block, except a MoE layer's experts, which moe.ts keeps symmetric); q|k|v and gate|up are
+//   fused, biases stay fp32;
 // - the first stage's embedding is an int4 GatherBlockQuantized table (when hidden % block == 0),
 //   mapped and paged in by the rows looked up: as built it is counted whole (stageWeightBytes), but
 //   against a node's offer only one page per token of the KV reserve (firstMappedBytes is the
@@ -42,6 +44,8 @@ import type { Quant } from '../runtime/types.ts';
 import type { ModelCost } from './planner.ts';
 import { layerReadBytes } from './moe-costs.ts';
 import { carriedMatrixBytes, carriesBlocks } from '../model/carried-blocks.ts';
+import { defaultInt4ZeroPoints } from '../model/quant-int4.ts';
+import { isMoeLayer } from '../model/tensor-names.ts';
 
 /** onnxruntime's session and its arena after a step, per stage (measured at most 67 MB on the
  *  0.5B shape once the library's code, paged in by any session, is left to the process; see above). */
@@ -62,6 +66,8 @@ export interface CostOptions {
   readonly int4Block?: number;
   /** int4 models: bits of the embedding table and lm_head (default: the engine's, HEARTH_VOCAB_BITS or 4). */
   readonly vocabBits?: 4 | 8;
+  /** int4 with uint4 zero points per block (default: the engine's, HEARTH_INT4_ZERO_POINTS). */
+  readonly int4ZeroPoints?: boolean;
   /** Bytes per KV element: 4 (float32, default) or 2 (HEARTH_KV_DTYPE=float16). */
   readonly kvElementBytes?: number;
   /** Context served: the rotary table rows every stage builds (ropePositions; default the model's
@@ -85,7 +91,7 @@ export function kvBytesPerLayer(config: ModelConfig, kvTokens: number, elementBy
 }
 
 /** Bytes of one tensor as the engine holds it, and the prepacked block sums on top (int4 only). */
-function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { bytes: number; prepack: number } {
+function held(ckpt: Checkpoint, name: string, quant: Quant, block: number, zeroPoints = false): { bytes: number; prepack: number } {
   const info = ckpt.info(name);
   const shape = info.shape;
   const matrix = shape.length === 2 && /proj\.weight$|\.experts\.\d+\.w[123]\.weight$/.test(name); // mixtral experts: w1/w3/w2
@@ -97,7 +103,7 @@ function held(ckpt: Checkpoint, name: string, quant: Quant, block: number): { by
   }
   if (quant === 'int4' && matrix) {
     const [rows, cols] = shape as [number, number];
-    const bytes = raggedBits(cols) === 8 ? int8MatrixBytes(rows, cols, block) : int4MatrixBytes(rows, cols, block);
+    const bytes = raggedBits(cols) === 8 ? int8MatrixBytes(rows, cols, block) : int4MatrixBytes(rows, cols, block, zeroPoints);
     return { bytes, prepack: rows * int4Blocks(cols, block) * 4 };
   }
   return { bytes: numel(shape) * 4, prepack: 0 };
@@ -113,6 +119,13 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   const L = cfg.numLayers;
   const block = opts.int4Block ?? defaultInt4BlockSize();
   const int4 = opts.quant === 'int4';
+  const zp = int4 && (opts.int4ZeroPoints ?? defaultInt4ZeroPoints());
+  /** Whether the builder gives this layer tensor zero points: attention everywhere, the MLP outside MoE layers (moe.ts is symmetric). */
+  const zpOf = (name: string, layer: number): boolean => zp && (/\.self_attn\./.test(name) || !isMoeLayer(cfg, layer));
+  const heldAt = (name: string): { bytes: number; prepack: number } => {
+    const m = LAYER_RE.exec(name);
+    return held(ckpt, name, opts.quant, block, m !== null && zpOf(name, Number(m[1])));
+  };
   const layerBytes = new Array<number>(L).fill(0);
   const layerPrepackBytes = new Array<number>(L).fill(0);
   for (const name of ckpt.tensorsForRange(0, L)) {
@@ -120,7 +133,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
     if (m === null) continue;
     const i = Number(m[1]);
     if (i >= L) continue;
-    const h = held(ckpt, name, opts.quant, block);
+    const h = heldAt(name);
     layerBytes[i] = (layerBytes[i] as number) + h.bytes;
     layerPrepackBytes[i] = (layerPrepackBytes[i] as number) + h.prepack;
   }
@@ -132,7 +145,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
   const carried = int4 && carriesBlocks(ckpt) ? ckpt : null;
   const embedFormat = carried?.carriedFormat(EMBED_TOKENS) ?? null;
   const embedInt4 = carried !== null ? embedFormat !== null && !embedFormat.offsets : int4 && H % block === 0;
-  const vocabBytes = carried !== null ? carriedMatrixBytes(V, H, embedFormat) : (opts.vocabBits ?? defaultVocabBits()) === 8 ? int8MatrixBytes(V, H, block) : int4MatrixBytes(V, H, block);
+  const vocabBytes = carried !== null ? carriedMatrixBytes(V, H, embedFormat) : (opts.vocabBits ?? defaultVocabBits()) === 8 ? int8MatrixBytes(V, H, block) : int4MatrixBytes(V, H, block, zp);
   const firstBytes = embedInt4 ? vocabBytes : storedBytes(ckpt, EMBED_TOKENS);
   // Last stage: final norm + the head.
   const headFormat = carried?.carriedFormat(ckpt.has(LM_HEAD) ? LM_HEAD : EMBED_TOKENS) ?? null;
@@ -154,7 +167,7 @@ export function modelCostsFromCheckpoint(ckpt: Checkpoint, opts: CostOptions): M
     numLayers: L,
     layerBytes,
     layerPrepackBytes,
-    layerReadBytes: layerReadBytes(ckpt, layerBytes, (name) => held(ckpt, name, opts.quant, block).bytes),
+    layerReadBytes: layerReadBytes(ckpt, layerBytes, (name) => heldAt(name).bytes),
     kvBytesPerLayer: kvBytesPerLayer(cfg, opts.kvTokens, opts.kvElementBytes ?? 4),
     firstBytes,
     firstMappedBytes,
