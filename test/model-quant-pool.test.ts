@@ -92,8 +92,9 @@ t.test('quantizeRowsInt4 equals the plain Math.round definition bit for bit', as
   }
 });
 
-for (const dtype of ['f32', 'bf16'] as const) {
-  t.test(`${dtype}: pooled int4 equals single-threaded int4 byte for byte`, async (t) => {
+for (const [dtype, zp] of [['f32', false], ['bf16', false], ['bf16', true]] as const) {
+  // zp: asymmetric int4, whose zero points two blocks share a byte of (HEARTH_INT4_ZERO_POINTS).
+  t.test(`${dtype}${zp ? ', zero points' : ''}: pooled int4 equals single-threaded int4 byte for byte`, async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-quant-pool-'));
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
     await generateCheckpoint(dir, { preset: 'tiny-qwen2', tokenizer: false, dtype });
@@ -106,18 +107,23 @@ for (const dtype of ['f32', 'bf16'] as const) {
       ['gate_up', [n.gate, n.up]],
       ['lm_head slice', [lmHeadName(ckpt.config)], [1000, vocab - 7]],
     ];
-    const copy = (m: ReturnType<WeightReader['fusedInt4']>): [Buffer, Buffer] => [Buffer.from(m.packed), Buffer.from(new Uint8Array(m.scales.buffer, m.scales.byteOffset, m.scales.byteLength))];
-    const single = jobs.map(([, names, range]) => copy(new WeightReader(ckpt).fusedInt4(names, range)));
+    const copy = (m: ReturnType<WeightReader['fusedInt4']>): [Buffer, Buffer, Buffer] => [
+      Buffer.from(m.packed),
+      Buffer.from(new Uint8Array(m.scales.buffer, m.scales.byteOffset, m.scales.byteLength)),
+      Buffer.from(m.zeros ?? new Uint8Array(0)),
+    ];
+    const single = jobs.map(([, names, range]) => copy(new WeightReader(ckpt).fusedInt4(names, range, 32, zp)));
     const pool = QuantPool.start(3);
     t.teardown(() => pool.close());
     t.ok(pool.size > 1 || os.availableParallelism() === 1, `pool of ${pool.size}`);
     const pooled = withQuantPool(pool, () => {
       const w = new WeightReader(ckpt);
-      return jobs.map(([, names, range]) => copy(w.fusedInt4(names, range)));
+      return jobs.map(([, names, range]) => copy(w.fusedInt4(names, range, 32, zp)));
     });
     jobs.forEach(([name], i) => {
       t.ok((pooled[i] as [Buffer, Buffer])[0].equals((single[i] as [Buffer, Buffer])[0]), `${name}: packed nibbles equal`);
       t.ok((pooled[i] as [Buffer, Buffer])[1].equals((single[i] as [Buffer, Buffer])[1]), `${name}: scales equal`);
+      if (zp) t.ok((pooled[i] as [Buffer, Buffer, Buffer])[2].length > 0 && (pooled[i] as [Buffer, Buffer, Buffer])[2].equals((single[i] as [Buffer, Buffer, Buffer])[2]), `${name}: zero points equal`);
     });
   });
 }
