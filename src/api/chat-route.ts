@@ -8,7 +8,7 @@ import type { ChatTokenLogprob } from './logprobs.ts';
 import { mergeChoices } from './merge-choices.ts';
 import type { ChatRequestBody } from './openai-types.ts';
 import { schemaRef } from './openapi.ts';
-import { admit, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
+import { admit, answerUnlessGone, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
 import { describeSchemaErrors } from './user-schemas.ts';
 
 // POST /v1/chat/completions. The plan (chat-request.ts) validates and renders; this file runs the n
@@ -59,14 +59,10 @@ export function registerChatRoute(app: FastifyInstance, ctx: ApiContext): void {
       ),
     );
     if (ctx.logPrompts) req.log.info({ prompt: plan.promptText }, 'chat prompt');
-    try {
+    return await answerUnlessGone(req, reply, ac, async () => {
       if (plan.stream) return await streamChat(req, reply, ctx, plan, id, iters, started);
       return await answerChat(req, ctx, plan, id, iters, started);
-    } catch (e) {
-      ac.abort();
-      if (e instanceof ChoiceCancelled) return cancelled(req, reply);
-      throw e;
-    }
+    });
   });
 }
 
@@ -82,13 +78,6 @@ export function withinVocab(c: TokenConstraint, vocabSize: number): TokenConstra
     done: () => c.done(),
     ...(c.forced === undefined ? {} : { forced: (max: number) => c.forced!(max) }),
   };
-}
-
-function cancelled(req: FastifyRequest, reply: FastifyReply): FastifyReply {
-  req.log.info('client went away; generation cancelled');
-  reply.hijack();
-  reply.raw.destroy();
-  return reply;
 }
 
 async function answerChat(req: FastifyRequest, ctx: ApiContext, plan: ChatPlan, id: string, iters: AsyncGenerator<ChoiceEvent>[], started: number): Promise<unknown> {

@@ -5,7 +5,7 @@ import { mergeChoices } from './merge-choices.ts';
 import { planCompletionOffLoop, type CompletionPlan } from './completion-request.ts';
 import type { CompletionRequestBody } from './openai-types.ts';
 import { schemaRef } from './openapi.ts';
-import { admit, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
+import { admit, answerUnlessGone, completionId, openStream, usageOf, watchDisconnect, type ApiContext } from './route-support.ts';
 
 // POST /v1/completions: the legacy text completion. Each prompt gets n choices, numbered
 // prompt_index × n + i as OpenAI numbers them.
@@ -41,33 +41,25 @@ export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext):
       }
     });
     const promptTokens = plan.prompts.reduce((s, p) => s + p.ids.length, 0);
-    try {
-      if (plan.stream) return await streamCompletion(req, reply, ctx, plan, id, slots, iters, promptTokens, started);
-      let ttft: number | null = null;
-      for await (const [i, ev] of mergeChoices(iters)) {
-        ttft ??= performance.now() - started;
-        apply(slots[i]!, ev, plan.logprobs >= 0);
-      }
-      const completionTokens = slots.reduce((s, x) => s + x.tokens, 0);
-      ctx.done(req, { route: 'completions', stream: false, status: 200, error: null, promptTokens, completionTokens, ttftMs: ttft, durationMs: performance.now() - started });
-      return {
-        id,
-        object: 'text_completion',
-        created: Math.floor(Date.now() / 1000),
-        model: ctx.model.id,
-        system_fingerprint: ctx.fingerprint,
-        choices: slots.map((s, index) => ({ index, text: s.text, logprobs: plan.logprobs >= 0 ? s.logprobs : null, finish_reason: s.finish })),
-        usage: usageOf(promptTokens, completionTokens),
-      };
-    } catch (e) {
-      ac.abort();
-      if (e instanceof ChoiceCancelled) {
-        reply.hijack();
-        reply.raw.destroy();
-        return reply;
-      }
-      throw e;
-    }
+    return await answerUnlessGone(req, reply, ac, async () => {
+        if (plan.stream) return await streamCompletion(req, reply, ctx, plan, id, slots, iters, promptTokens, started);
+        let ttft: number | null = null;
+        for await (const [i, ev] of mergeChoices(iters)) {
+          ttft ??= performance.now() - started;
+          apply(slots[i]!, ev, plan.logprobs >= 0);
+        }
+        const completionTokens = slots.reduce((s, x) => s + x.tokens, 0);
+        ctx.done(req, { route: 'completions', stream: false, status: 200, error: null, promptTokens, completionTokens, ttftMs: ttft, durationMs: performance.now() - started });
+        return {
+          id,
+          object: 'text_completion',
+          created: Math.floor(Date.now() / 1000),
+          model: ctx.model.id,
+          system_fingerprint: ctx.fingerprint,
+          choices: slots.map((s, index) => ({ index, text: s.text, logprobs: plan.logprobs >= 0 ? s.logprobs : null, finish_reason: s.finish })),
+          usage: usageOf(promptTokens, completionTokens),
+        };
+    });
   });
 }
 

@@ -17,7 +17,7 @@ import { openNamedStream } from './event-stream.ts';
 import { toHttpError } from './http-errors.ts';
 import { schemaRef } from './openapi.ts';
 import { runPlanChoice } from './plan-choice.ts';
-import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
+import { admit, answerUnlessGone, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
 // POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API (what Claude Code and
 // the Anthropic SDKs speak) over the chat machinery. Errors on these routes leave in Anthropic's
@@ -128,18 +128,10 @@ export function registerMessagesRoutes(app: FastifyInstance, ctx: ApiContext): v
     const started = performance.now();
     const events = runPlanChoice(ctx, p, id, ac.signal, budgetRule(ctx, p, thinking.budget));
     const shown = thinking.omitText ? omitThinking(events) : events;
-    try {
-      if (body.stream === true) return await streamMessage(req, reply, ctx, p, id, shown, started);
-      return await answerMessage(req, ctx, p, id, shown, started);
-    } catch (e) {
-      ac.abort();
-      if (e instanceof ChoiceCancelled) {
-        reply.hijack();
-        reply.raw.destroy();
-        return reply;
-      }
-      throw e;
-    }
+    return await answerUnlessGone(req, reply, ac, async () => {
+        if (body.stream === true) return await streamMessage(req, reply, ctx, p, id, shown, started);
+        return await answerMessage(req, ctx, p, id, shown, started);
+    });
   });
 }
 

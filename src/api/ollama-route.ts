@@ -6,7 +6,7 @@ import { registerOllamaInfoRoutes } from './ollama-info.ts';
 import { ollamaName, resolveOllamaModel, translateOllamaChat, translateOllamaGenerate, type OllamaChatBody, type OllamaGenerateBody } from './ollama-request.ts';
 import { schemaRef } from './openapi.ts';
 import { runPlanChoice } from './plan-choice.ts';
-import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
+import { admit, answerUnlessGone, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
 // Ollama's API on the gateway's port (https://github.com/ollama/ollama/blob/main/docs/api.md), for
 // the clients that speak only it (the `ollama` libraries, Home Assistant, Open WebUI's Ollama
@@ -122,28 +122,20 @@ export function registerOllamaRoutes(app: FastifyInstance, ctx: ApiContext): voi
           return null;
       }
     };
-    try {
-      if (raw.stream === false) {
-        for await (const ev of events) fold(ev);
-        const end = final() as Record<string, unknown>;
-        if (kind === 'chat') {
-          end['message'] = { role: 'assistant', content: c.content, ...(c.thinking === '' ? {} : { thinking: c.thinking }), ...(c.calls.length === 0 ? {} : { tool_calls: ollamaCalls(c.calls) }) };
-        } else {
-          end['response'] = c.content;
-          if (c.thinking !== '') end['thinking'] = c.thinking;
+    return await answerUnlessGone(req, reply, ac, async () => {
+        if (raw.stream === false) {
+          for await (const ev of events) fold(ev);
+          const end = final() as Record<string, unknown>;
+          if (kind === 'chat') {
+            end['message'] = { role: 'assistant', content: c.content, ...(c.thinking === '' ? {} : { thinking: c.thinking }), ...(c.calls.length === 0 ? {} : { tool_calls: ollamaCalls(c.calls) }) };
+          } else {
+            end['response'] = c.content;
+            if (c.thinking !== '') end['thinking'] = c.thinking;
+          }
+          return end;
         }
-        return end;
-      }
-      return await streamLines(req, reply, ctx, events, fold, final, started, plan.prompt.length, () => c.tokens);
-    } catch (e) {
-      ac.abort();
-      if (e instanceof ChoiceCancelled) {
-        reply.hijack();
-        reply.raw.destroy();
-        return reply;
-      }
-      throw e;
-    }
+        return await streamLines(req, reply, ctx, events, fold, final, started, plan.prompt.length, () => c.tokens);
+    });
   };
   app.post('/api/chat', { schema: { body: schemaRef('OllamaChatRequest') } }, handle('chat'));
   app.post('/api/generate', { schema: { body: schemaRef('OllamaGenerateRequest') } }, handle('generate'));

@@ -11,7 +11,7 @@ import { isMcpTool } from './responses-mcp-tools.ts';
 import type { OutputItem, ResponseStreamEvent } from './responses-events.ts';
 import { inputItems } from './responses-request.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
-import { completionId, watchDisconnect, type ApiContext } from './route-support.ts';
+import { answerUnlessGone, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
 // POST /v1/responses when MCP is involved (an `mcp` tool, or MCP items in the conversation): the
 // multi-turn run of responses-mcp-run.ts, answered whole or streamed, then stored like any
@@ -102,53 +102,45 @@ export function registerMcpResponses(app: FastifyInstance, ctx: ApiContext, stor
         });
         return outcome.stored ? response : { ...response, store: false };
       };
-      try {
-        if (body.stream !== true) {
-          let step = await events.next();
-          while (step.done !== true) step = await events.next();
-          const response = await finishResponse(step.value);
-          ctx.done(req, { route: 'responses', stream: false, status: 200, error: null, promptTokens: step.value.promptTokens, completionTokens: step.value.completionTokens, ttftMs: null, durationMs: performance.now() - started });
-          return response;
-        }
-        // As responses-route.ts: headers wait for the first event, so an early failure is a plain HTTP error.
-        let step = await events.next();
-        const sse = openNamedStream(reply, req);
-        let seq = 0;
-        const send = async (e: ResponseStreamEvent): Promise<void> => sse.send(e.type, { ...e, sequence_number: seq++ });
-        const initial = responseObject(body, id, createdAt, 'in_progress', [], null, null, []);
-        const output: OutputItem[] = [];
-        try {
-          await send({ type: 'response.created', response: initial });
-          await send({ type: 'response.in_progress', response: initial });
-          while (step.done !== true) {
-            const e = step.value;
-            await send(e);
-            if (e.type === 'response.output_item.done') output[e['output_index'] as number] = e['item'] as OutputItem;
-            if (!sse.open) throw new ChoiceCancelled();
-            step = await events.next();
+      return await answerUnlessGone(req, reply, ac, async () => {
+          if (body.stream !== true) {
+            let step = await events.next();
+            while (step.done !== true) step = await events.next();
+            const response = await finishResponse(step.value);
+            ctx.done(req, { route: 'responses', stream: false, status: 200, error: null, promptTokens: step.value.promptTokens, completionTokens: step.value.completionTokens, ttftMs: null, durationMs: performance.now() - started });
+            return response;
           }
-          const response = await finishResponse(step.value);
-          await send({ type: step.value.finish === 'length' ? 'response.incomplete' : 'response.completed', response });
-          sse.end();
-          ctx.done(req, { route: 'responses', stream: true, status: 200, error: null, promptTokens: step.value.promptTokens, completionTokens: step.value.completionTokens, ttftMs: null, durationMs: performance.now() - started });
-        } catch (e) {
-          await events.return(undefined as never);
-          if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
-          const err = ctx.streamError(req, e, 'responses', 0, 0, started).error;
-          await send({ type: 'error', code: err.code ?? err.type, message: err.message, param: err.param });
-          await send({ type: 'response.failed', response: { ...responseObject(body, id, createdAt, 'failed', output.filter((o) => o !== undefined), null, null, []), error: { code: err.code ?? err.type, message: err.message } } });
-          sse.end();
-        }
-        return reply;
-      } catch (e) {
-        ac.abort();
-        if (e instanceof ChoiceCancelled) {
-          reply.hijack();
-          reply.raw.destroy();
+          // As responses-route.ts: headers wait for the first event, so an early failure is a plain HTTP error.
+          let step = await events.next();
+          const sse = openNamedStream(reply, req);
+          let seq = 0;
+          const send = async (e: ResponseStreamEvent): Promise<void> => sse.send(e.type, { ...e, sequence_number: seq++ });
+          const initial = responseObject(body, id, createdAt, 'in_progress', [], null, null, []);
+          const output: OutputItem[] = [];
+          try {
+            await send({ type: 'response.created', response: initial });
+            await send({ type: 'response.in_progress', response: initial });
+            while (step.done !== true) {
+              const e = step.value;
+              await send(e);
+              if (e.type === 'response.output_item.done') output[e['output_index'] as number] = e['item'] as OutputItem;
+              if (!sse.open) throw new ChoiceCancelled();
+              step = await events.next();
+            }
+            const response = await finishResponse(step.value);
+            await send({ type: step.value.finish === 'length' ? 'response.incomplete' : 'response.completed', response });
+            sse.end();
+            ctx.done(req, { route: 'responses', stream: true, status: 200, error: null, promptTokens: step.value.promptTokens, completionTokens: step.value.completionTokens, ttftMs: null, durationMs: performance.now() - started });
+          } catch (e) {
+            await events.return(undefined as never);
+            if (e instanceof ChoiceCancelled || !sse.open) throw new ChoiceCancelled();
+            const err = ctx.streamError(req, e, 'responses', 0, 0, started).error;
+            await send({ type: 'error', code: err.code ?? err.type, message: err.message, param: err.param });
+            await send({ type: 'response.failed', response: { ...responseObject(body, id, createdAt, 'failed', output.filter((o) => o !== undefined), null, null, []), error: { code: err.code ?? err.type, message: err.message } } });
+            sse.end();
+          }
           return reply;
-        }
-        throw e;
-      }
+      });
     },
   };
 }

@@ -15,7 +15,7 @@ import { responsesParam, translateResponsesRequest } from './responses-request.t
 import { droppedNotice, qualifiedName, type ResponsesToolPlan } from './responses-tools.ts';
 import { registerMcpResponses, type McpOptions } from './responses-mcp-route.ts';
 import type { CreateResponseBody, ResponseInputItem } from './responses-types.ts';
-import { admit, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
+import { admit, answerUnlessGone, completionId, watchDisconnect, type ApiContext } from './route-support.ts';
 
 // POST /v1/responses, GET and DELETE /v1/responses/{response_id}: OpenAI's Responses API over the
 // chat machinery. The request becomes a chat plan (responses-request.ts), one choice runs, and
@@ -82,18 +82,10 @@ export function registerResponsesRoutes(app: FastifyInstance, ctx: ApiContext, s
     const started = performance.now();
     const events = runPlanChoice(ctx, plan, id, ac.signal);
     const run: Run = { ctx, plan, body, id, items, tools, notices: notice === null ? [] : [notice], store, owner: ownerOf(req), started, createdAt: Math.floor(Date.now() / 1000) };
-    try {
-      if (body.stream === true) return await streamResponse(req, reply, run, events);
-      return await answerResponse(req, reply, run, events);
-    } catch (e) {
-      ac.abort();
-      if (e instanceof ChoiceCancelled) {
-        reply.hijack();
-        reply.raw.destroy();
-        return reply;
-      }
-      throw e;
-    }
+    return await answerUnlessGone(req, reply, ac, async () => {
+        if (body.stream === true) return await streamResponse(req, reply, run, events);
+        return await answerResponse(req, reply, run, events);
+    });
   });
 
   app.get('/v1/responses/:response_id', async (req) => {

@@ -4,6 +4,7 @@ import { HearthError } from '../errors/index.ts';
 import { noteUsage } from '../observability/access-log.ts';
 import { perRequestSlots } from '../scheduler/index.ts';
 import type { Generator } from '../scheduler/types.ts';
+import { ChoiceCancelled } from './choice-runner.ts';
 import { toHttpError, type OpenAIErrorBody } from './http-errors.ts';
 import { SSE_HEADERS, SseWriter } from './sse.ts';
 import type { ApiLimits, AppOptions, RequestDoneInfo, ServedModel } from './types.ts';
@@ -124,6 +125,24 @@ export function watchDisconnect(reply: FastifyReply): AbortController {
   };
   res.once('close', onClose);
   return ac;
+}
+
+/**
+ * Runs a route's answer. Any failure aborts the request's choices (the scheduler frees their
+ * sequences at once); a client that went away mid-answer (ChoiceCancelled) has its socket closed,
+ * any other error goes on to the error handler.
+ */
+export async function answerUnlessGone<T>(req: FastifyRequest, reply: FastifyReply, ac: AbortController, answer: () => Promise<T>): Promise<T | FastifyReply> {
+  try {
+    return await answer();
+  } catch (e) {
+    ac.abort();
+    if (!(e instanceof ChoiceCancelled)) throw e;
+    req.log.info('client went away; generation cancelled');
+    reply.hijack();
+    reply.raw.destroy();
+    return reply;
+  }
 }
 
 /** Takes the socket from fastify and starts the event stream. */
