@@ -97,6 +97,20 @@ t.test('hearth eval on a real model: the 8-bit vocabulary narrows the gap to fp3
   t.ok(k4.pplRef > 1 && k4.pplRef < 100, `fp32 perplexity on in-domain text is sane (${k4.pplRef.toFixed(2)})`);
 });
 
+t.test('hearth eval --int4-zero-points: asymmetric int4 (uint4 zero points) scores closer to fp32 on a real model', { skip: haveTiny ? false : 'tinystories-656k is absent (../shared/models)' }, async (t) => {
+  const r = spawnSync(process.execPath, ['bin/hearth.js', 'eval', '--model', tinystories, '--text', 'bench/eval-texts/tinystory.txt', '--int4-block', '32', '--vocab-bits', '8', '--int4-zero-points', 'no,yes', '--tokens', '256', '--json'], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, HEARTH_CACHE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-eval-cache-')) } });
+  t.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { rows: { model: string; klMean: number }[] };
+  const [sym, zp] = out.rows as [typeof out.rows[0], typeof out.rows[0]];
+  t.match(sym.model, /symmetric/);
+  t.match(zp.model, /zero points/);
+  // Measured at 512 tokens: 0.0422 vs 0.0506 (docs/performance.md "Quality").
+  t.ok(zp.klMean < sym.klMean, `KL ${zp.klMean.toFixed(4)} (zero points) vs ${sym.klMean.toFixed(4)} (symmetric)`);
+  const bad = spawnSync(process.execPath, ['bin/hearth.js', 'eval', '--model', tinystories, '--text', 'bench/eval-texts/tinystory.txt', '--int4-zero-points', 'maybe'], { cwd: repoRoot, encoding: 'utf8' });
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /--int4-zero-points takes yes and\/or no/);
+});
+
 t.test('a projection whose K 32 does not divide is built at 8 bits, and moves the output less', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-ragged-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
