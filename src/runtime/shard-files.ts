@@ -9,6 +9,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Checkpoint } from '../model/types.ts';
 import { buildShardGraph, type AttentionKind, type BuildShardOptions } from '../model/onnx/index.ts';
+import { moveLookupOut } from '../model/onnx/lookup-outside.ts';
 import type { ShardBuildSpec } from '../model/shard-build-spec.ts';
 import { QuantPool, withQuantPool } from '../model/quant-pool.ts';
 import { defaultVocabBits } from '../model/quant-int8.ts';
@@ -122,7 +123,8 @@ function buildInto(work: string, ckpt: Checkpoint, spec: ShardBuildSpec, opts: P
   } else {
     graph = build();
   }
-  fs.writeFileSync(path.join(work, 'model.onnx'), graph.model);
+  // A first stage's quantized token lookup runs outside onnxruntime (see lookup-outside.ts).
+  fs.writeFileSync(path.join(work, 'model.onnx'), (spec.start === 0 ? moveLookupOut(graph.model) : null) ?? graph.model);
   // The builder's scratch buffers are garbage now; return them before onnxruntime allocates
   // its packed weights, or they count on top of them in the peak RSS.
   collectGarbage();

@@ -15,6 +15,7 @@ import { defaultInt4BlockSize } from '../model/index.ts';
 import { DT, GraphBuilder } from '../model/onnx/graph.ts';
 import { KvStore, padRows, sliceRow, type KvArray } from './kv-store.ts';
 import { resolveShardCacheDir } from './shard-cache.ts';
+import { TableLookup } from './table-lookup.ts';
 import { prebuiltShardFiles, prepareShardFiles, type CacheState, type ShardFiles } from './shard-files.ts';
 import type { StageItem, StageResult, StageSpec } from './types.ts';
 
@@ -244,6 +245,8 @@ export class ShardSession {
   private rope: Feeds = {};
   /** session.run calls so far. */
   runs = 0;
+  /** A first stage whose graph reads hidden_in: its token lookup, done here (see table-lookup.ts). */
+  private lookup: TableLookup | null = null;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -307,7 +310,17 @@ export class ShardSession {
           if (spec.provider !== 'cpu') throw providerError(spec.provider, msg);
           throw new HearthError('HEARTH_ERR_ENGINE', [`session for layers [${spec.start}, ${spec.end}): ${msg}`], { cause: e });
         }
+        // Opened before finish(): an uncached build's folder goes once onnxruntime has loaded it.
+        let lookup: TableLookup | null;
+        try {
+          lookup = spec.start === 0 && !session.inputNames.includes(IO.inputIds) ? TableLookup.open(files.modelPath) : null;
+        } catch (e) {
+          await session.release();
+          await files.finish(false);
+          throw new HearthError('HEARTH_ERR_ENGINE', [`token lookup for layers [${spec.start}, ${spec.end}): ${(e as Error).message}`], { cause: e });
+        }
         if (!(await files.finish(true)) && attempt === 0) {
+          lookup?.close();
           await session.release();
           continue;
         }
@@ -331,6 +344,7 @@ export class ShardSession {
           ...(files.cacheError !== undefined ? { cacheError: files.cacheError } : {}),
         };
         const shard = new ShardSession(session, spec, info, profileDir);
+        shard.lookup = lookup;
         const { cos, sin } = ropeTables(config, positions);
         const half = config.headDim / 2;
         shard.rope = { [ROPE_INPUTS.cos]: new ort.Tensor('float32', cos, [positions, half]), [ROPE_INPUTS.sin]: new ort.Tensor('float32', sin, [positions, half]) };
@@ -532,7 +546,12 @@ export class ShardSession {
         if (it.tokens.length < s) throw new HearthError('HEARTH_ERR_ENGINE', [`item ${it.seq} has ${it.tokens.length} tokens for n=${s}`]);
         ids.set(it.tokens.subarray(0, s), i * s);
       });
-      feeds[IO.inputIds] = new ort.Tensor('int32', ids, [b, s]);
+      if (this.lookup === null) feeds[IO.inputIds] = new ort.Tensor('int32', ids, [b, s]);
+      else {
+        const hid = new Float32Array(b * s * h);
+        this.lookup.lookup(ids, hid);
+        feeds[IO.hiddenIn] = new ort.Tensor('float32', hid, [b, s, h]);
+      }
     } else {
       let hid: Float32Array;
       if (b === 1) hid = (items[0] as StageItem).hidden ?? new Float32Array(0);
@@ -755,6 +774,8 @@ export class ShardSession {
   }
 
   async release(): Promise<void> {
+    this.lookup?.close();
+    this.lookup = null;
     await this.session.release();
   }
 }
