@@ -5,8 +5,9 @@
 // runs in a process of its own (a peak is a high-water mark: one process per context is the only
 // way a row is that context's alone), from a shard cache the first child fills (so no row carries
 // the int4 build's transients). Per row: VmHWM (/proc/self/status) right after the load and at the
-// end, the weights as the engine counts them (weights + rotary tables), the KV in use (positions
-// held × bytes per position), and the ratio against the goal's bound.
+// end, the end's RSS split into anonymous and file-mapped pages, the weights as the engine counts
+// them (weights + rotary tables), the KV in use (positions held × bytes per position), and the
+// ratio against the goal's bound.
 //
 // A benchmark, not a test: it imports the product and is never imported by it.
 
@@ -42,6 +43,9 @@ interface Row {
   peakBytes: number;
   /** VmRSS at the end, the KV still held. */
   rssBytes: number;
+  /** Of it, anonymous memory and mapped files (RssAnon / RssFile): a mapped table's touched rows were file pages. */
+  anonBytes: number;
+  fileBytes: number;
   weightBytes: number;
   kvBytes: number;
   /** peak ÷ (weights + KV) */
@@ -51,7 +55,7 @@ interface Row {
   prefillMs: number;
 }
 
-function procStatus(field: 'VmHWM' | 'VmRSS'): number {
+function procStatus(field: 'VmHWM' | 'VmRSS' | 'RssAnon' | 'RssFile'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
 }
@@ -64,7 +68,7 @@ async function runChild(context: number): Promise<Row> {
   const loadHwmBytes = procStatus('VmHWM');
   if (context === 0) {
     await Promise.all(engines.map((e) => e.close()));
-    return { context, loadHwmBytes, peakBytes: loadHwmBytes, rssBytes: procStatus('VmRSS'), weightBytes: 0, kvBytes: 0, ratio: 0, ofBound: 0, prefillMs: 0 };
+    return { context, loadHwmBytes, peakBytes: loadHwmBytes, rssBytes: procStatus('VmRSS'), anonBytes: procStatus('RssAnon'), fileBytes: procStatus('RssFile'), weightBytes: 0, kvBytes: 0, ratio: 0, ofBound: 0, prefillMs: 0 };
   }
   const e = engines[0];
   if (e === undefined) throw new Error('no engine');
@@ -90,9 +94,11 @@ async function runChild(context: number): Promise<Row> {
   const kvBytes = e.kvBytes();
   const peakBytes = procStatus('VmHWM');
   const rssBytes = procStatus('VmRSS');
+  const anonBytes = procStatus('RssAnon');
+  const fileBytes = procStatus('RssFile');
   await e.close();
   const used = weightBytes + kvBytes;
-  return { context, loadHwmBytes, peakBytes, rssBytes, weightBytes, kvBytes, ratio: peakBytes / used, ofBound: peakBytes / (1.3 * used + FIXED), prefillMs };
+  return { context, loadHwmBytes, peakBytes, rssBytes, anonBytes, fileBytes, weightBytes, kvBytes, ratio: peakBytes / used, ofBound: peakBytes / (1.3 * used + FIXED), prefillMs };
 }
 
 function spawnChild(context: number, env: NodeJS.ProcessEnv): Promise<Row> {
@@ -128,8 +134,8 @@ for (const c of values.contexts.split(',').map((s) => Number(s.trim()))) {
   else process.stderr.write(`context ${c}: peak ${(r.peakBytes / MiB).toFixed(0)} MiB, ratio ${r.ratio.toFixed(2)}, of bound ${r.ofBound.toFixed(2)}\n`);
 }
 if (!values.json) {
-  const head = ['context', 'load HWM MiB', 'peak MiB', 'RSS end MiB', 'weights MiB', 'KV MiB', 'peak ÷ (w+KV)', 'peak ÷ (1.3(w+KV)+120MB)', 'prefill s'];
-  const cells = rows.map((r) => [String(r.context), (r.loadHwmBytes / MiB).toFixed(0), (r.peakBytes / MiB).toFixed(0), (r.rssBytes / MiB).toFixed(0), (r.weightBytes / MiB).toFixed(0), (r.kvBytes / MiB).toFixed(0), r.ratio.toFixed(2), r.ofBound.toFixed(2), (r.prefillMs / 1000).toFixed(1)]);
+  const head = ['context', 'load HWM MiB', 'peak MiB', 'RSS end MiB', 'anon / file MiB', 'weights MiB', 'KV MiB', 'peak ÷ (w+KV)', 'peak ÷ (1.3(w+KV)+120MB)', 'prefill s'];
+  const cells = rows.map((r) => [String(r.context), (r.loadHwmBytes / MiB).toFixed(0), (r.peakBytes / MiB).toFixed(0), (r.rssBytes / MiB).toFixed(0), `${(r.anonBytes / MiB).toFixed(0)} / ${(r.fileBytes / MiB).toFixed(0)}`, (r.weightBytes / MiB).toFixed(0), (r.kvBytes / MiB).toFixed(0), r.ratio.toFixed(2), r.ofBound.toFixed(2), (r.prefillMs / 1000).toFixed(1)]);
   const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
   const line = (c: readonly string[]): string => c.map((x, i) => x.padStart(w[i] as number)).join('  ');
   process.stdout.write([line(head), ...cells.map(line)].join('\n') + '\n');
