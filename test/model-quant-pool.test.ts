@@ -121,8 +121,8 @@ for (const [dtype, zp] of [['f32', false], ['bf16', false], ['bf16', true]] as c
       return jobs.map(([, names, range]) => copy(w.fusedInt4(names, range, 32, zp)));
     });
     jobs.forEach(([name], i) => {
-      t.ok((pooled[i] as [Buffer, Buffer])[0].equals((single[i] as [Buffer, Buffer])[0]), `${name}: packed nibbles equal`);
-      t.ok((pooled[i] as [Buffer, Buffer])[1].equals((single[i] as [Buffer, Buffer])[1]), `${name}: scales equal`);
+      t.ok((pooled[i] as [Buffer, Buffer, Buffer])[0].equals((single[i] as [Buffer, Buffer, Buffer])[0]), `${name}: packed nibbles equal`);
+      t.ok((pooled[i] as [Buffer, Buffer, Buffer])[1].equals((single[i] as [Buffer, Buffer, Buffer])[1]), `${name}: scales equal`);
       if (zp) t.ok((pooled[i] as [Buffer, Buffer, Buffer])[2].length > 0 && (pooled[i] as [Buffer, Buffer, Buffer])[2].equals((single[i] as [Buffer, Buffer, Buffer])[2]), `${name}: zero points equal`);
     });
   });

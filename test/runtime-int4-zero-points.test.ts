@@ -13,7 +13,10 @@ import { generateCheckpoint, openCheckpoint } from '../src/model/index.ts';
 import { buildShardGraph } from '../src/model/onnx/index.ts';
 import { DT, GraphBuilder, MS_DOMAIN } from '../src/model/onnx/graph.ts';
 import { dequantizeInt4, int4MatrixBytes, quantizeInt4 } from '../src/model/quant-int4.ts';
-import { Chain, maxAbsDiff, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
+import { allocInt8, dequantizeInt8, quantizeRowsInt8, raggedBits } from '../src/model/quant-int8.ts';
+import { SafetensorsWriter } from '../src/model/safetensors.ts';
+import { allTensorShapes } from '../src/model/tensor-names.ts';
+import { Chain, exactRun, maxAbsDiff, reference, tinyCheckpoint, tokenStream } from './helpers/runtime-exact.ts';
 
 /** Skewed weights (a per-block offset), where a zero point pays: symmetric rounding wastes half its range. */
 function skewed(rows: number, cols: number): Float32Array {
@@ -154,3 +157,49 @@ t.test('the planner counts the zero points the builder writes', async (t) => {
     ckpt.close();
   }
 });
+
+/** A copy of `dir` whose matrices hold the values the int4 engine with zero points builds from them, dequantized. */
+function dequantizedCopy(dir: string, block: number): string {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-zp-deq-'));
+  for (const f of ['config.json', 'generation_config.json']) if (fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(dir, f), path.join(out, f));
+  const ckpt = openCheckpoint(dir);
+  const specs = allTensorShapes(ckpt.config);
+  const w = new SafetensorsWriter(path.join(out, 'model.safetensors'), specs.map(([name, shape]) => ({ name, dtype: 'F32' as const, shape })));
+  for (const [name, shape] of specs) {
+    const data = ckpt.read(name);
+    if (shape.length !== 2) {
+      w.write(name, data);
+      continue;
+    }
+    const [rows, cols] = shape as [number, number];
+    if (raggedBits(cols) === 8) {
+      const m = allocInt8(rows, cols, block);
+      quantizeRowsInt8(data, rows, m, 0);
+      w.write(name, dequantizeInt8(m));
+    } else w.write(name, dequantizeInt4(quantizeInt4(data, rows, cols, block, true)));
+  }
+  w.close();
+  ckpt.close();
+  return out;
+}
+
+for (const [preset, block] of [['tiny-qwen2', 32], ['tiny-llama', 64]] as const) {
+  // tiny-qwen2: tied head in 3 slices (views of the table's zero points), q/k/v biases after the
+  // zero points; tiny-llama: untied 4-bit head, block 64 (down_proj's K = 160: a padded last block,
+  // an odd block count, the even-row padding of blocks over 32).
+  t.test(`${preset} int4 with zero points, block ${block}: equals the reference over its dequantized weights`, async (t) => {
+    const dir = await tinyCheckpoint(t, preset);
+    const deq = dequantizedCopy(dir, block);
+    t.teardown(() => fs.rmSync(deq, { recursive: true, force: true }));
+    const a = tokenStream(14, 151936, 71);
+    const b = tokenStream(11, 151936, 72);
+    const refA = reference(deq, a);
+    const refB = reference(deq, b);
+    for (const split of [[[0, 4]], [[0, 2], [2, 4]]] as const) {
+      const chain = await Chain.open(t, dir, split, 'int4', { accuracyLevel: 0, int4Block: block, vocabBits: 4, int4ZeroPoints: true, headSliceRows: 60000, cacheDir: null });
+      const r = await exactRun(chain, { a, aPrompt: 8, b, bPrompt: 5, chunk: 3 }, refA, refB);
+      t.ok(r.maxDiff <= 1e-4, `split ${JSON.stringify(split)}: max |diff| ${r.maxDiff.toExponential(2)} over ${r.compared} logit vectors`);
+      await chain.close();
+    }
+  });
+}
