@@ -2,7 +2,7 @@ import { planChatOffLoop, type ChatPlan } from './chat-request.ts';
 import { checkOutput, type ToolCallOut } from './chat-route.ts';
 import type { ChoiceFinish } from './choice-runner.ts';
 import { HearthError, isHearthError } from '../errors/index.ts';
-import { guardedFetch, connectMcp, type McpLease, type McpServers } from '../mcp/index.ts';
+import { deadline as deadlineOf, guardedFetch, connectMcp, type McpLease, type McpServers } from '../mcp/index.ts';
 import { runPlanChoice } from './plan-choice.ts';
 import type { McpBinding } from './responses-mcp-bind.ts';
 import { cachedListing, mcpItemsForModel, type McpApprovalRequestItem, type McpCallItem, type McpListedTool, type McpListToolsItem } from './responses-mcp-items.ts';
@@ -80,7 +80,8 @@ function errorText(e: unknown): string {
 }
 
 export async function* runMcpResponse(p: McpRunInput): AsyncGenerator<ResponseStreamEvent, McpRunResult> {
-  const deadline = AbortSignal.any([p.signal, AbortSignal.timeout(p.limits.timeoutMs)]);
+  const bound = deadlineOf([p.signal], p.limits.timeoutMs);
+  const deadline = bound.signal;
   const leases = new Map<string, Promise<McpLease>>();
   const lease = (b: McpBinding): Promise<McpLease> => {
     let l = leases.get(b.label);
@@ -247,6 +248,7 @@ export async function* runMcpResponse(p: McpRunInput): AsyncGenerator<ResponseSt
     yield* builder.finish(finish === 'length');
     return { output: builder.output, finish: finish === 'length' ? 'length' : 'stop', promptTokens, completionTokens, plan: plan!, notices };
   } finally {
+    bound.clear();
     for (const l of leases.values()) void l.then((x) => x.release(), () => undefined);
   }
 

@@ -1,3 +1,4 @@
+import { deadline } from './deadline.ts';
 import { connectMcp, type McpConnection } from './mcp-client.ts';
 import { HearthError } from '../errors/index.ts';
 import { EMPTY_MCP_CONFIG, loadMcpConfig, McpConfigError, type McpServerSpec, type McpServersConfig, type OwnerHash } from './mcp-config.ts';
@@ -18,6 +19,8 @@ export interface McpLease {
 export class McpServers {
   private readonly stdio = new Map<string, Promise<McpConnection>>();
   private closing = false;
+  /** Aborted by close(): stdio connections still starting give up at once. */
+  private readonly stopping = new AbortController();
 
   constructor(readonly config: McpServersConfig = EMPTY_MCP_CONFIG) {}
 
@@ -53,8 +56,12 @@ export class McpServers {
       if (!alive) p = undefined;
     }
     if (p === undefined) {
-      // Not tied to one response's signal: the child outlives the response that started it.
-      p = connectMcp({ kind: 'stdio', spec: s }, AbortSignal.timeout(60_000));
+      // Not tied to one response's signal: the child outlives the response that started it. The
+      // gateway's close aborts it (a server that never answers its initialize would hold the
+      // shutdown for the whole minute).
+      const bound = deadline([this.stopping.signal], 60_000);
+      p = connectMcp({ kind: 'stdio', spec: s }, bound.signal);
+      p.then(bound.clear, bound.clear);
       this.stdio.set(s.label, p);
       p.catch(() => this.stdio.delete(s.label));
     }
@@ -65,6 +72,7 @@ export class McpServers {
   /** Stops every stdio child (gateway shutdown). */
   async close(): Promise<void> {
     this.closing = true;
+    this.stopping.abort(new Error('the gateway is shutting down'));
     const all = [...this.stdio.values()];
     this.stdio.clear();
     await Promise.all(all.map((p) => p.then((c) => c.close(), () => undefined)));
