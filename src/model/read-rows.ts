@@ -14,7 +14,8 @@ function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-function readAt(fd: number, file: string, view: Uint8Array, pos: number): void {
+/** Fills `view` from `file` at byte `pos` (positioned reads until it is whole; a short file is an error). */
+export function readAt(fd: number, file: string, view: Uint8Array, pos: number): void {
   let got = 0;
   while (got < view.length) {
     const n = fs.readSync(fd, view, got, view.length - got, pos + got);

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
+import { readAt } from '../model/read-rows.ts';
 import { LOOKUP_KEY, type LookupTensor, type OutsideLookup } from '../model/onnx/lookup-outside.ts';
 
 const { onnx } = onnxProto;
@@ -19,15 +20,6 @@ const MAX_READ = 256 << 10;
 
 /** Bytes of one initializer: a file region (read on demand) or inline bytes. */
 type Source = { readonly fd: number; readonly file: string; readonly offset: number } | { readonly bytes: Uint8Array };
-
-function readAt(fd: number, file: string, view: Uint8Array, pos: number): void {
-  let got = 0;
-  while (got < view.length) {
-    const n = fs.readSync(fd, view, got, view.length - got, pos + got);
-    if (n <= 0) throw new Error(`${file}: unexpected end of file`);
-    got += n;
-  }
-}
 
 export class TableLookup {
   /** Positioned reads done so far (tests see the neighbouring rows share one). */
