@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { HearthError } from '../errors/index.ts';
@@ -70,7 +70,8 @@ export async function createApp(opts: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     // The access log below is the one line per request; fastify's own pair would repeat it.
-    disableRequestLogging: opts.accessLog !== undefined,
+    // (fastify 5.12 moved this setting into its LogController; the top-level option warns.)
+    logController: new LogController({ disableRequestLogging: opts.accessLog !== undefined }),
   });
   if (opts.accessLog !== undefined) registerAccessLog(app, opts.accessLog);
   const routes: RegisteredRoute[] = [];

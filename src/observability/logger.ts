@@ -71,15 +71,15 @@ export function genReqId(req: IncomingMessage): string {
 }
 
 /**
- * Options to spread into `fastify({...})`: our logger, request ids as `reqId` on every line of a
- * request. Pair with echoRequestId(app) so clients can quote the id in a bug report.
+ * Options to spread into `fastify({...})`: our logger and request ids, which fastify puts on every
+ * line of a request as `reqId` (its default label; setting it at the top level is deprecated since
+ * fastify 5.12). Pair with echoRequestId(app) so clients can quote the id in a bug report.
  */
 export function fastifyLogging(logger: Logger): {
   loggerInstance: Logger;
   genReqId: (req: IncomingMessage) => string;
-  requestIdLogLabel: string;
 } {
-  return { loggerInstance: logger, genReqId, requestIdLogLabel: 'reqId' };
+  return { loggerInstance: logger, genReqId };
 }
 
 /** Sends the request id back as X-Request-Id on every response. */
