@@ -80,7 +80,7 @@ function errorText(e: unknown): string {
 }
 
 export async function* runMcpResponse(p: McpRunInput): AsyncGenerator<ResponseStreamEvent, McpRunResult> {
-  const bound = deadlineOf([p.signal], p.limits.timeoutMs);
+  const bound = deadlineOf(p.signal, p.limits.timeoutMs);
   const deadline = bound.signal;
   const leases = new Map<string, Promise<McpLease>>();
   const lease = (b: McpBinding): Promise<McpLease> => {

@@ -10,24 +10,16 @@ export interface Deadline {
   clear(): void;
 }
 
-export function deadline(parents: readonly AbortSignal[], ms: number): Deadline {
+export function deadline(parent: AbortSignal, ms: number): Deadline {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms);
-  const onParent = (s: AbortSignal) => (): void => ac.abort(s.reason);
-  const unhook: (() => void)[] = [];
-  for (const p of parents) {
-    if (p.aborted) {
-      ac.abort(p.reason);
-      break;
-    }
-    const f = onParent(p);
-    p.addEventListener('abort', f, { once: true });
-    unhook.push(() => p.removeEventListener('abort', f));
-  }
+  const onParent = (): void => ac.abort(parent.reason);
   const clear = (): void => {
     clearTimeout(timer);
-    for (const u of unhook) u();
+    parent.removeEventListener('abort', onParent);
   };
   ac.signal.addEventListener('abort', clear, { once: true });
+  if (parent.aborted) onParent();
+  else parent.addEventListener('abort', onParent, { once: true });
   return { signal: ac.signal, clear };
 }

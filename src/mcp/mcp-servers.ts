@@ -1,7 +1,7 @@
 import { deadline } from './deadline.ts';
 import { connectMcp, type McpConnection } from './mcp-client.ts';
 import { HearthError } from '../errors/index.ts';
-import { EMPTY_MCP_CONFIG, loadMcpConfig, McpConfigError, type McpServerSpec, type McpServersConfig, type OwnerHash } from './mcp-config.ts';
+import { EMPTY_MCP_CONFIG, loadMcpConfig, McpConfigError, type McpServerSpec, type McpStdioServer, type McpServersConfig, type OwnerHash } from './mcp-config.ts';
 import { normalUrl } from './url-guard.ts';
 
 // The operator's configured MCP servers at run time: who may use which, and their connections.
@@ -52,21 +52,29 @@ export class McpServers {
     }
     let p = this.stdio.get(s.label);
     if (p !== undefined) {
-      const alive = await p.then((c) => !c.closed, () => false);
-      if (!alive) p = undefined;
+      // Shared with other responses, and waited for within this response's bound even while it is
+      // still starting (a server that never answers must not hold every later response for the
+      // connection's own minute). One that failed or closed is started again.
+      const open = await abortable(p.then((c) => (c.closed ? null : c), () => null), signal);
+      if (open !== null) return { conn: open, release: async () => undefined };
+      if (this.stdio.get(s.label) === p) this.stdio.delete(s.label);
+      p = this.stdio.get(s.label); // another response may have started it again meanwhile
     }
-    if (p === undefined) {
-      // Not tied to one response's signal: the child outlives the response that started it. The
-      // gateway's close aborts it (a server that never answers its initialize would hold the
-      // shutdown for the whole minute).
-      const bound = deadline([this.stopping.signal], 60_000);
-      p = connectMcp({ kind: 'stdio', spec: s }, bound.signal);
-      p.then(bound.clear, bound.clear);
-      this.stdio.set(s.label, p);
-      p.catch(() => this.stdio.delete(s.label));
-    }
+    p ??= this.start(s);
     const conn = await abortable(p, signal);
     return { conn, release: async () => undefined };
+  }
+
+  /** Starts a stdio server's shared connection. Not tied to one response's signal: the child
+   *  outlives the response that started it. The gateway's close aborts it (a server that never
+   *  answers its initialize would hold the shutdown for the whole minute). */
+  private start(s: McpStdioServer): Promise<McpConnection> {
+    const bound = deadline(this.stopping.signal, 60_000);
+    const p = connectMcp({ kind: 'stdio', spec: s }, bound.signal);
+    p.then(bound.clear, bound.clear);
+    this.stdio.set(s.label, p);
+    p.catch(() => this.stdio.delete(s.label));
+    return p;
   }
 
   /** Stops every stdio child (gateway shutdown). */
